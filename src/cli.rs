@@ -1,0 +1,93 @@
+//! The command line: parse, load settings, run one command, map failures to one line and an exit code.
+//!
+//! Exit codes: 0 success; 2 a configuration or usage problem (the same code clap uses for bad arguments);
+//! 1 anything else (database unreachable, a command that failed part-way).
+
+mod client;
+mod integration;
+mod keys;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigError, Settings};
+use crate::startup::{self, Application};
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about = "Multi-tenant Messenger and Instagram platform")]
+pub struct Cli {
+    /// A TOML file overlaid on the built-in defaults (see config/default.toml).
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrates the database first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print a new encryption key entry (id:base64) for SWITCHBOARD_ENCRYPTION_KEYS.
+    Keygen(keys::KeygenArgs),
+    /// Re-encrypt every stored token under the current (first) key.
+    RotateKeys(keys::RotateArgs),
+    /// Manage clients (tenants).
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Manage portal users.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Inspect page integrations.
+    #[command(subcommand)]
+    Integration(integration::IntegrationCommand),
+}
+
+/// A problem with what the user asked for (exit code 2), as opposed to a failure while doing it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs the parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match execute(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let usage = err.downcast_ref::<ConfigError>().is_some() || err.downcast_ref::<UsageError>().is_some();
+            eprintln!("error: {err:#}");
+            if usage { ExitCode::from(2) } else { ExitCode::FAILURE }
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Keygen(args) = &cli.command {
+        return keys::keygen(args);
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init(&settings.log);
+    match cli.command {
+        Command::Serve => {
+            let app = Application::build(&settings).await?;
+            app.run_until_stopped(startup::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            startup::open_store(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Keygen(_) => unreachable!("handled above"),
+        Command::RotateKeys(args) => keys::rotate(&settings, &args).await,
+        Command::Client(cmd) => client::run(&settings, cmd).await,
+        Command::User(cmd) => user::run(&settings, cmd).await,
+        Command::Integration(cmd) => integration::run(&settings, cmd).await,
+    }
+}
+
+/// Who the audit log names for actions taken from the command line.
+const CLI_ACTOR: &str = "cli";

@@ -1,0 +1,67 @@
+//! `keygen` and `rotate-keys`.
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
+
+use super::{CLI_ACTOR, UsageError};
+use crate::config::Settings;
+use crate::rotation;
+use crate::startup;
+use crate::store::AuditEntry;
+use crate::vault::{self, KeyId};
+
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// The new key's id (default: k + today's date and time, which sorts by age).
+    #[arg(long)]
+    id: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateArgs {
+    /// Rows re-encrypted per transaction.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch_size: u32,
+}
+
+pub fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
+    let id = args.id.clone().unwrap_or_else(|| format!("k{}", crate::clock::now().format("%Y%m%d%H%M%S")));
+    let id = KeyId::parse(&id).map_err(|problem| UsageError(format!("--id: {problem}")))?;
+    println!("{}", vault::generate_key_entry(&id).expose_secret());
+    Ok(())
+}
+
+pub async fn rotate(settings: &Settings, args: &RotateArgs) -> anyhow::Result<()> {
+    let store = startup::open_store(settings).await?;
+    let keys = startup::open_vault(settings, store.as_ref()).await?;
+    let report = rotation::rotate_all(store.as_ref(), &keys, args.batch_size).await.context("rotation stopped")?;
+    let current = keys.current_key_id();
+    store
+        .append_audit(&AuditEntry {
+            actor: CLI_ACTOR.to_owned(),
+            action: "vault.rotated".to_owned(),
+            client_id: None,
+            page_id: None,
+            detail: format!(
+                "key {current}: {} rotated, {} skipped, {} failed",
+                report.rotated,
+                report.skipped,
+                report.failed.len()
+            ),
+        })
+        .await?;
+    println!(
+        "rotated {} token(s) to key {current}; {} changed concurrently and were left as they are; {} failed",
+        report.rotated,
+        report.skipped,
+        report.failed.len()
+    );
+    for (page, reason) in &report.failed {
+        eprintln!("failed: page {page}: {reason}");
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} token(s) could not be re-encrypted (listed above)", report.failed.len())
+    }
+}

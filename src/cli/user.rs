@@ -1,0 +1,93 @@
+//! `user add`: portal users. The password is read from standard input (never from argv, where it would
+//! land in shell history and `ps`).
+
+use std::io::{BufRead as _, IsTerminal as _};
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::{CLI_ACTOR, UsageError};
+use crate::config::Settings;
+use crate::domain::{ClientSlug, Email, Role};
+use crate::password;
+use crate::startup;
+use crate::store::{AuditEntry, NewUser, StoreError};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Create a portal user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The client a `client` user belongs to (its slug).
+        #[arg(long = "client", value_name = "SLUG")]
+        client: Option<String>,
+    },
+}
+
+pub async fn run(settings: &Settings, cmd: UserCommand) -> anyhow::Result<()> {
+    let UserCommand::Add { email, role, client } = cmd;
+    let email = Email::parse(&email).map_err(|e| UsageError(format!("--email: {e}")))?;
+    let slug = match (role, client) {
+        (Role::Client, Some(raw)) => Some(ClientSlug::parse(&raw).map_err(|e| UsageError(format!("--client: {e}")))?),
+        (Role::Client, None) => return Err(UsageError("a client user needs --client SLUG".to_owned()).into()),
+        (Role::Operator, Some(_)) => {
+            return Err(UsageError("an operator sees every client; drop --client".to_owned()).into());
+        }
+        (Role::Operator, None) => None,
+    };
+    let password = read_password()?;
+    password::check_policy(&password).map_err(|e| UsageError(e.to_string()))?;
+
+    let store = startup::open_store(settings).await?;
+    let client = match &slug {
+        Some(slug) => {
+            Some(store.client_by_slug(slug).await?.ok_or_else(|| UsageError(format!("no client with slug {slug}")))?)
+        }
+        None => None,
+    };
+    let password_hash = password::hash(password).await?;
+    let user = store
+        .create_user(&NewUser { email, password_hash, role, client_id: client.as_ref().map(|c| c.id) })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(msg) => anyhow::Error::new(UsageError(msg)),
+            other => other.into(),
+        })?;
+    store
+        .append_audit(&AuditEntry {
+            actor: CLI_ACTOR.to_owned(),
+            action: "user.created".to_owned(),
+            client_id: user.client_id,
+            page_id: None,
+            detail: format!("{} ({})", user.email, user.role),
+        })
+        .await?;
+    match client {
+        Some(c) => println!("created {} user {} for client {}", user.role, user.email, c.slug),
+        None => println!("created {} user {}", user.role, user.email),
+    }
+    Ok(())
+}
+
+/// One line from stdin (prompted without echo on a terminal); the trailing newline is not part of it.
+fn read_password() -> anyhow::Result<SecretString> {
+    let stdin = std::io::stdin();
+    let line = if stdin.is_terminal() {
+        Zeroizing::new(rpassword::prompt_password("Password: ").context("cannot read the password")?)
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        line
+    };
+    let trimmed = line.trim_end_matches(['\r', '\n']);
+    if trimmed.is_empty() {
+        return Err(
+            UsageError("no password on standard input (pipe it in: `… | switchboard user add …`)".to_owned()).into()
+        );
+    }
+    Ok(SecretString::from(trimmed.to_owned()))
+}

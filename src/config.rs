@@ -1,0 +1,341 @@
+//! Configuration: `config/default.toml` (built in) → an optional file → the environment, deserialized into
+//! raw settings and then validated into typed `Settings`, with secrets in secret types.
+//!
+//! Every problem is reported as one `ConfigError` line naming the key (and its environment variable);
+//! the binary exits with code 2 on it. Nothing here reads the environment except `Settings::load`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// The documented defaults, compiled in so the binary works from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variables with fixed names that operators and scripts rely on, and the key each sets.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database.url"),
+    ("SWITCHBOARD_BIND", "server.bind"),
+    ("SWITCHBOARD_PUBLIC_URL", "server.public_url"),
+    ("SWITCHBOARD_ENCRYPTION_KEYS", "vault.keys"),
+    ("SWITCHBOARD_KEY_FILE", "vault.key_file"),
+    ("META_APP_ID", "meta.app_id"),
+    ("META_APP_SECRET", "meta.app_secret"),
+    ("META_VERIFY_TOKEN", "meta.verify_token"),
+    ("META_GRAPH_URL", "meta.graph_url"),
+    ("META_OAUTH_DIALOG_URL", "meta.oauth_dialog_url"),
+    ("META_API_VERSION", "meta.api_version"),
+    ("SWITCHBOARD_LOG", "log.filter"),
+];
+
+/// A configuration problem, printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config error: {key}: {problem}")]
+    Invalid { key: String, problem: String },
+    #[error("config error: config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("config error: `{command}` needs {} (set them in the environment or the config file)", .missing.join(", "))]
+    Missing { command: &'static str, missing: Vec<String> },
+}
+
+/// `server.bind (SWITCHBOARD_BIND)`: a key as a reader can find it in either place.
+pub fn key_label(key: &str) -> String {
+    match ENV_ALIASES.iter().find(|(_, k)| *k == key) {
+        Some((env, _)) => format!("{key} ({env})"),
+        None => key.to_owned(),
+    }
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key_label(key), problem: problem.into() }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    server: RawServer,
+    database: RawDatabase,
+    vault: RawVault,
+    meta: RawMeta,
+    log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    bind: String,
+    public_url: String,
+    shutdown_grace_secs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: SecretString,
+    max_connections: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    keys: SecretString,
+    key_file: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    app_id: String,
+    app_secret: SecretString,
+    verify_token: SecretString,
+    graph_url: String,
+    oauth_dialog_url: String,
+    api_version: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    filter: String,
+    format: String,
+}
+
+/// Validated settings. Secrets are `SecretString`s: their Debug prints `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub vault: VaultSettings,
+    pub meta: MetaSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    /// Without a trailing slash.
+    pub public_url: Url,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// May carry a password, hence secret.
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    pub keys: Option<SecretString>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetaSettings {
+    pub app_id: Option<String>,
+    /// The first signs; all verify (for rotating the app secret).
+    pub app_secrets: Vec<SecretString>,
+    pub verify_token: Option<SecretString>,
+    pub graph_url: Url,
+    pub oauth_dialog_url: Url,
+    pub api_version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Settings {
+    /// Loads the layers: built-in defaults, then `file` (which must exist when given), then the process
+    /// environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new().merge(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("SWITCHBOARD__").split("__"));
+        // Aliases are merged as strings, so META_APP_ID=1234 stays the string "1234".
+        for (env, key) in ENV_ALIASES {
+            if let Ok(value) = std::env::var(env) {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+        let raw: RawSettings = figment.extract().map_err(|err| {
+            let key = err.path.join(".");
+            let key = if key.is_empty() { "configuration".to_owned() } else { key };
+            invalid(&key, err.kind.to_string())
+        })?;
+        raw.validate()
+    }
+
+    /// Fails closed: `serve` must not start without what it needs to verify Meta's requests.
+    pub fn require_for_serve(&self) -> Result<(), ConfigError> {
+        let mut missing = Vec::new();
+        if self.meta.app_id.is_none() {
+            missing.push(key_label("meta.app_id"));
+        }
+        if self.meta.app_secrets.is_empty() {
+            missing.push(key_label("meta.app_secret"));
+        }
+        if self.meta.verify_token.is_none() {
+            missing.push(key_label("meta.verify_token"));
+        }
+        if missing.is_empty() { Ok(()) } else { Err(ConfigError::Missing { command: "serve", missing }) }
+    }
+}
+
+impl RawSettings {
+    fn validate(self) -> Result<Settings, ConfigError> {
+        let bind = self.server.bind.trim().parse::<SocketAddr>().map_err(|_| {
+            invalid("server.bind", format!("{:?} is not a host:port address like 127.0.0.1:8080", self.server.bind))
+        })?;
+        let public_url = parse_base_url("server.public_url", &self.server.public_url)?;
+        if self.server.shutdown_grace_secs > 3600 {
+            return Err(invalid("server.shutdown_grace_secs", "must be at most 3600 seconds"));
+        }
+
+        let db_url = self.database.url.expose_secret().trim();
+        if !(db_url.starts_with("postgres://") || db_url.starts_with("postgresql://") || db_url.starts_with("sqlite:"))
+        {
+            return Err(invalid("database.url", "must start with postgres://, postgresql:// or sqlite:"));
+        }
+        if !(1..=1000).contains(&self.database.max_connections) {
+            return Err(invalid("database.max_connections", "must be between 1 and 1000"));
+        }
+
+        let app_id = non_empty(&self.meta.app_id);
+        if app_id.as_ref().is_some_and(|id| !id.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(invalid("meta.app_id", "must contain only digits (App Dashboard → Settings → Basic)"));
+        }
+        let app_secrets: Vec<SecretString> = self
+            .meta
+            .app_secret
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| SecretString::from(s.to_owned()))
+            .collect();
+        if app_secrets.iter().any(|s| s.expose_secret().len() < 16) {
+            return Err(invalid("meta.app_secret", "each app secret must be at least 16 characters"));
+        }
+        let verify_token = non_empty(self.meta.verify_token.expose_secret()).map(SecretString::from);
+        let api_version = self.meta.api_version.trim().to_owned();
+        if !is_api_version(&api_version) {
+            return Err(invalid("meta.api_version", format!("{api_version:?} is not a Graph API version like v25.0")));
+        }
+
+        let format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log.format", format!("{other:?} is not one of text, json"))),
+        };
+
+        Ok(Settings {
+            server: ServerSettings {
+                bind,
+                public_url,
+                shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            },
+            database: DatabaseSettings {
+                url: SecretString::from(db_url.to_owned()),
+                max_connections: self.database.max_connections,
+            },
+            vault: VaultSettings {
+                keys: non_empty(self.vault.keys.expose_secret()).map(SecretString::from),
+                key_file: non_empty(&self.vault.key_file).map(PathBuf::from),
+            },
+            meta: MetaSettings {
+                app_id,
+                app_secrets,
+                verify_token,
+                graph_url: parse_base_url("meta.graph_url", &self.meta.graph_url)?,
+                oauth_dialog_url: parse_base_url("meta.oauth_dialog_url", &self.meta.oauth_dialog_url)?,
+                api_version,
+            },
+            log: LogSettings { filter: self.log.filter, format },
+        })
+    }
+}
+
+fn non_empty(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+/// An absolute http(s) URL with no query or fragment; a trailing slash is removed so paths can be appended.
+fn parse_base_url(key: &str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw.trim()).map_err(|e| invalid(key, format!("{raw:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(key, format!("{raw:?} must be an http:// or https:// URL")));
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(invalid(key, format!("{raw:?} must not have a query or fragment")));
+    }
+    let trimmed = url.as_str().trim_end_matches('/').to_owned();
+    Url::parse(&trimmed).map_err(|e| invalid(key, e.to_string()))
+}
+
+fn is_api_version(v: &str) -> bool {
+    let Some(rest) = v.strip_prefix('v') else { return false };
+    let Some((major, minor)) = rest.split_once('.') else { return false };
+    !major.is_empty() && !minor.is_empty() && major.bytes().chain(minor.bytes()).all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        let raw: RawSettings = Figment::new().merge(Toml::string(DEFAULT_TOML)).extract().unwrap();
+        let settings = raw.validate().unwrap();
+        assert_eq!(settings.server.bind.port(), 8080);
+        assert_eq!(settings.meta.api_version, "v25.0");
+        assert_eq!(settings.meta.graph_url.as_str(), "https://graph.facebook.com/");
+        assert!(settings.meta.app_secrets.is_empty());
+        assert!(settings.require_for_serve().is_err());
+    }
+
+    #[test]
+    fn api_versions_are_checked() {
+        assert!(is_api_version("v25.0"));
+        assert!(!is_api_version("25.0"));
+        assert!(!is_api_version("v25"));
+        assert!(!is_api_version("v2x.0"));
+    }
+
+    #[test]
+    fn base_urls_reject_queries_and_other_schemes() {
+        assert!(parse_base_url("k", "http://127.0.0.1:9000/").is_ok());
+        assert!(parse_base_url("k", "ftp://x").is_err());
+        assert!(parse_base_url("k", "https://x/?a=1").is_err());
+        assert!(parse_base_url("k", "not a url").is_err());
+    }
+
+    #[test]
+    fn every_alias_names_a_key_in_the_defaults() {
+        let figment = Figment::new().merge(Toml::string(DEFAULT_TOML));
+        for (env, key) in ENV_ALIASES {
+            assert!(figment.find_value(key).is_ok(), "{env} maps to unknown key {key}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Switchboard: one Meta app, many client businesses.
+//!
+//! The library holds everything the `switchboard` binary does, so it can be tested: configuration,
+//! storage (PostgreSQL and SQLite behind one trait), the token vault, portal passwords, the HTTP front
+//! door and the command line. The per-tenant actor engine lives in the `switchboard-actors` crate.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod password;
+pub mod rotation;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod vault;

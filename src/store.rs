@@ -1,0 +1,131 @@
+//! Storage: one `Store` trait, two real backends.
+//!
+//! PostgreSQL is the production backend; SQLite is the embedded default so `switchboard serve` runs on a
+//! fresh machine. Both run the same SQL text (written once in `store/sql.rs`; SQLite accepts `$N`
+//! placeholders), each with its own migrations under `migrations/{postgres,sqlite}`. This module never
+//! sees a plaintext token: integrations carry only `SealedToken`s, sealed and opened by the vault.
+
+mod model;
+mod postgres;
+pub(crate) mod sql;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use model::{
+    AuditEntry, AuditRecord, Client, Integration, IntegrationStatus, NewIntegration, NewUser, Resealed, SealedRow, User,
+};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::domain::{ClientSlug, Email, PageId};
+use crate::vault::KeyId;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Errors of the storage boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unreachable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("page {0} is already connected to another client")]
+    PageOwnedByAnotherClient(PageId),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Classifies a driver error: lost connections are `Unavailable` (retryable, a 503), unique
+    /// violations are `Conflict` with the given message, the rest is `Database`.
+    pub(crate) fn from_sqlx(err: sqlx::Error, on_conflict: impl FnOnce() -> String) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(on_conflict()),
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(err)
+            }
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        StoreError::from_sqlx(err, || "duplicate value".to_owned())
+    }
+}
+
+/// Everything Switchboard keeps. Implementations must be safe to share across tasks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Applies pending migrations for this backend.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// A round trip to the database (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the pool, waiting for connections in use to be returned.
+    async fn close(&self);
+
+    async fn create_client(&self, name: &str, slug: &ClientSlug) -> Result<Client, StoreError>;
+    async fn client_by_slug(&self, slug: &ClientSlug) -> Result<Option<Client>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+
+    async fn create_user(&self, user: &NewUser) -> Result<User, StoreError>;
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
+
+    /// Inserts or updates the integration of `new.page_id`. A reconnect by the owning client updates the
+    /// row in place (and clears needs_reauth); a page owned by another client is refused with
+    /// `PageOwnedByAnotherClient` and that row is left untouched, unless it was revoked.
+    async fn upsert_integration(&self, new: &NewIntegration) -> Result<Integration, StoreError>;
+    async fn integration_by_page(&self, page: &PageId) -> Result<Option<Integration>, StoreError>;
+    async fn list_integrations(&self) -> Result<Vec<Integration>, StoreError>;
+    /// Sets the status of an integration; returns false when there is no such page.
+    async fn set_integration_status(
+        &self,
+        page: &PageId,
+        status: IntegrationStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// The distinct key ids that stored tokens were sealed with.
+    async fn token_key_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` sealed tokens not under `current`, with row id greater than `after_id`, by id.
+    async fn sealed_tokens_to_rotate(
+        &self,
+        current: &KeyId,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<SealedRow>, StoreError>;
+    /// Replaces the given tokens in one transaction. A row whose key id changed since it was read is
+    /// skipped (someone else re-sealed it). Returns how many rows were updated.
+    async fn reseal_tokens(&self, rows: &[Resealed]) -> Result<u64, StoreError>;
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// The newest audit rows first.
+    async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Connects to the database named by `url` (`postgres://…` or `sqlite:…`).
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    } else {
+        Err(StoreError::Conflict("database URL must start with postgres://, postgresql:// or sqlite:".to_owned()))
+    }
+}

@@ -1,0 +1,164 @@
+//! The records the store reads and writes. Rows are decoded into plain structs first and converted to
+//! these domain types, so a corrupt row is an error at the boundary rather than a bad value inside.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{ClientSlug, Email, PageId, Role};
+use crate::vault::{KeyId, SealedToken};
+
+/// A tenant: one client business.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Client {
+    pub id: i64,
+    pub name: String,
+    pub slug: ClientSlug,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A portal user to create; the password is already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: Email,
+    pub password_hash: String,
+    pub role: Role,
+    pub client_id: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub email: Email,
+    pub password_hash: String,
+    pub role: Role,
+    pub client_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lifecycle of a page connection, as the portal shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationStatus {
+    /// The token works and the page is subscribed.
+    Connected,
+    /// Meta rejected the token (190 and its subcodes): the client must reconnect.
+    NeedsReauth,
+    /// Disconnected by the client or deauthorized; the ciphertext is wiped.
+    Revoked,
+    /// Something the client must fix on Meta's side (a missing permission, a lost Page role).
+    Error,
+}
+
+impl IntegrationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationStatus::Connected => "connected",
+            IntegrationStatus::NeedsReauth => "needs_reauth",
+            IntegrationStatus::Revoked => "revoked",
+            IntegrationStatus::Error => "error",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "connected" => IntegrationStatus::Connected,
+            "needs_reauth" => IntegrationStatus::NeedsReauth,
+            "revoked" => IntegrationStatus::Revoked,
+            "error" => IntegrationStatus::Error,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for IntegrationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A page connection to store: what the OAuth callback learned, with the token already sealed.
+#[derive(Debug, Clone)]
+pub struct NewIntegration {
+    pub client_id: i64,
+    pub page_id: PageId,
+    pub page_name: Option<String>,
+    pub instagram_account_id: Option<PageId>,
+    pub sealed_token: SealedToken,
+    pub permissions_granted: Vec<String>,
+    /// `None` for page tokens derived from a long-lived user token: they do not expire by date.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// The app-scoped id of the Facebook user who connected the page (for deauthorize callbacks).
+    pub connected_by: Option<String>,
+}
+
+/// A row of `client_integrations`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Integration {
+    pub id: i64,
+    pub client_id: i64,
+    pub client_name: String,
+    pub client_slug: ClientSlug,
+    pub page_id: PageId,
+    pub page_name: Option<String>,
+    pub instagram_account_id: Option<PageId>,
+    #[serde(skip)]
+    pub sealed_token: Option<SealedToken>,
+    pub permissions_granted: Vec<String>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub connected_by: Option<String>,
+    pub status: IntegrationStatus,
+    pub status_reason: Option<String>,
+    pub status_changed_at: DateTime<Utc>,
+    pub connected_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A sealed token read for key rotation.
+#[derive(Debug, Clone)]
+pub struct SealedRow {
+    pub id: i64,
+    pub page_id: PageId,
+    pub sealed: SealedToken,
+}
+
+/// A token re-sealed under the current key, to be written back if its row still holds `previous_key_id`.
+#[derive(Debug, Clone)]
+pub struct Resealed {
+    pub id: i64,
+    pub previous_key_id: KeyId,
+    pub sealed: SealedToken,
+}
+
+/// An audit row to append. `detail` is free text for people and must never contain a secret.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Who did it: `cli`, `user:<id>`, `meta`, `system`.
+    pub actor: String,
+    pub action: String,
+    pub client_id: Option<i64>,
+    pub page_id: Option<PageId>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub client_id: Option<i64>,
+    pub page_id: Option<String>,
+    pub detail: String,
+}

@@ -1,0 +1,450 @@
+//! The SQL both backends run, written once.
+//!
+//! `sql_store!` expands to the `Store` implementation for a store type holding a `pool` of either
+//! backend. The statements use only what PostgreSQL and SQLite (3.35+) share: `$N` placeholders,
+//! `INSERT … ON CONFLICT … DO UPDATE … WHERE`, `RETURNING`. Timestamps are bound from the application's
+//! clock, never taken from the database's, so both backends store the same instants.
+
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use super::model::{AuditRecord, Client, Integration, IntegrationStatus, SealedRow, User};
+use crate::domain::{ClientSlug, Email, PageId, Role};
+use crate::vault::SealedToken;
+
+/// The columns of an integration as read back, joined with its client for the slug.
+macro_rules! integration_select {
+    () => {
+        "SELECT i.id, i.client_id, i.client_name, c.slug AS client_slug, i.facebook_page_id, i.page_name, \
+         i.instagram_account_id, i.encrypted_access_token, i.token_key_id, i.permissions_granted, \
+         i.token_expires_at, i.connected_by, i.status, i.status_reason, i.status_changed_at, i.connected_at, \
+         i.updated_at FROM client_integrations i JOIN clients c ON c.id = i.client_id"
+    };
+}
+pub(crate) use integration_select;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClientRow {
+    id: i64,
+    name: String,
+    slug: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
+        Ok(Client {
+            id: row.id,
+            name: row.name,
+            slug: corrupt("clients.slug", ClientSlug::parse(&row.slug))?,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: i64,
+    email: String,
+    password_hash: String,
+    role: String,
+    client_id: Option<i64>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> Result<Self, StoreError> {
+        Ok(User {
+            id: row.id,
+            email: corrupt("users.email", Email::parse(&row.email))?,
+            password_hash: row.password_hash,
+            role: corrupt("users.role", Role::parse(&row.role))?,
+            client_id: row.client_id,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct IntegrationRow {
+    id: i64,
+    client_id: i64,
+    client_name: String,
+    client_slug: String,
+    facebook_page_id: String,
+    page_name: Option<String>,
+    instagram_account_id: Option<String>,
+    encrypted_access_token: Option<Vec<u8>>,
+    token_key_id: Option<String>,
+    permissions_granted: String,
+    token_expires_at: Option<DateTime<Utc>>,
+    connected_by: Option<String>,
+    status: String,
+    status_reason: Option<String>,
+    status_changed_at: DateTime<Utc>,
+    connected_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<IntegrationRow> for Integration {
+    type Error = StoreError;
+    fn try_from(row: IntegrationRow) -> Result<Self, StoreError> {
+        let page_id = corrupt("client_integrations.facebook_page_id", PageId::parse(&row.facebook_page_id))?;
+        let sealed_token = match (row.token_key_id, row.encrypted_access_token) {
+            (Some(key_id), Some(bytes)) => {
+                Some(corrupt("client_integrations.encrypted_access_token", SealedToken::from_stored(&key_id, &bytes))?)
+            }
+            (None, None) => None,
+            _ => return Err(StoreError::Corrupt(format!("integration {page_id}: token and key id disagree"))),
+        };
+        Ok(Integration {
+            id: row.id,
+            client_id: row.client_id,
+            client_name: row.client_name,
+            client_slug: corrupt("clients.slug", ClientSlug::parse(&row.client_slug))?,
+            instagram_account_id: row
+                .instagram_account_id
+                .map(|ig| corrupt("client_integrations.instagram_account_id", PageId::parse(&ig)))
+                .transpose()?,
+            page_id,
+            page_name: row.page_name,
+            sealed_token,
+            permissions_granted: split_permissions(&row.permissions_granted),
+            token_expires_at: row.token_expires_at,
+            connected_by: row.connected_by,
+            status: IntegrationStatus::parse(&row.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown integration status {:?}", row.status)))?,
+            status_reason: row.status_reason,
+            status_changed_at: row.status_changed_at,
+            connected_at: row.connected_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SealedTokenRow {
+    id: i64,
+    facebook_page_id: String,
+    token_key_id: String,
+    encrypted_access_token: Vec<u8>,
+}
+
+impl TryFrom<SealedTokenRow> for SealedRow {
+    type Error = StoreError;
+    fn try_from(row: SealedTokenRow) -> Result<Self, StoreError> {
+        Ok(SealedRow {
+            id: row.id,
+            page_id: corrupt("client_integrations.facebook_page_id", PageId::parse(&row.facebook_page_id))?,
+            sealed: corrupt(
+                "client_integrations.encrypted_access_token",
+                SealedToken::from_stored(&row.token_key_id, &row.encrypted_access_token),
+            )?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    client_id: Option<i64>,
+    facebook_page_id: Option<String>,
+    detail: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(row: AuditRow) -> Self {
+        AuditRecord {
+            id: row.id,
+            at: row.at,
+            actor: row.actor,
+            action: row.action,
+            client_id: row.client_id,
+            page_id: row.facebook_page_id,
+            detail: row.detail,
+        }
+    }
+}
+
+fn corrupt<T, E: std::fmt::Display>(column: &str, parsed: Result<T, E>) -> Result<T, StoreError> {
+    parsed.map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// Permissions are stored as one comma-separated column, readable in `psql` and identical on both backends.
+pub(crate) fn join_permissions(permissions: &[String]) -> String {
+    permissions.join(",")
+}
+
+fn split_permissions(stored: &str) -> Vec<String> {
+    stored.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect()
+}
+
+pub(crate) fn collect<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// Expands to `impl Store for $store`, where `$store` has a `pool` field of either backend and
+/// `$migrator` is that backend's embedded migrations.
+macro_rules! sql_store {
+    ($store:ty, $backend:expr, $migrator:expr) => {
+        use $crate::domain::{ClientSlug, Email, PageId};
+        use $crate::store::sql::{
+            collect, integration_select, join_permissions, AuditRow, ClientRow, IntegrationRow, SealedTokenRow,
+            UserRow,
+        };
+        use $crate::store::{
+            AuditEntry, AuditRecord, Client, Integration, IntegrationStatus, NewIntegration, NewUser, Resealed,
+            SealedRow, User,
+        };
+        use $crate::vault::KeyId;
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> $crate::store::Backend {
+                $backend
+            }
+
+            async fn migrate(&self) -> Result<(), StoreError> {
+                $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(StoreError::Unavailable)?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn create_client(&self, name: &str, slug: &ClientSlug) -> Result<Client, StoreError> {
+                let row: ClientRow = sqlx::query_as(
+                    "INSERT INTO clients (name, slug, created_at) VALUES ($1, $2, $3) \
+                     RETURNING id, name, slug, created_at",
+                )
+                .bind(name)
+                .bind(slug.as_str())
+                .bind($crate::clock::now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, || format!("a client with slug {slug} already exists")))?;
+                row.try_into()
+            }
+
+            async fn client_by_slug(&self, slug: &ClientSlug) -> Result<Option<Client>, StoreError> {
+                let row: Option<ClientRow> =
+                    sqlx::query_as("SELECT id, name, slug, created_at FROM clients WHERE slug = $1")
+                        .bind(slug.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(Client::try_from).transpose()
+            }
+
+            async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+                let rows: Vec<ClientRow> =
+                    sqlx::query_as("SELECT id, name, slug, created_at FROM clients ORDER BY slug")
+                        .fetch_all(&self.pool)
+                        .await?;
+                collect(rows)
+            }
+
+            async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
+                let row: UserRow = sqlx::query_as(
+                    "INSERT INTO users (email, password_hash, role, client_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     RETURNING id, email, password_hash, role, client_id, created_at",
+                )
+                .bind(user.email.as_str())
+                .bind(&user.password_hash)
+                .bind(user.role.as_str())
+                .bind(user.client_id)
+                .bind($crate::clock::now())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, || format!("a user with e-mail {} already exists", user.email)))?;
+                row.try_into()
+            }
+
+            async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+                let row: Option<UserRow> = sqlx::query_as(
+                    "SELECT id, email, password_hash, role, client_id, created_at FROM users WHERE email = $1",
+                )
+                .bind(email.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(User::try_from).transpose()
+            }
+
+            async fn upsert_integration(&self, new: &NewIntegration) -> Result<Integration, StoreError> {
+                let now = $crate::clock::now();
+                let written = sqlx::query(
+                    "INSERT INTO client_integrations (client_id, client_name, facebook_page_id, page_name, \
+                         instagram_account_id, encrypted_access_token, token_key_id, permissions_granted, \
+                         token_expires_at, connected_by, status, status_reason, status_changed_at, connected_at, \
+                         updated_at) \
+                     SELECT c.id, c.name, $2, $3, $4, $5, $6, $7, $8, $9, 'connected', NULL, $10, $10, $10 \
+                     FROM clients c WHERE c.id = $1 \
+                     ON CONFLICT (facebook_page_id) DO UPDATE SET \
+                         client_id = excluded.client_id, client_name = excluded.client_name, \
+                         page_name = excluded.page_name, instagram_account_id = excluded.instagram_account_id, \
+                         encrypted_access_token = excluded.encrypted_access_token, \
+                         token_key_id = excluded.token_key_id, permissions_granted = excluded.permissions_granted, \
+                         token_expires_at = excluded.token_expires_at, connected_by = excluded.connected_by, \
+                         status = 'connected', status_reason = NULL, \
+                         status_changed_at = CASE WHEN client_integrations.status = 'connected' \
+                             THEN client_integrations.status_changed_at ELSE excluded.status_changed_at END, \
+                         connected_at = excluded.connected_at, updated_at = excluded.updated_at \
+                     WHERE client_integrations.client_id = excluded.client_id \
+                         OR client_integrations.status = 'revoked'",
+                )
+                .bind(new.client_id)
+                .bind(new.page_id.as_str())
+                .bind(new.page_name.as_deref())
+                .bind(new.instagram_account_id.as_ref().map(PageId::as_str))
+                .bind(new.sealed_token.to_stored())
+                .bind(new.sealed_token.key_id().as_str())
+                .bind(join_permissions(&new.permissions_granted))
+                .bind(new.token_expires_at)
+                .bind(new.connected_by.as_deref())
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| {
+                    StoreError::from_sqlx(e, || {
+                        format!("the Instagram account linked to page {} is already linked to another page", new.page_id)
+                    })
+                })?;
+                let stored = self.integration_by_page(&new.page_id).await?;
+                match stored {
+                    Some(row) if written.rows_affected() == 1 => Ok(row),
+                    Some(_) => Err(StoreError::PageOwnedByAnotherClient(new.page_id.clone())),
+                    None => Err(StoreError::NotFound(format!("client {}", new.client_id))),
+                }
+            }
+
+            async fn integration_by_page(&self, page: &PageId) -> Result<Option<Integration>, StoreError> {
+                let row: Option<IntegrationRow> =
+                    sqlx::query_as(concat!(integration_select!(), " WHERE i.facebook_page_id = $1"))
+                        .bind(page.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(Integration::try_from).transpose()
+            }
+
+            async fn list_integrations(&self) -> Result<Vec<Integration>, StoreError> {
+                let rows: Vec<IntegrationRow> =
+                    sqlx::query_as(concat!(integration_select!(), " ORDER BY c.slug, i.facebook_page_id"))
+                        .fetch_all(&self.pool)
+                        .await?;
+                collect(rows)
+            }
+
+            async fn set_integration_status(
+                &self,
+                page: &PageId,
+                status: IntegrationStatus,
+                reason: Option<&str>,
+            ) -> Result<bool, StoreError> {
+                let now = $crate::clock::now();
+                let done = sqlx::query(
+                    "UPDATE client_integrations SET status = $2, status_reason = $3, updated_at = $4, \
+                         status_changed_at = CASE WHEN status = $2 THEN status_changed_at ELSE $4 END \
+                     WHERE facebook_page_id = $1",
+                )
+                .bind(page.as_str())
+                .bind(status.as_str())
+                .bind(reason)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn token_key_ids(&self) -> Result<Vec<String>, StoreError> {
+                let ids: Vec<(String,)> = sqlx::query_as(
+                    "SELECT DISTINCT token_key_id FROM client_integrations \
+                     WHERE token_key_id IS NOT NULL ORDER BY token_key_id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(ids.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn sealed_tokens_to_rotate(
+                &self,
+                current: &KeyId,
+                after_id: i64,
+                limit: i64,
+            ) -> Result<Vec<SealedRow>, StoreError> {
+                let rows: Vec<SealedTokenRow> = sqlx::query_as(
+                    "SELECT id, facebook_page_id, token_key_id, encrypted_access_token FROM client_integrations \
+                     WHERE encrypted_access_token IS NOT NULL AND token_key_id <> $1 AND id > $2 \
+                     ORDER BY id LIMIT $3",
+                )
+                .bind(current.as_str())
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                collect(rows)
+            }
+
+            async fn reseal_tokens(&self, rows: &[Resealed]) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut updated = 0;
+                for row in rows {
+                    let done = sqlx::query(
+                        "UPDATE client_integrations SET encrypted_access_token = $1, token_key_id = $2 \
+                         WHERE id = $3 AND token_key_id = $4",
+                    )
+                    .bind(row.sealed.to_stored())
+                    .bind(row.sealed.key_id().as_str())
+                    .bind(row.id)
+                    .bind(row.previous_key_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    updated += done.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(updated)
+            }
+
+            async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit_log (at, actor, action, client_id, facebook_page_id, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind($crate::clock::now())
+                .bind(&entry.actor)
+                .bind(&entry.action)
+                .bind(entry.client_id)
+                .bind(entry.page_id.as_ref().map(PageId::as_str))
+                .bind(&entry.detail)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+                let rows: Vec<AuditRow> = sqlx::query_as(
+                    "SELECT id, at, actor, action, client_id, facebook_page_id, detail FROM audit_log \
+                     ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(AuditRecord::from).collect())
+            }
+        }
+    };
+}
+pub(crate) use sql_store;

@@ -1,0 +1,339 @@
+//! The token vault: where Page access tokens are sealed and opened.
+//!
+//! AES-256-GCM with a fresh random 96-bit nonce per seal. The associated data binds a ciphertext to the
+//! page id it belongs to and to the key id that made it, so a ciphertext copied onto another page's row (or
+//! relabelled with another key id) fails to open. Every ciphertext records its key id; the key ring holds
+//! the current key (which seals) and older keys (which only open), so keys can be rotated without downtime.
+//! Nothing in this module logs, and no error it returns carries a token or key bytes.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use crate::domain::{AccessToken, PageId};
+
+/// Nonce length of AES-GCM as used here: 96 bits, the size GCM is specified for.
+pub const NONCE_LEN: usize = 12;
+/// GCM authentication tag length.
+const TAG_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+const KEY_ID_MAX: usize = 32;
+/// Versioned domain separator for the associated data; bump it if the AAD layout ever changes.
+const AAD_CONTEXT: &[u8] = b"switchboard/page-token/v1";
+
+/// Errors of the vault. None of them carries secret material.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(
+        "no encryption key configured: set SWITCHBOARD_ENCRYPTION_KEYS or vault.key_file (make one with `switchboard keygen`)"
+    )]
+    NoKey,
+    #[error("encryption key entry #{position} is malformed: {problem}")]
+    MalformedKey { position: usize, problem: String },
+    #[error("encryption key id {0:?} appears twice in the key ring")]
+    DuplicateKeyId(String),
+    #[error(
+        "stored tokens were sealed with key id(s) {} which the key ring does not hold; add the old key(s) back to SWITCHBOARD_ENCRYPTION_KEYS (after the current one)",
+        .0.join(", ")
+    )]
+    UnknownKeyIds(Vec<String>),
+    #[error("ciphertext names key id {0:?} which the key ring does not hold")]
+    UnknownKeyId(String),
+    #[error("sealed token is malformed: {0}")]
+    Malformed(&'static str),
+    #[error(
+        "token for page {page} failed to decrypt: it was tampered with, belongs to another page, or the key is wrong"
+    )]
+    Decrypt { page: PageId },
+    #[error("decrypted token for page {page} is not valid UTF-8")]
+    NotUtf8 { page: PageId },
+    #[error("encryption failed")]
+    Encrypt,
+    #[error("key file {path}: {source}")]
+    KeyFile { path: PathBuf, source: std::io::Error },
+}
+
+/// The name of a key in the ring: 1 to 32 of `A-Z a-z 0-9 _ . -`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyId(String);
+
+impl KeyId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.len() > KEY_ID_MAX {
+            return Err(format!("key id must be 1 to {KEY_ID_MAX} characters"));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+            return Err("key id may contain only letters, digits, '_', '.' and '-'".to_owned());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0)
+    }
+}
+
+/// A sealed token as stored: which key sealed it, the nonce, and ciphertext with its tag.
+/// In the database the nonce and ciphertext share one column (`nonce || ciphertext`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedToken {
+    key_id: KeyId,
+    nonce: [u8; NONCE_LEN],
+    ciphertext: Vec<u8>,
+}
+
+impl SealedToken {
+    /// Rebuilds a sealed token from its stored form, rejecting anything too short to be one.
+    pub fn from_stored(key_id: &str, stored: &[u8]) -> Result<Self, VaultError> {
+        let key_id = KeyId::parse(key_id).map_err(|_| VaultError::Malformed("key id is not valid"))?;
+        if stored.len() < NONCE_LEN + TAG_LEN {
+            return Err(VaultError::Malformed("shorter than a nonce and a tag"));
+        }
+        let (nonce, ciphertext) = stored.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| VaultError::Malformed("bad nonce"))?;
+        Ok(Self { key_id, nonce, ciphertext: ciphertext.to_vec() })
+    }
+
+    /// The stored form: `nonce || ciphertext-with-tag`.
+    pub fn to_stored(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(NONCE_LEN + self.ciphertext.len());
+        out.extend_from_slice(&self.nonce);
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+}
+
+impl fmt::Debug for SealedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedToken")
+            .field("key_id", &self.key_id)
+            .field("len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct RingKey {
+    id: KeyId,
+    /// Zeroized on drop (aes-gcm's `zeroize` feature).
+    cipher: Aes256Gcm,
+}
+
+/// The configured keys. The first seals; all of them open.
+pub struct KeyRing {
+    keys: Vec<RingKey>,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        f.debug_struct("KeyRing").field("ids", &ids).finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// Parses `id:base64-of-32-bytes` entries separated by commas or newlines; blank lines and lines
+    /// starting with `#` are ignored (so a key file can carry comments). The first entry is the current key.
+    pub fn parse(spec: &SecretString) -> Result<Self, VaultError> {
+        let mut keys: Vec<RingKey> = Vec::new();
+        let entries = spec
+            .expose_secret()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.starts_with('#'))
+            .flat_map(|line| line.split(','))
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty());
+        for (index, entry) in entries.enumerate() {
+            let position = index + 1;
+            let malformed = |problem: &str| VaultError::MalformedKey { position, problem: problem.to_owned() };
+            let (id, material) = entry.split_once(':').ok_or_else(|| malformed("expected id:base64-of-32-bytes"))?;
+            let id = KeyId::parse(id.trim()).map_err(|p| malformed(&p))?;
+            let bytes = Zeroizing::new(
+                BASE64.decode(material.trim()).map_err(|_| malformed("key material is not valid base64"))?,
+            );
+            if bytes.len() != KEY_LEN {
+                return Err(malformed(&format!("key must be {KEY_LEN} bytes, got {}", bytes.len())));
+            }
+            if keys.iter().any(|k| k.id == id) {
+                return Err(VaultError::DuplicateKeyId(id.0));
+            }
+            let key = Key::<Aes256Gcm>::try_from(&bytes[..]).map_err(|_| malformed("bad key length"))?;
+            keys.push(RingKey { id, cipher: Aes256Gcm::new(&key) });
+        }
+        if keys.is_empty() {
+            return Err(VaultError::NoKey);
+        }
+        Ok(Self { keys })
+    }
+
+    /// The id of the key that seals new tokens.
+    pub fn current_key_id(&self) -> &KeyId {
+        &self.keys[0].id
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.keys.iter().any(|k| k.id.as_str() == id)
+    }
+
+    /// Fails, naming them, if any of `stored_ids` is not in the ring. Run at start-up, so a missing old key
+    /// is found before a customer's message needs it.
+    pub fn check_known<S: AsRef<str>>(&self, stored_ids: &[S]) -> Result<(), VaultError> {
+        let unknown: Vec<String> =
+            stored_ids.iter().map(AsRef::as_ref).filter(|id| !self.contains(id)).map(str::to_owned).collect();
+        if unknown.is_empty() { Ok(()) } else { Err(VaultError::UnknownKeyIds(unknown)) }
+    }
+
+    /// Seals `token` for `page` under the current key with a fresh random nonce.
+    pub fn seal(&self, page: &PageId, token: &AccessToken) -> Result<SealedToken, VaultError> {
+        let key = &self.keys[0];
+        let nonce = Nonce::generate();
+        let aad = associated_data(&key.id, page);
+        let ciphertext = key
+            .cipher
+            .encrypt(&nonce, Payload { msg: token.expose().as_bytes(), aad: &aad })
+            .map_err(|_| VaultError::Encrypt)?;
+        let nonce: [u8; NONCE_LEN] = nonce.into();
+        Ok(SealedToken { key_id: key.id.clone(), nonce, ciphertext })
+    }
+
+    /// Opens a token sealed for `page`. Fails if the ciphertext or its key id was altered, if it was sealed
+    /// for another page, or if the key is not in the ring.
+    pub fn open(&self, page: &PageId, sealed: &SealedToken) -> Result<AccessToken, VaultError> {
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == sealed.key_id)
+            .ok_or_else(|| VaultError::UnknownKeyId(sealed.key_id.0.clone()))?;
+        let aad = associated_data(&sealed.key_id, page);
+        let nonce = Nonce::from(sealed.nonce);
+        let plain = key
+            .cipher
+            .decrypt(&nonce, Payload { msg: &sealed.ciphertext, aad: &aad })
+            .map_err(|_| VaultError::Decrypt { page: page.clone() })?;
+        match String::from_utf8(plain) {
+            Ok(text) => Ok(AccessToken::new(text)),
+            Err(err) => {
+                drop(Zeroizing::new(err.into_bytes()));
+                Err(VaultError::NotUtf8 { page: page.clone() })
+            }
+        }
+    }
+}
+
+fn associated_data(key_id: &KeyId, page: &PageId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_CONTEXT.len() + key_id.0.len() + page.as_str().len() + 2);
+    aad.extend_from_slice(AAD_CONTEXT);
+    aad.push(0);
+    aad.extend_from_slice(key_id.0.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(page.as_str().as_bytes());
+    aad
+}
+
+/// A new random key in key-ring form, `id:base64`. Wrapped so it is wiped after printing.
+pub fn generate_key_entry(id: &KeyId) -> SecretString {
+    let key = Key::<Aes256Gcm>::generate();
+    let encoded = Zeroizing::new(BASE64.encode(key.as_slice()));
+    SecretString::from(format!("{}:{}", id, encoded.as_str()))
+}
+
+/// Where the key ring comes from, decided at start-up from the settings and the database kind.
+#[derive(Debug)]
+pub enum KeySource {
+    /// `SWITCHBOARD_ENCRYPTION_KEYS` / `vault.keys`.
+    Inline(SecretString),
+    /// `vault.key_file`: must exist.
+    File(PathBuf),
+    /// The embedded SQLite default only: load this file, or create it with a new key (mode 0600).
+    GenerateIfMissing(PathBuf),
+    /// An in-memory SQLite database: a key that lives exactly as long as the data it protects.
+    Ephemeral,
+}
+
+impl KeySource {
+    pub fn load(&self) -> Result<KeyRing, VaultError> {
+        match self {
+            KeySource::Inline(spec) => KeyRing::parse(spec),
+            KeySource::File(path) => KeyRing::parse(&read_key_file(path)?),
+            KeySource::GenerateIfMissing(path) => {
+                if path.exists() {
+                    KeyRing::parse(&read_key_file(path)?)
+                } else {
+                    let entry = generate_key_entry(&KeyId(format!("demo-{}", crate::clock::now().format("%Y%m%d"))));
+                    write_new_key_file(path, &entry)?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        "generated a demo encryption key for the embedded SQLite database; \
+                         use SWITCHBOARD_ENCRYPTION_KEYS for anything real"
+                    );
+                    KeyRing::parse(&entry)
+                }
+            }
+            KeySource::Ephemeral => KeyRing::parse(&generate_key_entry(&KeyId("ephemeral".to_owned()))),
+        }
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<SecretString, VaultError> {
+    let wrap = |source| VaultError::KeyFile { path: path.to_owned(), source };
+    let text = std::fs::read_to_string(path).map_err(wrap)?;
+    warn_if_readable_by_others(path);
+    Ok(SecretString::from(text))
+}
+
+/// Creates the file exclusively (never overwrites a key) with mode 0600 before any byte is written.
+fn write_new_key_file(path: &Path, entry: &SecretString) -> Result<(), VaultError> {
+    let wrap = |source| VaultError::KeyFile { path: path.to_owned(), source };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(wrap)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(wrap)?;
+    writeln!(
+        file,
+        "# Switchboard demo encryption key (embedded SQLite default). Keep this file with the database;\n\
+         # without it the stored Page tokens cannot be decrypted."
+    )
+    .map_err(wrap)?;
+    writeln!(file, "{}", entry.expose_secret()).map_err(wrap)?;
+    file.sync_all().map_err(wrap)
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "key file is readable by group or others; chmod 600 it");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
