@@ -1,0 +1,332 @@
+//! The `switchboard` binary as an operator runs it: real processes, a clean environment, real databases.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::{TestDb, client, key_entry, new_integration, ring};
+
+const APP_ENV: [(&str, &str); 3] =
+    [("META_APP_ID", "1234567890"), ("META_APP_SECRET", "fixture-app-secret-do-not-use"), ("META_VERIFY_TOKEN", "vt")];
+
+/// The binary with an empty environment, run in `dir`.
+fn switchboard(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.current_dir(dir).env_clear();
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("the binary runs")
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a failure reported as exactly one line on stderr containing `needle`, with `code`.
+fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected, got: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+/// A running `serve` on a free port; killed if the test ends early.
+struct Server {
+    child: Child,
+    addr: String,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `serve` on 127.0.0.1:0 and waits for the address it logs.
+    fn start(mut cmd: Command) -> Result<Self, String> {
+        cmd.arg("serve").env("SWITCHBOARD_BIND", "127.0.0.1:0").stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
+                        let addr = addr.split_whitespace().next().unwrap().to_owned();
+                        return Ok(Self { child, addr, log: rx });
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let status = child.wait().unwrap();
+                    return Err(format!("serve exited ({status}) before listening:\n{}", seen.join("\n")));
+                }
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("serve did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        while self.log.try_recv().is_ok() {}
+    }
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let resp = reqwest::get(url).await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[test]
+fn keygen_prints_an_entry_the_vault_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(switchboard(dir.path()).args(["keygen", "--id", "prod-2026"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let entry = stdout(&out).trim().to_owned();
+    assert!(entry.starts_with("prod-2026:"), "{entry}");
+    assert_eq!(ring(&entry).current_key_id().as_str(), "prod-2026");
+
+    let bad = run(switchboard(dir.path()).args(["keygen", "--id", "no spaces"]));
+    assert_one_line_error(&bad, 2, "--id");
+}
+
+#[test]
+fn serve_refuses_to_start_without_meta_settings_and_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(switchboard(dir.path()).arg("serve"));
+    assert_one_line_error(&out, 2, "META_APP_SECRET");
+    assert!(stderr(&out).contains("META_VERIFY_TOKEN") && stderr(&out).contains("META_APP_ID"));
+
+    let out = run(switchboard(dir.path()).arg("serve").envs(APP_ENV).env("META_VERIFY_TOKEN", ""));
+    assert_one_line_error(&out, 2, "META_VERIFY_TOKEN");
+    assert!(!stderr(&out).contains("META_APP_SECRET"), "only what is missing is named");
+    assert!(!dir.path().join("data").exists(), "nothing was created before refusing");
+}
+
+#[test]
+fn invalid_settings_name_the_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("SWITCHBOARD_BIND", "nope")], "server.bind (SWITCHBOARD_BIND)"),
+        (&[("SWITCHBOARD_PUBLIC_URL", "ftp://x")], "server.public_url (SWITCHBOARD_PUBLIC_URL)"),
+        (&[("DATABASE_URL", "mysql://localhost/x")], "database.url (DATABASE_URL)"),
+        (&[("META_API_VERSION", "25.0")], "meta.api_version (META_API_VERSION)"),
+        (&[("META_GRAPH_URL", "not a url")], "meta.graph_url (META_GRAPH_URL)"),
+        (&[("META_APP_ID", "abc")], "meta.app_id (META_APP_ID)"),
+        (&[("META_APP_SECRET", "short")], "meta.app_secret (META_APP_SECRET)"),
+        (&[("SWITCHBOARD__DATABASE__MAX_CONNECTIONS", "0")], "database.max_connections"),
+        (&[("SWITCHBOARD__DATABASE__MAX_CONNECTIONS", "many")], "database.max_connections"),
+        (&[("SWITCHBOARD__SERVER__NO_SUCH_KEY", "1")], "no_such_key"),
+    ];
+    for (env, needle) in cases {
+        let out = run(switchboard(dir.path()).arg("migrate").envs(env.iter().copied()));
+        assert_one_line_error(&out, 2, needle);
+    }
+
+    let out = run(switchboard(dir.path()).args(["--config", "absent.toml", "migrate"]));
+    assert_one_line_error(&out, 2, "absent.toml does not exist");
+
+    std::fs::write(dir.path().join("typo.toml"), "[server]\nbnid = \"127.0.0.1:1\"\n").unwrap();
+    let out = run(switchboard(dir.path()).args(["--config", "typo.toml", "migrate"]));
+    assert_one_line_error(&out, 2, "bnid");
+
+    std::fs::write(dir.path().join("ok.toml"), "[database]\nurl = \"sqlite:from-file.db\"\n").unwrap();
+    let out = run(switchboard(dir.path()).args(["--config", "ok.toml", "migrate"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("from-file.db").exists(), "the config file's database was used");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_on_sqlite_with_no_setup_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = switchboard(dir.path());
+    cmd.envs(APP_ENV);
+    let server = Server::start(cmd).unwrap();
+    assert_eq!(get(&server.url("/healthz")).await, (200, "ok\n".to_owned()));
+    assert_eq!(get(&server.url("/readyz")).await, (200, "ready\n".to_owned()));
+    assert_eq!(get(&server.url("/nope")).await.0, 404);
+    assert!(server.terminate().success());
+
+    let db = dir.path().join("data/switchboard.db");
+    let keys = dir.path().join("data/switchboard.db.keys");
+    assert!(db.exists() && keys.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let first_key = std::fs::read_to_string(&keys).unwrap();
+    let mut cmd = switchboard(dir.path());
+    cmd.envs(APP_ENV);
+    Server::start(cmd).unwrap().terminate();
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), first_key, "the demo key is reused, never replaced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres_fails_closed_without_a_key_and_runs_with_one() {
+    let db = TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = run(switchboard(dir.path()).arg("serve").envs(APP_ENV).env("DATABASE_URL", &db.url));
+    assert_one_line_error(&out, 1, "no encryption key configured");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "no key file was generated for PostgreSQL");
+
+    let out = run(switchboard(dir.path())
+        .arg("serve")
+        .envs(APP_ENV)
+        .env("DATABASE_URL", &db.url)
+        .env("SWITCHBOARD_ENCRYPTION_KEYS", "k1:dG9vLXNob3J0"));
+    assert_one_line_error(&out, 1, "must be 32 bytes");
+
+    let mut cmd = switchboard(dir.path());
+    cmd.envs(APP_ENV).env("DATABASE_URL", &db.url).env("SWITCHBOARD_ENCRYPTION_KEYS", key_entry("k1"));
+    let server = Server::start(cmd).unwrap();
+    assert_eq!(get(&server.url("/readyz")).await, (200, "ready\n".to_owned()));
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_to_start_when_stored_tokens_use_an_unknown_key() {
+    let db = TestDb::postgres().await;
+    let acme = client(db.store.as_ref(), "acme").await;
+    db.store.upsert_integration(&new_integration(&ring(&key_entry("retired")), &acme, "1", "t")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(switchboard(dir.path())
+        .arg("serve")
+        .envs(APP_ENV)
+        .env("DATABASE_URL", &db.url)
+        .env("SWITCHBOARD_ENCRYPTION_KEYS", key_entry("current")));
+    assert_one_line_error(&out, 1, "key id(s) retired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_user_and_integration_commands_work_on_sqlite() {
+    let db = TestDb::sqlite().await;
+    let dir = db.dir().unwrap().to_owned();
+    let sb = || {
+        let mut cmd = switchboard(&dir);
+        cmd.env("DATABASE_URL", &db.url);
+        cmd
+    };
+
+    let out = run(sb().args(["client", "add", "--name", "Woodstock Outlet"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("with slug woodstock-outlet"), "{}", stdout(&out));
+    assert_one_line_error(&run(sb().args(["client", "add", "--name", "Woodstock Outlet"])), 2, "already exists");
+    assert_one_line_error(&run(sb().args(["client", "add", "--name", "RK", "--slug", "Rural King"])), 2, "--slug");
+    assert!(run(sb().args(["client", "add", "--name", "Rural King"])).status.success());
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(sb().args(["client", "list", "--json"])).stdout).unwrap();
+    let slugs: Vec<&str> = listed.as_array().unwrap().iter().map(|c| c["slug"].as_str().unwrap()).collect();
+    assert_eq!(slugs, ["rural-king", "woodstock-outlet"]);
+
+    let password = "a long enough passphrase\n";
+    let out = run_with_stdin(sb().args(["user", "add", "--email", "Ops@Example.com", "--role", "operator"]), password);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let user = db.store.user_by_email(&switchboard::domain::Email::parse("ops@example.com").unwrap()).await.unwrap();
+    let user = user.expect("the operator was stored");
+    assert!(
+        switchboard::password::verify("a long enough passphrase".to_owned().into(), user.password_hash).await.unwrap()
+    );
+
+    let add_client_user = ["user", "add", "--email", "owner@woodstock.example", "--role", "client"];
+    assert_one_line_error(&run_with_stdin(sb().args(add_client_user), password), 2, "--client SLUG");
+    let out = run_with_stdin(sb().args(add_client_user).args(["--client", "nobody"]), password);
+    assert_one_line_error(&out, 2, "no client with slug nobody");
+    let out = run_with_stdin(sb().args(add_client_user).args(["--client", "woodstock-outlet"]), "short\n");
+    assert_one_line_error(&out, 2, "at least 12 characters");
+    assert_one_line_error(&run(sb().args(add_client_user).args(["--client", "woodstock-outlet"])), 2, "no password");
+    let out = run_with_stdin(sb().args(add_client_user).args(["--client", "woodstock-outlet"]), password);
+    assert!(stdout(&out).contains("for client woodstock-outlet"), "{}", stderr(&out));
+    let op_with_client = ["user", "add", "--email", "x@y.example", "--role", "operator", "--client", "rural-king"];
+    assert_one_line_error(&run_with_stdin(sb().args(op_with_client), password), 2, "drop --client");
+    assert_one_line_error(
+        &run_with_stdin(sb().args(["user", "add", "--email", "nope", "--role", "operator"]), password),
+        2,
+        "--email",
+    );
+
+    let clients = db.store.list_clients().await.unwrap();
+    let wo = clients.iter().find(|c| c.slug.as_str() == "woodstock-outlet").unwrap();
+    let token = "EAAGplaintextTokenNeverPrinted";
+    db.store.upsert_integration(&new_integration(&ring(&key_entry("k1")), wo, "104711112233445", token)).await.unwrap();
+    let out = run(sb().args(["integration", "list", "--json"]));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["page_id"], "104711112233445");
+    assert_eq!(listed[0]["client_slug"], "woodstock-outlet");
+    assert_eq!(listed[0]["status"], "connected");
+    assert_eq!(listed[0]["token_expires_at"], serde_json::Value::Null);
+    assert_eq!(listed[0]["token_key_id"], "k1");
+    let table = stdout(&run(sb().args(["integration", "list"])));
+    assert!(table.contains("104711112233445") && table.contains("woodstock-outlet") && table.contains("never"));
+    for text in [stdout(&out), table] {
+        assert!(!text.contains(token) && !text.contains("sealed"), "{text}");
+    }
+
+    let audit = db.store.recent_audit(10).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["user.created", "user.created", "client.created", "client.created"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_keys_reports_counts_and_is_idempotent_on_postgres() {
+    let db = TestDb::postgres().await;
+    let old = key_entry("old");
+    let acme = client(db.store.as_ref(), "acme").await;
+    for i in 0..3 {
+        db.store.upsert_integration(&new_integration(&ring(&old), &acme, &format!("{}", 10 + i), "t")).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let new = key_entry("new");
+    let rotate = || {
+        run(switchboard(dir.path())
+            .args(["rotate-keys", "--batch-size", "2"])
+            .env("DATABASE_URL", &db.url)
+            .env("SWITCHBOARD_ENCRYPTION_KEYS", format!("{new},{old}")))
+    };
+    let out = rotate();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("rotated 3 token(s) to key new"), "{}", stdout(&out));
+    assert!(stdout(&rotate()).contains("rotated 0 token(s)"));
+    assert_eq!(db.store.token_key_ids().await.unwrap(), vec!["new"]);
+
+    let out = run(switchboard(dir.path())
+        .arg("rotate-keys")
+        .env("DATABASE_URL", &db.url)
+        .env("SWITCHBOARD_ENCRYPTION_KEYS", &old));
+    assert_one_line_error(&out, 1, "key id(s) new");
+}

@@ -1,0 +1,168 @@
+//! Test databases and helpers shared by the suites.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use secrecy::SecretString;
+use sqlx::Connection as _;
+use switchboard::domain::{AccessToken, ClientSlug, PageId};
+use switchboard::store::{self, Client, NewIntegration, Store};
+use switchboard::vault::{self, KeyId, KeyRing};
+
+/// The PostgreSQL server tests create their databases on.
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    pub url: String,
+    pub store: Arc<dyn Store>,
+    kind: Kind,
+}
+
+enum Kind {
+    Postgres { name: String },
+    Sqlite { dir: tempfile::TempDir, file: PathBuf },
+}
+
+impl TestDb {
+    pub async fn postgres() -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name =
+            format!("sb_test_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), rand_suffix());
+        let admin = admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {admin} (set DATABASE_URL): {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        let url = database_url(&admin, &name);
+        let store = store::connect(&url, 5).await.unwrap();
+        store.migrate().await.unwrap();
+        Self { url, store, kind: Kind::Postgres { name } }
+    }
+
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchboard.db");
+        let url = format!("sqlite:{}", file.display());
+        let store = store::connect(&url, 5).await.unwrap();
+        store.migrate().await.unwrap();
+        Self { url, store, kind: Kind::Sqlite { dir, file } }
+    }
+
+    /// Every byte the database holds for `client_integrations`, as a dump would show it: the rows as
+    /// PostgreSQL's text form (bytea in hex), or the SQLite database and WAL files as they are on disk.
+    pub async fn raw_integration_bytes(&self) -> Vec<u8> {
+        match &self.kind {
+            Kind::Postgres { .. } => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("SELECT t::text FROM client_integrations t").fetch_all(&mut conn).await.unwrap();
+                rows.into_iter().flat_map(|(r,)| r.into_bytes()).collect()
+            }
+            Kind::Sqlite { file, .. } => {
+                let mut bytes = std::fs::read(file).unwrap();
+                let mut wal = file.clone().into_os_string();
+                wal.push("-wal");
+                if let Ok(w) = std::fs::read(PathBuf::from(wal)) {
+                    bytes.extend(w);
+                }
+                bytes
+            }
+        }
+    }
+
+    /// The directory a SQLite test database lives in.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match &self.kind {
+            Kind::Sqlite { dir, .. } => Some(dir.path()),
+            Kind::Postgres { .. } => None,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Kind::Postgres { name } = &self.kind {
+            let name = name.clone();
+            // Drop runs outside any runtime we may block: use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                        let _ =
+                            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                                .execute(&mut conn)
+                                .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// `admin` with its database name replaced by `name`.
+pub fn database_url(admin: &str, name: &str) -> String {
+    let mut url = url::Url::parse(admin).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+fn rand_suffix() -> String {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Generates a `postgres` and a `sqlite` test for each named `async fn(TestDb)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(crate::support::TestDb::postgres().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(crate::support::TestDb::sqlite().await).await;
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_backends;
+
+pub fn page(id: &str) -> PageId {
+    PageId::parse(id).unwrap()
+}
+
+pub fn key_entry(id: &str) -> String {
+    use secrecy::ExposeSecret as _;
+    vault::generate_key_entry(&KeyId::parse(id).unwrap()).expose_secret().to_owned()
+}
+
+pub fn ring(spec: &str) -> KeyRing {
+    KeyRing::parse(&SecretString::from(spec.to_owned())).unwrap()
+}
+
+pub async fn client(store: &dyn Store, slug: &str) -> Client {
+    store.create_client(&format!("Client {slug}"), &ClientSlug::parse(slug).unwrap()).await.unwrap()
+}
+
+/// A new integration for `page_id` with `token` sealed under `keys`' current key.
+pub fn new_integration(keys: &KeyRing, client: &Client, page_id: &str, token: &str) -> NewIntegration {
+    let page = page(page_id);
+    NewIntegration {
+        client_id: client.id,
+        sealed_token: keys.seal(&page, &AccessToken::new(token.to_owned())).unwrap(),
+        page_id: page,
+        page_name: Some(format!("Page {page_id}")),
+        instagram_account_id: None,
+        permissions_granted: vec!["pages_messaging".to_owned(), "pages_manage_metadata".to_owned()],
+        token_expires_at: None,
+        connected_by: Some("10215241773831025".to_owned()),
+    }
+}
