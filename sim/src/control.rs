@@ -1,0 +1,184 @@
+//! The control API under `/_sim`: inject faults, change the configuration, and read back what the
+//! stand-in received, so tests can assert on it. Not part of Meta's API.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::routes::json_reply;
+use crate::state::{Channel, Faults, RecipientState, Sim};
+
+#[derive(Deserialize)]
+struct Invalidate {
+    #[serde(default = "password_changed")]
+    subcode: u32,
+}
+
+fn password_changed() -> u32 {
+    460
+}
+
+#[derive(Deserialize)]
+struct Throttle {
+    seconds: u64,
+    #[serde(default = "messenger_buc")]
+    code: u32,
+}
+
+fn messenger_buc() -> u32 {
+    80006
+}
+
+#[derive(Deserialize)]
+struct Recipient {
+    #[serde(default = "ok_state")]
+    state: RecipientState,
+    #[serde(default)]
+    channel: Option<Channel>,
+}
+
+fn ok_state() -> RecipientState {
+    RecipientState::Ok
+}
+
+#[derive(Deserialize)]
+struct Filter_ {
+    page_id: Option<String>,
+}
+
+pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
+    let with_sim = warp::any().map(move || sim.clone());
+    let base = warp::path("_sim");
+    let json_body = warp::body::content_length_limit(256 * 1024).and(warp::body::json::<Value>());
+
+    let state =
+        warp::get().and(base).and(warp::path!("state")).and(with_sim.clone()).map(|sim: Arc<Sim>| ok(sim.summary()));
+    let messages =
+        warp::get().and(base).and(warp::path!("messages")).and(warp::query::<Filter_>()).and(with_sim.clone()).map(
+            |f: Filter_, sim: Arc<Sim>| {
+                let all = sim.messages();
+                ok(json!(
+                    all.into_iter().filter(|m| f.page_id.as_ref().is_none_or(|p| &m.page_id == p)).collect::<Vec<_>>()
+                ))
+            },
+        );
+    let calls =
+        warp::get().and(base).and(warp::path!("calls")).and(warp::query::<Filter_>()).and(with_sim.clone()).map(
+            |f: Filter_, sim: Arc<Sim>| {
+                let all = sim.calls();
+                ok(json!(all.into_iter().filter(|c| f.page_id.is_none() || c.page_id == f.page_id).collect::<Vec<_>>()))
+            },
+        );
+    let errors = warp::get()
+        .and(base)
+        .and(warp::path!("errors"))
+        .and(with_sim.clone())
+        .map(|sim: Arc<Sim>| ok(json!(sim.errors())));
+    let subscriptions = warp::get()
+        .and(base)
+        .and(warp::path!("subscriptions"))
+        .and(with_sim.clone())
+        .map(|sim: Arc<Sim>| ok(json!(sim.subscriptions())));
+    let config_get = warp::get()
+        .and(base)
+        .and(warp::path!("config"))
+        .and(with_sim.clone())
+        .map(|sim: Arc<Sim>| ok(json!(sim.config())));
+    let config_post =
+        warp::post().and(base).and(warp::path!("config")).and(json_body).and(with_sim.clone()).map(
+            |patch: Value, sim: Arc<Sim>| match sim.merge_config(&patch) {
+                Ok(config) => ok(json!(config)),
+                Err(problem) => bad(&problem),
+            },
+        );
+    let faults = warp::post().and(base).and(warp::path!("faults")).and(json_body).and(with_sim.clone()).map(
+        |v: Value, sim: Arc<Sim>| match serde_json::from_value::<Faults>(v) {
+            Ok(f) if (0.0..=1.0).contains(&f.error_rate) && (0.0..=1.0).contains(&f.timeout_rate) => {
+                sim.set_faults(f.clone());
+                ok(json!(f))
+            }
+            Ok(_) => bad("error_rate and timeout_rate must be between 0 and 1"),
+            Err(e) => bad(&e.to_string()),
+        },
+    );
+    let invalidate = warp::post()
+        .and(base)
+        .and(warp::path!("pages" / String / "invalidate-token"))
+        .and(json_body)
+        .and(with_sim.clone())
+        .map(|page: String, v: Value, sim: Arc<Sim>| match serde_json::from_value::<Invalidate>(v) {
+            Ok(i) => ok(json!({ "invalidated": sim.invalidate_page_tokens(&page, i.subcode), "subcode": i.subcode })),
+            Err(e) => bad(&e.to_string()),
+        });
+    let throttle = warp::post()
+        .and(base)
+        .and(warp::path!("pages" / String / "throttle"))
+        .and(json_body)
+        .and(with_sim.clone())
+        .map(|page: String, v: Value, sim: Arc<Sim>| match serde_json::from_value::<Throttle>(v) {
+            Ok(t) => {
+                sim.throttle(&page, t.seconds, t.code);
+                ok(json!({ "page_id": page, "seconds": t.seconds, "code": t.code }))
+            }
+            Err(e) => bad(&e.to_string()),
+        });
+    let unsubscribe = warp::post()
+        .and(base)
+        .and(warp::path!("pages" / String / "unsubscribe"))
+        .and(with_sim.clone())
+        .map(|page: String, sim: Arc<Sim>| ok(json!({ "was_subscribed": sim.drop_subscription(&page) })));
+    let recipient =
+        warp::post().and(base).and(warp::path!("recipients" / String)).and(json_body).and(with_sim.clone()).map(
+            |id: String, v: Value, sim: Arc<Sim>| match serde_json::from_value::<Recipient>(v) {
+                Ok(r) => {
+                    sim.set_recipient(&id, r.state, r.channel);
+                    ok(json!({ "recipient": id }))
+                }
+                Err(e) => bad(&e.to_string()),
+            },
+        );
+    let reset = warp::post().and(base).and(warp::path!("reset")).and(with_sim).map(|sim: Arc<Sim>| {
+        sim.reset();
+        ok(json!({ "reset": true }))
+    });
+
+    state
+        .or(messages)
+        .unify()
+        .or(calls)
+        .unify()
+        .or(errors)
+        .unify()
+        .or(subscriptions)
+        .unify()
+        .or(config_get)
+        .unify()
+        .or(config_post)
+        .unify()
+        .or(faults)
+        .unify()
+        .or(invalidate)
+        .unify()
+        .or(throttle)
+        .unify()
+        .or(unsubscribe)
+        .unify()
+        .or(recipient)
+        .unify()
+        .or(reset)
+        .unify()
+        .boxed()
+}
+
+fn ok(value: Value) -> Response {
+    json_reply(&value, StatusCode::OK)
+}
+
+fn bad(problem: &str) -> Response {
+    json_reply(&json!({ "error": problem }), StatusCode::BAD_REQUEST)
+}
