@@ -89,13 +89,12 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
         .and(warp::path!("config"))
         .and(with_sim.clone())
         .map(|sim: Arc<Sim>| ok(json!(sim.config())));
-    let config_post =
-        warp::post().and(base).and(warp::path!("config")).and(json_body).and(with_sim.clone()).map(
-            |patch: Value, sim: Arc<Sim>| match sim.merge_config(&patch) {
-                Ok(config) => ok(json!(config)),
-                Err(problem) => bad(&problem),
-            },
-        );
+    let config_post = warp::post().and(base).and(warp::path!("config")).and(json_body).and(with_sim.clone()).map(
+        |patch: Value, sim: Arc<Sim>| match sim.merge_config(&patch) {
+            Ok(config) => ok(json!(config)),
+            Err(problem) => bad(&problem),
+        },
+    );
     let faults = warp::post().and(base).and(warp::path!("faults")).and(json_body).and(with_sim.clone()).map(
         |v: Value, sim: Arc<Sim>| match serde_json::from_value::<Faults>(v) {
             Ok(f) if (0.0..=1.0).contains(&f.error_rate) && (0.0..=1.0).contains(&f.timeout_rate) => {

@@ -44,42 +44,37 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
         .and(with_sim.clone())
         .map(|_v: String, form: Vec<(String, String)>, sim: Arc<Sim>| dialog::decide(&sim, &form));
 
-    let access_token = warp::get()
-        .and(version)
-        .and(warp::path!("oauth" / "access_token"))
-        .and(query)
-        .and(with_sim.clone())
-        .then(|_v: String, q: Query, sim: Arc<Sim>| async move {
-            let result = match faults(&sim).await {
-                Err(e) => Err(e),
-                Ok(()) => {
-                    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-                    if get("grant_type") == "fb_exchange_token" {
-                        sim.exchange_long_lived(get("client_id"), get("client_secret"), get("fb_exchange_token"))
-                    } else {
-                        sim.exchange_code(get("client_id"), get("client_secret"), get("redirect_uri"), get("code"))
+    let access_token =
+        warp::get().and(version).and(warp::path!("oauth" / "access_token")).and(query).and(with_sim.clone()).then(
+            |_v: String, q: Query, sim: Arc<Sim>| async move {
+                let result = match faults(&sim).await {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+                        if get("grant_type") == "fb_exchange_token" {
+                            sim.exchange_long_lived(get("client_id"), get("client_secret"), get("fb_exchange_token"))
+                        } else {
+                            sim.exchange_code(get("client_id"), get("client_secret"), get("redirect_uri"), get("code"))
+                        }
                     }
-                }
-            };
-            graph(&sim, "oauth/access_token", None, result)
-        });
+                };
+                graph(&sim, "oauth/access_token", None, result)
+            },
+        );
 
-    let debug_token = warp::get()
-        .and(version)
-        .and(warp::path!("debug_token"))
-        .and(query)
-        .and(headers)
-        .and(with_sim.clone())
-        .then(|_v: String, q: Query, h: HeaderMap, sim: Arc<Sim>| async move {
-            let result = match faults(&sim).await {
-                Err(e) => Err(e),
-                Ok(()) => {
-                    let input = q.get("input_token").map(String::as_str).unwrap_or_default();
-                    sim.debug_token(token(&q, &h, None).as_deref(), input)
-                }
-            };
-            graph(&sim, "debug_token", None, result)
-        });
+    let debug_token =
+        warp::get().and(version).and(warp::path!("debug_token")).and(query).and(headers).and(with_sim.clone()).then(
+            |_v: String, q: Query, h: HeaderMap, sim: Arc<Sim>| async move {
+                let result = match faults(&sim).await {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        let input = q.get("input_token").map(String::as_str).unwrap_or_default();
+                        sim.debug_token(token(&q, &h, None).as_deref(), input)
+                    }
+                };
+                graph(&sim, "debug_token", None, result)
+            },
+        );
 
     let permissions = warp::get()
         .and(version)
@@ -107,8 +102,7 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
             graph(&sim, "me/accounts", None, result)
         });
 
-    let send_me =
-        warp::post().and(version).and(warp::path!("me" / "messages")).map(|_v: String| None::<String>);
+    let send_me = warp::post().and(version).and(warp::path!("me" / "messages")).map(|_v: String| None::<String>);
     let send_id =
         warp::post().and(version).and(warp::path!(String / "messages")).map(|_v: String, id: String| Some(id));
     let send = send_me
@@ -131,7 +125,8 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
             .and(warp::method())
             .and(query)
             .and(headers)
-            .and(warp::body::content_length_limit(64 * 1024))
+            // Meta's documented call carries everything in the query, often with no body and no
+            // Content-Length, so the form body is optional here (no length limit filter, which needs one).
             .and(warp::body::bytes())
             .and(with_sim.clone())
             .then(
