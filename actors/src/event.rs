@@ -1,0 +1,105 @@
+//! A webhook event after parsing: what a tenant actor consumes. The HTTP layer builds these from Meta's
+//! payloads; the relay responder posts them, serialized, to a client's own bot.
+
+use serde::Serialize;
+
+use crate::PageId;
+
+/// Where an event came from and where the reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Messenger,
+    Instagram,
+}
+
+/// One item of `entry[].messaging[]` (or `standby[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundEvent {
+    /// `entry[].id`: the Page id (Messenger) or Instagram account id. The routing key.
+    pub account_id: PageId,
+    pub channel: Channel,
+    /// PSID or IGSID of the person (or the account itself, for echoes).
+    pub sender: String,
+    pub recipient: String,
+    /// `timestamp`, milliseconds.
+    pub timestamp: i64,
+    /// Delivered under `standby`: another app owns the thread, so this app must not answer.
+    pub standby: bool,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    Message {
+        mid: String,
+        text: Option<String>,
+        quick_reply: Option<String>,
+        is_echo: bool,
+        /// Attachment types (image, audio, …).
+        attachments: Vec<String>,
+    },
+    Postback {
+        mid: Option<String>,
+        title: Option<String>,
+        payload: Option<String>,
+    },
+    Read,
+    Delivery,
+    Reaction {
+        mid: Option<String>,
+        action: Option<String>,
+    },
+    /// Any other messaging event (referral, optin, edit, …): counted, not answered.
+    Other {
+        name: String,
+    },
+}
+
+impl InboundEvent {
+    /// The metric label for this kind of event.
+    pub fn kind_label(&self) -> &'static str {
+        match &self.kind {
+            EventKind::Message { is_echo: true, .. } => "echo",
+            EventKind::Message { .. } => "message",
+            EventKind::Postback { .. } => "postback",
+            EventKind::Read => "read",
+            EventKind::Delivery => "delivery",
+            EventKind::Reaction { .. } => "reaction",
+            EventKind::Other { .. } => "other",
+        }
+    }
+
+    /// The key a redelivery of this event shares with the original: the message mid; for a postback
+    /// without one (before v11), sender + timestamp + payload. Reads and deliveries are idempotent and
+    /// need no key.
+    pub fn dedup_key(&self) -> Option<String> {
+        match &self.kind {
+            EventKind::Message { mid, .. } => Some(format!("m:{mid}")),
+            EventKind::Postback { mid: Some(mid), .. } => Some(format!("p:{mid}")),
+            EventKind::Postback { mid: None, payload, .. } => {
+                Some(format!("p:{}:{}:{}", self.sender, self.timestamp, payload.as_deref().unwrap_or_default()))
+            }
+            EventKind::Reaction { mid, action } => Some(format!(
+                "r:{}:{}:{}:{}",
+                mid.as_deref().unwrap_or_default(),
+                self.sender,
+                action.as_deref().unwrap_or_default(),
+                self.timestamp
+            )),
+            EventKind::Read | EventKind::Delivery | EventKind::Other { .. } => None,
+        }
+    }
+
+    /// True for what the page itself sent (echoes, or anything whose sender is the account): never
+    /// answered, or a bot would talk to itself forever.
+    pub fn is_own(&self) -> bool {
+        matches!(self.kind, EventKind::Message { is_echo: true, .. }) || self.sender == self.account_id.as_str()
+    }
+
+    /// Whether the bot logic should see this event at all.
+    pub fn wants_reply(&self) -> bool {
+        !self.standby && !self.is_own() && matches!(self.kind, EventKind::Message { .. } | EventKind::Postback { .. })
+    }
+}

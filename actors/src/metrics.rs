@@ -1,0 +1,81 @@
+//! Metric names and the per-tenant handles. Per-tenant series carry `client` (slug) and `page` labels,
+//! so their number is bounded by the number of integrations; no label ever carries a token or a user id.
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+pub const EVENTS: &str = "switchboard_webhook_events_total";
+pub const REPLIES_SENT: &str = "switchboard_replies_sent_total";
+pub const REPLIES_DROPPED: &str = "switchboard_replies_dropped_total";
+pub const SEND_ERRORS: &str = "switchboard_send_errors_total";
+pub const THROTTLED_PAUSES: &str = "switchboard_throttled_pauses_total";
+pub const QUEUE_DEPTH: &str = "switchboard_send_queue_depth";
+pub const SEND_LATENCY: &str = "switchboard_send_latency_seconds";
+pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
+pub const LAST_EVENT: &str = "switchboard_last_event_timestamp_seconds";
+pub const EVENTS_IGNORED: &str = "switchboard_events_ignored_total";
+pub const ACTIVE_ACTORS: &str = "switchboard_active_actors";
+pub const UNKNOWN_PAGE_EVENTS: &str = "switchboard_unknown_page_events_total";
+
+const KINDS: [&str; 7] = ["message", "echo", "postback", "read", "delivery", "reaction", "other"];
+
+/// Handles registered once per running tenant, so the per-event path only increments.
+pub struct TenantMetrics {
+    client: String,
+    page: String,
+    events: [Counter; 7],
+    replies: Counter,
+    throttled: Counter,
+    queue_depth: Gauge,
+    latency: Histogram,
+    last_event: Gauge,
+}
+
+impl TenantMetrics {
+    pub fn new(client: &str, page: &str) -> Self {
+        let (c, p) = (client.to_owned(), page.to_owned());
+        Self {
+            events: KINDS.map(|kind| counter!(EVENTS, "client" => c.clone(), "page" => p.clone(), "kind" => kind)),
+            replies: counter!(REPLIES_SENT, "client" => c.clone(), "page" => p.clone()),
+            throttled: counter!(THROTTLED_PAUSES, "client" => c.clone(), "page" => p.clone()),
+            queue_depth: gauge!(QUEUE_DEPTH, "client" => c.clone(), "page" => p.clone()),
+            latency: histogram!(SEND_LATENCY, "client" => c.clone(), "page" => p.clone()),
+            last_event: gauge!(LAST_EVENT, "client" => c.clone(), "page" => p.clone()),
+            client: c,
+            page: p,
+        }
+    }
+
+    pub fn event(&self, kind: &'static str, at_unix_secs: f64) {
+        let i = KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len() - 1);
+        self.events[i].increment(1);
+        self.last_event.set(at_unix_secs);
+    }
+
+    pub fn ignored(&self, reason: &'static str) {
+        counter!(EVENTS_IGNORED, "client" => self.client.clone(), "page" => self.page.clone(), "reason" => reason)
+            .increment(1);
+    }
+
+    pub fn sent(&self, latency: std::time::Duration) {
+        self.replies.increment(1);
+        self.latency.record(latency.as_secs_f64());
+    }
+
+    pub fn send_error(&self, code: String) {
+        counter!(SEND_ERRORS, "client" => self.client.clone(), "page" => self.page.clone(), "code" => code)
+            .increment(1);
+    }
+
+    pub fn dropped(&self, reason: &'static str, n: u64) {
+        counter!(REPLIES_DROPPED, "client" => self.client.clone(), "page" => self.page.clone(), "reason" => reason)
+            .increment(n);
+    }
+
+    pub fn throttled(&self) {
+        self.throttled.increment(1);
+    }
+
+    pub fn queue_depth(&self, depth: usize) {
+        self.queue_depth.set(depth as f64);
+    }
+}

@@ -1,0 +1,168 @@
+//! What the engine needs from the outside world, as traits the root crate implements: where a tenant's
+//! integration and token come from, how to call the Graph API, where status changes go, and how a
+//! tenant's bot answers. The engine never sees SQL or HTTP-server types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::event::{Channel, InboundEvent};
+use crate::{AccessToken, PageId};
+
+/// Everything a tenant actor needs to run, loaded when it starts (and again on reconnect).
+#[derive(Clone)]
+pub struct TenantProfile {
+    pub client_slug: Arc<str>,
+    pub page_id: PageId,
+    pub instagram_account_id: Option<PageId>,
+    /// The decrypted Page token; `None` when the integration cannot send (revoked, needs reauth).
+    pub token: Option<AccessToken>,
+    /// Why the tenant may not send right now (needs_reauth, error), if it may not.
+    pub blocked: Option<String>,
+    pub responder: Arc<dyn Responder>,
+    /// Send API calls per second for this page (GCRA, burst 1).
+    pub send_rate_per_second: u32,
+}
+
+impl std::fmt::Debug for TenantProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantProfile")
+            .field("client_slug", &self.client_slug)
+            .field("page_id", &self.page_id)
+            .field("token", &self.token)
+            .field("blocked", &self.blocked)
+            .field("send_rate_per_second", &self.send_rate_per_second)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a tenant could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// No client owns this page (any more).
+    #[error("no integration for this page")]
+    NotFound,
+    /// The integration exists but cannot be used (its token fails to decrypt, …).
+    #[error("integration unusable: {0}")]
+    Unusable(String),
+    /// Storage is unavailable; worth retrying.
+    #[error("cannot load the integration: {0}")]
+    Unavailable(String),
+}
+
+/// Loads tenants (integration + decrypted token + responder).
+#[async_trait]
+pub trait TenantSource: Send + Sync + 'static {
+    async fn load(&self, page: &PageId) -> Result<TenantProfile, LoadError>;
+}
+
+/// One reply to send through the Send API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub page_id: PageId,
+    pub channel: Channel,
+    pub recipient: String,
+    pub text: String,
+}
+
+/// Meta's usage report (from the usage headers), when it sent one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// The highest of call_count, total_cputime, total_time, in percent.
+    pub max_pct: u32,
+    /// `estimated_time_to_regain_access`, when above zero.
+    pub regain: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendOk {
+    pub message_id: String,
+    pub usage: Option<Usage>,
+}
+
+/// A failed Graph call, as Meta described it. Never carries the token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GraphFailure {
+    /// The HTTP status, or `None` when no answer came (connection error, timeout).
+    pub http_status: Option<u16>,
+    pub code: Option<u32>,
+    pub subcode: Option<u32>,
+    /// Meta's message, for people (it never contains the token).
+    pub message: String,
+    pub usage: Option<Usage>,
+}
+
+/// What to do about a failure. Decided by code and subcode only, never by message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// 4, 17, 32, 613, 80001–80006: pause the tenant until Meta's regain time.
+    Throttled,
+    /// 1, 2, HTTP 5xx, no answer: retry with jittered backoff, bounded.
+    Transient,
+    /// 1/1357046: Meta sent it but answered with an error. Never resend.
+    AlreadyDelivered,
+    /// 190 (any subcode): the token is dead; the client must reconnect.
+    AuthInvalid,
+    /// 10 (not a window subcode), 3, 200–299: a permission is missing; the client must fix it.
+    PermissionDenied,
+    /// A problem with this one message (window closed, person unavailable, bad parameter): drop it.
+    DropMessage,
+}
+
+impl GraphFailure {
+    /// The one place Meta's error codes are mapped to behaviour (meta-platform.md §6).
+    pub fn class(&self) -> FailureClass {
+        match (self.code, self.subcode) {
+            (Some(1), Some(1_357_046)) => FailureClass::AlreadyDelivered,
+            (Some(4 | 17 | 32 | 613 | 80_001..=80_006), _) => FailureClass::Throttled,
+            (Some(1 | 2), _) => FailureClass::Transient,
+            (Some(190 | 102), _) => FailureClass::AuthInvalid,
+            (Some(10), Some(2_018_278 | 2_534_022 | 2_018_065 | 2_018_108)) => FailureClass::DropMessage,
+            (Some(3 | 10 | 200..=299), _) => FailureClass::PermissionDenied,
+            (Some(_), _) => FailureClass::DropMessage,
+            (None, _) if self.http_status.is_none_or(|s| s >= 500 || s == 429) => FailureClass::Transient,
+            (None, _) => FailureClass::DropMessage,
+        }
+    }
+
+    /// The metric label for this failure: Meta's code, or the HTTP status, or `transport`.
+    pub fn code_label(&self) -> String {
+        match (self.code, self.http_status) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(status)) => format!("http_{status}"),
+            (None, None) => "transport".to_owned(),
+        }
+    }
+
+    /// A short reason for the integration's status, e.g. `Meta error 190/460: …`.
+    pub fn reason(&self) -> String {
+        let code = match (self.code, self.subcode) {
+            (Some(c), Some(s)) => format!("{c}/{s}"),
+            (Some(c), None) => c.to_string(),
+            _ => self.code_label(),
+        };
+        format!("Meta error {code}: {}", self.message)
+    }
+}
+
+/// The Graph API calls the engine makes.
+#[async_trait]
+pub trait GraphApi: Send + Sync + 'static {
+    async fn send_message(&self, token: &AccessToken, message: &OutgoingMessage) -> Result<SendOk, GraphFailure>;
+}
+
+/// Where the engine reports what it learned about an integration.
+#[async_trait]
+pub trait StatusSink: Send + Sync + 'static {
+    /// Meta rejected the token (190): the integration becomes needs_reauth, with an audit row.
+    async fn needs_reauth(&self, page: &PageId, reason: &str);
+    /// A permission is missing (10, 200–299): the integration becomes error, with an audit row.
+    async fn permission_error(&self, page: &PageId, reason: &str);
+}
+
+/// A tenant's bot: the replies to an event (possibly none).
+#[async_trait]
+pub trait Responder: Send + Sync + 'static {
+    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, String>;
+}

@@ -1,0 +1,277 @@
+//! The router: from an event's account id (Page or Instagram account) to the tenant actor that owns it.
+//!
+//! The directory (which ids belong to a connected client) is kept in memory, so the webhook path answers
+//! "whose is this?" without touching the database. Actors start lazily on a tenant's first event. Until a
+//! tenant's actor runs, its events wait, in order, in its slot. A slot changes state only under its map
+//! shard's lock, so an event is either cast to a live actor before that actor is retired, or lands in a
+//! new slot: none is dropped between an idle actor stopping and a new one starting.
+//! `Router` is also the facade the HTTP layer uses (`dispatch`, `connected`, `disconnect`, …); nothing
+//! outside this crate handles an `ActorRef`.
+
+use std::sync::{Arc, OnceLock};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use ractor::{Actor, ActorId, ActorRef, MessagingErr};
+
+use crate::PageId;
+use crate::event::InboundEvent;
+use crate::metrics::{ACTIVE_ACTORS, UNKNOWN_PAGE_EVENTS};
+use crate::ports::{GraphApi, StatusSink, TenantSource};
+use crate::settings::EngineSettings;
+use crate::supervisor::{SupervisorMsg, TenantSupervisor};
+use crate::tenant::TenantMsg;
+
+/// What the engine is built from.
+pub struct EngineDeps {
+    pub source: Arc<dyn TenantSource>,
+    pub graph: Arc<dyn GraphApi>,
+    pub status: Arc<dyn StatusSink>,
+    pub settings: EngineSettings,
+}
+
+/// Whose an account id is.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The tenant (Page) the account belongs to.
+    pub page: PageId,
+    pub client_slug: Arc<str>,
+}
+
+enum Slot {
+    /// The actor is being started (or restarted); events wait here in order.
+    Starting(Vec<InboundEvent>),
+    Running(ActorRef<TenantMsg>),
+}
+
+/// The result of dispatching one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatched {
+    Routed,
+    /// No client owns this account id: acknowledged and counted, not processed.
+    UnknownPage,
+    /// The tenant is quarantined or its start buffer is full: counted, not processed.
+    Dropped,
+}
+
+struct Inner {
+    deps: EngineDeps,
+    directory: DashMap<String, Route>,
+    slots: DashMap<PageId, Slot>,
+    quarantined: DashMap<PageId, tokio::time::Instant>,
+    unknown_logged: DashMap<String, ()>,
+    supervisor: OnceLock<ActorRef<SupervisorMsg>>,
+}
+
+/// Cheap to clone; all clones are the same router.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+impl Router {
+    /// Starts the engine: the supervisor actor, with an empty directory.
+    pub async fn start(deps: EngineDeps) -> Result<Self, ractor::SpawnErr> {
+        let router = Self {
+            inner: Arc::new(Inner {
+                deps,
+                directory: DashMap::new(),
+                slots: DashMap::new(),
+                quarantined: DashMap::new(),
+                unknown_logged: DashMap::new(),
+                supervisor: OnceLock::new(),
+            }),
+        };
+        let (supervisor, _) = Actor::spawn(None, TenantSupervisor, router.clone()).await?;
+        let _ = router.inner.supervisor.set(supervisor);
+        Ok(router)
+    }
+
+    pub fn deps(&self) -> &EngineDeps {
+        &self.inner.deps
+    }
+
+    /// Adds (or updates) a connected page and its Instagram account to the directory.
+    pub fn register(&self, page: PageId, instagram: Option<PageId>, client_slug: &str) {
+        let route = Route { page: page.clone(), client_slug: Arc::from(client_slug) };
+        if let Some(ig) = instagram {
+            self.inner.directory.insert(ig.as_str().to_owned(), route.clone());
+        }
+        self.inner.directory.insert(page.as_str().to_owned(), route);
+        self.inner.quarantined.remove(&page);
+    }
+
+    /// Whose `account_id` is, if anyone's.
+    pub fn route(&self, account_id: &str) -> Option<Route> {
+        self.inner.directory.get(account_id).map(|r| r.clone())
+    }
+
+    /// Routes one event to its tenant without waiting for anything.
+    pub fn dispatch(&self, event: InboundEvent) -> Dispatched {
+        let Some(page) = self.inner.directory.get(event.account_id.as_str()).map(|r| r.page.clone()) else {
+            self.unknown(event.account_id.as_str());
+            return Dispatched::UnknownPage;
+        };
+        if let Some(until) = self.inner.quarantined.get(&page).map(|u| *u) {
+            if until > tokio::time::Instant::now() {
+                return Dispatched::Dropped;
+            }
+            self.inner.quarantined.remove(&page);
+        }
+        let capacity = self.inner.deps.settings.start_buffer_capacity;
+        match self.inner.slots.entry(page.clone()) {
+            Entry::Occupied(mut slot) => match slot.get_mut() {
+                Slot::Starting(buffer) if buffer.len() >= capacity => return Dispatched::Dropped,
+                Slot::Starting(buffer) => buffer.push(event),
+                Slot::Running(actor) => {
+                    if let Err(MessagingErr::SendErr(TenantMsg::Event(event))) =
+                        actor.send_message(TenantMsg::Event(event))
+                    {
+                        // The actor died between its last message and now: start another.
+                        slot.insert(Slot::Starting(vec![event]));
+                        self.start_tenant(page);
+                    }
+                }
+            },
+            Entry::Vacant(slot) => {
+                slot.insert(Slot::Starting(vec![event]));
+                self.start_tenant(page);
+            }
+        }
+        Dispatched::Routed
+    }
+
+    fn start_tenant(&self, page: PageId) {
+        if let Some(supervisor) = self.inner.supervisor.get() {
+            let _ = supervisor.send_message(SupervisorMsg::Start(page));
+        }
+    }
+
+    fn unknown(&self, account_id: &str) {
+        metrics::counter!(UNKNOWN_PAGE_EVENTS, "page" => account_id.to_owned()).increment(1);
+        // Log each unknown id once (bounded, so a flood of ids cannot grow this without limit).
+        if self.inner.unknown_logged.len() < 10_000
+            && self.inner.unknown_logged.insert(account_id.to_owned(), ()).is_none()
+        {
+            tracing::warn!(page = %account_id, "webhook event for a page no client owns; acknowledged, not processed");
+        }
+    }
+
+    /// The OAuth flow connected (or reconnected) `page`: route it, and let a live actor reload its
+    /// token in place (queued replies are kept).
+    pub fn connected(&self, page: PageId, instagram: Option<PageId>, client_slug: &str) {
+        self.register(page.clone(), instagram, client_slug);
+        self.tell(&page, || TenantMsg::Reload);
+    }
+
+    /// The token is known to be invalid (token health check): the live actor stops sending.
+    pub fn invalidate(&self, page: &PageId, reason: &str) {
+        let reason = reason.to_owned();
+        self.tell(page, move || TenantMsg::Invalidate { reason: reason.clone() });
+    }
+
+    /// The page was disconnected: forget it and stop its actor (dropping its token).
+    pub fn disconnect(&self, page: &PageId) {
+        self.inner.directory.retain(|_, route| &route.page != page);
+        if let Some((_, Slot::Running(actor))) = self.inner.slots.remove(page) {
+            let _ = actor.send_message(TenantMsg::Disconnect);
+        }
+    }
+
+    /// Sends a message to the tenant's live actor, if it has one.
+    fn tell(&self, page: &PageId, msg: impl Fn() -> TenantMsg) {
+        if let Some(slot) = self.inner.slots.get(page)
+            && let Slot::Running(actor) = &*slot
+        {
+            let _ = actor.send_message(msg());
+        }
+    }
+
+    /// Tenants with a running actor.
+    pub fn active_tenants(&self) -> usize {
+        self.inner.slots.iter().filter(|s| matches!(s.value(), Slot::Running(_))).count()
+    }
+
+    /// Pages the directory routes (connected integrations).
+    pub fn known_pages(&self) -> usize {
+        self.inner.directory.len()
+    }
+
+    /// True while the supervisor runs (for readiness).
+    pub fn is_running(&self) -> bool {
+        self.inner.supervisor.get().is_some_and(|s| s.get_status() == ractor::ActorStatus::Running)
+    }
+
+    /// Stops every tenant and the supervisor.
+    pub async fn shutdown(&self) {
+        if let Some(supervisor) = self.inner.supervisor.get() {
+            supervisor
+                .stop_children_and_wait(Some("shutdown".to_owned()), Some(std::time::Duration::from_secs(5)))
+                .await;
+            supervisor.stop(Some("shutdown".to_owned()));
+        }
+        self.inner.slots.clear();
+    }
+
+    #[cfg(feature = "test-hooks")]
+    /// Makes the tenant's actor panic, to exercise supervision.
+    pub fn crash(&self, page: &PageId) {
+        self.tell(page, || TenantMsg::Crash);
+    }
+
+    // ---- for the supervisor and tenants ----
+
+    /// The supervisor started `actor` for `page`: flush the waiting events to it, in order.
+    pub(crate) fn activate(&self, page: &PageId, actor: ActorRef<TenantMsg>) -> bool {
+        let Some(mut slot) = self.inner.slots.get_mut(page) else { return false };
+        if let Slot::Starting(buffer) = &mut *slot {
+            for event in buffer.drain(..) {
+                let _ = actor.send_message(TenantMsg::Event(event));
+            }
+        }
+        *slot = Slot::Running(actor);
+        metrics::gauge!(ACTIVE_ACTORS).increment(1.0);
+        true
+    }
+
+    /// The actor for `page` is gone; if events arrived for it since, they wait for a restart.
+    pub(crate) fn actor_gone(&self, page: &PageId, actor: ActorId, restart: bool) {
+        metrics::gauge!(ACTIVE_ACTORS).decrement(1.0);
+        match self.inner.slots.entry(page.clone()) {
+            Entry::Occupied(mut slot) => match slot.get() {
+                Slot::Running(a) if a.get_id() == actor => {
+                    if restart {
+                        slot.insert(Slot::Starting(Vec::new()));
+                    } else {
+                        slot.remove();
+                    }
+                }
+                _ => {}
+            },
+            Entry::Vacant(_) => {}
+        }
+    }
+
+    /// A tenant spent its restart budget: drop what waits for it and refuse events for a while.
+    pub(crate) fn quarantine(&self, page: &PageId) {
+        let until = tokio::time::Instant::now() + self.inner.deps.settings.quarantine;
+        self.inner.quarantined.insert(page.clone(), until);
+        self.inner.slots.remove(page);
+    }
+
+    /// Whether `page` still waits for an actor (it may have been disconnected meanwhile).
+    pub(crate) fn is_starting(&self, page: &PageId) -> bool {
+        matches!(self.inner.slots.get(page).as_deref(), Some(Slot::Starting(_)))
+    }
+
+    /// An idle tenant asks to retire: succeeds only if the router still routes to that very actor.
+    pub(crate) fn passivate(&self, page: &PageId, actor: ActorId) -> bool {
+        let removed =
+            self.inner.slots.remove_if(page, |_, slot| matches!(slot, Slot::Running(a) if a.get_id() == actor));
+        removed.is_some()
+    }
+
+    pub(crate) fn client_of(&self, page: &PageId) -> Option<Arc<str>> {
+        self.inner.directory.get(page.as_str()).map(|r| r.client_slug.clone())
+    }
+}

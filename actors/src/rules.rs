@@ -1,0 +1,183 @@
+//! The `rules` responder: per-client keyword rules, a postback (and quick-reply) payload → reply map, and
+//! a fallback for any other text message. Pure and synchronous; configured per client as JSON.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EventKind, InboundEvent};
+use crate::ports::Responder;
+
+/// A client's rules, as stored (JSON) and set with `switchboard client set-responder SLUG rules`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Checked in order; the first rule with a keyword found in the message (case-insensitive) answers.
+    #[serde(default)]
+    pub keywords: Vec<KeywordRule>,
+    /// Postback and quick-reply payloads → reply.
+    #[serde(default)]
+    pub postbacks: BTreeMap<String, String>,
+    /// The answer to a text message no rule matched; `None` uses the deployment's default fallback.
+    #[serde(default)]
+    pub fallback: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeywordRule {
+    #[serde(rename = "match")]
+    pub keywords: Vec<String>,
+    pub reply: String,
+}
+
+impl Rules {
+    /// Rejects rules that could never answer sensibly.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, rule) in self.keywords.iter().enumerate() {
+            if rule.keywords.iter().all(|k| k.trim().is_empty()) {
+                return Err(format!("keyword rule #{} has no keyword", i + 1));
+            }
+            if rule.reply.trim().is_empty() {
+                return Err(format!("keyword rule #{} has an empty reply", i + 1));
+            }
+        }
+        if let Some((payload, _)) = self.postbacks.iter().find(|(_, reply)| reply.trim().is_empty()) {
+            return Err(format!("postback {payload:?} has an empty reply"));
+        }
+        Ok(())
+    }
+}
+
+/// Answers from a client's `Rules`, falling back to the deployment's default text.
+pub struct RulesResponder {
+    rules: Rules,
+    keywords_lower: Vec<(Vec<String>, String)>,
+    default_fallback: String,
+}
+
+impl RulesResponder {
+    pub fn new(rules: Rules, default_fallback: String) -> Self {
+        let keywords_lower = rules
+            .keywords
+            .iter()
+            .map(|r| {
+                (
+                    r.keywords.iter().map(|k| k.trim().to_lowercase()).filter(|k| !k.is_empty()).collect(),
+                    r.reply.clone(),
+                )
+            })
+            .collect();
+        Self { rules, keywords_lower, default_fallback }
+    }
+
+    /// The reply to `event`, if any.
+    pub fn reply(&self, event: &InboundEvent) -> Option<String> {
+        match &event.kind {
+            EventKind::Postback { payload, title, .. } => {
+                let key = payload.as_deref().or(title.as_deref())?;
+                self.rules.postbacks.get(key).cloned()
+            }
+            EventKind::Message { quick_reply: Some(payload), .. } if self.rules.postbacks.contains_key(payload) => {
+                self.rules.postbacks.get(payload).cloned()
+            }
+            EventKind::Message { text: Some(text), .. } => {
+                let lower = text.to_lowercase();
+                let matched =
+                    self.keywords_lower.iter().find(|(keys, _)| keys.iter().any(|k| lower.contains(k.as_str())));
+                Some(match matched {
+                    Some((_, reply)) => reply.clone(),
+                    None => self.rules.fallback.clone().unwrap_or_else(|| self.default_fallback.clone()),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl Responder for RulesResponder {
+    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, String> {
+        Ok(self.reply(event).into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PageId;
+    use crate::event::Channel;
+
+    fn message(text: &str, quick_reply: Option<&str>) -> InboundEvent {
+        InboundEvent {
+            account_id: PageId::parse("1").unwrap(),
+            channel: Channel::Messenger,
+            sender: "7".into(),
+            recipient: "1".into(),
+            timestamp: 1,
+            standby: false,
+            kind: EventKind::Message {
+                mid: "m".into(),
+                text: Some(text.into()),
+                quick_reply: quick_reply.map(Into::into),
+                is_echo: false,
+                attachments: vec![],
+            },
+        }
+    }
+
+    fn rules() -> Rules {
+        serde_json::from_str(
+            r#"{"keywords":[{"match":["hours","open"],"reply":"9 to 9, every day."},{"match":["sofa"],"reply":"Sofas are 20% off."}],
+                "postbacks":{"STORE_HOURS":"9 to 9.","CONFIRM_DELIVERY_42":"Delivery confirmed."}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn keywords_match_case_insensitively_in_order() {
+        let r = RulesResponder::new(rules(), "default".into());
+        assert_eq!(r.reply(&message("Are you OPEN on Sunday?", None)).as_deref(), Some("9 to 9, every day."));
+        assert_eq!(r.reply(&message("grey sofa?", None)).as_deref(), Some("Sofas are 20% off."));
+    }
+
+    #[test]
+    fn unmatched_text_gets_the_client_fallback_or_the_default() {
+        assert_eq!(
+            RulesResponder::new(rules(), "default".into()).reply(&message("hello", None)).as_deref(),
+            Some("default")
+        );
+        let with_own = Rules { fallback: Some("We'll call you".into()), ..rules() };
+        assert_eq!(
+            RulesResponder::new(with_own, "default".into()).reply(&message("hello", None)).as_deref(),
+            Some("We'll call you")
+        );
+        let empty = RulesResponder::new(Rules::default(), "default".into());
+        assert_eq!(empty.reply(&message("anything", None)).as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn postbacks_and_quick_replies_use_the_payload_map() {
+        let r = RulesResponder::new(rules(), "default".into());
+        assert_eq!(
+            r.reply(&message("Yes please", Some("CONFIRM_DELIVERY_42"))).as_deref(),
+            Some("Delivery confirmed.")
+        );
+        let mut pb = message("", None);
+        pb.kind =
+            EventKind::Postback { mid: None, title: Some("Store hours".into()), payload: Some("STORE_HOURS".into()) };
+        assert_eq!(r.reply(&pb).as_deref(), Some("9 to 9."));
+        pb.kind = EventKind::Postback { mid: None, title: None, payload: Some("UNKNOWN".into()) };
+        assert_eq!(r.reply(&pb), None);
+    }
+
+    #[test]
+    fn invalid_rules_are_rejected() {
+        assert!(serde_json::from_str::<Rules>(r#"{"keyword":[]}"#).is_err(), "unknown fields are refused");
+        let bad =
+            Rules { keywords: vec![KeywordRule { keywords: vec![" ".into()], reply: "x".into() }], ..Rules::default() };
+        assert!(bad.validate().is_err());
+        assert!(rules().validate().is_ok());
+    }
+}

@@ -1,0 +1,53 @@
+//! The engine's tunables, filled from the root crate's configuration.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// A tenant with nothing to do for this long stops and drops its token; the next event restarts it.
+    pub idle_timeout: Duration,
+    /// Replies waiting to be sent, per tenant; beyond it new replies are dropped and counted.
+    pub send_queue_capacity: usize,
+    /// Events buffered for a tenant that is starting or restarting.
+    pub start_buffer_capacity: usize,
+    /// Send API calls in flight per tenant (never two to the same person at once).
+    pub max_in_flight: usize,
+    /// Attempts for a reply that fails transiently (1, 2, 5xx, timeouts), the first included.
+    pub max_send_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Pause after a throttling error that names no regain time.
+    pub throttle_fallback: Duration,
+    /// Usage (percent of Meta's budget) at which the tenant pauses for the advertised regain time.
+    pub usage_pause_pct: u32,
+    /// Event keys remembered per tenant for deduplication.
+    pub dedup_capacity: usize,
+    /// Restart budget: at most `restart_max` restarts within `restart_window`, else quarantine.
+    pub restart_max: usize,
+    pub restart_window: Duration,
+    /// First restart delay; doubles with each recent restart.
+    pub restart_backoff: Duration,
+    /// How long a tenant that spent its restart budget stays stopped.
+    pub quarantine: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(300),
+            send_queue_capacity: 1000,
+            start_buffer_capacity: 10_000,
+            max_in_flight: 4,
+            max_send_attempts: 5,
+            retry_base: Duration::from_millis(200),
+            retry_max: Duration::from_secs(30),
+            throttle_fallback: Duration::from_secs(60),
+            usage_pause_pct: 95,
+            dedup_capacity: 4096,
+            restart_max: 5,
+            restart_window: Duration::from_secs(60),
+            restart_backoff: Duration::from_millis(100),
+            quarantine: Duration::from_secs(300),
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! The tenant actor: one per connected Page (its Instagram account is routed here too). It holds the
+//! decrypted token in memory, runs the client's bot on each event in order, and sends the replies through
+//! the Graph API at the tenant's own pace.
+//!
+//! Nothing slow is awaited inside `handle`: loading the integration, asking the responder and calling the
+//! Send API run as tasks that report back with a message, so a tenant keeps taking events while Meta is
+//! slow. Expected failures (Graph errors, a failing relay) are handled here and counted; `Err` from a
+//! handler means "my state is corrupt, restart me".
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rand::Rng as _;
+use tokio::time::Instant;
+
+use crate::PageId;
+use crate::dedup::Dedup;
+use crate::event::InboundEvent;
+use crate::limiter::SendLimiter;
+use crate::metrics::TenantMetrics;
+use crate::ports::{FailureClass, GraphFailure, LoadError, OutgoingMessage, SendOk, TenantProfile};
+use crate::router::Router;
+use crate::split::split_for;
+
+/// Messages a tenant actor handles.
+pub enum TenantMsg {
+    /// A webhook event for this page.
+    Event(InboundEvent),
+    /// The integration was (re)loaded.
+    Loaded(Result<TenantProfile, LoadError>),
+    /// Reload the integration (OAuth completion, reconnect): the token is swapped in place and queued
+    /// replies are kept.
+    Reload,
+    /// The responder answered an event.
+    Responded { event: InboundEvent, result: Result<Vec<String>, String> },
+    /// Try to send what is queued.
+    Pump,
+    /// A Send API call finished.
+    SendDone { item: QueuedSend, result: Result<SendOk, GraphFailure>, elapsed: Duration },
+    /// A transiently failed reply is due again.
+    Retry(QueuedSend),
+    /// The token was found invalid elsewhere (token health check): stop sending until a reload.
+    Invalidate { reason: String },
+    /// The client disconnected the page: drop everything and stop.
+    Disconnect,
+    /// Periodic: stop if idle.
+    IdleCheck,
+    /// Stop now (the router already forgot this actor).
+    Passivate,
+    /// For supervision tests: fail as a handler bug would.
+    #[cfg(feature = "test-hooks")]
+    Crash,
+}
+
+/// A reply waiting to be sent.
+#[derive(Debug, Clone)]
+pub struct QueuedSend {
+    pub message: OutgoingMessage,
+    pub attempts: u32,
+}
+
+pub struct TenantActor;
+
+pub struct TenantArgs {
+    pub page: PageId,
+    pub router: Router,
+}
+
+pub struct TenantState {
+    page: PageId,
+    router: Router,
+    profile: Option<TenantProfile>,
+    metrics: Option<TenantMetrics>,
+    /// Events that arrived while the integration was loading.
+    loading: Vec<InboundEvent>,
+    load_attempts: u32,
+    /// Events waiting for the responder, in arrival order; one is with the responder at a time.
+    pending: VecDeque<InboundEvent>,
+    responding: bool,
+    outbox: VecDeque<QueuedSend>,
+    in_flight: usize,
+    /// Recipients with a call in flight or a retry pending: their next reply waits (order per person).
+    busy: HashSet<String>,
+    limiter: SendLimiter,
+    paused_until: Option<Instant>,
+    pump_at: Option<Instant>,
+    dedup: Dedup,
+    last_activity: Instant,
+}
+
+impl TenantState {
+    fn blocked(&self) -> bool {
+        self.profile.as_ref().is_none_or(|p| p.token.is_none() || p.blocked.is_some())
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.is_empty()
+            && !self.responding
+            && self.outbox.is_empty()
+            && self.in_flight == 0
+            && self.busy.is_empty()
+    }
+
+    fn report_depth(&self) {
+        if let Some(m) = &self.metrics {
+            m.queue_depth(self.outbox.len() + self.in_flight);
+        }
+    }
+}
+
+impl Actor for TenantActor {
+    type Msg = TenantMsg;
+    type State = TenantState;
+    type Arguments = TenantArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        args: TenantArgs,
+    ) -> Result<TenantState, ActorProcessingErr> {
+        let settings = &args.router.deps().settings;
+        let state = TenantState {
+            page: args.page,
+            dedup: Dedup::new(settings.dedup_capacity),
+            limiter: SendLimiter::new(1),
+            router: args.router,
+            profile: None,
+            metrics: None,
+            loading: Vec::new(),
+            load_attempts: 0,
+            pending: VecDeque::new(),
+            responding: false,
+            outbox: VecDeque::new(),
+            in_flight: 0,
+            busy: HashSet::new(),
+            paused_until: None,
+            pump_at: None,
+            last_activity: Instant::now(),
+        };
+        load(&myself, &state);
+        let idle = state.router.deps().settings.idle_timeout;
+        myself.send_interval(idle.max(Duration::from_millis(10)) / 2, || TenantMsg::IdleCheck);
+        Ok(state)
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<TenantMsg>, state: &mut TenantState) -> Result<(), ActorProcessingErr> {
+        // Drop the token now (it zeroizes on drop) rather than whenever the state is freed.
+        state.profile = None;
+        if let Some(m) = &state.metrics {
+            m.queue_depth(0);
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        msg: TenantMsg,
+        state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TenantMsg::Event(event) => {
+                state.last_activity = Instant::now();
+                if state.profile.is_none() {
+                    state.loading.push(event);
+                } else {
+                    accept(&myself, state, event);
+                }
+            }
+            TenantMsg::Loaded(result) => on_loaded(&myself, state, result),
+            TenantMsg::Reload => load(&myself, state),
+            TenantMsg::Responded { event, result } => {
+                state.responding = false;
+                match result {
+                    Ok(replies) => {
+                        for text in replies {
+                            for piece in split_for(event.channel, &text) {
+                                enqueue(state, &event, piece);
+                            }
+                        }
+                    }
+                    Err(problem) => {
+                        tracing::warn!(page = %state.page, %problem, "responder failed; event not answered");
+                        if let Some(m) = &state.metrics {
+                            m.ignored("responder_failed");
+                        }
+                    }
+                }
+                respond_next(&myself, state);
+                pump(&myself, state);
+            }
+            TenantMsg::Pump => {
+                state.pump_at = None;
+                pump(&myself, state);
+            }
+            TenantMsg::SendDone { item, result, elapsed } => {
+                state.in_flight -= 1;
+                on_sent(&myself, state, item, result, elapsed);
+                pump(&myself, state);
+            }
+            TenantMsg::Retry(item) => {
+                state.busy.remove(&item.message.recipient);
+                state.outbox.push_front(item);
+                pump(&myself, state);
+            }
+            TenantMsg::Invalidate { reason } => {
+                if let Some(p) = state.profile.as_mut() {
+                    p.token = None;
+                    p.blocked = Some(reason);
+                }
+            }
+            TenantMsg::Disconnect => {
+                let dropped = state.outbox.len() + state.pending.len();
+                if let Some(m) = &state.metrics {
+                    m.dropped("disconnected", dropped as u64);
+                }
+                myself.stop(Some("disconnected".to_owned()));
+            }
+            TenantMsg::IdleCheck => {
+                let idle_for = state.last_activity.elapsed();
+                if idle_for >= state.router.deps().settings.idle_timeout
+                    && state.idle()
+                    && state.loading.is_empty()
+                    && state.router.passivate(&state.page, myself.get_id())
+                {
+                    // The router no longer routes here; anything it routed before is ahead of this in
+                    // the mailbox and is handled first.
+                    let _ = myself.send_message(TenantMsg::Passivate);
+                }
+            }
+            TenantMsg::Passivate => {
+                if state.idle() && state.loading.is_empty() {
+                    myself.stop(Some("idle".to_owned()));
+                } else {
+                    // Events arrived between the idle check and now: keep working; a new actor may be
+                    // starting for later events, so this one finishes what it has and stops.
+                    state.last_activity = Instant::now() - state.router.deps().settings.idle_timeout;
+                }
+            }
+            #[cfg(feature = "test-hooks")]
+            TenantMsg::Crash => panic!("injected crash for page {}", state.page),
+        }
+        state.report_depth();
+        Ok(())
+    }
+}
+
+/// Starts loading the integration in a task.
+fn load(myself: &ActorRef<TenantMsg>, state: &TenantState) {
+    let source = state.router.deps().source.clone();
+    let page = state.page.clone();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let result = source.load(&page).await;
+        let _ = me.send_message(TenantMsg::Loaded(result));
+    });
+}
+
+fn on_loaded(myself: &ActorRef<TenantMsg>, state: &mut TenantState, result: Result<TenantProfile, LoadError>) {
+    match result {
+        Ok(profile) => {
+            if state.metrics.is_none() {
+                state.metrics = Some(TenantMetrics::new(&profile.client_slug, state.page.as_str()));
+            }
+            if state.limiter.rate() != profile.send_rate_per_second {
+                state.limiter = SendLimiter::new(profile.send_rate_per_second);
+            }
+            if let Some(reason) = &profile.blocked {
+                tracing::info!(page = %state.page, %reason, "tenant loaded but may not send");
+            }
+            // A reload (reconnect) lifts throttling pauses taken on the old token only if Meta said so;
+            // keep any pause, drop the block.
+            state.profile = Some(profile);
+            state.load_attempts = 0;
+            for event in std::mem::take(&mut state.loading) {
+                accept(myself, state, event);
+            }
+            pump(myself, state);
+        }
+        Err(LoadError::Unavailable(problem)) if state.load_attempts < 5 => {
+            state.load_attempts += 1;
+            let delay = backoff(state.router.deps().settings.retry_base, state.load_attempts, Duration::from_secs(10));
+            tracing::warn!(page = %state.page, %problem, ?delay, "cannot load the integration; retrying");
+            let me = myself.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = me.send_message(TenantMsg::Reload);
+            });
+        }
+        Err(err) => {
+            if state.profile.is_some() {
+                // A reload failed (the page was disconnected meanwhile): stop sending.
+                tracing::warn!(page = %state.page, error = %err, "reload failed; tenant stops sending");
+                if let Some(p) = state.profile.as_mut() {
+                    p.token = None;
+                    p.blocked = Some(err.to_string());
+                }
+                return;
+            }
+            tracing::warn!(page = %state.page, error = %err, dropped = state.loading.len(), "tenant cannot start; events dropped");
+            state.loading.clear();
+            myself.stop(Some(err.to_string()));
+        }
+    }
+}
+
+/// An event for a loaded tenant: counted, deduplicated, and queued for the responder if it wants one.
+fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundEvent) {
+    if let Some(m) = &state.metrics {
+        m.event(event.kind_label(), event.timestamp as f64 / 1000.0);
+    }
+    if let Some(key) = event.dedup_key()
+        && !state.dedup.first_time(key)
+    {
+        if let Some(m) = &state.metrics {
+            m.ignored("duplicate");
+        }
+        return;
+    }
+    if !event.wants_reply() {
+        if let Some(m) = &state.metrics {
+            m.ignored(if event.is_own() {
+                "own_message"
+            } else if event.standby {
+                "standby"
+            } else {
+                "no_reply_needed"
+            });
+        }
+        return;
+    }
+    // Within a conversation, answer in Meta's timestamp order even if deliveries arrived shuffled.
+    let at = state
+        .pending
+        .iter()
+        .rposition(|e| e.sender != event.sender || e.timestamp <= event.timestamp)
+        .map_or(0, |i| i + 1);
+    state.pending.insert(at, event);
+    respond_next(myself, state);
+}
+
+/// Hands the next pending event to the responder (one at a time keeps replies in order).
+fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
+    if state.responding {
+        return;
+    }
+    let (Some(profile), Some(event)) = (state.profile.as_ref(), state.pending.pop_front()) else { return };
+    state.responding = true;
+    let responder = profile.responder.clone();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let result = responder.respond(&event).await;
+        let _ = me.send_message(TenantMsg::Responded { event, result });
+    });
+}
+
+fn enqueue(state: &mut TenantState, event: &InboundEvent, text: String) {
+    if state.outbox.len() >= state.router.deps().settings.send_queue_capacity {
+        if let Some(m) = &state.metrics {
+            m.dropped("queue_full", 1);
+        }
+        return;
+    }
+    let page_id = state.profile.as_ref().map_or_else(|| state.page.clone(), |p| p.page_id.clone());
+    let channel = event.channel;
+    state.outbox.push_back(QueuedSend {
+        message: OutgoingMessage { page_id, channel, recipient: event.sender.clone(), text },
+        attempts: 0,
+    });
+}
+
+/// Starts as many sends as the pause, the limiter and the in-flight cap allow.
+fn pump(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
+    if state.blocked() || state.outbox.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    if let Some(until) = state.paused_until {
+        if until > now {
+            schedule_pump(myself, state, until);
+            return;
+        }
+        state.paused_until = None;
+    }
+    let max_in_flight = state.router.deps().settings.max_in_flight;
+    while state.in_flight < max_in_flight {
+        let Some(index) = state.outbox.iter().position(|q| !state.busy.contains(&q.message.recipient)) else { break };
+        if let Err(wait) = state.limiter.check() {
+            schedule_pump(myself, state, now + wait);
+            break;
+        }
+        let Some(item) = state.outbox.remove(index) else { break };
+        let Some(token) = state.profile.as_ref().and_then(|p| p.token.clone()) else {
+            state.outbox.push_front(item);
+            break;
+        };
+        state.in_flight += 1;
+        state.busy.insert(item.message.recipient.clone());
+        let graph = state.router.deps().graph.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = graph.send_message(&token, &item.message).await;
+            let _ = me.send_message(TenantMsg::SendDone { item, result, elapsed: started.elapsed() });
+        });
+    }
+}
+
+fn schedule_pump(myself: &ActorRef<TenantMsg>, state: &mut TenantState, at: Instant) {
+    if state.pump_at.is_some_and(|scheduled| scheduled <= at) {
+        return;
+    }
+    state.pump_at = Some(at);
+    let me = myself.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        let _ = me.send_message(TenantMsg::Pump);
+    });
+}
+
+fn on_sent(
+    myself: &ActorRef<TenantMsg>,
+    state: &mut TenantState,
+    mut item: QueuedSend,
+    result: Result<SendOk, GraphFailure>,
+    elapsed: Duration,
+) {
+    let settings = state.router.deps().settings.clone();
+    let metrics = state.metrics.as_ref();
+    let failure = match result {
+        Ok(ok) => {
+            state.busy.remove(&item.message.recipient);
+            if let Some(m) = metrics {
+                m.sent(elapsed);
+            }
+            if let Some(usage) = ok.usage
+                && usage.max_pct >= settings.usage_pause_pct
+                && let Some(regain) = usage.regain
+            {
+                pause(state, regain);
+            }
+            return;
+        }
+        Err(failure) => failure,
+    };
+    if let Some(m) = metrics {
+        m.send_error(failure.code_label());
+    }
+    match failure.class() {
+        FailureClass::Throttled => {
+            state.busy.remove(&item.message.recipient);
+            let regain = failure.usage.and_then(|u| u.regain).unwrap_or(settings.throttle_fallback);
+            tracing::warn!(page = %state.page, code = %failure.code_label(), ?regain, "Meta throttled this page; pausing");
+            pause(state, regain);
+            state.outbox.push_front(item);
+        }
+        FailureClass::Transient => {
+            item.attempts += 1;
+            if item.attempts >= settings.max_send_attempts {
+                state.busy.remove(&item.message.recipient);
+                tracing::warn!(page = %state.page, reason = %failure.reason(), "reply failed for good after retries");
+                if let Some(m) = metrics {
+                    m.dropped("retries_exhausted", 1);
+                }
+            } else {
+                let delay = backoff(settings.retry_base, item.attempts, settings.retry_max);
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = me.send_message(TenantMsg::Retry(item));
+                });
+            }
+        }
+        FailureClass::AlreadyDelivered => {
+            state.busy.remove(&item.message.recipient);
+            if let Some(m) = metrics {
+                m.sent(elapsed);
+            }
+        }
+        FailureClass::AuthInvalid | FailureClass::PermissionDenied => {
+            state.busy.remove(&item.message.recipient);
+            state.outbox.push_front(item);
+            let reason = failure.reason();
+            let auth = failure.class() == FailureClass::AuthInvalid;
+            if let Some(p) = state.profile.as_mut() {
+                if auth {
+                    p.token = None;
+                }
+                if p.blocked.is_some() {
+                    return; // already reported
+                }
+                p.blocked = Some(reason.clone());
+            }
+            tracing::warn!(page = %state.page, %reason, "tenant stops sending until the client reconnects");
+            let status = state.router.deps().status.clone();
+            let page = state.page.clone();
+            tokio::spawn(async move {
+                if auth {
+                    status.needs_reauth(&page, &reason).await;
+                } else {
+                    status.permission_error(&page, &reason).await;
+                }
+            });
+        }
+        FailureClass::DropMessage => {
+            state.busy.remove(&item.message.recipient);
+            tracing::info!(page = %state.page, reason = %failure.reason(), "reply dropped");
+            if let Some(m) = metrics {
+                m.dropped("message_error", 1);
+            }
+        }
+    }
+}
+
+fn pause(state: &mut TenantState, regain: Duration) {
+    let until = Instant::now() + regain + jitter(regain / 10);
+    if state.paused_until.is_none_or(|p| p < until) {
+        state.paused_until = Some(until);
+        if let Some(m) = &state.metrics {
+            m.throttled();
+        }
+    }
+}
+
+/// `base · 2^(attempt-1)`, capped, plus up to 25 % jitter.
+fn backoff(base: Duration, attempt: u32, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(max);
+    exp + jitter(exp / 4)
+}
+
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rand::rng().random_range(0..=max.as_nanos().min(u128::from(u64::MAX)) as u64))
+}
