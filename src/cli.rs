@@ -91,3 +91,28 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
 
 /// Who the audit log names for actions taken from the command line.
 const CLI_ACTOR: &str = "cli";
+
+/// One line from stdin (prompted without echo on a terminal); the trailing newline is not part of it.
+/// Secrets are read this way, never from argv (where shell history and `ps` would keep them).
+fn read_secret_line(what: &str) -> anyhow::Result<secrecy::SecretString> {
+    use std::io::{BufRead as _, IsTerminal as _};
+
+    use anyhow::Context as _;
+    use zeroize::Zeroizing;
+
+    let stdin = std::io::stdin();
+    let line = if stdin.is_terminal() {
+        Zeroizing::new(
+            rpassword::prompt_password(format!("{what}: ")).with_context(|| format!("cannot read the {what}"))?,
+        )
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        stdin.lock().read_line(&mut line).with_context(|| format!("cannot read the {what} from standard input"))?;
+        line
+    };
+    let trimmed = line.trim_end_matches(['\r', '\n']);
+    if trimmed.is_empty() {
+        return Err(UsageError(format!("no {what} on standard input (pipe it in: `… | switchboard …`)")).into());
+    }
+    Ok(secrecy::SecretString::from(trimmed.to_owned()))
+}

@@ -63,6 +63,7 @@ struct RawSettings {
     database: RawDatabase,
     vault: RawVault,
     meta: RawMeta,
+    engine: RawEngine,
     log: RawLog,
 }
 
@@ -72,6 +73,10 @@ struct RawServer {
     bind: String,
     public_url: String,
     shutdown_grace_secs: u64,
+    max_body_bytes: u64,
+    header_read_timeout_secs: u64,
+    request_timeout_secs: u64,
+    max_connections: usize,
 }
 
 #[derive(Deserialize)]
@@ -97,6 +102,22 @@ struct RawMeta {
     graph_url: String,
     oauth_dialog_url: String,
     api_version: String,
+    appsecret_proof: String,
+    graph_timeout_secs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    send_rate_per_page: u32,
+    fallback_reply: String,
+    idle_timeout_secs: u64,
+    send_queue_capacity: usize,
+    max_in_flight_per_page: usize,
+    max_send_attempts: u32,
+    retry_base_ms: u64,
+    throttle_fallback_secs: u64,
+    relay_timeout_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +134,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub vault: VaultSettings,
     pub meta: MetaSettings,
+    pub engine: EngineConfig,
     pub log: LogSettings,
 }
 
@@ -122,6 +144,10 @@ pub struct ServerSettings {
     /// Without a trailing slash.
     pub public_url: Url,
     pub shutdown_grace: Duration,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +172,17 @@ pub struct MetaSettings {
     pub graph_url: Url,
     pub oauth_dialog_url: Url,
     pub api_version: String,
+    pub proof: crate::graph::ProofMode,
+    pub graph_timeout: Duration,
+}
+
+/// The engine's settings, plus what the root crate adds around it.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub engine: switchboard_actors::EngineSettings,
+    pub send_rate_per_page: u32,
+    pub fallback_reply: String,
+    pub relay_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +220,17 @@ impl Settings {
             let key = if key.is_empty() { "configuration".to_owned() } else { key };
             invalid(&key, err.kind.to_string())
         })?;
+        raw.validate()
+    }
+
+    /// The built-in defaults overlaid with `overlay` (TOML), ignoring the environment: for tests and for
+    /// tools that embed Switchboard with settings of their own.
+    pub fn from_toml(overlay: &str) -> Result<Self, ConfigError> {
+        let raw: RawSettings = Figment::new()
+            .merge(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(overlay))
+            .extract()
+            .map_err(|err| invalid(&err.path.join("."), err.kind.to_string()))?;
         raw.validate()
     }
 
@@ -243,6 +291,59 @@ impl RawSettings {
             return Err(invalid("meta.api_version", format!("{api_version:?} is not a Graph API version like v25.0")));
         }
 
+        let proof = match self.meta.appsecret_proof.as_str() {
+            "classic" => crate::graph::ProofMode::Classic,
+            "timestamped" => crate::graph::ProofMode::Timestamped,
+            other => {
+                return Err(invalid("meta.appsecret_proof", format!("{other:?} is not one of classic, timestamped")));
+            }
+        };
+        let server = &self.server;
+        if !(1024..=100 * 1024 * 1024).contains(&server.max_body_bytes) {
+            return Err(invalid("server.max_body_bytes", "must be between 1024 and 104857600"));
+        }
+        for (key, secs) in [
+            ("server.header_read_timeout_secs", server.header_read_timeout_secs),
+            ("server.request_timeout_secs", server.request_timeout_secs),
+            ("meta.graph_timeout_secs", self.meta.graph_timeout_secs),
+            ("engine.relay_timeout_secs", self.engine.relay_timeout_secs),
+            ("engine.idle_timeout_secs", self.engine.idle_timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                return Err(invalid(key, "must be between 1 and 86400 seconds"));
+            }
+        }
+        if server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        let e = &self.engine;
+        if !(1..=1000).contains(&e.send_rate_per_page) {
+            return Err(invalid("engine.send_rate_per_page", "must be between 1 and 1000 calls per second"));
+        }
+        if e.fallback_reply.trim().is_empty() {
+            return Err(invalid("engine.fallback_reply", "must not be empty"));
+        }
+        if e.send_queue_capacity == 0 || e.max_in_flight_per_page == 0 || e.max_send_attempts == 0 {
+            return Err(invalid(
+                "engine",
+                "send_queue_capacity, max_in_flight_per_page and max_send_attempts must be at least 1",
+            ));
+        }
+        let engine = EngineConfig {
+            engine: switchboard_actors::EngineSettings {
+                idle_timeout: Duration::from_secs(e.idle_timeout_secs),
+                send_queue_capacity: e.send_queue_capacity,
+                max_in_flight: e.max_in_flight_per_page,
+                max_send_attempts: e.max_send_attempts,
+                retry_base: Duration::from_millis(e.retry_base_ms.max(1)),
+                throttle_fallback: Duration::from_secs(e.throttle_fallback_secs.max(1)),
+                ..switchboard_actors::EngineSettings::default()
+            },
+            send_rate_per_page: e.send_rate_per_page,
+            fallback_reply: e.fallback_reply.clone(),
+            relay_timeout: Duration::from_secs(e.relay_timeout_secs),
+        };
+
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -254,6 +355,10 @@ impl RawSettings {
                 bind,
                 public_url,
                 shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+                max_body_bytes: self.server.max_body_bytes,
+                header_read_timeout: Duration::from_secs(self.server.header_read_timeout_secs),
+                request_timeout: Duration::from_secs(self.server.request_timeout_secs),
+                max_connections: self.server.max_connections,
             },
             database: DatabaseSettings {
                 url: SecretString::from(db_url.to_owned()),
@@ -270,7 +375,10 @@ impl RawSettings {
                 graph_url: parse_base_url("meta.graph_url", &self.meta.graph_url)?,
                 oauth_dialog_url: parse_base_url("meta.oauth_dialog_url", &self.meta.oauth_dialog_url)?,
                 api_version,
+                proof,
+                graph_timeout: Duration::from_secs(self.meta.graph_timeout_secs),
             },
+            engine,
             log: LogSettings { filter: self.log.filter, format },
         })
     }

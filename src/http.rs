@@ -1,14 +1,78 @@
-//! The HTTP front door: every route the server answers, assembled in one place.
+//! The HTTP front door: every route the server answers, assembled in one place, with request counting
+//! and the one `recover` that maps failures to status codes.
 
+mod error;
 mod health;
+pub mod webhook;
 
 use std::sync::Arc;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+use switchboard_actors::Router;
 use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+pub use error::ApiError;
+pub use webhook::WebhookState;
 
 use crate::store::Store;
 
-/// All routes, with rejections mapped to status codes in one place.
-pub fn routes(store: Arc<dyn Store>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-    health::routes(store).recover(health::recover).map(warp::Reply::into_response).boxed()
+pub const HTTP_REQUESTS: &str = "switchboard_http_requests_total";
+
+/// Everything the routes need.
+#[derive(Clone)]
+pub struct HttpState {
+    pub store: Arc<dyn Store>,
+    pub router: Router,
+    pub webhook: WebhookState,
+    pub metrics: PrometheusHandle,
+}
+
+/// All routes, with rejections mapped to status codes in one place and every request counted by route
+/// and status (both labels from a fixed set).
+pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
+    let counted = warp::log::custom(|info| {
+        metrics::counter!(HTTP_REQUESTS, "route" => route_label(info.path()), "status" => status_label(info.status().as_u16()))
+            .increment(1);
+    });
+    webhook::routes(state.webhook)
+        .or(health::routes(state.store, state.router, state.metrics))
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(counted)
+        .map(warp::Reply::into_response)
+        .boxed()
+}
+
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/api/facebook-webhook" => "webhook",
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        p if p.starts_with("/api/auth/") => "auth",
+        p if p.starts_with("/portal") => "portal",
+        _ => "other",
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        302 => "302",
+        400 => "400",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        411 => "411",
+        413 => "413",
+        500 => "500",
+        503 => "503",
+        s if s < 400 => "2xx_3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
 }

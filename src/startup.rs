@@ -1,22 +1,27 @@
 //! Start-up: from validated settings to a running server.
 //!
-//! `open_store` connects, migrates and (for commands that handle tokens) loads the key ring and proves it
-//! can open every stored token's key id, failing with one clear line otherwise. `Application` binds the
+//! `open_store` connects and migrates; `open_vault` loads the key ring and proves it holds every stored
+//! secret's key id, failing with one clear line otherwise. `Application` starts the engine, binds the
 //! listener (port 0 in tests) and serves until a shutdown future resolves, bounded by a grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secrecy::ExposeSecret as _;
+use switchboard_actors::{EngineDeps, GraphApi, Router};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::http;
-use crate::store::{self, Store};
+use crate::graph::GraphClient;
+use crate::http::{self, HttpState, WebhookState};
+use crate::server;
+use crate::store::{self, IntegrationStatus, Store};
+use crate::tenants::{StoreStatus, StoreTenants};
 use crate::vault::{KeyRing, KeySource, VaultError};
+use crate::webhook::WebhookSecrets;
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
@@ -69,58 +74,129 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
-/// The running server: a bound listener and what its routes need.
+/// The running server: a bound listener, the engine, and what the routes need.
 pub struct Application {
     listener: TcpListener,
     store: Arc<dyn Store>,
-    grace: Duration,
+    router: Router,
+    routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    limits: server::Limits,
 }
 
 impl Application {
-    /// Opens storage and the vault, then binds `settings.server.bind`.
+    /// Opens storage and the vault, starts the engine with every connected page in its directory, and
+    /// binds `settings.server.bind`.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         settings.require_for_serve()?;
         let store = open_store(settings).await?;
-        let keys = open_vault(settings, store.as_ref()).await?;
+        let keys = Arc::new(open_vault(settings, store.as_ref()).await?);
         tracing::info!(current_key = %keys.current_key_id(), "key ring loaded");
+        let metrics = metrics_handle();
+        let graph = graph_client(settings)?;
+        let router = start_engine(settings, store.clone(), keys, Arc::new(graph)).await?;
+
+        let webhook = WebhookState {
+            secrets: Arc::new(WebhookSecrets::new(&settings.meta.app_secrets)),
+            verify_token: Arc::new(settings.meta.verify_token.clone().context("META_VERIFY_TOKEN is required")?),
+            router: router.clone(),
+            max_body_bytes: settings.server.max_body_bytes,
+        };
+        let routes = http::routes(HttpState { store: store.clone(), router: router.clone(), webhook, metrics });
         let listener = TcpListener::bind(settings.server.bind)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
-        Ok(Self { listener, store, grace: settings.server.shutdown_grace })
+        let limits = server::Limits {
+            header_read_timeout: settings.server.header_read_timeout,
+            request_timeout: settings.server.request_timeout,
+            max_connections: settings.server.max_connections,
+            shutdown_grace: settings.server.shutdown_grace,
+        };
+        Ok(Self { listener, store, router, routes, limits })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most the grace period.
+    /// The engine's facade (for tests and the CLI's in-process commands).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most the grace period
+    /// and stops the engine.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let addr = self.local_addr();
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            let _ = stopping_tx.send(());
-        };
-        let routes = http::routes(self.store.clone());
-        let server = warp::serve(routes).incoming(self.listener).graceful(signal).run();
-        tracing::info!(%addr, "switchboard listening");
-        let grace = self.grace;
-        tokio::select! {
-            () = server => {}
-            () = async move {
-                if stopping_rx.await.is_ok() {
-                    tokio::time::sleep(grace).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            } => {
-                tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them");
-            }
-        }
+        tracing::info!(addr = %self.local_addr(), "switchboard listening");
+        server::serve(self.listener, self.routes, self.limits, shutdown).await;
+        self.router.shutdown().await;
         self.store.close().await;
         tracing::info!("switchboard stopped");
         Ok(())
     }
+}
+
+/// The Graph API client from the settings.
+pub fn graph_client(settings: &Settings) -> anyhow::Result<GraphClient> {
+    let secret = settings.meta.app_secrets.first().cloned().context("META_APP_SECRET is required")?;
+    GraphClient::new(
+        settings.meta.graph_url.clone(),
+        &settings.meta.api_version,
+        settings.meta.app_id.as_deref().unwrap_or_default(),
+        secret,
+        settings.meta.proof,
+        settings.meta.graph_timeout,
+    )
+    .context("cannot build the HTTP client")
+}
+
+/// Starts the engine and fills its directory with every page that is not revoked.
+pub async fn start_engine(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    graph: Arc<dyn GraphApi>,
+) -> anyhow::Result<Router> {
+    let deps = EngineDeps {
+        source: Arc::new(StoreTenants::new(store.clone(), keys, settings.engine.clone())),
+        graph,
+        status: Arc::new(StoreStatus::new(store.clone())),
+        settings: settings.engine.engine.clone(),
+    };
+    let router = Router::start(deps).await.context("cannot start the actor engine")?;
+    let integrations = store.list_integrations().await.context("cannot read integrations")?;
+    for i in integrations.iter().filter(|i| i.status != IntegrationStatus::Revoked) {
+        router.register(i.page_id.clone(), i.instagram_account_id.clone(), i.client_slug.as_str());
+    }
+    tracing::info!(pages = router.known_pages(), "engine started");
+    Ok(router)
+}
+
+/// The process-wide Prometheus recorder (installed once; later calls share it).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(switchboard_actors::metrics::SEND_LATENCY.to_owned()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                )
+                .expect("bucket list is not empty");
+            let handle = match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is installed (only in tests that set their own): export an empty one.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            };
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    upkeep.run_upkeep();
+                }
+            });
+            handle
+        })
+        .clone()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

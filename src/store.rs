@@ -15,7 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use model::{
-    AuditEntry, AuditRecord, Client, Integration, IntegrationStatus, NewIntegration, NewUser, Resealed, SealedRow, User,
+    AuditEntry, AuditRecord, Client, ClientSettings, Integration, IntegrationStatus, NewIntegration, NewUser, Resealed,
+    ResponderSetting, SealedRelaySecret, SealedRow, User,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -82,6 +83,14 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_client(&self, name: &str, slug: &ClientSlug) -> Result<Client, StoreError>;
     async fn client_by_slug(&self, slug: &ClientSlug) -> Result<Option<Client>, StoreError>;
+    async fn client_by_id(&self, id: i64) -> Result<Option<Client>, StoreError>;
+
+    /// The client's engine settings, if any were set.
+    async fn client_settings(&self, client_id: i64) -> Result<Option<ClientSettings>, StoreError>;
+    /// Chooses the client's responder (keeping its send rate).
+    async fn set_responder(&self, client_id: i64, responder: &ResponderSetting) -> Result<(), StoreError>;
+    /// Sets (or with `None` clears) the client's per-page send rate.
+    async fn set_send_rate(&self, client_id: i64, rate: Option<u32>) -> Result<(), StoreError>;
     async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
 
     async fn create_user(&self, user: &NewUser) -> Result<User, StoreError>;
@@ -101,7 +110,7 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<&str>,
     ) -> Result<bool, StoreError>;
 
-    /// The distinct key ids that stored tokens were sealed with.
+    /// The distinct key ids that stored secrets (page tokens and relay secrets) were sealed with.
     async fn token_key_ids(&self) -> Result<Vec<String>, StoreError>;
     /// Up to `limit` sealed tokens not under `current`, with row id greater than `after_id`, by id.
     async fn sealed_tokens_to_rotate(
@@ -113,6 +122,15 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the given tokens in one transaction. A row whose key id changed since it was read is
     /// skipped (someone else re-sealed it). Returns how many rows were updated.
     async fn reseal_tokens(&self, rows: &[Resealed]) -> Result<u64, StoreError>;
+    /// Up to `limit` relay secrets not under `current`, with client id greater than `after_client_id`.
+    async fn relay_secrets_to_rotate(
+        &self,
+        current: &KeyId,
+        after_client_id: i64,
+        limit: i64,
+    ) -> Result<Vec<SealedRelaySecret>, StoreError>;
+    /// Replaces relay secrets in one transaction (skipping any whose key id changed); `id` is the client id.
+    async fn reseal_relay_secrets(&self, rows: &[Resealed]) -> Result<u64, StoreError>;
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest audit rows first.

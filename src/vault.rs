@@ -25,8 +25,10 @@ pub const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const KEY_LEN: usize = 32;
 const KEY_ID_MAX: usize = 32;
-/// Versioned domain separator for the associated data; bump it if the AAD layout ever changes.
-const AAD_CONTEXT: &[u8] = b"switchboard/page-token/v1";
+/// Versioned domain separators for the associated data; bump one if its AAD layout ever changes. A page
+/// token can never be opened as a relay secret or the other way round.
+const PAGE_TOKEN: &[u8] = b"switchboard/page-token/v1";
+const RELAY_SECRET: &[u8] = b"switchboard/relay-secret/v1";
 
 /// Errors of the vault. None of them carries secret material.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,8 @@ pub enum VaultError {
     NotUtf8 { page: PageId },
     #[error("encryption failed")]
     Encrypt,
+    #[error("a sealed secret failed to decrypt: it was tampered with, belongs to another client, or the key is wrong")]
+    SecretUnreadable,
     #[error("key file {path}: {source}")]
     KeyFile { path: PathBuf, source: std::io::Error },
 }
@@ -208,48 +212,88 @@ impl KeyRing {
 
     /// Seals `token` for `page` under the current key with a fresh random nonce.
     pub fn seal(&self, page: &PageId, token: &AccessToken) -> Result<SealedToken, VaultError> {
-        let key = &self.keys[0];
-        let nonce = Nonce::generate();
-        let aad = associated_data(&key.id, page);
-        let ciphertext = key
-            .cipher
-            .encrypt(&nonce, Payload { msg: token.expose().as_bytes(), aad: &aad })
-            .map_err(|_| VaultError::Encrypt)?;
-        let nonce: [u8; NONCE_LEN] = nonce.into();
-        Ok(SealedToken { key_id: key.id.clone(), nonce, ciphertext })
+        self.seal_bytes(PAGE_TOKEN, page.as_str(), token.expose().as_bytes())
     }
 
     /// Opens a token sealed for `page`. Fails if the ciphertext or its key id was altered, if it was sealed
     /// for another page, or if the key is not in the ring.
     pub fn open(&self, page: &PageId, sealed: &SealedToken) -> Result<AccessToken, VaultError> {
+        let text = self.open_text(PAGE_TOKEN, page.as_str(), sealed).map_err(|e| e.for_subject(page))?;
+        Ok(AccessToken::new(text))
+    }
+
+    /// Seals a client's relay secret, bound to the client id.
+    pub fn seal_relay_secret(&self, client_id: i64, secret: &SecretString) -> Result<SealedToken, VaultError> {
+        self.seal_bytes(RELAY_SECRET, &client_id.to_string(), secret.expose_secret().as_bytes())
+    }
+
+    pub fn open_relay_secret(&self, client_id: i64, sealed: &SealedToken) -> Result<SecretString, VaultError> {
+        Ok(SecretString::from(self.open_text(RELAY_SECRET, &client_id.to_string(), sealed)?))
+    }
+
+    fn seal_bytes(&self, context: &[u8], subject: &str, plaintext: &[u8]) -> Result<SealedToken, VaultError> {
+        let key = &self.keys[0];
+        let nonce = Nonce::generate();
+        let aad = associated_data(context, &key.id, subject);
+        let ciphertext =
+            key.cipher.encrypt(&nonce, Payload { msg: plaintext, aad: &aad }).map_err(|_| VaultError::Encrypt)?;
+        let nonce: [u8; NONCE_LEN] = nonce.into();
+        Ok(SealedToken { key_id: key.id.clone(), nonce, ciphertext })
+    }
+
+    fn open_text(&self, context: &[u8], subject: &str, sealed: &SealedToken) -> Result<String, OpenError> {
         let key = self
             .keys
             .iter()
             .find(|k| k.id == sealed.key_id)
-            .ok_or_else(|| VaultError::UnknownKeyId(sealed.key_id.0.clone()))?;
-        let aad = associated_data(&sealed.key_id, page);
+            .ok_or_else(|| OpenError::UnknownKey(sealed.key_id.0.clone()))?;
+        let aad = associated_data(context, &sealed.key_id, subject);
         let nonce = Nonce::from(sealed.nonce);
         let plain = key
             .cipher
             .decrypt(&nonce, Payload { msg: &sealed.ciphertext, aad: &aad })
-            .map_err(|_| VaultError::Decrypt { page: page.clone() })?;
-        match String::from_utf8(plain) {
-            Ok(text) => Ok(AccessToken::new(text)),
-            Err(err) => {
-                drop(Zeroizing::new(err.into_bytes()));
-                Err(VaultError::NotUtf8 { page: page.clone() })
-            }
+            .map_err(|_| OpenError::Decrypt)?;
+        String::from_utf8(plain).map_err(|err| {
+            drop(Zeroizing::new(err.into_bytes()));
+            OpenError::NotUtf8
+        })
+    }
+}
+
+/// Why opening failed, before the subject is known to the error.
+#[derive(Debug)]
+enum OpenError {
+    UnknownKey(String),
+    Decrypt,
+    NotUtf8,
+}
+
+impl OpenError {
+    fn for_subject(self, page: &PageId) -> VaultError {
+        match self {
+            OpenError::UnknownKey(id) => VaultError::UnknownKeyId(id),
+            OpenError::Decrypt => VaultError::Decrypt { page: page.clone() },
+            OpenError::NotUtf8 => VaultError::NotUtf8 { page: page.clone() },
         }
     }
 }
 
-fn associated_data(key_id: &KeyId, page: &PageId) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(AAD_CONTEXT.len() + key_id.0.len() + page.as_str().len() + 2);
-    aad.extend_from_slice(AAD_CONTEXT);
+impl From<OpenError> for VaultError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::UnknownKey(id) => VaultError::UnknownKeyId(id),
+            OpenError::Decrypt | OpenError::NotUtf8 => VaultError::SecretUnreadable,
+        }
+    }
+}
+
+fn associated_data(context: &[u8], key_id: &KeyId, subject: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(context.len() + key_id.0.len() + subject.len() + 2);
+    aad.extend_from_slice(context);
     aad.push(0);
     aad.extend_from_slice(key_id.0.as_bytes());
     aad.push(0);
-    aad.extend_from_slice(page.as_str().as_bytes());
+    aad.extend_from_slice(subject.as_bytes());
     aad
 }
 

@@ -866,7 +866,12 @@ impl State {
     ) -> Result<(SentMessage, Usage), (GraphError, Option<String>, Option<Usage>)> {
         let plain = |e: GraphError| (e, None, None);
         let token = req.token.as_deref().ok_or_else(|| plain(GraphError::no_token()))?;
-        let info = self.valid_token(token).map_err(plain)?.clone();
+        // A known but dead token still tells whose it was: record the page with the error.
+        let owner = match self.tokens.get(token).map(|t| &t.kind) {
+            Some(TokenKind::Page { page_id }) => Some(page_id.clone()),
+            _ => None,
+        };
+        let info = self.valid_token(token).map_err(|e| (e, owner, None))?.clone();
         let TokenKind::Page { page_id } = &info.kind else {
             return Err(plain(GraphError::permission(
                 210,

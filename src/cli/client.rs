@@ -23,6 +23,29 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Choose how the client's pages answer: keyword rules, or relay to the client's own bot.
+    SetResponder {
+        /// The client's slug.
+        slug: String,
+        #[command(subcommand)]
+        responder: ResponderArgs,
+    },
+    /// Set the client's Send API calls per second per page (or `default` for the configured default).
+    SetRate { slug: String, rate: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ResponderArgs {
+    /// Keyword rules from a JSON file: {"keywords":[{"match":["hours"],"reply":"…"}],"postbacks":{"PAYLOAD":"…"},"fallback":"…"}
+    Rules {
+        #[arg(long, value_name = "PATH")]
+        file: std::path::PathBuf,
+    },
+    /// POST each event to URL, signed with a secret read from standard input.
+    Relay {
+        #[arg(long)]
+        url: String,
+    },
 }
 
 pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> {
@@ -53,6 +76,25 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             println!("created client {} with slug {}", client.id, client.slug);
             Ok(())
         }
+        ClientCommand::SetResponder { slug, responder } => set_responder(settings, &slug, responder).await,
+        ClientCommand::SetRate { slug, rate } => {
+            let rate =
+                match rate.as_str() {
+                    "default" => None,
+                    n => Some(n.parse::<u32>().ok().filter(|r| (1..=1000).contains(r)).ok_or_else(|| {
+                        UsageError(format!("rate {n:?} must be 1 to 1000 calls per second, or default"))
+                    })?),
+                };
+            let store = startup::open_store(settings).await?;
+            let client = find_client(store.as_ref(), &slug).await?;
+            store.set_send_rate(client.id, rate).await?;
+            audit(store.as_ref(), client.id, "client.rate_set", format!("{rate:?}")).await?;
+            match rate {
+                Some(r) => println!("client {} now sends at most {r} calls per second per page", client.slug),
+                None => println!("client {} now uses the default send rate", client.slug),
+            }
+            Ok(())
+        }
         ClientCommand::List { json } => {
             let store = startup::open_store(settings).await?;
             let clients = store.list_clients().await?;
@@ -69,4 +111,63 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             Ok(())
         }
     }
+}
+
+async fn find_client(store: &dyn crate::store::Store, slug: &str) -> anyhow::Result<crate::store::Client> {
+    let slug = ClientSlug::parse(slug).map_err(|e| UsageError(format!("slug: {e}")))?;
+    Ok(store.client_by_slug(&slug).await?.ok_or_else(|| UsageError(format!("no client with slug {slug}")))?)
+}
+
+async fn audit(store: &dyn crate::store::Store, client_id: i64, action: &str, detail: String) -> anyhow::Result<()> {
+    let entry = AuditEntry {
+        actor: CLI_ACTOR.to_owned(),
+        action: action.to_owned(),
+        client_id: Some(client_id),
+        page_id: None,
+        detail,
+    };
+    Ok(store.append_audit(&entry).await?)
+}
+
+async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> anyhow::Result<()> {
+    use crate::store::ResponderSetting;
+    let setting = match &args {
+        ResponderArgs::Rules { file } => {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| UsageError(format!("--file {}: {e}", file.display())))?;
+            let rules: switchboard_actors::Rules = serde_json::from_str(&text)
+                .map_err(|e| UsageError(format!("--file {}: not valid rules: {e}", file.display())))?;
+            rules.validate().map_err(|e| UsageError(format!("--file {}: {e}", file.display())))?;
+            Some(serde_json::to_string(&rules)?)
+        }
+        ResponderArgs::Relay { url } => {
+            let parsed = url::Url::parse(url).map_err(|e| UsageError(format!("--url: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(UsageError("--url must be an http:// or https:// URL".to_owned()).into());
+            }
+            None
+        }
+    };
+    let store = startup::open_store(settings).await?;
+    let client = find_client(store.as_ref(), slug).await?;
+    let responder = match (args, setting) {
+        (ResponderArgs::Rules { .. }, Some(rules_json)) => ResponderSetting::Rules { rules_json },
+        (ResponderArgs::Relay { url }, _) => {
+            let secret = super::read_secret_line("relay secret")?;
+            if secrecy::ExposeSecret::expose_secret(&secret).len() < 16 {
+                return Err(UsageError("the relay secret must be at least 16 characters".to_owned()).into());
+            }
+            let keys = startup::open_vault(settings, store.as_ref()).await?;
+            ResponderSetting::Relay { url, secret: keys.seal_relay_secret(client.id, &secret)? }
+        }
+        (ResponderArgs::Rules { .. }, None) => unreachable!("rules are parsed above"),
+    };
+    store.set_responder(client.id, &responder).await?;
+    let kind = match &responder {
+        ResponderSetting::Rules { .. } => "rules",
+        ResponderSetting::Relay { .. } => "relay",
+    };
+    audit(store.as_ref(), client.id, "client.responder_set", kind.to_owned()).await?;
+    println!("client {} now answers with {kind}; running tenants pick it up when they next start", client.slug);
+    Ok(())
 }

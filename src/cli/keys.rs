@@ -51,17 +51,17 @@ pub async fn rotate(settings: &Settings, args: &RotateArgs) -> anyhow::Result<()
         })
         .await?;
     println!(
-        "rotated {} token(s) to key {current}; {} changed concurrently and were left as they are; {} failed",
+        "rotated {} secret(s) to key {current}; {} changed concurrently and were left as they are; {} failed",
         report.rotated,
         report.skipped,
         report.failed.len()
     );
     for (page, reason) in &report.failed {
-        eprintln!("failed: page {page}: {reason}");
+        eprintln!("failed: {page}: {reason}");
     }
     if report.failed.is_empty() {
         Ok(())
     } else {
-        anyhow::bail!("{} token(s) could not be re-encrypted (listed above)", report.failed.len())
+        anyhow::bail!("{} secret(s) could not be re-encrypted (listed above)", report.failed.len())
     }
 }

@@ -1,12 +1,6 @@
 //! `user add`: portal users. The password is read from standard input (never from argv, where it would
 //! land in shell history and `ps`).
 
-use std::io::{BufRead as _, IsTerminal as _};
-
-use anyhow::Context as _;
-use secrecy::SecretString;
-use zeroize::Zeroizing;
-
 use super::{CLI_ACTOR, UsageError};
 use crate::config::Settings;
 use crate::domain::{ClientSlug, Email, Role};
@@ -39,7 +33,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> anyhow::Result<()> {
         }
         (Role::Operator, None) => None,
     };
-    let password = read_password()?;
+    let password = super::read_secret_line("password")?;
     password::check_policy(&password).map_err(|e| UsageError(e.to_string()))?;
 
     let store = startup::open_store(settings).await?;
@@ -71,23 +65,4 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> anyhow::Result<()> {
         None => println!("created {} user {}", user.role, user.email),
     }
     Ok(())
-}
-
-/// One line from stdin (prompted without echo on a terminal); the trailing newline is not part of it.
-fn read_password() -> anyhow::Result<SecretString> {
-    let stdin = std::io::stdin();
-    let line = if stdin.is_terminal() {
-        Zeroizing::new(rpassword::prompt_password("Password: ").context("cannot read the password")?)
-    } else {
-        let mut line = Zeroizing::new(String::new());
-        stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
-        line
-    };
-    let trimmed = line.trim_end_matches(['\r', '\n']);
-    if trimmed.is_empty() {
-        return Err(
-            UsageError("no password on standard input (pipe it in: `… | switchboard user add …`)".to_owned()).into()
-        );
-    }
-    Ok(SecretString::from(trimmed.to_owned()))
 }

@@ -1,45 +1,41 @@
-//! `/healthz` (the process is up) and `/readyz` (the database answers), plus the one place that turns
-//! rejections into status codes.
+//! `/healthz` (the process is up), `/readyz` (the database answers and the engine runs) and `/metrics`
+//! (Prometheus text).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+use switchboard_actors::Router;
 use warp::http::StatusCode;
+use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::store::Store;
 
-pub fn routes(store: Arc<dyn Store>) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+pub fn routes(
+    store: Arc<dyn Store>,
+    router: Router,
+    metrics: PrometheusHandle,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::with_status("ok\n", StatusCode::OK).into_response());
-    let readyz = warp::path!("readyz").and(warp::get()).and_then(move || {
+    let readyz = warp::path!("readyz").and(warp::get()).then(move || {
         let store = store.clone();
+        let router = router.clone();
         async move {
-            let reply = match store.ping().await {
-                Ok(()) => warp::reply::with_status("ready\n", StatusCode::OK).into_response(),
+            let (status, text) = match store.ping().await {
                 Err(err) => {
                     tracing::warn!(error = %err, "readiness check failed");
-                    warp::reply::with_status("database unreachable\n", StatusCode::SERVICE_UNAVAILABLE).into_response()
+                    (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
                 }
+                Ok(()) if !router.is_running() => (StatusCode::SERVICE_UNAVAILABLE, "engine not running\n"),
+                Ok(()) => (StatusCode::OK, "ready\n"),
             };
-            Ok::<_, Rejection>(reply)
+            warp::reply::with_status(text, status).into_response()
         }
     });
-    healthz.or(readyz).unify()
-}
-
-/// Maps warp's rejections to plain-text answers that name the problem.
-pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
-    let (status, message) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "not found")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-    } else {
-        tracing::error!(?rejection, "unhandled rejection");
-        (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    };
-    Ok(warp::reply::with_status(format!("{message}\n"), status).into_response())
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(metrics.render(), "content-type", "text/plain; version=0.0.4").into_response()
+    });
+    healthz.or(readyz).unify().or(metrics).unify()
 }

@@ -162,3 +162,27 @@ pub struct AuditRecord {
     pub page_id: Option<String>,
     pub detail: String,
 }
+
+/// How a client's pages answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponderSetting {
+    /// Keyword rules, as JSON (`switchboard_actors::Rules`).
+    Rules { rules_json: String },
+    /// POST each event to the client's bot; the signing secret is sealed by the vault.
+    Relay { url: String, secret: SealedToken },
+}
+
+/// A client's engine settings; a client without a row uses the defaults (rules `{}`, default rate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub client_id: i64,
+    pub responder: ResponderSetting,
+    pub send_rate_per_second: Option<u32>,
+}
+
+/// A relay secret read for key rotation.
+#[derive(Debug, Clone)]
+pub struct SealedRelaySecret {
+    pub client_id: i64,
+    pub sealed: SealedToken,
+}

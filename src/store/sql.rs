@@ -8,7 +8,10 @@
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use super::model::{AuditRecord, Client, Integration, IntegrationStatus, SealedRow, User};
+use super::model::{
+    AuditRecord, Client, ClientSettings, Integration, IntegrationStatus, ResponderSetting, SealedRelaySecret,
+    SealedRow, User,
+};
 use crate::domain::{ClientSlug, Email, PageId, Role};
 use crate::vault::SealedToken;
 
@@ -147,6 +150,55 @@ impl TryFrom<SealedTokenRow> for SealedRow {
 }
 
 #[derive(sqlx::FromRow)]
+pub(crate) struct ClientSettingsRow {
+    client_id: i64,
+    responder_kind: String,
+    rules_json: String,
+    relay_url: Option<String>,
+    relay_secret: Option<Vec<u8>>,
+    relay_key_id: Option<String>,
+    send_rate_per_second: Option<i32>,
+}
+
+impl TryFrom<ClientSettingsRow> for ClientSettings {
+    type Error = StoreError;
+    fn try_from(row: ClientSettingsRow) -> Result<Self, StoreError> {
+        let responder = match (row.responder_kind.as_str(), row.relay_url, row.relay_secret, row.relay_key_id) {
+            ("rules", ..) => ResponderSetting::Rules { rules_json: row.rules_json },
+            ("relay", Some(url), Some(secret), Some(key_id)) => ResponderSetting::Relay {
+                url,
+                secret: corrupt("client_settings.relay_secret", SealedToken::from_stored(&key_id, &secret))?,
+            },
+            (kind, ..) => {
+                return Err(StoreError::Corrupt(format!("client {}: responder {kind:?} is incomplete", row.client_id)));
+            }
+        };
+        let rate = row.send_rate_per_second.map(|r| u32::try_from(r).unwrap_or(1));
+        Ok(ClientSettings { client_id: row.client_id, responder, send_rate_per_second: rate })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RelaySecretRow {
+    client_id: i64,
+    relay_key_id: String,
+    relay_secret: Vec<u8>,
+}
+
+impl TryFrom<RelaySecretRow> for SealedRelaySecret {
+    type Error = StoreError;
+    fn try_from(row: RelaySecretRow) -> Result<Self, StoreError> {
+        Ok(SealedRelaySecret {
+            client_id: row.client_id,
+            sealed: corrupt(
+                "client_settings.relay_secret",
+                SealedToken::from_stored(&row.relay_key_id, &row.relay_secret),
+            )?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub(crate) struct AuditRow {
     id: i64,
     at: DateTime<Utc>,
@@ -197,12 +249,12 @@ macro_rules! sql_store {
     ($store:ty, $backend:expr, $migrator:expr) => {
         use $crate::domain::{ClientSlug, Email, PageId};
         use $crate::store::sql::{
-            collect, integration_select, join_permissions, AuditRow, ClientRow, IntegrationRow, SealedTokenRow,
-            UserRow,
+            collect, integration_select, join_permissions, AuditRow, ClientRow, ClientSettingsRow, IntegrationRow,
+            RelaySecretRow, SealedTokenRow, UserRow,
         };
         use $crate::store::{
-            AuditEntry, AuditRecord, Client, Integration, IntegrationStatus, NewIntegration, NewUser, Resealed,
-            SealedRow, User,
+            AuditEntry, AuditRecord, Client, ClientSettings, Integration, IntegrationStatus, NewIntegration, NewUser,
+            Resealed, ResponderSetting, SealedRelaySecret, SealedRow, User,
         };
         use $crate::vault::KeyId;
 
@@ -247,6 +299,72 @@ macro_rules! sql_store {
                         .fetch_optional(&self.pool)
                         .await?;
                 row.map(Client::try_from).transpose()
+            }
+
+            async fn client_by_id(&self, id: i64) -> Result<Option<Client>, StoreError> {
+                let row: Option<ClientRow> =
+                    sqlx::query_as("SELECT id, name, slug, created_at FROM clients WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(Client::try_from).transpose()
+            }
+
+            async fn client_settings(&self, client_id: i64) -> Result<Option<ClientSettings>, StoreError> {
+                let row: Option<ClientSettingsRow> = sqlx::query_as(
+                    "SELECT client_id, responder_kind, rules_json, relay_url, relay_secret, relay_key_id, \
+                     send_rate_per_second FROM client_settings WHERE client_id = $1",
+                )
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(ClientSettings::try_from).transpose()
+            }
+
+            async fn set_responder(&self, client_id: i64, responder: &ResponderSetting) -> Result<(), StoreError> {
+                let (kind, rules, url, secret, key_id) = match responder {
+                    ResponderSetting::Rules { rules_json } => ("rules", Some(rules_json.as_str()), None, None, None),
+                    ResponderSetting::Relay { url, secret } => {
+                        ("relay", None, Some(url.as_str()), Some(secret.to_stored()), Some(secret.key_id().as_str()))
+                    }
+                };
+                // Choosing rules keeps the relay settings (and the other way round), so switching back is
+                // one command; the kind decides which one answers.
+                sqlx::query(
+                    "INSERT INTO client_settings (client_id, responder_kind, rules_json, relay_url, relay_secret, \
+                         relay_key_id, updated_at) VALUES ($1, $2, COALESCE($3, '{}'), $4, $5, $6, $7) \
+                     ON CONFLICT (client_id) DO UPDATE SET responder_kind = excluded.responder_kind, \
+                         rules_json = COALESCE($3, client_settings.rules_json), \
+                         relay_url = COALESCE($4, client_settings.relay_url), \
+                         relay_secret = COALESCE($5, client_settings.relay_secret), \
+                         relay_key_id = COALESCE($6, client_settings.relay_key_id), \
+                         updated_at = excluded.updated_at",
+                )
+                .bind(client_id)
+                .bind(kind)
+                .bind(rules)
+                .bind(url)
+                .bind(secret)
+                .bind(key_id)
+                .bind($crate::clock::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn set_send_rate(&self, client_id: i64, rate: Option<u32>) -> Result<(), StoreError> {
+                let rate = rate.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
+                sqlx::query(
+                    "INSERT INTO client_settings (client_id, send_rate_per_second, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (client_id) DO UPDATE SET send_rate_per_second = excluded.send_rate_per_second, \
+                         updated_at = excluded.updated_at",
+                )
+                .bind(client_id)
+                .bind(rate)
+                .bind($crate::clock::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
             }
 
             async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
@@ -371,8 +489,9 @@ macro_rules! sql_store {
 
             async fn token_key_ids(&self) -> Result<Vec<String>, StoreError> {
                 let ids: Vec<(String,)> = sqlx::query_as(
-                    "SELECT DISTINCT token_key_id FROM client_integrations \
-                     WHERE token_key_id IS NOT NULL ORDER BY token_key_id",
+                    "SELECT token_key_id FROM client_integrations WHERE token_key_id IS NOT NULL \
+                     UNION SELECT relay_key_id FROM client_settings WHERE relay_key_id IS NOT NULL \
+                     ORDER BY 1",
                 )
                 .fetch_all(&self.pool)
                 .await?;
@@ -405,6 +524,45 @@ macro_rules! sql_store {
                     let done = sqlx::query(
                         "UPDATE client_integrations SET encrypted_access_token = $1, token_key_id = $2 \
                          WHERE id = $3 AND token_key_id = $4",
+                    )
+                    .bind(row.sealed.to_stored())
+                    .bind(row.sealed.key_id().as_str())
+                    .bind(row.id)
+                    .bind(row.previous_key_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    updated += done.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(updated)
+            }
+
+            async fn relay_secrets_to_rotate(
+                &self,
+                current: &KeyId,
+                after_client_id: i64,
+                limit: i64,
+            ) -> Result<Vec<SealedRelaySecret>, StoreError> {
+                let rows: Vec<RelaySecretRow> = sqlx::query_as(
+                    "SELECT client_id, relay_key_id, relay_secret FROM client_settings \
+                     WHERE relay_secret IS NOT NULL AND relay_key_id <> $1 AND client_id > $2 \
+                     ORDER BY client_id LIMIT $3",
+                )
+                .bind(current.as_str())
+                .bind(after_client_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                collect(rows)
+            }
+
+            async fn reseal_relay_secrets(&self, rows: &[Resealed]) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut updated = 0;
+                for row in rows {
+                    let done = sqlx::query(
+                        "UPDATE client_settings SET relay_secret = $1, relay_key_id = $2 \
+                         WHERE client_id = $3 AND relay_key_id = $4",
                     )
                     .bind(row.sealed.to_stored())
                     .bind(row.sealed.key_id().as_str())

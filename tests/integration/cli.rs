@@ -320,8 +320,8 @@ async fn rotate_keys_reports_counts_and_is_idempotent_on_postgres() {
     };
     let out = rotate();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("rotated 3 token(s) to key new"), "{}", stdout(&out));
-    assert!(stdout(&rotate()).contains("rotated 0 token(s)"));
+    assert!(stdout(&out).contains("rotated 3 secret(s) to key new"), "{}", stdout(&out));
+    assert!(stdout(&rotate()).contains("rotated 0 secret(s)"));
     assert_eq!(db.store.token_key_ids().await.unwrap(), vec!["new"]);
 
     let out = run(switchboard(dir.path())
@@ -329,4 +329,71 @@ async fn rotate_keys_reports_counts_and_is_idempotent_on_postgres() {
         .env("DATABASE_URL", &db.url)
         .env("SWITCHBOARD_ENCRYPTION_KEYS", &old));
     assert_one_line_error(&out, 1, "key id(s) new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responder_and_rate_commands_store_per_client_settings() {
+    use switchboard::store::ResponderSetting;
+
+    let db = TestDb::sqlite().await;
+    let dir = db.dir().unwrap().to_owned();
+    let entry = key_entry("k1");
+    let sb = || {
+        let mut cmd = switchboard(&dir);
+        cmd.env("DATABASE_URL", &db.url).env("SWITCHBOARD_ENCRYPTION_KEYS", &entry);
+        cmd
+    };
+    let acme = client(db.store.as_ref(), "acme").await;
+
+    std::fs::write(dir.join("rules.json"), r#"{"keywords":[{"match":["hours"],"reply":"9 to 5"}],"fallback":"Hi!"}"#)
+        .unwrap();
+    let out = run(sb().args(["client", "set-responder", "acme", "rules", "--file", "rules.json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let settings = db.store.client_settings(acme.id).await.unwrap().unwrap();
+    assert!(matches!(&settings.responder, ResponderSetting::Rules { rules_json } if rules_json.contains("9 to 5")));
+
+    std::fs::write(dir.join("bad.json"), r#"{"keywords":[{"match":[],"reply":"x"}]}"#).unwrap();
+    assert_one_line_error(
+        &run(sb().args(["client", "set-responder", "acme", "rules", "--file", "bad.json"])),
+        2,
+        "no keyword",
+    );
+    std::fs::write(dir.join("typo.json"), r#"{"keyword":[]}"#).unwrap();
+    assert_one_line_error(
+        &run(sb().args(["client", "set-responder", "acme", "rules", "--file", "typo.json"])),
+        2,
+        "not valid rules",
+    );
+    assert_one_line_error(
+        &run(sb().args(["client", "set-responder", "nobody", "rules", "--file", "rules.json"])),
+        2,
+        "no client",
+    );
+
+    let relay = ["client", "set-responder", "acme", "relay", "--url", "https://bot.acme.example/hook"];
+    assert_one_line_error(&run_with_stdin(sb().args(relay), "short\n"), 2, "at least 16 characters");
+    let out = run_with_stdin(sb().args(relay), "a-long-relay-secret-value\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let settings = db.store.client_settings(acme.id).await.unwrap().unwrap();
+    let ResponderSetting::Relay { url, secret } = settings.responder else { panic!("relay expected") };
+    assert_eq!(url, "https://bot.acme.example/hook");
+    use secrecy::ExposeSecret as _;
+    assert_eq!(ring(&entry).open_relay_secret(acme.id, &secret).unwrap().expose_secret(), "a-long-relay-secret-value");
+    assert!(!db.raw_integration_bytes().await.is_empty());
+    assert_one_line_error(
+        &run_with_stdin(
+            sb().args(["client", "set-responder", "acme", "relay", "--url", "ftp://x"]),
+            "a-long-relay-secret-value\n",
+        ),
+        2,
+        "--url",
+    );
+
+    assert!(run(sb().args(["client", "set-rate", "acme", "20"])).status.success());
+    assert_eq!(db.store.client_settings(acme.id).await.unwrap().unwrap().send_rate_per_second, Some(20));
+    assert!(run(sb().args(["client", "set-rate", "acme", "default"])).status.success());
+    assert_eq!(db.store.client_settings(acme.id).await.unwrap().unwrap().send_rate_per_second, None);
+    assert_one_line_error(&run(sb().args(["client", "set-rate", "acme", "0"])), 2, "1 to 1000");
+    // The relay secret's key id counts for the start-up key check.
+    assert_eq!(db.store.token_key_ids().await.unwrap(), vec!["k1"]);
 }

@@ -7,8 +7,10 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod app;
 mod support;
 
 mod cli;
+mod engine;
 mod store_contract;
 mod vault_storage;

@@ -1,0 +1,53 @@
+//! The one place HTTP status codes are decided: every handler rejects with an `ApiError` (or warp rejects
+//! on its own), and `recover` turns that into a status and a plain-text message that names the problem.
+
+use std::convert::Infallible;
+
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use crate::webhook::{ParseError, SignatureError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("webhook verification failed: wrong hub.mode or hub.verify_token")]
+    VerificationFailed,
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::VerificationFailed | ApiError::Signature(_) => StatusCode::FORBIDDEN,
+            ApiError::Parse(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Maps rejections to answers.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let (status, message) = if let Some(e) = rejection.find::<ApiError>() {
+        (e.status(), e.to_string())
+    } else if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found".to_owned())
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        // Checked before MethodNotAllowed: a POST to a route that also has a GET collects both.
+        (StatusCode::PAYLOAD_TOO_LARGE, "request body too large".to_owned())
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (StatusCode::LENGTH_REQUIRED, "a Content-Length header is required".to_owned())
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_owned())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        (StatusCode::BAD_REQUEST, format!("invalid query string: {e}"))
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+    };
+    Ok(warp::reply::with_status(format!("{message}\n"), status).into_response())
+}

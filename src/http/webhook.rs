@@ -1,0 +1,79 @@
+//! `/api/facebook-webhook`: where Meta's traffic for every tenant enters.
+//!
+//! GET is the verification handshake. POST is verified (signature over the raw bytes), parsed whole,
+//! routed event by event to the tenants' actors, and answered at once: the answer never waits on the Graph
+//! API or any bot. Nothing is processed unless the signature and the whole body are valid.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq as _;
+use switchboard_actors::Router;
+use warp::http::HeaderMap;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use crate::webhook::{WebhookSecrets, parse};
+
+pub const SIGNATURE_FAILURES: &str = "switchboard_webhook_signature_failures_total";
+
+/// What the webhook routes need.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub secrets: Arc<WebhookSecrets>,
+    pub verify_token: Arc<SecretString>,
+    pub router: Router,
+    pub max_body_bytes: u64,
+}
+
+pub fn routes(state: WebhookState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let max_body = state.max_body_bytes;
+    let with_state = warp::any().map(move || state.clone());
+    // Path before method, so an unknown path is a 404, not a 405.
+    let verify = warp::path!("api" / "facebook-webhook")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state.clone())
+        .and_then(|query: HashMap<String, String>, state: WebhookState| async move { verify(&query, &state) });
+    let receive = warp::path!("api" / "facebook-webhook")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(max_body))
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .and(with_state)
+        .and_then(
+            |headers: HeaderMap, body: Bytes, state: WebhookState| async move { receive(&headers, &body, &state) },
+        );
+    verify.or(receive).unify()
+}
+
+/// `hub.mode=subscribe` and the right `hub.verify_token` → 200 with `hub.challenge` byte for byte.
+fn verify(query: &HashMap<String, String>, state: &WebhookState) -> Result<Response, Rejection> {
+    let mode_ok = query.get("hub.mode").is_some_and(|m| m == "subscribe");
+    let token_ok = query
+        .get("hub.verify_token")
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(state.verify_token.expose_secret().as_bytes())));
+    match query.get("hub.challenge") {
+        Some(challenge) if mode_ok && token_ok && !challenge.is_empty() => {
+            Ok(warp::reply::with_header(challenge.clone(), "content-type", "text/plain").into_response())
+        }
+        _ => Err(warp::reject::custom(ApiError::VerificationFailed)),
+    }
+}
+
+/// Verify, parse, route, answer. Synchronous on purpose: no await between the body and the answer.
+fn receive(headers: &HeaderMap, body: &[u8], state: &WebhookState) -> Result<Response, Rejection> {
+    let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
+    if let Err(e) = state.secrets.verify(signature, body) {
+        metrics::counter!(SIGNATURE_FAILURES).increment(1);
+        return Err(warp::reject::custom(ApiError::Signature(e)));
+    }
+    let events = parse(body).map_err(|e| warp::reject::custom(ApiError::Parse(e)))?;
+    for event in events {
+        state.router.dispatch(event);
+    }
+    Ok(warp::reply::with_header("EVENT_RECEIVED", "content-type", "text/plain").into_response())
+}

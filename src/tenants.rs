@@ -1,0 +1,138 @@
+//! The engine's view of storage: loading a tenant (its integration, decrypted token and responder) and
+//! recording what the engine learns (a dead token, a missing permission). This is where `switchboard`
+//! implements the ports the actors crate declares.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use switchboard_actors::{
+    LoadError, PageId, Responder, Rules, RulesResponder, StatusSink, TenantProfile, TenantSource,
+};
+
+use crate::config::EngineConfig;
+use crate::relay::RelayResponder;
+use crate::store::{AuditEntry, IntegrationStatus, ResponderSetting, Store};
+use crate::vault::KeyRing;
+
+/// Loads tenants from the store, opening tokens with the vault.
+pub struct StoreTenants {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    config: EngineConfig,
+    relay_http: reqwest::Client,
+}
+
+impl StoreTenants {
+    pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>, config: EngineConfig) -> Self {
+        let relay_http = reqwest::Client::builder()
+            .timeout(config.relay_timeout)
+            .user_agent(concat!("switchboard-relay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a plain HTTP client builds");
+        Self { store, keys, config, relay_http }
+    }
+
+    async fn responder(
+        &self,
+        client_id: i64,
+        client_slug: &str,
+    ) -> Result<(Arc<dyn Responder>, Option<u32>), LoadError> {
+        let settings =
+            self.store.client_settings(client_id).await.map_err(|e| LoadError::Unavailable(e.to_string()))?;
+        let fallback = self.config.fallback_reply.clone();
+        let Some(settings) = settings else {
+            return Ok((Arc::new(RulesResponder::new(Rules::default(), fallback)), None));
+        };
+        let responder: Arc<dyn Responder> = match settings.responder {
+            ResponderSetting::Rules { rules_json } => {
+                let rules: Rules = serde_json::from_str(&rules_json)
+                    .map_err(|e| LoadError::Unusable(format!("stored rules are not valid: {e}")))?;
+                Arc::new(RulesResponder::new(rules, fallback))
+            }
+            ResponderSetting::Relay { url, secret } => {
+                let secret =
+                    self.keys.open_relay_secret(client_id, &secret).map_err(|e| LoadError::Unusable(e.to_string()))?;
+                Arc::new(RelayResponder::new(self.relay_http.clone(), url, secret, client_slug))
+            }
+        };
+        Ok((responder, settings.send_rate_per_second))
+    }
+}
+
+#[async_trait]
+impl TenantSource for StoreTenants {
+    async fn load(&self, page: &PageId) -> Result<TenantProfile, LoadError> {
+        let integration = self
+            .store
+            .integration_by_page(page)
+            .await
+            .map_err(|e| LoadError::Unavailable(e.to_string()))?
+            .ok_or(LoadError::NotFound)?;
+        if integration.status == IntegrationStatus::Revoked {
+            return Err(LoadError::NotFound);
+        }
+        let (responder, rate) = self.responder(integration.client_id, integration.client_slug.as_str()).await?;
+        let token = match (&integration.sealed_token, integration.status) {
+            (Some(sealed), IntegrationStatus::Connected | IntegrationStatus::Error) => {
+                Some(self.keys.open(page, sealed).map_err(|e| LoadError::Unusable(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let blocked = match integration.status {
+            IntegrationStatus::Connected => None,
+            other => Some(integration.status_reason.clone().unwrap_or_else(|| other.to_string())),
+        };
+        Ok(TenantProfile {
+            client_slug: Arc::from(integration.client_slug.as_str()),
+            page_id: integration.page_id.clone(),
+            instagram_account_id: integration.instagram_account_id.clone(),
+            token,
+            blocked,
+            responder,
+            send_rate_per_second: rate.unwrap_or(self.config.send_rate_per_page),
+        })
+    }
+}
+
+/// Records status changes the engine discovers, with an audit row each.
+pub struct StoreStatus {
+    store: Arc<dyn Store>,
+}
+
+impl StoreStatus {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    async fn record(&self, page: &PageId, status: IntegrationStatus, reason: &str, action: &str) {
+        let client_id = match self.store.integration_by_page(page).await {
+            Ok(Some(i)) => Some(i.client_id),
+            _ => None,
+        };
+        if let Err(err) = self.store.set_integration_status(page, status, Some(reason)).await {
+            tracing::error!(%page, error = %err, "cannot record integration status {status}");
+            return;
+        }
+        let entry = AuditEntry {
+            actor: "system".to_owned(),
+            action: action.to_owned(),
+            client_id,
+            page_id: Some(page.clone()),
+            detail: reason.to_owned(),
+        };
+        if let Err(err) = self.store.append_audit(&entry).await {
+            tracing::error!(%page, error = %err, "cannot write audit row");
+        }
+    }
+}
+
+#[async_trait]
+impl StatusSink for StoreStatus {
+    async fn needs_reauth(&self, page: &PageId, reason: &str) {
+        self.record(page, IntegrationStatus::NeedsReauth, reason, "integration.needs_reauth").await;
+    }
+
+    async fn permission_error(&self, page: &PageId, reason: &str) {
+        self.record(page, IntegrationStatus::Error, reason, "integration.error").await;
+    }
+}

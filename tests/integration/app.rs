@@ -1,0 +1,268 @@
+//! `spawn_app`: Switchboard serving on a free 127.0.0.1 port against a fresh database and an in-process
+//! Meta stand-in, with two clients whose pages are connected with real tokens issued by the stand-in.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use meta_sim::{SimConfig, SimHandle};
+use serde_json::Value;
+use sha2::Sha256;
+use switchboard::domain::{AccessToken, PageId};
+use switchboard::startup::Application;
+use switchboard::store::{Client, NewIntegration, Store};
+use switchboard::vault::KeyRing;
+use switchboard_actors::Router;
+
+use crate::support::{TestDb, key_entry, ring};
+
+pub const SECRET: &str = "fixture-app-secret-do-not-use";
+pub const VERIFY_TOKEN: &str = "verify-me-please";
+pub const PAGE_A: &str = "104711112233445";
+pub const PAGE_B: &str = "209822223344556";
+pub const IG_A: &str = "17841405822304914";
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub db: TestDb,
+    pub meta: SimHandle,
+    pub router: Router,
+    pub http: reqwest::Client,
+    pub keys: KeyRing,
+    pub clients: Vec<Client>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Options for `spawn_app`.
+pub struct Options {
+    pub sim: SimConfig,
+    /// Extra keys for Switchboard's `[engine]` section.
+    pub toml: String,
+    /// Extra keys for Switchboard's `[server]` section.
+    pub server_toml: String,
+    /// Connect page A to client "woodstock-outlet" and page B to "rural-king".
+    pub connect: bool,
+    pub postgres: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sim: SimConfig::default(),
+            toml: String::new(),
+            server_toml: String::new(),
+            connect: true,
+            postgres: true,
+        }
+    }
+}
+
+pub async fn spawn_app(options: Options) -> TestApp {
+    let db = if options.postgres { TestDb::postgres().await } else { TestDb::sqlite().await };
+    let meta = meta_sim::spawn(SimConfig { redirect_uris: vec![REDIRECT.to_owned()], ..options.sim }).await.unwrap();
+    let entry = key_entry("k1");
+    let keys = ring(&entry);
+    let mut clients = Vec::new();
+    if options.connect {
+        let tokens = sim_page_tokens(&meta).await;
+        for (slug, page, ig) in [("woodstock-outlet", PAGE_A, Some(IG_A)), ("rural-king", PAGE_B, None)] {
+            let client = crate::support::client(db.store.as_ref(), slug).await;
+            connect(db.store.as_ref(), &keys, &client, page, ig, &tokens[page]).await;
+            clients.push(client);
+        }
+    }
+    let toml = format!(
+        r#"
+[server]
+bind = "127.0.0.1:0"
+public_url = "http://127.0.0.1:1"
+shutdown_grace_secs = 2
+{server_extra}
+[database]
+url = "{db_url}"
+max_connections = 5
+[vault]
+keys = "{entry}"
+[meta]
+app_id = "1234567890"
+app_secret = "{SECRET}"
+verify_token = "{VERIFY_TOKEN}"
+graph_url = "{sim}"
+oauth_dialog_url = "{sim}"
+[engine]
+retry_base_ms = 20
+{extra}
+"#,
+        db_url = db.url,
+        sim = meta.url(),
+        extra = options.toml,
+        server_extra = options.server_toml,
+    );
+    let settings = switchboard::config::Settings::from_toml(&toml).unwrap();
+    let app = Application::build(&settings).await.unwrap();
+    let addr = app.local_addr();
+    let router = app.router().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        app.run_until_stopped(async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    TestApp { addr, db, meta, router, http, keys, clients, stop: Some(stop) }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs `body` to the webhook, signed with the app secret.
+    pub async fn post_webhook(&self, body: &[u8]) -> (u16, String) {
+        self.post_webhook_signed(body, &meta_sim::webhook::signature(SECRET, body)).await
+    }
+
+    pub async fn post_webhook_signed(&self, body: &[u8], signature: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .post(self.url("/api/facebook-webhook"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// Messages the stand-in accepted.
+    pub fn sent(&self) -> Vec<meta_sim::SentMessage> {
+        self.meta.sim().messages()
+    }
+
+    /// Waits until `n` messages were sent (or panics after `within`).
+    pub async fn wait_for_sent(&self, n: usize, within: Duration) -> Vec<meta_sim::SentMessage> {
+        let started = Instant::now();
+        loop {
+            let sent = self.sent();
+            if sent.len() >= n {
+                return sent;
+            }
+            assert!(
+                started.elapsed() < within,
+                "expected {n} messages within {within:?}, got {}: {sent:?}",
+                sent.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Gives the engine time to do something it must not do, then returns what was sent.
+    pub async fn settle(&self) -> Vec<meta_sim::SentMessage> {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        self.sent()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub const REDIRECT: &str = "http://127.0.0.1:1/api/auth/facebook/callback";
+
+/// Page tokens by page id, obtained the way Switchboard will: consent, code exchange, long-lived token,
+/// /me/accounts.
+pub async fn sim_page_tokens(meta: &SimHandle) -> HashMap<String, String> {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = format!("{}/v25.0", meta.url());
+    let scopes = meta_sim::config::KNOWN_SCOPES.join(",");
+    let mut form: Vec<(&str, &str)> =
+        vec![("client_id", "1234567890"), ("redirect_uri", REDIRECT), ("requested", &scopes), ("decision", "continue")];
+    form.extend(meta_sim::config::KNOWN_SCOPES.iter().map(|s| ("scope", *s)));
+    form.extend([("page", PAGE_A), ("page", PAGE_B)]);
+    let resp = http.post(format!("{base}/dialog/oauth/decide")).form(&form).send().await.unwrap();
+    let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let token: Value = http
+        .get(format!("{base}/oauth/access_token"))
+        .query(&[("client_id", "1234567890"), ("client_secret", SECRET), ("redirect_uri", REDIRECT), ("code", &code)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = token["access_token"].as_str().unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(user.as_bytes());
+    let proof = hex::encode(mac.finalize().into_bytes());
+    let accounts: Value = http
+        .get(format!("{base}/me/accounts"))
+        .query(&[("access_token", user), ("appsecret_proof", &proof)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    accounts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap().to_owned(), p["access_token"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Stores an integration for `page` with `token` sealed, as the OAuth callback will.
+pub async fn connect(store: &dyn Store, keys: &KeyRing, client: &Client, page: &str, ig: Option<&str>, token: &str) {
+    let page_id = PageId::parse(page).unwrap();
+    store
+        .upsert_integration(&NewIntegration {
+            client_id: client.id,
+            sealed_token: keys.seal(&page_id, &AccessToken::new(token.to_owned())).unwrap(),
+            page_id,
+            page_name: None,
+            instagram_account_id: ig.map(|i| PageId::parse(i).unwrap()),
+            permissions_granted: vec!["pages_messaging".to_owned()],
+            token_expires_at: None,
+            connected_by: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// A Messenger text event body for `page` from `sender` (Meta's exact encoding).
+pub fn text_event(page: &str, sender: &str, mid: &str, text: &str, timestamp: i64) -> Vec<u8> {
+    use meta_sim::webhook::{Entry, Envelope, Event, Id, Message, Messaging, to_meta_json};
+    to_meta_json(&Envelope {
+        object: "page",
+        entry: vec![Entry {
+            id: page.to_owned(),
+            time: timestamp,
+            messaging: vec![Messaging {
+                sender: Id { id: sender.to_owned() },
+                recipient: Id { id: page.to_owned() },
+                timestamp,
+                event: Event::Message(Message {
+                    mid: mid.to_owned(),
+                    text: Some(text.to_owned()),
+                    ..Message::default()
+                }),
+            }],
+        }],
+    })
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/webhooks/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}

@@ -1,0 +1,355 @@
+//! The engine end to end: signed webhooks in, replies out at the Meta stand-in, through the real server,
+//! the actors, the Graph client and PostgreSQL.
+
+use std::time::Duration;
+
+use meta_sim::{Channel, SimConfig};
+use switchboard::domain::PageId;
+use switchboard::store::IntegrationStatus;
+
+use crate::app::{Options, PAGE_A, PAGE_B, VERIFY_TOKEN, fixture, spawn_app, text_event};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_event_gets_exactly_one_reply_with_the_pages_token() {
+    let app = spawn_app(Options::default()).await;
+    let (status, body) = app.post_webhook(&fixture("messenger_text.json")).await;
+    assert_eq!((status, body.as_str()), (200, "EVENT_RECEIVED"));
+    let sent = app.wait_for_sent(1, WAIT).await;
+    assert_eq!(sent[0].page_id, PAGE_A, "the stand-in accepted page A's token (and proof) for page A");
+    assert_eq!(sent[0].recipient_id, "7001234567890123");
+    assert_eq!(sent[0].channel, Channel::Messenger);
+    assert_eq!(sent[0].messaging_type.as_deref(), Some("RESPONSE"));
+    assert_eq!(sent[0].text.as_deref(), Some("Thanks for your message! We'll get back to you shortly."));
+    assert_eq!(app.settle().await.len(), 1, "exactly one reply");
+    assert!(app.meta.sim().errors().is_empty(), "no call was refused: {:?}", app.meta.sim().errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_handshake_echoes_the_challenge_or_refuses() {
+    let app = spawn_app(Options { connect: false, ..Options::default() }).await;
+    let get = |query: Vec<(&'static str, &'static str)>| {
+        let req = app.http.get(app.url("/api/facebook-webhook")).query(&query);
+        async move {
+            let resp = req.send().await.unwrap();
+            let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), ctype, resp.text().await.unwrap())
+        }
+    };
+    let ok =
+        get(vec![("hub.mode", "subscribe"), ("hub.verify_token", VERIFY_TOKEN), ("hub.challenge", "1158201444")]).await;
+    assert_eq!(ok, (200, Some("text/plain".to_owned()), "1158201444".to_owned()));
+    let odd =
+        get(vec![("hub.mode", "subscribe"), ("hub.verify_token", VERIFY_TOKEN), ("hub.challenge", "a-Z_09.~")]).await;
+    assert_eq!(odd.2, "a-Z_09.~", "echoed byte for byte, not parsed as a number");
+    assert_eq!(
+        get(vec![("hub.mode", "subscribe"), ("hub.verify_token", "wrong"), ("hub.challenge", "1")]).await.0,
+        403
+    );
+    assert_eq!(
+        get(vec![("hub.mode", "unsubscribe"), ("hub.verify_token", VERIFY_TOKEN), ("hub.challenge", "1")]).await.0,
+        403
+    );
+    assert_eq!(get(vec![("hub.mode", "subscribe"), ("hub.verify_token", VERIFY_TOKEN)]).await.0, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signature_or_malformed_body_is_refused_and_nothing_is_sent() {
+    let app = spawn_app(Options::default()).await;
+    let body = fixture("messenger_text.json");
+    let (status, text) =
+        app.post_webhook_signed(&body, "sha256=0000000000000000000000000000000000000000000000000000000000000000").await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("does not match"), "{text}");
+    let resp = app.http.post(app.url("/api/facebook-webhook")).body(body.clone()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp.text().await.unwrap().contains("missing X-Hub-Signature-256"));
+
+    let (status, text) = app.post_webhook(b"{\"object\":\"page\",\"entry\":[").await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = app.post_webhook(br#"{"object":"user","entry":[]}"#).await;
+    assert_eq!((status, text.contains("unknown object")), (400, true), "{text}");
+
+    // A body whose second entry is malformed is refused whole: the valid first entry is not processed.
+    let half = format!(
+        r#"{{"object":"page","entry":[{},{{"id":"not-a-page","messaging":[]}}]}}"#,
+        String::from_utf8(body.clone()).unwrap().split_once("\"entry\":[").unwrap().1.rsplit_once("]}").unwrap().0
+    );
+    assert_eq!(app.post_webhook(half.as_bytes()).await.0, 400);
+    assert!(app.settle().await.is_empty(), "nothing was processed");
+    assert!(app.metrics().await.contains("switchboard_webhook_signature_failures_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_pages_in_one_batch_are_each_answered_with_their_own_token() {
+    let app = spawn_app(Options::default()).await;
+    assert_eq!(app.post_webhook(&fixture("messenger_batch_two_pages.json")).await.0, 200);
+    let mut sent = app.wait_for_sent(3, WAIT).await;
+    sent.sort_by(|a, b| (&a.page_id, &a.recipient_id).cmp(&(&b.page_id, &b.recipient_id)));
+    let routed: Vec<(&str, &str)> = sent.iter().map(|m| (m.page_id.as_str(), m.recipient_id.as_str())).collect();
+    assert_eq!(
+        routed,
+        [(PAGE_A, "7001234567890123"), (PAGE_A, "7009876543210987"), (PAGE_B, "7009876543210987")],
+        "each page answered by its own tenant; the stand-in refuses a token on another page"
+    );
+    assert!(app.meta.sim().errors().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_mid_gets_one_reply_and_echoes_none() {
+    let app = spawn_app(Options::default()).await;
+    let body = fixture("messenger_text.json");
+    for _ in 0..5 {
+        assert_eq!(app.post_webhook(&body).await.0, 200);
+    }
+    assert_eq!(app.post_webhook(&fixture("messenger_echo.json")).await.0, 200);
+    assert_eq!(app.post_webhook(&fixture("messenger_read_delivery.json")).await.0, 200);
+    assert_eq!(app.post_webhook(&fixture("messenger_standby.json")).await.0, 200);
+    app.wait_for_sent(1, WAIT).await;
+    let sent = app.settle().await;
+    assert_eq!(sent.len(), 1, "one reply for five deliveries of one mid, none for the echo: {sent:?}");
+    let metrics = app.metrics().await;
+    assert!(metrics.contains(r#"reason="duplicate""#), "duplicates are counted");
+    assert!(metrics.contains(r#"reason="own_message""#), "echoes are counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instagram_event_is_answered_on_the_instagram_path() {
+    let app = spawn_app(Options::default()).await;
+    app.meta.sim().register_instagram_users(["6543210987654321"]);
+    assert_eq!(app.post_webhook(&fixture("instagram_text.json")).await.0, 200);
+    assert_eq!(app.post_webhook(&fixture("instagram_echo.json")).await.0, 200);
+    let sent = app.wait_for_sent(1, WAIT).await;
+    assert_eq!(sent[0].channel, Channel::Instagram);
+    assert_eq!((sent[0].page_id.as_str(), sent[0].recipient_id.as_str()), (PAGE_A, "6543210987654321"));
+    assert_eq!(app.settle().await.len(), 1, "no reply to the Instagram echo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_500_to_one_page_at_20_per_second_causes_no_violations() {
+    let app = spawn_app(Options {
+        sim: SimConfig { rate_limit_per_page: 20, ..SimConfig::default() },
+        toml: "send_rate_per_page = 20\nmax_in_flight_per_page = 8\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    for i in 0..500 {
+        let body = text_event(
+            PAGE_A,
+            &format!("70000000000{:05}", i % 50),
+            &format!("m_burst_{i}"),
+            "hi",
+            1_767_225_600_000 + i,
+        );
+        assert_eq!(app.post_webhook(&body).await.0, 200);
+    }
+    let ingest = started.elapsed();
+    assert!(ingest < Duration::from_secs(20), "ingest never waits on sending: {ingest:?}");
+    let sent = app.wait_for_sent(500, Duration::from_secs(60)).await;
+    assert_eq!(sent.len(), 500);
+    assert_eq!(app.meta.sim().violations().get(PAGE_A).copied().unwrap_or(0), 0, "Meta's rate was never exceeded");
+    assert!(app.meta.sim().errors().is_empty());
+    assert!(started.elapsed() >= Duration::from_secs(24), "500 calls at 20/s take about 25 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_page_pauses_until_regain_and_other_tenants_are_unaffected() {
+    let app = spawn_app(Options::default()).await;
+    app.meta.sim().throttle(PAGE_A, 120, 613);
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", "m_t1", "hi", 1)).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7002", "m_t2", "hi", 2)).await.0, 200);
+    assert_eq!(app.post_webhook(&text_event(PAGE_B, "7003", "m_t3", "hi", 3)).await.0, 200);
+    let sent = app.wait_for_sent(1, WAIT).await;
+    assert_eq!(sent[0].page_id, PAGE_B);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls_a = app.meta.sim().calls().into_iter().filter(|c| c.page_id.as_deref() == Some(PAGE_A)).count();
+    assert_eq!(calls_a, 1, "one call met the throttle; nothing was sent to page A before the regain time");
+    assert_eq!(app.sent().len(), 1);
+    assert!(app.metrics().await.contains("switchboard_throttled_pauses_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_token_marks_needs_reauth_and_stops_calls() {
+    let app = spawn_app(Options::default()).await;
+    app.meta.sim().invalidate_page_tokens(PAGE_A, 460);
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", "m_r1", "hi", 1)).await.0, 200);
+    let page = PageId::parse(PAGE_A).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let row = app.db.store.integration_by_page(&page).await.unwrap().unwrap();
+        if row.status == IntegrationStatus::NeedsReauth {
+            assert!(row.status_reason.as_deref().unwrap().contains("190/460"), "{:?}", row.status_reason);
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "integration never became needs_reauth");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let audit = app.db.store.recent_audit(5).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "integration.needs_reauth" && a.page_id.as_deref() == Some(PAGE_A)));
+    for i in 2..5 {
+        assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", &format!("m_r{i}"), "again", i)).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls = app.meta.sim().calls().into_iter().filter(|c| c.page_id.as_deref() == Some(PAGE_A)).count();
+    assert_eq!(calls, 1, "no further Graph calls after 190");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_tenant_restarts_and_others_keep_answering() {
+    let app = spawn_app(Options::default()).await;
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", "m_p1", "hi", 1)).await.0, 200);
+    app.wait_for_sent(1, WAIT).await;
+    app.router.crash(&PageId::parse(PAGE_A).unwrap());
+    assert_eq!(app.post_webhook(&text_event(PAGE_B, "7002", "m_p2", "hi", 2)).await.0, 200);
+    app.wait_for_sent(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7003", "m_p3", "hi again", 3)).await.0, 200);
+    let sent = app.wait_for_sent(3, WAIT).await;
+    assert_eq!(sent[2].page_id, PAGE_A, "the restarted tenant answers again");
+    let metrics = app.metrics().await;
+    let restarts = metrics
+        .lines()
+        .find(|l| l.starts_with("switchboard_actor_restarts_total") && l.contains(PAGE_A))
+        .unwrap_or_else(|| panic!("no restart counter for page A in:\n{metrics}"));
+    assert!(restarts.ends_with(" 1"), "{restarts}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_pages_are_acknowledged_and_counted_and_health_endpoints_answer() {
+    let app = spawn_app(Options::default()).await;
+    let body = text_event("555000111", "7001", "m_u1", "hi", 1);
+    assert_eq!(app.post_webhook(&body).await.0, 200);
+    assert!(app.settle().await.is_empty());
+    let metrics = app.metrics().await;
+    assert!(metrics.contains(r#"switchboard_unknown_page_events_total{page="555000111"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"switchboard_http_requests_total{route="webhook",status="200"}"#));
+    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().text().await.unwrap(), "ready\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_tenant_metrics_are_labelled_by_client_and_page() {
+    let app = spawn_app(Options::default()).await;
+    // The default rules answer text, not postbacks (they have no payload map): one reply of two events.
+    assert_eq!(app.post_webhook(&fixture("messenger_postback.json")).await.0, 200);
+    assert_eq!(app.post_webhook(&fixture("messenger_text.json")).await.0, 200);
+    app.wait_for_sent(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = app.metrics().await;
+    for needle in [
+        r#"switchboard_webhook_events_total{client="woodstock-outlet",page="104711112233445",kind="postback"}"#,
+        r#"switchboard_replies_sent_total{client="woodstock-outlet",page="104711112233445"} 1"#,
+        r#"switchboard_send_latency_seconds_bucket{client="woodstock-outlet",page="104711112233445""#,
+        "switchboard_last_event_timestamp_seconds",
+        "switchboard_active_actors",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
+    }
+    assert!(!metrics.contains("EAA"), "no token in metrics");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413() {
+    let app =
+        spawn_app(Options { connect: false, server_toml: "max_body_bytes = 2048".to_owned(), ..Options::default() })
+            .await;
+    let big = vec![b'x'; 4096];
+    assert_eq!(app.post_webhook(&big).await.0, 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_and_rules_responders_answer_per_client() {
+    use hmac::{Hmac, KeyInit, Mac};
+    use secrecy::SecretString;
+    use sha2::Sha256;
+    use switchboard::store::ResponderSetting;
+    use warp::Filter as _;
+
+    // The client's own bot: checks the signature with its own HMAC, answers with two replies.
+    const RELAY_SECRET: &str = "relay-secret-for-woodstock";
+    let bot = warp::post().and(warp::header::<String>("x-switchboard-signature-256")).and(warp::body::bytes()).map(
+        |sig: String, body: bytes::Bytes| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(RELAY_SECRET.as_bytes()).unwrap();
+            mac.update(&body);
+            let ok = sig
+                .strip_prefix("sha256=")
+                .and_then(|h| hex::decode(h).ok())
+                .is_some_and(|s| mac.verify_slice(&s).is_ok());
+            let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let text = event["event"]["kind"]["text"].as_str().unwrap_or_default().to_owned();
+            let reply =
+                warp::reply::json(&serde_json::json!({ "replies": [format!("relay heard: {text}"), "second"] }));
+            if ok && event["client"] == "woodstock-outlet" {
+                warp::reply::with_status(reply, warp::http::StatusCode::OK)
+            } else {
+                warp::reply::with_status(reply, warp::http::StatusCode::FORBIDDEN)
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bot_url = format!("http://{}/bot", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(bot).incoming(listener).run());
+
+    let app = spawn_app(Options::default()).await;
+    let (woodstock, rural_king) = (&app.clients[0], &app.clients[1]);
+    let secret = app.keys.seal_relay_secret(woodstock.id, &SecretString::from(RELAY_SECRET.to_owned())).unwrap();
+    app.db.store.set_responder(woodstock.id, &ResponderSetting::Relay { url: bot_url, secret }).await.unwrap();
+    let rules = r#"{"keywords":[{"match":["hours"],"reply":"Open 8 to 8."}],"fallback":"Ask us about our hours."}"#;
+    app.db.store.set_responder(rural_king.id, &ResponderSetting::Rules { rules_json: rules.to_owned() }).await.unwrap();
+
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", "m_relay", "do you deliver?", 1)).await.0, 200);
+    assert_eq!(app.post_webhook(&text_event(PAGE_B, "7002", "m_rules1", "What are your HOURS?", 2)).await.0, 200);
+    assert_eq!(app.post_webhook(&text_event(PAGE_B, "7003", "m_rules2", "hello", 3)).await.0, 200);
+    let sent = app.wait_for_sent(4, WAIT).await;
+    let texts = |page: &str| -> Vec<String> {
+        sent.iter().filter(|m| m.page_id == page).map(|m| m.text.clone().unwrap()).collect()
+    };
+    assert_eq!(texts(PAGE_A), ["relay heard: do you deliver?", "second"], "relay replies are sent in order");
+    let mut rk = texts(PAGE_B);
+    rk.sort();
+    assert_eq!(rk, ["Ask us about our hours.", "Open 8 to 8."]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_connection_floods_do_not_exhaust_the_server() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let app = spawn_app(Options {
+        connect: false,
+        server_toml: "header_read_timeout_secs = 1\nmax_connections = 3".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    // A client that starts a request and never finishes its headers is cut off.
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"POST /api/facebook-webhook HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(_)) | Ok(Err(_))), "the slow connection was closed by the server");
+
+    // Idle connections beyond the cap are refused, and the server still answers once they go away.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.ok();
+    let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0, "a connection over the cap is closed without an answer");
+    drop(idle);
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(resp) = app.http.get(app.url("/healthz")).send().await
+            && resp.status().as_u16() == 200
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the server did not recover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(app.metrics().await.contains("switchboard_connections_refused_total"));
+}
