@@ -10,7 +10,7 @@
 
 mod dedup;
 pub mod event;
-mod limiter;
+pub mod limiter;
 pub mod metrics;
 mod page;
 pub mod ports;

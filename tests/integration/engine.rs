@@ -353,3 +353,53 @@ async fn slow_headers_and_connection_floods_do_not_exhaust_the_server() {
     }
     assert!(app.metrics().await.contains("switchboard_connections_refused_total"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tenants_stop_and_the_next_event_starts_them_again() {
+    let app = spawn_app(Options { toml: "idle_timeout_secs = 1".to_owned(), ..Options::default() }).await;
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", "m_i1", "hi", 1)).await.0, 200);
+    app.wait_for_sent(1, WAIT).await;
+    assert_eq!(app.router.active_tenants(), 1);
+    let started = std::time::Instant::now();
+    while app.router.active_tenants() > 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the idle tenant never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", "m_i2", "back", 2)).await.0, 200);
+    app.wait_for_sent(2, WAIT).await;
+    assert_eq!(app.router.active_tenants(), 1, "started again by the next event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_swaps_the_token_in_place_and_sends_what_was_queued() {
+    let app = spawn_app(Options::default()).await;
+    app.meta.sim().invalidate_page_tokens(PAGE_A, 460);
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", "m_q1", "first", 1)).await.0, 200);
+    let page = PageId::parse(PAGE_A).unwrap();
+    let started = std::time::Instant::now();
+    while app.db.store.integration_by_page(&page).await.unwrap().unwrap().status != IntegrationStatus::NeedsReauth {
+        assert!(started.elapsed() < WAIT, "never became needs_reauth");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7002", "m_q2", "second", 2)).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(app.sent().is_empty(), "nothing is sent while the token is dead");
+
+    // The client reconnects: a new token is stored and the live actor reloads it in place.
+    let tokens = crate::app::sim_page_tokens(&app.meta).await;
+    crate::app::connect(
+        app.db.store.as_ref(),
+        &app.keys,
+        &app.clients[0],
+        PAGE_A,
+        Some(crate::app::IG_A),
+        &tokens[PAGE_A],
+    )
+    .await;
+    app.router.connected(page.clone(), None, "woodstock-outlet");
+    let sent = app.wait_for_sent(2, WAIT).await;
+    let mut recipients: Vec<&str> = sent.iter().map(|m| m.recipient_id.as_str()).collect();
+    recipients.sort_unstable();
+    assert_eq!(recipients, ["7001", "7002"], "both replies queued during needs_reauth went out with the new token");
+    assert_eq!(app.db.store.integration_by_page(&page).await.unwrap().unwrap().status, IntegrationStatus::Connected);
+}
