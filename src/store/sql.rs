@@ -518,23 +518,12 @@ macro_rules! sql_store {
             }
 
             async fn reseal_tokens(&self, rows: &[Resealed]) -> Result<u64, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let mut updated = 0;
-                for row in rows {
-                    let done = sqlx::query(
-                        "UPDATE client_integrations SET encrypted_access_token = $1, token_key_id = $2 \
-                         WHERE id = $3 AND token_key_id = $4",
-                    )
-                    .bind(row.sealed.to_stored())
-                    .bind(row.sealed.key_id().as_str())
-                    .bind(row.id)
-                    .bind(row.previous_key_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                    updated += done.rows_affected();
-                }
-                tx.commit().await?;
-                Ok(updated)
+                self.reseal(
+                    "UPDATE client_integrations SET encrypted_access_token = $1, token_key_id = $2 \
+                     WHERE id = $3 AND token_key_id = $4",
+                    rows,
+                )
+                .await
             }
 
             async fn relay_secrets_to_rotate(
@@ -557,23 +546,12 @@ macro_rules! sql_store {
             }
 
             async fn reseal_relay_secrets(&self, rows: &[Resealed]) -> Result<u64, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let mut updated = 0;
-                for row in rows {
-                    let done = sqlx::query(
-                        "UPDATE client_settings SET relay_secret = $1, relay_key_id = $2 \
-                         WHERE client_id = $3 AND relay_key_id = $4",
-                    )
-                    .bind(row.sealed.to_stored())
-                    .bind(row.sealed.key_id().as_str())
-                    .bind(row.id)
-                    .bind(row.previous_key_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                    updated += done.rows_affected();
-                }
-                tx.commit().await?;
-                Ok(updated)
+                self.reseal(
+                    "UPDATE client_settings SET relay_secret = $1, relay_key_id = $2 \
+                     WHERE client_id = $3 AND relay_key_id = $4",
+                    rows,
+                )
+                .await
             }
 
             async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -601,6 +579,27 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows.into_iter().map(AuditRecord::from).collect())
+            }
+        }
+
+        impl $store {
+            /// Writes re-sealed secrets with `sql` (`$1` ciphertext, `$2` key id, `$3` row id, `$4` the key id
+            /// it was read with) in one transaction; returns how many rows still had that key id.
+            async fn reseal(&self, sql: &'static str, rows: &[Resealed]) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut updated = 0;
+                for row in rows {
+                    let done = sqlx::query(sql)
+                        .bind(row.sealed.to_stored())
+                        .bind(row.sealed.key_id().as_str())
+                        .bind(row.id)
+                        .bind(row.previous_key_id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    updated += done.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(updated)
             }
         }
     };
