@@ -116,3 +116,18 @@ fn read_secret_line(what: &str) -> anyhow::Result<secrecy::SecretString> {
     }
     Ok(secrecy::SecretString::from(trimmed.to_owned()))
 }
+
+/// What commands that talk to Meta need: the store, the vault and the Graph client, without an engine.
+struct Tools {
+    onboarding: crate::onboarding::Onboarding,
+}
+
+impl Tools {
+    async fn open(settings: &Settings) -> anyhow::Result<Self> {
+        settings.require_for_serve()?;
+        let store = startup::open_store(settings).await?;
+        let keys = std::sync::Arc::new(startup::open_vault(settings, store.as_ref()).await?);
+        let graph = std::sync::Arc::new(startup::graph_client(settings)?);
+        Ok(Self { onboarding: crate::onboarding::Onboarding::new(settings, store, keys, graph, None) })
+    }
+}

@@ -64,7 +64,19 @@ struct RawSettings {
     vault: RawVault,
     meta: RawMeta,
     engine: RawEngine,
+    oauth: RawOAuth,
     log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    scopes: Vec<String>,
+    required_scopes: Vec<String>,
+    config_id: String,
+    state_ttl_secs: u64,
+    token_check_interval_secs: u64,
+    reconcile_interval_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -135,7 +147,19 @@ pub struct Settings {
     pub vault: VaultSettings,
     pub meta: MetaSettings,
     pub engine: EngineConfig,
+    pub oauth: OAuthSettings,
     pub log: LogSettings,
+}
+
+/// Facebook Login and token health.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub scopes: Vec<String>,
+    pub required_scopes: Vec<String>,
+    pub config_id: Option<String>,
+    pub state_ttl: Duration,
+    pub token_check_interval: Duration,
+    pub reconcile_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -344,6 +368,32 @@ impl RawSettings {
             relay_timeout: Duration::from_secs(e.relay_timeout_secs),
         };
 
+        let o = &self.oauth;
+        let scope_ok = |s: &String| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        if o.scopes.is_empty() || !o.scopes.iter().all(scope_ok) {
+            return Err(invalid("oauth.scopes", "must be a non-empty list of permission names like pages_messaging"));
+        }
+        if let Some(missing) = o.required_scopes.iter().find(|r| !o.scopes.contains(r)) {
+            return Err(invalid("oauth.required_scopes", format!("{missing:?} is required but not in oauth.scopes")));
+        }
+        if !(60..=3600).contains(&o.state_ttl_secs) {
+            return Err(invalid("oauth.state_ttl_secs", "must be between 60 and 3600 seconds"));
+        }
+        if o.token_check_interval_secs < 60 || o.reconcile_interval_secs == 0 {
+            return Err(invalid(
+                "oauth",
+                "token_check_interval_secs must be at least 60 and reconcile_interval_secs at least 1",
+            ));
+        }
+        let oauth = OAuthSettings {
+            scopes: o.scopes.clone(),
+            required_scopes: o.required_scopes.clone(),
+            config_id: non_empty(&o.config_id),
+            state_ttl: Duration::from_secs(o.state_ttl_secs),
+            token_check_interval: Duration::from_secs(o.token_check_interval_secs),
+            reconcile_interval: Duration::from_secs(o.reconcile_interval_secs),
+        };
+
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -379,6 +429,7 @@ impl RawSettings {
                 graph_timeout: Duration::from_secs(self.meta.graph_timeout_secs),
             },
             engine,
+            oauth,
             log: LogSettings { filter: self.log.filter, format },
         })
     }

@@ -4,6 +4,7 @@
 //! returns carries it (reqwest errors are stripped of their URL, which holds it).
 
 mod client;
+pub mod pages;
 mod usage;
 
 pub use client::{GraphClient, ProofMode};

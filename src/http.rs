@@ -1,8 +1,10 @@
 //! The HTTP front door: every route the server answers, assembled in one place, with request counting
 //! and the one `recover` that maps failures to status codes.
 
+mod auth;
 mod error;
 mod health;
+pub mod pages;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub struct HttpState {
     pub router: Router,
     pub webhook: WebhookState,
     pub metrics: PrometheusHandle,
+    pub onboarding: crate::onboarding::Onboarding,
 }
 
 /// All routes, with rejections mapped to status codes in one place and every request counted by route
@@ -37,6 +40,8 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
             .increment(1);
     });
     webhook::routes(state.webhook)
+        .or(auth::routes(state.onboarding))
+        .unify()
         .or(health::routes(state.store, state.router, state.metrics))
         .unify()
         .recover(error::recover)

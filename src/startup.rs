@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::graph::GraphClient;
 use crate::http::{self, HttpState, WebhookState};
+use crate::onboarding::{Onboarding, run_reconcile};
 use crate::server;
 use crate::store::{self, IntegrationStatus, Store};
 use crate::tenants::{StoreStatus, StoreTenants};
@@ -81,6 +82,8 @@ pub struct Application {
     router: Router,
     routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     limits: server::Limits,
+    /// Token health and directory reconcile: stopped with the server.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -88,12 +91,27 @@ impl Application {
     /// binds `settings.server.bind`.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         settings.require_for_serve()?;
+        let listener = TcpListener::bind(settings.server.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// Like `build`, on a listener the caller bound (so a test knows its address before the public URL
+    /// is set).
+    pub async fn build_with_listener(settings: &Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        settings.require_for_serve()?;
         let store = open_store(settings).await?;
         let keys = Arc::new(open_vault(settings, store.as_ref()).await?);
         tracing::info!(current_key = %keys.current_key_id(), "key ring loaded");
         let metrics = metrics_handle();
-        let graph = graph_client(settings)?;
-        let router = start_engine(settings, store.clone(), keys, Arc::new(graph)).await?;
+        let graph = Arc::new(graph_client(settings)?);
+        let router = start_engine(settings, store.clone(), keys.clone(), graph.clone()).await?;
+        let onboarding = Onboarding::new(settings, store.clone(), keys, graph, Some(router.clone()));
+        let background = vec![
+            tokio::spawn(onboarding.clone().run_token_health(settings.oauth.token_check_interval)),
+            tokio::spawn(run_reconcile(store.clone(), router.clone(), settings.oauth.reconcile_interval)),
+        ];
 
         let webhook = WebhookState {
             secrets: Arc::new(WebhookSecrets::new(&settings.meta.app_secrets)),
@@ -101,17 +119,15 @@ impl Application {
             router: router.clone(),
             max_body_bytes: settings.server.max_body_bytes,
         };
-        let routes = http::routes(HttpState { store: store.clone(), router: router.clone(), webhook, metrics });
-        let listener = TcpListener::bind(settings.server.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
+        let routes =
+            http::routes(HttpState { store: store.clone(), router: router.clone(), webhook, metrics, onboarding });
         let limits = server::Limits {
             header_read_timeout: settings.server.header_read_timeout,
             request_timeout: settings.server.request_timeout,
             max_connections: settings.server.max_connections,
             shutdown_grace: settings.server.shutdown_grace,
         };
-        Ok(Self { listener, store, router, routes, limits })
+        Ok(Self { listener, store, router, routes, limits, background })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -128,6 +144,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "switchboard listening");
         server::serve(self.listener, self.routes, self.limits, shutdown).await;
+        for task in &self.background {
+            task.abort();
+        }
         self.router.shutdown().await;
         self.store.close().await;
         tracing::info!("switchboard stopped");

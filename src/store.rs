@@ -13,10 +13,12 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 pub use model::{
-    AuditEntry, AuditRecord, Client, ClientSettings, Integration, IntegrationStatus, NewIntegration, NewUser, Resealed,
-    ResponderSetting, SealedRelaySecret, SealedRow, User,
+    AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, Integration, IntegrationStatus,
+    NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret, SealedRow, StateRejected,
+    User,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -109,6 +111,31 @@ pub trait Store: Send + Sync + 'static {
         status: IntegrationStatus,
         reason: Option<&str>,
     ) -> Result<bool, StoreError>;
+
+    /// Wipes the page's ciphertext and marks it revoked with `reason`; false when there is no such page.
+    async fn revoke_integration(&self, page: &PageId, reason: &str) -> Result<bool, StoreError>;
+    /// Integrations connected by this Facebook user (app-scoped id), any status.
+    async fn integrations_connected_by(&self, facebook_user_id: &str) -> Result<Vec<Integration>, StoreError>;
+    /// Forgets which Facebook user connected the pages (data deletion); returns how many rows changed.
+    async fn forget_connected_by(&self, facebook_user_id: &str) -> Result<u64, StoreError>;
+
+    /// Stores the hash of a new OAuth state for `client_id` (and the portal user, if any), valid until
+    /// `expires_at`.
+    async fn create_oauth_state(
+        &self,
+        state_hash: &[u8],
+        client_id: i64,
+        user_id: Option<i64>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Consumes a state atomically: only the first caller within its lifetime gets it.
+    async fn consume_oauth_state(&self, state_hash: &[u8]) -> Result<Result<ConsumedState, StateRejected>, StoreError>;
+    /// Records what the callback did, for the result page.
+    async fn set_oauth_outcome(&self, state_hash: &[u8], outcome: &str) -> Result<(), StoreError>;
+    async fn oauth_outcome(&self, state_hash: &[u8]) -> Result<Option<OAuthOutcome>, StoreError>;
+
+    async fn record_deletion(&self, request: &DeletionRequest, facebook_user_id: &str) -> Result<(), StoreError>;
+    async fn deletion_request(&self, confirmation_code: &str) -> Result<Option<DeletionRequest>, StoreError>;
 
     /// The distinct key ids that stored secrets (page tokens and relay secrets) were sealed with.
     async fn token_key_ids(&self) -> Result<Vec<String>, StoreError>;

@@ -32,6 +32,13 @@ pub enum ClientCommand {
     },
     /// Set the client's Send API calls per second per page (or `default` for the configured default).
     SetRate { slug: String, rate: String },
+    /// Print a signed, expiring link that starts "Connect with Facebook" for this client.
+    OnboardLink {
+        slug: String,
+        /// How long the link works (e.g. 24h, 7d; at most 30d).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -93,6 +100,22 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
                 Some(r) => println!("client {} now sends at most {r} calls per second per page", client.slug),
                 None => println!("client {} now uses the default send rate", client.slug),
             }
+            Ok(())
+        }
+        ClientCommand::OnboardLink { slug, ttl } => {
+            if ttl.is_zero() || ttl > std::time::Duration::from_secs(30 * 86_400) {
+                return Err(UsageError("--ttl must be more than 0 and at most 30d".to_owned()).into());
+            }
+            let tools = super::Tools::open(settings).await?;
+            let client = find_client(tools.onboarding.store().as_ref(), &slug).await?;
+            println!("{}", tools.onboarding.onboard_link(&client.slug, ttl));
+            audit(
+                tools.onboarding.store().as_ref(),
+                client.id,
+                "client.onboard_link",
+                format!("valid for {}", humantime::format_duration(ttl)),
+            )
+            .await?;
             Ok(())
         }
         ClientCommand::List { json } => {

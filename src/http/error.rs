@@ -7,6 +7,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
+use super::pages;
+use crate::onboarding::{CallbackError, LinkError};
+use crate::signed_request::SignedRequestError;
 use crate::webhook::{ParseError, SignatureError};
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +20,18 @@ pub enum ApiError {
     Signature(#[from] SignatureError),
     #[error("{0}")]
     Parse(#[from] ParseError),
+    #[error("{0}")]
+    OnboardLink(LinkError),
+    #[error("no business with the handle {0:?} is set up on Switchboard; ask for a new link")]
+    UnknownClient(String),
+    #[error("{0}")]
+    Callback(#[from] CallbackError),
+    #[error("{0}")]
+    SignedRequest(#[from] SignedRequestError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the service is temporarily unavailable; please try again shortly")]
+    Unavailable,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -25,13 +40,28 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::VerificationFailed | ApiError::Signature(_) => StatusCode::FORBIDDEN,
-            ApiError::Parse(_) => StatusCode::BAD_REQUEST,
+            ApiError::Parse(_) | ApiError::UnknownClient(_) | ApiError::SignedRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::OnboardLink(_) => StatusCode::FORBIDDEN,
+            ApiError::Callback(CallbackError::Store(_)) | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Callback(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
         }
+    }
+
+    /// Errors a person meets in a browser get a page; Meta and machines get plain text.
+    fn for_people(&self) -> bool {
+        matches!(
+            self,
+            ApiError::OnboardLink(_) | ApiError::UnknownClient(_) | ApiError::Callback(_) | ApiError::NotFound(_)
+        )
     }
 }
 
 /// Maps rejections to answers.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    if let Some(e) = rejection.find::<ApiError>().filter(|e| e.for_people()) {
+        return Ok(pages::error(e.status(), &e.to_string()));
+    }
     let (status, message) = if let Some(e) = rejection.find::<ApiError>() {
         (e.status(), e.to_string())
     } else if rejection.is_not_found() {

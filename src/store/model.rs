@@ -186,3 +186,35 @@ pub struct SealedRelaySecret {
     pub client_id: i64,
     pub sealed: SealedToken,
 }
+
+/// Why an OAuth state could not be consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateRejected {
+    Unknown,
+    Expired,
+    AlreadyUsed,
+}
+
+/// A consumed OAuth state: whose flow it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedState {
+    pub client_id: i64,
+    pub user_id: Option<i64>,
+}
+
+/// What a callback recorded for its result page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthOutcome {
+    pub client_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub outcome: String,
+}
+
+/// A data-deletion request Meta sent for a Facebook user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionRequest {
+    pub confirmation_code: String,
+    pub requested_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub integrations_affected: i64,
+}

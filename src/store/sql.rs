@@ -253,9 +253,11 @@ macro_rules! sql_store {
             RelaySecretRow, SealedTokenRow, UserRow,
         };
         use $crate::store::{
-            AuditEntry, AuditRecord, Client, ClientSettings, Integration, IntegrationStatus, NewIntegration, NewUser,
-            Resealed, ResponderSetting, SealedRelaySecret, SealedRow, User,
+            AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, Integration,
+            IntegrationStatus, NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret,
+            SealedRow, StateRejected, User,
         };
+        use chrono::{DateTime, Utc};
         use $crate::vault::KeyId;
 
         #[async_trait::async_trait]
@@ -485,6 +487,140 @@ macro_rules! sql_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn revoke_integration(&self, page: &PageId, reason: &str) -> Result<bool, StoreError> {
+                let now = $crate::clock::now();
+                let done = sqlx::query(
+                    "UPDATE client_integrations SET encrypted_access_token = NULL, token_key_id = NULL, \
+                         status = 'revoked', status_reason = $2, updated_at = $3, \
+                         status_changed_at = CASE WHEN status = 'revoked' THEN status_changed_at ELSE $3 END \
+                     WHERE facebook_page_id = $1",
+                )
+                .bind(page.as_str())
+                .bind(reason)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn integrations_connected_by(&self, facebook_user_id: &str) -> Result<Vec<Integration>, StoreError> {
+                let rows: Vec<IntegrationRow> =
+                    sqlx::query_as(concat!(integration_select!(), " WHERE i.connected_by = $1 ORDER BY i.id"))
+                        .bind(facebook_user_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                collect(rows)
+            }
+
+            async fn forget_connected_by(&self, facebook_user_id: &str) -> Result<u64, StoreError> {
+                let done = sqlx::query("UPDATE client_integrations SET connected_by = NULL WHERE connected_by = $1")
+                    .bind(facebook_user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn create_oauth_state(
+                &self,
+                state_hash: &[u8],
+                client_id: i64,
+                user_id: Option<i64>,
+                expires_at: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO oauth_states (state_hash, client_id, user_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(state_hash)
+                .bind(client_id)
+                .bind(user_id)
+                .bind($crate::clock::now())
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn consume_oauth_state(
+                &self,
+                state_hash: &[u8],
+            ) -> Result<Result<ConsumedState, StateRejected>, StoreError> {
+                let now = $crate::clock::now();
+                let consumed: Option<(i64, Option<i64>)> = sqlx::query_as(
+                    "UPDATE oauth_states SET used_at = $2 \
+                     WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING client_id, user_id",
+                )
+                .bind(state_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some((client_id, user_id)) = consumed {
+                    return Ok(Ok(ConsumedState { client_id, user_id }));
+                }
+                let why: Option<(Option<DateTime<Utc>>,)> =
+                    sqlx::query_as("SELECT used_at FROM oauth_states WHERE state_hash = $1")
+                        .bind(state_hash)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(Err(match why {
+                    None => StateRejected::Unknown,
+                    Some((Some(_),)) => StateRejected::AlreadyUsed,
+                    Some((None,)) => StateRejected::Expired,
+                }))
+            }
+
+            async fn set_oauth_outcome(&self, state_hash: &[u8], outcome: &str) -> Result<(), StoreError> {
+                sqlx::query("UPDATE oauth_states SET outcome = $2 WHERE state_hash = $1")
+                    .bind(state_hash)
+                    .bind(outcome)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn oauth_outcome(&self, state_hash: &[u8]) -> Result<Option<OAuthOutcome>, StoreError> {
+                let row: Option<(i64, DateTime<Utc>, Option<String>)> = sqlx::query_as(
+                    "SELECT client_id, created_at, outcome FROM oauth_states WHERE state_hash = $1",
+                )
+                .bind(state_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.and_then(|(client_id, created_at, outcome)| {
+                    outcome.map(|outcome| OAuthOutcome { client_id, created_at, outcome })
+                }))
+            }
+
+            async fn record_deletion(&self, request: &DeletionRequest, facebook_user_id: &str) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO data_deletion_requests (confirmation_code, facebook_user_id, requested_at, \
+                         completed_at, integrations_affected) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&request.confirmation_code)
+                .bind(facebook_user_id)
+                .bind(request.requested_at)
+                .bind(request.completed_at)
+                .bind(request.integrations_affected)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn deletion_request(&self, confirmation_code: &str) -> Result<Option<DeletionRequest>, StoreError> {
+                let row: Option<(String, DateTime<Utc>, Option<DateTime<Utc>>, i64)> = sqlx::query_as(
+                    "SELECT confirmation_code, requested_at, completed_at, CAST(integrations_affected AS BIGINT) \
+                     FROM data_deletion_requests WHERE confirmation_code = $1",
+                )
+                .bind(confirmation_code)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(confirmation_code, requested_at, completed_at, integrations_affected)| DeletionRequest {
+                    confirmation_code,
+                    requested_at,
+                    completed_at,
+                    integrations_affected,
+                }))
             }
 
             async fn token_key_ids(&self) -> Result<Vec<String>, StoreError> {

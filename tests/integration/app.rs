@@ -29,6 +29,8 @@ pub struct TestApp {
     pub router: Router,
     pub http: reqwest::Client,
     pub keys: KeyRing,
+    /// The key ring's entry, for running the CLI against this app's database.
+    pub key_entry: String,
     pub clients: Vec<Client>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -71,18 +73,21 @@ pub async fn spawn_app(options: Options) -> TestApp {
             clients.push(client);
         }
     }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", listener.local_addr().unwrap());
+    meta.sim().register_redirect_uri(&format!("{public}/api/auth/facebook/callback"));
     let toml = format!(
         r#"
 [server]
 bind = "127.0.0.1:0"
-public_url = "http://127.0.0.1:1"
+public_url = "{public}"
 shutdown_grace_secs = 2
 {server_extra}
 [database]
 url = "{db_url}"
 max_connections = 5
 [vault]
-keys = "{entry}"
+keys = "{key}"
 [meta]
 app_id = "1234567890"
 app_secret = "{SECRET}"
@@ -94,12 +99,13 @@ retry_base_ms = 20
 {extra}
 "#,
         db_url = db.url,
+        key = entry,
         sim = meta.url(),
         extra = options.toml,
         server_extra = options.server_toml,
     );
     let settings = switchboard::config::Settings::from_toml(&toml).unwrap();
-    let app = Application::build(&settings).await.unwrap();
+    let app = Application::build_with_listener(&settings, listener).await.unwrap();
     let addr = app.local_addr();
     let router = app.router().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -111,7 +117,7 @@ retry_base_ms = 20
         .unwrap();
     });
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { addr, db, meta, router, http, keys, clients, stop: Some(stop) }
+    TestApp { addr, db, meta, router, http, keys, key_entry: entry, clients, stop: Some(stop) }
 }
 
 impl TestApp {

@@ -12,5 +12,6 @@ mod support;
 
 mod cli;
 mod engine;
+mod onboarding;
 mod store_contract;
 mod vault_storage;

@@ -75,6 +75,16 @@ impl TestDb {
         }
     }
 
+    /// Rows in `table` (PostgreSQL test databases), counted directly.
+    pub async fn count(&self, table: &str) -> i64 {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        n
+    }
+
     /// The directory a SQLite test database lives in.
     pub fn dir(&self) -> Option<&std::path::Path> {
         match &self.kind {

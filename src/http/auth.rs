@@ -1,0 +1,126 @@
+//! Facebook Login and Meta's callbacks: `/api/auth/facebook/{start,callback,deauthorize,data-deletion}`,
+//! the data-deletion status page and the connect result page.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use warp::http::{StatusCode, Uri};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use super::pages;
+use crate::domain::ClientSlug;
+use crate::onboarding::{CallbackQuery, Onboarding};
+use crate::signed_request;
+
+type Query = HashMap<String, String>;
+
+pub fn routes(onboarding: Onboarding) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let with = warp::any().map(move || onboarding.clone());
+    let start = warp::path!("api" / "auth" / "facebook" / "start")
+        .and(warp::get())
+        .and(warp::query::<Query>())
+        .and(with.clone())
+        .and_then(|q: Query, o: Onboarding| async move { start(&q, &o).await });
+    let callback = warp::path!("api" / "auth" / "facebook" / "callback")
+        .and(warp::get())
+        .and(warp::query::<CallbackQuery>())
+        .and(with.clone())
+        .and_then(|q: CallbackQuery, o: Onboarding| async move {
+            let path = o.finish(q).await.map_err(|e| warp::reject::custom(ApiError::from(e)))?;
+            Ok::<_, Rejection>(redirect(&path))
+        });
+    let deauthorize = warp::path!("api" / "auth" / "facebook" / "deauthorize")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(16 * 1024))
+        .and(warp::body::form::<Query>())
+        .and(with.clone())
+        .and(warp::any().map(|| false))
+        .or(warp::path!("api" / "auth" / "facebook" / "data-deletion")
+            .and(warp::post())
+            .and(warp::body::content_length_limit(16 * 1024))
+            .and(warp::body::form::<Query>())
+            .and(with.clone())
+            .and(warp::any().map(|| true)))
+        .unify()
+        .and_then(|form: Query, o: Onboarding, delete: bool| async move { meta_callback(&form, &o, delete).await });
+    let deletion_status = warp::path!("api" / "auth" / "facebook" / "data-deletion" / "status")
+        .and(warp::get())
+        .and(warp::query::<Query>())
+        .and(with.clone())
+        .and_then(|q: Query, o: Onboarding| async move {
+            let code = q.get("code").map(String::as_str).unwrap_or_default();
+            match o.store().deletion_request(code).await.map_err(unavailable)? {
+                Some(request) => Ok(pages::deletion_status(&request)),
+                None => {
+                    Err(warp::reject::custom(ApiError::NotFound("no data deletion request has this code".to_owned())))
+                }
+            }
+        });
+    let result = warp::path!("portal" / "connect-result" / String)
+        .and(warp::get())
+        .and(with)
+        .and_then(|key: String, o: Onboarding| async move { connect_result(&key, &o).await });
+    start.or(callback).unify().or(deauthorize).unify().or(deletion_status).unify().or(result).unify()
+}
+
+async fn start(q: &Query, o: &Onboarding) -> Result<Response, Rejection> {
+    let get = |k: &str| q.get(k).map(String::as_str);
+    let slug = o
+        .links()
+        .verify(get("client"), get("expires"), get("sig"), crate::clock::now().timestamp())
+        .map_err(|e| warp::reject::custom(ApiError::OnboardLink(e)))?;
+    let client = match ClientSlug::parse(&slug) {
+        Ok(slug) => o.store().client_by_slug(&slug).await.map_err(unavailable)?,
+        Err(_) => None,
+    };
+    let client = client.ok_or_else(|| warp::reject::custom(ApiError::UnknownClient(slug.clone())))?;
+    let dialog = o.begin(client.id, None, get("rerequest") == Some("1")).await.map_err(unavailable)?;
+    Ok(redirect(&dialog))
+}
+
+async fn meta_callback(form: &Query, o: &Onboarding, delete: bool) -> Result<Response, Rejection> {
+    let signed = form.get("signed_request").map(String::as_str).unwrap_or_default();
+    let request = signed_request::verify(signed, o.app_secrets())
+        .map_err(|e| warp::reject::custom(ApiError::SignedRequest(e)))?;
+    if delete {
+        let code = o.delete_user_data(&request.user_id).await.map_err(unavailable)?;
+        let body = json!({ "url": o.deletion_status_url(&code), "confirmation_code": code });
+        Ok(warp::reply::json(&body).into_response())
+    } else {
+        let revoked = o.deauthorize(&request.user_id).await.map_err(unavailable)?;
+        tracing::info!(revoked, "deauthorize callback handled");
+        Ok(warp::reply::json(&json!({ "success": true })).into_response())
+    }
+}
+
+async fn connect_result(key: &str, o: &Onboarding) -> Result<Response, Rejection> {
+    let not_found = || warp::reject::custom(ApiError::NotFound("this result is not known (or has expired)".to_owned()));
+    let hash = hex::decode(key).map_err(|_| not_found())?;
+    let stored = o.store().oauth_outcome(&hash).await.map_err(unavailable)?.ok_or_else(not_found)?;
+    if crate::clock::now() - stored.created_at > chrono::Duration::hours(24) {
+        return Err(not_found());
+    }
+    let outcome: crate::onboarding::Outcome = serde_json::from_str(&stored.outcome).map_err(|_| not_found())?;
+    let retry = match outcome.kind.as_str() {
+        "connected" if outcome.refused.is_empty() => None,
+        kind => ClientSlug::parse(&outcome.client_slug).ok().map(|slug| {
+            let link = o.onboard_link(&slug, std::time::Duration::from_secs(3600));
+            if kind == "missing_permissions" { format!("{link}&rerequest=1") } else { link }
+        }),
+    };
+    Ok(pages::outcome(&outcome, retry.as_deref()))
+}
+
+fn redirect(location: &str) -> Response {
+    match location.parse::<Uri>() {
+        Ok(uri) => warp::redirect::found(uri).into_response(),
+        Err(_) => pages::error(StatusCode::INTERNAL_SERVER_ERROR, "could not build the redirect"),
+    }
+}
+
+fn unavailable(e: crate::store::StoreError) -> Rejection {
+    tracing::error!(error = %e, "storage error");
+    warp::reject::custom(ApiError::Unavailable)
+}

@@ -1,0 +1,101 @@
+//! Server-rendered HTML for people (maud escapes every value): the layout, error pages, the OAuth result
+//! page and the data-deletion status page. No external assets, readable on a phone.
+
+use maud::{DOCTYPE, Markup, html};
+use warp::Reply as _;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::onboarding::Outcome;
+use crate::store::DeletionRequest;
+
+pub fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Switchboard" }
+                style { (maud::PreEscaped(CSS)) }
+            }
+            body { main { (body) } }
+        }
+    }
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1c1e21}\
+main{max-width:40rem;margin:0 auto;padding:1.5rem 1rem}h1{font-size:1.4rem}\
+.banner{padding:.8rem 1rem;border-radius:.4rem;margin:1rem 0}.ok{background:#e7f6ea}.warn{background:#fff4e0}.err{background:#fdecec}\
+a.button,button{display:inline-block;background:#1877f2;color:#fff;border:0;border-radius:.4rem;padding:.6rem 1rem;font-size:1rem;text-decoration:none}\
+ul{padding-left:1.2rem}li{margin:.3rem 0}";
+
+pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+    warp::reply::with_status(warp::reply::html(layout(title, body).into_string()), status).into_response()
+}
+
+pub fn error(status: StatusCode, message: &str) -> Response {
+    page(
+        status,
+        "Something went wrong",
+        html! {
+            h1 { "Something went wrong" }
+            p class="banner err" { (message) }
+        },
+    )
+}
+
+/// What happened in a Facebook Login, in plain words.
+pub fn outcome(o: &Outcome, retry_link: Option<&str>) -> Response {
+    let (class, headline) = match o.kind.as_str() {
+        "connected" if o.refused.is_empty() => ("ok", "Your Facebook connection is set up"),
+        "connected" => ("warn", "Some Pages were connected"),
+        "cancelled" => ("warn", "Nothing was connected"),
+        "missing_permissions" => ("err", "Nothing was connected: permissions are missing"),
+        _ => ("err", "Nothing was connected"),
+    };
+    page(
+        StatusCode::OK,
+        headline,
+        html! {
+            h1 { (headline) }
+            @if let Some(message) = &o.message { p class={"banner " (class)} id="outcome" { (message) } }
+            @if !o.connected.is_empty() {
+                h2 { "Connected" }
+                ul id="connected" {
+                    @for p in &o.connected {
+                        li {
+                            strong { (p.name) } " (" (p.id) ")"
+                            @if let Some(ig) = &p.instagram { " with its Instagram account " (ig) }
+                            @if let Some(w) = &p.warning { br; span class="banner warn" { "Needs attention: " (w) } }
+                        }
+                    }
+                }
+            }
+            @if !o.refused.is_empty() {
+                h2 { "Not connected" }
+                ul id="refused" { @for p in &o.refused { li { strong { (p.name) } " (" (p.id) "): " (p.reason) } } }
+            }
+            @if let Some(link) = retry_link { p { a class="button" href=(link) { "Connect with Facebook again" } } }
+        },
+    )
+}
+
+pub fn deletion_status(request: &DeletionRequest) -> Response {
+    page(
+        StatusCode::OK,
+        "Data deletion status",
+        html! {
+            h1 { "Data deletion request " (request.confirmation_code) }
+            p { "Received " (request.requested_at.format("%Y-%m-%d %H:%M UTC")) "." }
+            @match request.completed_at {
+                Some(done) => p class="banner ok" {
+                    "Completed " (done.format("%Y-%m-%d %H:%M UTC")) ". The Page connections made with your Facebook account were \
+                     disconnected, their access tokens erased, and the record of who connected them removed ("
+                    (request.integrations_affected) " connection(s))."
+                },
+                None => p class="banner warn" { "In progress." },
+            }
+        },
+    )
+}
