@@ -65,7 +65,14 @@ struct RawSettings {
     meta: RawMeta,
     engine: RawEngine,
     oauth: RawOAuth,
+    portal: RawPortal,
     log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPortal {
+    session_ttl_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +155,8 @@ pub struct Settings {
     pub meta: MetaSettings,
     pub engine: EngineConfig,
     pub oauth: OAuthSettings,
+    /// How long a portal sign-in lasts.
+    pub session_ttl: Duration,
     pub log: LogSettings,
 }
 
@@ -394,6 +403,10 @@ impl RawSettings {
             reconcile_interval: Duration::from_secs(o.reconcile_interval_secs),
         };
 
+        if !(300..=30 * 86_400).contains(&self.portal.session_ttl_secs) {
+            return Err(invalid("portal.session_ttl_secs", "must be between 300 and 2592000 seconds"));
+        }
+
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -430,6 +443,7 @@ impl RawSettings {
             },
             engine,
             oauth,
+            session_ttl: Duration::from_secs(self.portal.session_ttl_secs),
             log: LogSettings { filter: self.log.filter, format },
         })
     }

@@ -30,6 +30,7 @@ pub struct HttpState {
     pub webhook: WebhookState,
     pub metrics: PrometheusHandle,
     pub onboarding: crate::onboarding::Onboarding,
+    pub portal: crate::portal::PortalState,
 }
 
 /// All routes, with rejections mapped to status codes in one place and every request counted by route
@@ -41,6 +42,8 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     });
     webhook::routes(state.webhook)
         .or(auth::routes(state.onboarding))
+        .unify()
+        .or(crate::portal::routes(state.portal))
         .unify()
         .or(health::routes(state.store, state.router, state.metrics))
         .unify()

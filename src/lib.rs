@@ -12,6 +12,7 @@ pub mod graph;
 pub mod http;
 pub mod onboarding;
 pub mod password;
+pub mod portal;
 pub mod relay;
 pub mod rotation;
 pub mod server;

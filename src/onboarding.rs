@@ -233,7 +233,11 @@ impl Onboarding {
             format!("{}: {} connected, {} refused", outcome.kind, outcome.connected.len(), outcome.refused.len()),
         )
         .await;
-        Ok(format!("/portal/connect-result/{}", hex::encode(hash)))
+        // Started from the portal: back to it, with the banner; from a link: the public result page.
+        Ok(match consumed.user_id {
+            Some(_) => format!("/portal?result={}", hex::encode(hash)),
+            None => format!("/portal/connect-result/{}", hex::encode(hash)),
+        })
     }
 
     async fn connect(

@@ -27,6 +27,10 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+/// The address a request came from (the TCP peer), for handlers that need it (sign-in throttling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 pub const CONNECTIONS_REFUSED: &str = "switchboard_connections_refused_total";
 pub const OPEN_CONNECTIONS: &str = "switchboard_open_connections";
 
@@ -49,7 +53,7 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(conn) => conn,
             Err(err) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
@@ -66,8 +70,9 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let routes = routes.clone();
         let timeout = limits.request_timeout;
-        let service = hyper::service::service_fn(move |request| {
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let routes = routes.clone();
+            request.extensions_mut().insert(PeerAddr(peer));
             async move {
                 let answer = tokio::time::timeout(timeout, warp::service(routes).oneshot(request)).await;
                 Ok::<_, Infallible>(match answer {

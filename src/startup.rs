@@ -18,6 +18,8 @@ use crate::config::Settings;
 use crate::graph::GraphClient;
 use crate::http::{self, HttpState, WebhookState};
 use crate::onboarding::{Onboarding, run_reconcile};
+use crate::portal::PortalState;
+use crate::portal::session::LoginThrottle;
 use crate::server;
 use crate::store::{self, IntegrationStatus, Store};
 use crate::tenants::{StoreStatus, StoreTenants};
@@ -119,8 +121,23 @@ impl Application {
             router: router.clone(),
             max_body_bytes: settings.server.max_body_bytes,
         };
-        let routes =
-            http::routes(HttpState { store: store.clone(), router: router.clone(), webhook, metrics, onboarding });
+        let portal = PortalState {
+            store: store.clone(),
+            onboarding: onboarding.clone(),
+            router: router.clone(),
+            metrics: metrics.clone(),
+            secure: settings.server.public_url.scheme() == "https",
+            throttle: LoginThrottle::new(),
+            session_ttl: settings.session_ttl,
+        };
+        let routes = http::routes(HttpState {
+            store: store.clone(),
+            router: router.clone(),
+            webhook,
+            metrics,
+            onboarding,
+            portal,
+        });
         let limits = server::Limits {
             header_read_timeout: settings.server.header_read_timeout,
             request_timeout: settings.server.request_timeout,

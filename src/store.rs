@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 
 pub use model::{
     AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, Integration, IntegrationStatus,
-    NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret, SealedRow, StateRejected,
-    User,
+    NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret, SealedRow, Session,
+    StateRejected, User,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -97,6 +97,19 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_user(&self, user: &NewUser) -> Result<User, StoreError>;
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Starts a session (only the hash of its id is stored).
+    async fn create_session(
+        &self,
+        id_hash: &[u8],
+        user_id: i64,
+        csrf_token: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The unexpired session with this id hash, with its user.
+    async fn session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError>;
+    async fn delete_session(&self, id_hash: &[u8]) -> Result<(), StoreError>;
 
     /// Inserts or updates the integration of `new.page_id`. A reconnect by the owning client updates the
     /// row in place (and clears needs_reauth); a page owned by another client is refused with

@@ -18,6 +18,7 @@ mod router;
 pub mod rules;
 mod settings;
 pub mod split;
+pub mod stats;
 mod supervisor;
 mod tenant;
 mod token;

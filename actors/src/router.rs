@@ -19,6 +19,7 @@ use crate::event::InboundEvent;
 use crate::metrics::{ACTIVE_ACTORS, UNKNOWN_PAGE_EVENTS};
 use crate::ports::{GraphApi, StatusSink, TenantSource};
 use crate::settings::EngineSettings;
+use crate::stats::{StatsSnapshot, TenantStats};
 use crate::supervisor::{SupervisorMsg, TenantSupervisor};
 use crate::tenant::TenantMsg;
 
@@ -60,6 +61,7 @@ struct Inner {
     slots: DashMap<PageId, Slot>,
     quarantined: DashMap<PageId, tokio::time::Instant>,
     unknown_logged: DashMap<String, ()>,
+    stats: DashMap<PageId, Arc<TenantStats>>,
     supervisor: OnceLock<ActorRef<SupervisorMsg>>,
 }
 
@@ -79,6 +81,7 @@ impl Router {
                 slots: DashMap::new(),
                 quarantined: DashMap::new(),
                 unknown_logged: DashMap::new(),
+                stats: DashMap::new(),
                 supervisor: OnceLock::new(),
             }),
         };
@@ -185,6 +188,20 @@ impl Router {
         {
             let _ = actor.send_message(msg());
         }
+    }
+
+    /// A tenant's figures for people: last event, replies in the last hour.
+    pub fn stats(&self, page: &PageId) -> StatsSnapshot {
+        self.inner.stats.get(page).map(|s| s.snapshot()).unwrap_or_default()
+    }
+
+    /// Whether the tenant has a running actor right now (it stops when idle).
+    pub fn is_active(&self, page: &PageId) -> bool {
+        matches!(self.inner.slots.get(page).as_deref(), Some(Slot::Running(_)))
+    }
+
+    pub(crate) fn stats_for(&self, page: &PageId) -> Arc<TenantStats> {
+        self.inner.stats.entry(page.clone()).or_default().clone()
     }
 
     /// Tenants with a running actor.

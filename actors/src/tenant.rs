@@ -87,6 +87,7 @@ pub struct TenantState {
     pump_at: Option<Instant>,
     dedup: Dedup,
     last_activity: Instant,
+    stats: std::sync::Arc<crate::stats::TenantStats>,
 }
 
 impl TenantState {
@@ -120,6 +121,7 @@ impl Actor for TenantActor {
         args: TenantArgs,
     ) -> Result<TenantState, ActorProcessingErr> {
         let settings = &args.router.deps().settings;
+        let stats = args.router.stats_for(&args.page);
         let state = TenantState {
             page: args.page,
             dedup: Dedup::new(settings.dedup_capacity),
@@ -137,6 +139,7 @@ impl Actor for TenantActor {
             paused_until: None,
             pump_at: None,
             last_activity: Instant::now(),
+            stats,
         };
         load(&myself, &state);
         let idle = state.router.deps().settings.idle_timeout;
@@ -310,6 +313,7 @@ fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundE
     if let Some(m) = &state.metrics {
         m.event(event.kind_label(), event.timestamp as f64 / 1000.0);
     }
+    state.stats.event(event.timestamp);
     if let Some(key) = event.dedup_key()
         && !state.dedup.first_time(key)
     {
@@ -434,6 +438,7 @@ fn on_sent(
             if let Some(m) = metrics {
                 m.sent(elapsed);
             }
+            state.stats.replied();
             if let Some(usage) = ok.usage
                 && usage.max_pct >= settings.usage_pause_pct
                 && let Some(regain) = usage.regain

@@ -218,3 +218,11 @@ pub struct DeletionRequest {
     pub completed_at: Option<DateTime<Utc>>,
     pub integrations_affected: i64,
 }
+
+/// A signed-in portal user's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: User,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}

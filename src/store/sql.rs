@@ -255,7 +255,7 @@ macro_rules! sql_store {
         use $crate::store::{
             AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, Integration,
             IntegrationStatus, NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret,
-            SealedRow, StateRejected, User,
+            SealedRow, Session, StateRejected, User,
         };
         use chrono::{DateTime, Utc};
         use $crate::vault::KeyId;
@@ -402,6 +402,63 @@ macro_rules! sql_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 row.map(User::try_from).transpose()
+            }
+
+            async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+                let rows: Vec<UserRow> = sqlx::query_as(
+                    "SELECT id, email, password_hash, role, client_id, created_at FROM users ORDER BY email",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                collect(rows)
+            }
+
+            async fn create_session(
+                &self,
+                id_hash: &[u8],
+                user_id: i64,
+                csrf_token: &str,
+                expires_at: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                let now = $crate::clock::now();
+                sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+                sqlx::query(
+                    "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id_hash)
+                .bind(user_id)
+                .bind(csrf_token)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError> {
+                let row: Option<(i64, String, DateTime<Utc>)> = sqlx::query_as(
+                    "SELECT user_id, csrf_token, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+                )
+                .bind(id_hash)
+                .bind($crate::clock::now())
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some((user_id, csrf_token, expires_at)) = row else { return Ok(None) };
+                let user: Option<UserRow> = sqlx::query_as(
+                    "SELECT id, email, password_hash, role, client_id, created_at FROM users WHERE id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                match user {
+                    Some(user) => Ok(Some(Session { user: user.try_into()?, csrf_token, expires_at })),
+                    None => Ok(None),
+                }
+            }
+
+            async fn delete_session(&self, id_hash: &[u8]) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(&self.pool).await?;
+                Ok(())
             }
 
             async fn upsert_integration(&self, new: &NewIntegration) -> Result<Integration, StoreError> {

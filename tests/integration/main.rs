@@ -13,5 +13,6 @@ mod support;
 mod cli;
 mod engine;
 mod onboarding;
+mod portal;
 mod store_contract;
 mod vault_storage;

@@ -1,0 +1,10 @@
+-- Portal sessions: the cookie holds a random id; only its SHA-256 is stored. Each session has its own
+-- CSRF token, checked on every form POST.
+CREATE TABLE sessions (
+    id_hash     BLOB PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf_token  TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+);
+CREATE INDEX sessions_user_id ON sessions (user_id);

@@ -1,0 +1,431 @@
+//! The client portal: sign-in, a client's Pages with their status and "Connect with Facebook", the
+//! operator's view of every tenant. Every handler checks on the server that the signed-in user may see
+//! and act on what it names: another client's page is a 404, operator pages are a 403 for client users.
+
+mod figures;
+pub mod session;
+mod views;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use maud::html;
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
+use switchboard_actors::Router;
+use warp::http::{StatusCode, Uri};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use self::session::{LOGIN_COOKIE, LoginThrottle, SESSION_COOKIE, cookie, hash, random_token, same};
+use self::views::{ClientPanel, PageRow};
+use crate::domain::{ClientSlug, Email, PageId, Role};
+use crate::http::pages;
+use crate::onboarding::{Onboarding, Outcome};
+use crate::server::PeerAddr;
+use crate::store::{AuditEntry, Integration, NewUser, Session, Store, StoreError};
+
+type Form = HashMap<String, String>;
+
+/// What the portal needs.
+#[derive(Clone)]
+pub struct PortalState {
+    pub store: Arc<dyn Store>,
+    pub onboarding: Onboarding,
+    pub router: Router,
+    pub metrics: PrometheusHandle,
+    /// Mark cookies Secure (the public URL is https).
+    pub secure: bool,
+    pub throttle: Arc<LoginThrottle>,
+    pub session_ttl: Duration,
+}
+
+/// A signed-in request: the session and its raw id (to sign out).
+#[derive(Clone)]
+struct Signed {
+    session: Session,
+    id: String,
+}
+
+pub fn routes(state: PortalState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let with = warp::any().map(move || state.clone());
+    let signed = warp::cookie::optional::<String>(SESSION_COOKIE).and(with.clone()).then(
+        |id: Option<String>, s: PortalState| async move {
+            let Some(id) = id else { return (None, s) };
+            match s.store.session(&hash(&id)).await {
+                Ok(Some(session)) => (Some(Signed { session, id }), s),
+                _ => (None, s),
+            }
+        },
+    );
+    let signed = signed.untuple_one();
+    let form = warp::body::content_length_limit(16 * 1024).and(warp::body::form::<Form>());
+
+    let login_page = warp::path!("portal" / "login").and(warp::get()).and(with.clone()).map(|s: PortalState| {
+        let csrf = random_token();
+        with_cookie(views::login(&csrf, None, StatusCode::OK), &cookie(LOGIN_COOKIE, &csrf, 3600, s.secure))
+    });
+    let login = warp::path!("portal" / "login")
+        .and(warp::post())
+        .and(warp::cookie::optional::<String>(LOGIN_COOKIE))
+        .and(warp::ext::optional::<PeerAddr>())
+        .and(form)
+        .and(with.clone())
+        .then(|token: Option<String>, peer: Option<PeerAddr>, form: Form, s: PortalState| async move {
+            login(token, peer, form, s).await
+        });
+    let logout = warp::path!("portal" / "logout").and(warp::post()).and(signed.clone()).and(form).then(
+        |signed: Option<Signed>, s: PortalState, form: Form| async move {
+            match signed {
+                // A sign-out without the session's CSRF token changes nothing (no forced sign-outs).
+                Some(g) if !csrf_ok(&g, &form) => {
+                    forbidden("This form has expired. Go back, reload the page and try again.")
+                }
+                Some(g) => {
+                    let _ = s.store.delete_session(&hash(&g.id)).await;
+                    with_cookie(see_other("/portal/login"), &cookie(SESSION_COOKIE, "", 0, s.secure))
+                }
+                None => see_other("/portal/login"),
+            }
+        },
+    );
+    let home = warp::path!("portal").and(warp::get()).and(warp::query::<Form>()).and(signed.clone()).then(
+        |q: Form, signed: Option<Signed>, s: PortalState| async move {
+            match signed {
+                None => see_other("/portal/login"),
+                Some(g) => home(&g, &q, &s).await.unwrap_or_else(unavailable),
+            }
+        },
+    );
+    let connect = warp::path!("portal" / "connect").and(warp::post()).and(signed.clone()).and(form).then(
+        |signed: Option<Signed>, s: PortalState, form: Form| async move {
+            let g = match checked(signed, &form) {
+                Ok(g) => g,
+                Err(response) => return response,
+            };
+            let Some(client_id) = g.session.user.client_id else {
+                return forbidden("Operators connect Pages by sending the client an onboarding link.");
+            };
+            match s.onboarding.begin(client_id, Some(g.session.user.id), false).await {
+                Ok(dialog) => see_other(&dialog),
+                Err(e) => unavailable(e),
+            }
+        },
+    );
+    let confirm = warp::path!("portal" / "pages" / String / "disconnect").and(warp::get()).and(signed.clone()).then(
+        |page: String, signed: Option<Signed>, s: PortalState| async move {
+            let Some(g) = signed else { return see_other("/portal/login") };
+            match owned_page(&g, &page, &s).await {
+                Ok(i) => views::confirm_disconnect(&g.session.csrf_token, &i),
+                Err(response) => response,
+            }
+        },
+    );
+    let disconnect =
+        warp::path!("portal" / "pages" / String / "disconnect").and(warp::post()).and(signed.clone()).and(form).then(
+            |page: String, signed: Option<Signed>, s: PortalState, form: Form| async move {
+                let g = match checked(signed, &form) {
+                    Ok(g) => g,
+                    Err(response) => return response,
+                };
+                let i = match owned_page(&g, &page, &s).await {
+                    Ok(i) => i,
+                    Err(response) => return response,
+                };
+                let who = format!("user:{}", g.session.user.id);
+                match s.onboarding.disconnect(&i.page_id, &who, "disconnected in the portal").await {
+                    Ok(_) => see_other("/portal?notice=disconnected"),
+                    Err(e) => unavailable(e),
+                }
+            },
+        );
+    let add_client = warp::path!("portal" / "clients").and(warp::post()).and(signed.clone()).and(form).then(
+        |signed: Option<Signed>, s: PortalState, form: Form| async move {
+            let g = match operator(signed, &form) {
+                Ok(g) => g,
+                Err(response) => return response,
+            };
+            let name = form.get("name").map(|n| n.trim()).unwrap_or_default();
+            let slug = match ClientSlug::from_name(name) {
+                Ok(slug) if !name.is_empty() && name.chars().count() <= 200 => slug,
+                _ => {
+                    return pages::error(
+                        StatusCode::BAD_REQUEST,
+                        "A client needs a name of 1 to 200 characters with letters or digits.",
+                    );
+                }
+            };
+            match s.store.create_client(name, &slug).await {
+                Ok(c) => {
+                    audit(&s, &g, "client.created", Some(c.id), format!("{} ({})", c.name, c.slug)).await;
+                    see_other("/portal?notice=client-added")
+                }
+                Err(StoreError::Conflict(m)) => pages::error(StatusCode::CONFLICT, &m),
+                Err(e) => unavailable(e),
+            }
+        },
+    );
+    let link =
+        warp::path!("portal" / "clients" / String / "link").and(warp::post()).and(signed.clone()).and(form).then(
+            |slug: String, signed: Option<Signed>, s: PortalState, form: Form| async move {
+                let g = match operator(signed, &form) {
+                    Ok(g) => g,
+                    Err(response) => return response,
+                };
+                let client = match ClientSlug::parse(&slug) {
+                    Ok(slug) => s.store.client_by_slug(&slug).await,
+                    Err(_) => Ok(None),
+                };
+                match client {
+                    Ok(Some(c)) => {
+                        let link = s.onboarding.onboard_link(&c.slug, Duration::from_secs(86_400));
+                        audit(&s, &g, "client.onboard_link", Some(c.id), "valid for 24h".to_owned()).await;
+                        views::show_once(
+                            "Onboarding link",
+                            html! {
+                                p { "Send this link to " (c.name) ". It works for 24 hours." }
+                                p { input type="text" readonly value=(link) id="link" style="width:100%"; }
+                            },
+                        )
+                    }
+                    Ok(None) => pages::error(StatusCode::NOT_FOUND, "No such client."),
+                    Err(e) => unavailable(e),
+                }
+            },
+        );
+    let invite = warp::path!("portal" / "users").and(warp::post()).and(signed).and(form).then(
+        |signed: Option<Signed>, s: PortalState, form: Form| async move {
+            let g = match operator(signed, &form) {
+                Ok(g) => g,
+                Err(response) => return response,
+            };
+            invite(&g, &form, &s).await
+        },
+    );
+
+    login_page
+        .or(login)
+        .unify()
+        .or(logout)
+        .unify()
+        .or(home)
+        .unify()
+        .or(connect)
+        .unify()
+        .or(confirm)
+        .unify()
+        .or(disconnect)
+        .unify()
+        .or(add_client)
+        .unify()
+        .or(link)
+        .unify()
+        .or(invite)
+        .unify()
+}
+
+async fn login(token: Option<String>, peer: Option<PeerAddr>, form: Form, s: PortalState) -> Response {
+    let fresh = random_token();
+    let again = |problem: &str, status| {
+        with_cookie(views::login(&fresh, Some(problem), status), &cookie(LOGIN_COOKIE, &fresh, 3600, s.secure))
+    };
+    let sent = form.get("csrf").map(String::as_str).unwrap_or_default();
+    if token.as_deref().is_none_or(|t| !same(t, sent)) {
+        return again("The sign-in form expired. Please try again.", StatusCode::FORBIDDEN);
+    }
+    let email = form.get("email").map(String::as_str).unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    let address = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.ip().to_string());
+    if let Err(wait) = s.throttle.attempt(&email.trim().to_lowercase(), &address) {
+        return again(
+            &format!("Too many sign-in attempts. Please wait {wait} seconds and try again."),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
+    let user = match Email::parse(email) {
+        Ok(e) => s.store.user_by_email(&e).await.unwrap_or(None),
+        Err(_) => None,
+    };
+    // Verify against a real hash even for unknown e-mails, so timing does not reveal which exist.
+    let stored = match &user {
+        Some(u) => u.password_hash.clone(),
+        None => dummy_hash().await,
+    };
+    let ok = crate::password::verify(SecretString::from(password), stored).await.unwrap_or(false);
+    let Some(user) = user.filter(|_| ok) else {
+        return again("The e-mail or the password is not right.", StatusCode::UNAUTHORIZED);
+    };
+    let id = random_token();
+    let expires = crate::clock::now() + chrono::Duration::from_std(s.session_ttl).unwrap_or_default();
+    if let Err(e) = s.store.create_session(&hash(&id), user.id, &random_token(), expires).await {
+        return unavailable(e);
+    }
+    with_cookie(see_other("/portal"), &cookie(SESSION_COOKIE, &id, s.session_ttl.as_secs(), s.secure))
+}
+
+/// An argon2id hash of a random string (made once), so a sign-in with an unknown e-mail costs as much as a
+/// real one.
+async fn dummy_hash() -> String {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DUMMY
+        .get_or_init(|| async { crate::password::hash(SecretString::from(random_token())).await.unwrap_or_default() })
+        .await
+        .clone()
+}
+
+async fn home(g: &Signed, q: &Form, s: &PortalState) -> Result<Response, StoreError> {
+    let user = &g.session.user;
+    let csrf = &g.session.csrf_token;
+    let notice = match q.get("notice").map(String::as_str) {
+        Some("disconnected") => Some("The Page was disconnected."),
+        Some("client-added") => Some("The client was added."),
+        _ => None,
+    };
+    let integrations = s.store.list_integrations().await?;
+    let figures = figures::parse(&s.metrics.render());
+    let row = |i: Integration| PageRow {
+        stats: s.router.stats(&i.page_id),
+        figures: figures.get(i.page_id.as_str()).copied().unwrap_or_default(),
+        active: s.router.is_active(&i.page_id),
+        integration: i,
+    };
+    match (user.role, user.client_id) {
+        (Role::Client, Some(client_id)) => {
+            let client =
+                s.store.client_by_id(client_id).await?.ok_or_else(|| StoreError::NotFound("client".to_owned()))?;
+            let outcome = match q.get("result").and_then(|h| hex::decode(h).ok()) {
+                Some(hash) => s
+                    .store
+                    .oauth_outcome(&hash)
+                    .await?
+                    .filter(|o| o.client_id == client_id)
+                    .and_then(|o| serde_json::from_str::<Outcome>(&o.outcome).ok()),
+                None => None,
+            };
+            let rows: Vec<PageRow> = integrations.into_iter().filter(|i| i.client_id == client_id).map(row).collect();
+            Ok(views::client_view(user, csrf, &client, &rows, outcome.as_ref(), notice))
+        }
+        _ => {
+            let mut panels: Vec<ClientPanel> = s
+                .store
+                .list_clients()
+                .await?
+                .into_iter()
+                .map(|client| ClientPanel { client, rows: Vec::new() })
+                .collect();
+            for i in integrations {
+                if let Some(panel) = panels.iter_mut().find(|p| p.client.id == i.client_id) {
+                    panel.rows.push(row(i));
+                }
+            }
+            Ok(views::operator_view(user, csrf, &panels, notice))
+        }
+    }
+}
+
+async fn invite(g: &Signed, form: &Form, s: &PortalState) -> Response {
+    let email = match Email::parse(form.get("email").map(String::as_str).unwrap_or_default()) {
+        Ok(e) => e,
+        Err(e) => return pages::error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let client = match form.get("client").map(String::as_str).filter(|c| !c.is_empty()) {
+        None => None,
+        Some(slug) => match ClientSlug::parse(slug) {
+            Ok(slug) => match s.store.client_by_slug(&slug).await {
+                Ok(Some(c)) => Some(c),
+                Ok(None) => return pages::error(StatusCode::BAD_REQUEST, "No such client."),
+                Err(e) => return unavailable(e),
+            },
+            Err(_) => return pages::error(StatusCode::BAD_REQUEST, "No such client."),
+        },
+    };
+    let password = random_token()[..20].to_owned();
+    let hash = match crate::password::hash(SecretString::from(password.clone())).await {
+        Ok(h) => h,
+        Err(e) => return pages::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let role = if client.is_some() { Role::Client } else { Role::Operator };
+    let new = NewUser { email, password_hash: hash, role, client_id: client.as_ref().map(|c| c.id) };
+    match s.store.create_user(&new).await {
+        Ok(u) => {
+            audit(s, g, "user.created", u.client_id, format!("{} ({})", u.email, u.role)).await;
+            views::show_once(
+                "User invited",
+                html! {
+                    p { "Give " strong { (u.email) } " this one-time password; it is not shown again:" }
+                    p { code id="password" { (password) } }
+                },
+            )
+        }
+        Err(StoreError::Conflict(m)) => pages::error(StatusCode::CONFLICT, &m),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The integration of `page` if the user may act on it; otherwise the answer to send (404, not 403, so
+/// other clients' page ids are not confirmed).
+async fn owned_page(g: &Signed, page: &str, s: &PortalState) -> Result<Integration, Response> {
+    let not_found = || pages::error(StatusCode::NOT_FOUND, "No such Page.");
+    let page = PageId::parse(page).map_err(|_| not_found())?;
+    let i = s.store.integration_by_page(&page).await.map_err(unavailable)?.ok_or_else(not_found)?;
+    let user = &g.session.user;
+    if user.role == Role::Operator || user.client_id == Some(i.client_id) { Ok(i) } else { Err(not_found()) }
+}
+
+fn csrf_ok(g: &Signed, form: &Form) -> bool {
+    form.get("csrf").is_some_and(|t| same(t, &g.session.csrf_token))
+}
+
+/// A signed-in POST with a valid CSRF token.
+// The error is the answer to send (a redirect or a 403 page), on a cold path: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+fn checked(signed: Option<Signed>, form: &Form) -> Result<Signed, Response> {
+    let g = signed.ok_or_else(|| see_other("/portal/login"))?;
+    if !csrf_ok(&g, form) {
+        return Err(forbidden("This form has expired. Go back, reload the page and try again."));
+    }
+    Ok(g)
+}
+
+#[allow(clippy::result_large_err)]
+fn operator(signed: Option<Signed>, form: &Form) -> Result<Signed, Response> {
+    let g = checked(signed, form)?;
+    if g.session.user.role != Role::Operator {
+        return Err(forbidden("Only operators can do this."));
+    }
+    Ok(g)
+}
+
+async fn audit(s: &PortalState, g: &Signed, action: &str, client_id: Option<i64>, detail: String) {
+    let entry = AuditEntry {
+        actor: format!("user:{}", g.session.user.id),
+        action: action.to_owned(),
+        client_id,
+        page_id: None,
+        detail,
+    };
+    if let Err(e) = s.store.append_audit(&entry).await {
+        tracing::error!(error = %e, "cannot write audit row");
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    match location.parse::<Uri>() {
+        Ok(uri) => warp::redirect::see_other(uri).into_response(),
+        Err(_) => pages::error(StatusCode::INTERNAL_SERVER_ERROR, "could not build the redirect"),
+    }
+}
+
+fn with_cookie(response: Response, set_cookie: &str) -> Response {
+    warp::reply::with_header(response, "set-cookie", set_cookie).into_response()
+}
+
+fn forbidden(message: &str) -> Response {
+    pages::error(StatusCode::FORBIDDEN, message)
+}
+
+fn unavailable(e: StoreError) -> Response {
+    tracing::error!(error = %e, "portal storage error");
+    pages::error(StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable; please try again shortly.")
+}

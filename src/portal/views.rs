@@ -1,0 +1,230 @@
+//! The portal's pages: sign-in, the client's view of its Pages, the operator's view of every tenant, and
+//! the small confirmation pages. Server-rendered (maud escapes every value); works without JavaScript.
+
+use chrono::{DateTime, TimeZone as _, Utc};
+use maud::{Markup, html};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::figures::TenantFigures;
+use crate::http::pages;
+use crate::onboarding::Outcome;
+use crate::store::{Client, Integration, IntegrationStatus, User};
+use switchboard_actors::stats::StatsSnapshot;
+
+/// One row of a Pages list: the integration and its live figures.
+pub struct PageRow {
+    pub integration: Integration,
+    pub stats: StatsSnapshot,
+    pub figures: TenantFigures,
+    pub active: bool,
+}
+
+pub fn login(csrf: &str, problem: Option<&str>, status: StatusCode) -> Response {
+    pages::page(
+        status,
+        "Sign in",
+        html! {
+            h1 { "Sign in to Switchboard" }
+            @if let Some(p) = problem { p class="banner err" id="problem" { (p) } }
+            form method="post" action="/portal/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                p { label { "E-mail" br; input type="email" name="email" autocomplete="username" required; } }
+                p { label { "Password" br; input type="password" name="password" autocomplete="current-password" required; } }
+                button type="submit" id="sign-in" { "Sign in" }
+            }
+        },
+    )
+}
+
+fn header(user: &User, csrf: &str, title: &str) -> Markup {
+    html! {
+        header style="display:flex;justify-content:space-between;align-items:center;flex-wrap:wrap" {
+            h1 { (title) }
+            form method="post" action="/portal/logout" {
+                input type="hidden" name="csrf" value=(csrf);
+                span { (user.email) " " }
+                button type="submit" id="sign-out" style="background:#606770" { "Sign out" }
+            }
+        }
+    }
+}
+
+/// The plain-words status of a page connection.
+pub fn status_words(i: &Integration) -> (&'static str, &'static str, String) {
+    let reason = i.status_reason.clone().unwrap_or_default();
+    match i.status {
+        IntegrationStatus::Connected => ("Connected", "ok", "Messages to this Page are answered.".to_owned()),
+        IntegrationStatus::NeedsReauth => {
+            let why = if reason.contains("190/460") {
+                "Facebook stopped accepting the connection because the password of the account that connected it changed."
+                    .to_owned()
+            } else if reason.contains("190/458") || reason.contains("removed the app") {
+                "The Facebook account that connected this Page removed the app.".to_owned()
+            } else {
+                format!("Facebook no longer accepts this connection ({reason}).")
+            };
+            ("Needs reconnection", "warn", format!("{why} Press \"Connect with Facebook\" to reconnect it."))
+        }
+        IntegrationStatus::Revoked => (
+            "Revoked",
+            "err",
+            format!("Disconnected{}.", if reason.is_empty() { String::new() } else { format!(": {reason}") }),
+        ),
+        IntegrationStatus::Error => ("Error", "err", format!("{reason}. Fix it on Facebook, then reconnect.")),
+    }
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn last_event(stats: &StatsSnapshot) -> String {
+    stats
+        .last_event_ms
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .map_or_else(|| "none since the service started".to_owned(), when)
+}
+
+fn banner(outcome: Option<&Outcome>, notice: Option<&str>) -> Markup {
+    html! {
+        @if let Some(o) = outcome {
+            @let class = if o.kind == "connected" && o.refused.is_empty() { "ok" } else if o.kind == "connected" || o.kind == "cancelled" { "warn" } else { "err" };
+            div class={"banner " (class)} id="outcome" {
+                @if o.kind == "connected" {
+                    "Connected: " (o.connected.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")) "."
+                    @for p in &o.refused { br; "Not connected: " (p.name) " (" (p.reason) ")." }
+                    @for p in o.connected.iter().filter(|p| p.warning.is_some()) { br; (p.name) ": " (p.warning.clone().unwrap_or_default()) }
+                } @else {
+                    (o.message.clone().unwrap_or_else(|| "Nothing was connected.".to_owned()))
+                    @for p in &o.refused { br; "Not connected: " (p.name) " (" (p.reason) ")." }
+                }
+            }
+        }
+        @if let Some(n) = notice { div class="banner ok" id="notice" { (n) } }
+    }
+}
+
+pub fn client_view(
+    user: &User,
+    csrf: &str,
+    client: &Client,
+    rows: &[PageRow],
+    outcome: Option<&Outcome>,
+    notice: Option<&str>,
+) -> Response {
+    pages::page(
+        StatusCode::OK,
+        &client.name,
+        html! {
+            (header(user, csrf, &client.name))
+            (banner(outcome, notice))
+            form method="post" action="/portal/connect" {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" id="connect" { "Connect with Facebook" }
+            }
+            h2 { "Your Pages" }
+            @if rows.is_empty() { p { "No Page is connected yet. Press \"Connect with Facebook\" and choose the Pages Switchboard should answer for." } }
+            @for row in rows {
+                @let i = &row.integration;
+                @let (label, class, words) = status_words(i);
+                section class="page" data-page=(i.page_id) style="background:#fff;border-radius:.4rem;padding:.8rem 1rem;margin:.8rem 0" {
+                    h3 style="margin:.2rem 0" { (i.page_name.clone().unwrap_or_else(|| i.page_id.to_string())) " " small { "(" (i.page_id) ")" } }
+                    @if let Some(ig) = &i.instagram_account_id { p { "Instagram account " (ig) } }
+                    p { span class={"badge banner " (class)} data-status=(i.status) style="padding:.2rem .5rem" { (label) } " since " (when(i.status_changed_at)) }
+                    p class="reason" { (words) }
+                    p { "Last message received: " (last_event(&row.stats)) " · Replies in the last hour: " (row.stats.replies_last_hour) }
+                    @if i.status != IntegrationStatus::Revoked {
+                        a href={"/portal/pages/" (i.page_id) "/disconnect"} class="disconnect" { "Disconnect" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn confirm_disconnect(csrf: &str, i: &Integration) -> Response {
+    let name = i.page_name.clone().unwrap_or_else(|| i.page_id.to_string());
+    pages::page(
+        StatusCode::OK,
+        "Disconnect a Page",
+        html! {
+            h1 { "Disconnect " (name) "?" }
+            p { "Switchboard will stop answering messages to this Page, unsubscribe it at Facebook and erase its access token. You can connect it again later." }
+            form method="post" action={"/portal/pages/" (i.page_id) "/disconnect"} {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" id="confirm-disconnect" style="background:#c0392b" { "Disconnect " (name) }
+                " " a href="/portal" { "Cancel" }
+            }
+        },
+    )
+}
+
+pub struct ClientPanel {
+    pub client: Client,
+    pub rows: Vec<PageRow>,
+}
+
+pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Option<&str>) -> Response {
+    pages::page(
+        StatusCode::OK,
+        "Operator",
+        html! {
+            (header(user, csrf, "All clients"))
+            (banner(None, notice))
+            @for panel in panels {
+                section class="client" data-client=(panel.client.slug) style="background:#fff;border-radius:.4rem;padding:.8rem 1rem;margin:.8rem 0" {
+                    h2 style="margin:.2rem 0" { (panel.client.name) " " small { "(" (panel.client.slug) ")" } }
+                    @if panel.rows.is_empty() { p { "No Page connected." } }
+                    @for row in &panel.rows {
+                        @let i = &row.integration;
+                        @let (label, class, words) = status_words(i);
+                        div class="page" data-page=(i.page_id) style="border-top:1px solid #ddd;padding:.4rem 0" {
+                            strong { (i.page_name.clone().unwrap_or_else(|| i.page_id.to_string())) } " (" (i.page_id) ") "
+                            span class={"banner " (class)} data-status=(i.status) style="padding:.1rem .4rem" { (label) }
+                            br; small { (words) }
+                            br; small class="figures" {
+                                "events " (row.figures.events) " · replies " (row.figures.replies) " · send errors " (row.figures.errors)
+                                " · throttled pauses " (row.figures.throttled) " · queue " (row.figures.queue_depth)
+                                " · actor " (if row.active { "running" } else { "idle" })
+                                " · last event " (last_event(&row.stats))
+                            }
+                        }
+                    }
+                    form method="post" action={"/portal/clients/" (panel.client.slug) "/link"} style="margin-top:.5rem" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { "Create an onboarding link" }
+                    }
+                }
+            }
+            h2 { "Add a client" }
+            form method="post" action="/portal/clients" {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Name " input type="text" name="name" required maxlength="200"; } " "
+                button type="submit" id="add-client" { "Add client" }
+            }
+            h2 { "Invite a user" }
+            form method="post" action="/portal/users" {
+                input type="hidden" name="csrf" value=(csrf);
+                p { label { "E-mail " input type="email" name="email" required; } }
+                p { label { "Client " select name="client" {
+                    option value="" { "— operator (all clients) —" }
+                    @for panel in panels { option value=(panel.client.slug) { (panel.client.name) } }
+                } } }
+                button type="submit" id="invite" { "Invite" }
+            }
+        },
+    )
+}
+
+pub fn show_once(title: &str, lines: Markup) -> Response {
+    pages::page(
+        StatusCode::OK,
+        title,
+        html! {
+            h1 { (title) }
+            (lines)
+            p { a href="/portal" { "Back to the portal" } }
+        },
+    )
+}

@@ -1,0 +1,258 @@
+//! The portal over HTTP: sign-in and its protections, what each kind of user sees, and isolation between
+//! tenants on every route.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use switchboard::domain::{Email, Role};
+use switchboard::store::{IntegrationStatus, NewUser};
+
+use crate::app::{Options, PAGE_A, PAGE_B, TestApp, spawn_app};
+
+const PASSWORD: &str = "a long enough passphrase";
+
+async fn add_user(app: &TestApp, email: &str, client: Option<i64>) {
+    let hash = switchboard::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
+    let role = if client.is_some() { Role::Client } else { Role::Operator };
+    app.db
+        .store
+        .create_user(&NewUser { email: Email::parse(email).unwrap(), password_hash: hash, role, client_id: client })
+        .await
+        .unwrap();
+}
+
+/// A browser-like client: keeps cookies, does not follow redirects.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in {html}")) + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn sign_in(app: &TestApp, b: &reqwest::Client, email: &str, password: &str) -> reqwest::Response {
+    let page = b.get(app.url("/portal/login")).send().await.unwrap().text().await.unwrap();
+    let csrf = field(&page, "csrf");
+    b.post(app.url("/portal/login"))
+        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn page(app: &TestApp, b: &reqwest::Client, path: &str) -> (u16, String) {
+    let resp = b.get(app.url(path)).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_sets_a_protected_cookie_and_wrong_passwords_are_refused_then_slowed() {
+    let app = spawn_app(Options::default()).await;
+    add_user(&app, "owner@woodstock.example", Some(app.clients[0].id)).await;
+    let b = browser();
+    assert_eq!(page(&app, &b, "/portal").await.0, 303, "signed out: to the sign-in page");
+
+    let resp = sign_in(&app, &b, "owner@woodstock.example", "wrong password!").await;
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp.text().await.unwrap().contains("not right"));
+    let resp = sign_in(&app, &b, "nobody@woodstock.example", PASSWORD).await;
+    assert_eq!(resp.status().as_u16(), 401, "unknown e-mails get the same answer");
+
+    let resp = sign_in(&app, &b, "owner@woodstock.example", PASSWORD).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let set_cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("sb_session="))
+        .unwrap();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "not on plain http");
+    let (status, html) = page(&app, &b, "/portal").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Connect with Facebook") && html.contains("Client woodstock-outlet"), "{html}");
+
+    let other = browser();
+    let mut last = 0;
+    for _ in 0..6 {
+        last = sign_in(&app, &other, "owner@woodstock.example", "still wrong!!").await.status().as_u16();
+    }
+    assert_eq!(last, 429, "repeated failures for one account are slowed");
+
+    // A POST without the session's CSRF token changes nothing.
+    let resp = b.post(app.url("/portal/logout")).form(&[("csrf", "forged")]).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(page(&app, &b, "/portal").await.0, 200, "still signed in: the forged sign-out was ignored");
+    let (_, html) = page(&app, &b, "/portal").await;
+    let csrf = field(&html, "csrf");
+    b.post(app.url("/portal/logout")).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(page(&app, &b, "/portal").await.0, 303, "signed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_user_sees_and_acts_on_its_own_pages_only() {
+    let app = spawn_app(Options::default()).await;
+    add_user(&app, "owner@woodstock.example", Some(app.clients[0].id)).await;
+    let b = browser();
+    assert_eq!(sign_in(&app, &b, "owner@woodstock.example", PASSWORD).await.status().as_u16(), 303);
+    let (_, html) = page(&app, &b, "/portal").await;
+    assert!(html.contains(PAGE_A) && !html.contains(PAGE_B), "only its own page is listed");
+    let csrf = field(&html, "csrf");
+
+    // Another client's page, by every route that names a page: 404, nothing changed.
+    assert_eq!(page(&app, &b, &format!("/portal/pages/{PAGE_B}/disconnect")).await.0, 404);
+    let resp = b
+        .post(app.url(&format!("/portal/pages/{PAGE_B}/disconnect")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(page(&app, &b, "/portal/pages/999/disconnect").await.0, 404);
+    // Operator routes: 403.
+    for path in ["/portal/clients", "/portal/clients/rural-king/link", "/portal/users"] {
+        let resp = b
+            .post(app.url(path))
+            .form(&[("csrf", csrf.as_str()), ("name", "X"), ("email", "x@y.example")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 403, "{path}");
+    }
+    let rk =
+        app.db.store.integration_by_page(&switchboard::domain::PageId::parse(PAGE_B).unwrap()).await.unwrap().unwrap();
+    assert_eq!(rk.status, IntegrationStatus::Connected, "the other client's page is untouched");
+    assert_eq!(app.db.store.list_clients().await.unwrap().len(), 2, "no client was created");
+
+    // Its own page: confirm, then disconnect.
+    let (status, confirm) = page(&app, &b, &format!("/portal/pages/{PAGE_A}/disconnect")).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("Disconnect"));
+    let resp = b
+        .post(app.url(&format!("/portal/pages/{PAGE_A}/disconnect")))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403, "no CSRF token, no disconnect");
+    let resp = b
+        .post(app.url(&format!("/portal/pages/{PAGE_A}/disconnect")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let (_, html) = page(&app, &b, "/portal?notice=disconnected").await;
+    assert!(html.contains("The Page was disconnected") && html.contains("Revoked"), "{html}");
+    assert!(!app.meta.sim().subscriptions().contains_key(PAGE_A) || app.meta.sim().subscriptions().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_from_the_portal_returns_with_a_banner_and_status_updates() {
+    let app = spawn_app(Options { connect: false, ..Options::default() }).await;
+    let wo = crate::support::client(app.db.store.as_ref(), "woodstock-outlet").await;
+    add_user(&app, "owner@woodstock.example", Some(wo.id)).await;
+    let b = browser();
+    sign_in(&app, &b, "owner@woodstock.example", PASSWORD).await;
+    let (_, html) = page(&app, &b, "/portal").await;
+    let csrf = field(&html, "csrf");
+    let resp = b.post(app.url("/portal/connect")).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let dialog = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> = dialog.query_pairs().into_owned().collect();
+    let mut form: Vec<(&str, &str)> = vec![
+        ("client_id", &q["client_id"]),
+        ("redirect_uri", &q["redirect_uri"]),
+        ("state", &q["state"]),
+        ("requested", &q["scope"]),
+        ("decision", "continue"),
+        ("page", PAGE_A),
+    ];
+    let scopes: Vec<String> = q["scope"].split(',').map(str::to_owned).collect();
+    form.extend(scopes.iter().map(|s| ("scope", s.as_str())));
+    let resp = b.post(format!("{}/v25.0/dialog/oauth/decide", app.meta.url())).form(&form).send().await.unwrap();
+    let callback = resp.headers()["location"].to_str().unwrap().to_owned();
+    let resp = b.get(&callback).send().await.unwrap();
+    let back = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(back.starts_with("/portal?result="), "{back}");
+    let (_, html) = page(&app, &b, &back).await;
+    assert!(html.contains("id=\"outcome\"") && html.contains("Connected: Woodstock Outlet"), "{html}");
+    assert!(html.contains("data-status=\"connected\""));
+
+    // Meta kills the token; the next message fails; the portal says so in plain words.
+    app.meta.sim().invalidate_page_tokens(PAGE_A, 460);
+    app.post_webhook(&crate::app::text_event(PAGE_A, "7001", "m_portal", "hi", 1)).await;
+    let started = std::time::Instant::now();
+    loop {
+        let (_, html) = page(&app, &b, "/portal").await;
+        if html.contains("Needs reconnection") {
+            assert!(html.contains("password of the account that connected it changed"), "{html}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the status never changed: {html}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_every_tenant_with_its_figures_and_manage_clients() {
+    let app = spawn_app(Options::default()).await;
+    add_user(&app, "ops@switchboard.example", None).await;
+    app.post_webhook(&crate::app::text_event(PAGE_A, "7001", "m_ops", "hi", 1)).await;
+    app.wait_for_sent(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = browser();
+    sign_in(&app, &b, "ops@switchboard.example", PASSWORD).await;
+    let (_, html) = page(&app, &b, "/portal").await;
+    assert!(html.contains("woodstock-outlet") && html.contains("rural-king"), "{html}");
+    // The counters are process-wide and other tests in this binary use the same page ids, so only their
+    // presence is asserted here; `figures::parse` is unit-tested on exact text.
+    let woodstock = html.split("data-page=\"104711112233445\"").nth(1).unwrap();
+    assert!(woodstock.contains("class=\"figures\">events ") && woodstock.contains("actor running"), "{html}");
+    assert!(!woodstock.split("</div>").next().unwrap().contains("replies 0"), "the reply was counted: {html}");
+    let csrf = field(&html, "csrf");
+
+    let resp = b
+        .post(app.url("/portal/clients"))
+        .form(&[("csrf", csrf.as_str()), ("name", "Farm Supply Co")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    assert!(
+        app.db
+            .store
+            .client_by_slug(&switchboard::domain::ClientSlug::parse("farm-supply-co").unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (status, link) = {
+        let resp = b
+            .post(app.url("/portal/clients/farm-supply-co/link"))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(link.contains("/api/auth/facebook/start?client=farm-supply-co"), "{link}");
+    let resp = b
+        .post(app.url("/portal/users"))
+        .form(&[("csrf", csrf.as_str()), ("email", "owner@farm.example"), ("client", "farm-supply-co")])
+        .send()
+        .await
+        .unwrap();
+    let invited = resp.text().await.unwrap();
+    let password = invited.split("id=\"password\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let farmer = browser();
+    assert_eq!(
+        sign_in(&app, &farmer, "owner@farm.example", &password).await.status().as_u16(),
+        303,
+        "the one-time password works"
+    );
+}
