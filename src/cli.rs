@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (migrates the database first).
     Serve,
+    /// Run the whole loop on this machine: Switchboard, the Meta stand-in, a demo client and portal user.
+    Demo,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print a new encryption key entry (id:base64) for SWITCHBOARD_ENCRYPTION_KEYS.
@@ -76,6 +78,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(&settings).await?;
             app.run_until_stopped(startup::shutdown_signal()).await
         }
+        Command::Demo => crate::demo::run(settings).await,
         Command::Migrate => {
             startup::open_store(&settings).await?;
             println!("migrations applied");

@@ -313,7 +313,10 @@ fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundE
     if let Some(m) = &state.metrics {
         m.event(event.kind_label(), event.timestamp as f64 / 1000.0);
     }
-    state.stats.event(event.timestamp);
+    // "Last event received" is when it reached us, not Meta's timestamp (redeliveries can be hours late).
+    state
+        .stats
+        .event(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64));
     if let Some(key) = event.dedup_key()
         && !state.dedup.first_time(key)
     {

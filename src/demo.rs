@@ -1,0 +1,114 @@
+//! `switchboard demo`: the whole loop on one machine, with no Facebook app and no internet. It starts the
+//! Meta stand-in and Switchboard (embedded SQLite, `data/demo.db`) on free 127.0.0.1 ports, creates a demo
+//! client and a portal user with a one-time password, and once a Page is connected through the portal,
+//! sends a gentle stream of signed webhook events so badges, counters and replies move. Ctrl-C stops it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use meta_sim::webhook::{GenConfig, GenPage, Generator, Kind};
+use secrecy::{ExposeSecret as _, SecretString};
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::domain::{ClientSlug, Email, Role};
+use crate::portal::session::random_token;
+use crate::startup::{self, Application};
+use crate::store::{IntegrationStatus, NewUser, Store};
+
+pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+    let app_secret = random_token();
+    let meta = meta_sim::spawn(meta_sim::SimConfig {
+        app_id: "1234567890".to_owned(),
+        app_secret: app_secret.clone(),
+        ..meta_sim::SimConfig::default()
+    })
+    .await
+    .context("cannot start the Meta stand-in")?;
+    let listener = TcpListener::bind("127.0.0.1:0").await.context("cannot listen on 127.0.0.1")?;
+    let public = format!("http://{}", listener.local_addr()?);
+    meta.sim().register_redirect_uri(&format!("{public}/api/auth/facebook/callback"));
+
+    if settings.database.url.expose_secret().starts_with("sqlite:data/switchboard.db") {
+        settings.database.url = SecretString::from("sqlite:data/demo.db".to_owned());
+    }
+    settings.server.public_url = public.parse().context("public URL")?;
+    settings.meta.app_id = Some("1234567890".to_owned());
+    settings.meta.app_secrets = vec![SecretString::from(app_secret.clone())];
+    settings.meta.verify_token = Some(SecretString::from(random_token()));
+    settings.meta.graph_url = meta.url().parse().context("stand-in URL")?;
+    settings.meta.oauth_dialog_url = meta.url().parse().context("stand-in URL")?;
+
+    let app = Application::build_with_listener(&settings, listener).await?;
+    let store = startup::open_store(&settings).await?;
+    let slug = ClientSlug::parse("demo-outlet").context("slug")?;
+    let client = match store.client_by_slug(&slug).await? {
+        Some(c) => c,
+        None => store.create_client("Demo Outlet", &slug).await?,
+    };
+    let email =
+        Email::parse(&format!("demo-{}@switchboard.local", &random_token()[..6].to_lowercase())).context("email")?;
+    let password = random_token()[..16].to_owned();
+    let hash = crate::password::hash(SecretString::from(password.clone())).await?;
+    store
+        .create_user(&NewUser {
+            email: email.clone(),
+            password_hash: hash,
+            role: Role::Client,
+            client_id: Some(client.id),
+        })
+        .await?;
+
+    println!("Switchboard demo is running (Ctrl-C stops it).");
+    println!("  Portal:     {public}/portal");
+    println!("  Sign in as: {email}");
+    println!("  Password:   {password}   (shown once)");
+    println!("  Meta stand-in: {}  (its state: {}/_sim/state)", meta.url(), meta.url());
+    println!(
+        "Press \"Connect with Facebook\", continue on the stand-in's consent page, and watch the Pages come alive."
+    );
+
+    let webhook = format!("{public}/api/facebook-webhook");
+    let driver = tokio::spawn(drive_events(store.clone(), client.id, webhook, app_secret, meta.sim().clone()));
+    let result = app.run_until_stopped(startup::shutdown_signal()).await;
+    driver.abort();
+    drop(meta);
+    result
+}
+
+/// Every two seconds, one signed message per connected demo Page, as Meta would send it.
+async fn drive_events(store: Arc<dyn Store>, client_id: i64, webhook: String, secret: String, sim: Arc<meta_sim::Sim>) {
+    let http = reqwest::Client::new();
+    let mut seed = 1;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Ok(integrations) = store.list_integrations().await else { continue };
+        for i in integrations.iter().filter(|i| i.client_id == client_id && i.status == IntegrationStatus::Connected) {
+            seed += 1;
+            let ig = i.instagram_account_id.as_ref().map(|ig| ig.to_string());
+            let mut generator = Generator::new(GenConfig {
+                pages: vec![GenPage { id: i.page_id.to_string(), instagram: ig.clone() }],
+                users: 5,
+                kinds: if ig.is_some() {
+                    vec![Kind::Text, Kind::Postback, Kind::Instagram]
+                } else {
+                    vec![Kind::Text, Kind::Postback]
+                },
+                batch: 1,
+                duplicate_rate: 0.0,
+                seed,
+            });
+            sim.register_instagram_users(generator.instagram_users().iter().map(String::as_str));
+            let body = generator.next_body();
+            let signature = meta_sim::webhook::signature(&secret, &body);
+            let _ = http
+                .post(&webhook)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", signature)
+                .body(body)
+                .send()
+                .await;
+        }
+    }
+}

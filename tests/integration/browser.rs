@@ -1,0 +1,179 @@
+//! The portal as a person uses it, in Debian's headless Chromium (through chromedriver): sign in, connect
+//! with Facebook through the stand-in's consent page, cancel, and watch a dead token turn into "Needs
+//! reconnection". Each step's screenshot is saved under `target/browser-artifacts/`.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's chromium and chromium-driver;
+//! `.ci/run` installs them). Without them the test fails and says so, unless SWITCHBOARD_SKIP_BROWSER=1.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use secrecy::SecretString;
+use serde_json::json;
+use switchboard::domain::{Email, PageId, Role};
+use switchboard::store::{IntegrationStatus, NewUser};
+
+use crate::app::{Options, PAGE_A, TestApp, spawn_app, text_event};
+
+const PASSWORD: &str = "browser test passphrase";
+
+struct Driver {
+    child: Child,
+    port: u16,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Option<Driver> {
+    let path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
+    if !std::path::Path::new(&path).exists() || !std::path::Path::new("/usr/bin/chromium").exists() {
+        if std::env::var("SWITCHBOARD_SKIP_BROWSER").as_deref() == Ok("1") {
+            return None;
+        }
+        panic!(
+            "browser tests need /usr/bin/chromium and {path} (apt-get install chromium chromium-driver); set SWITCHBOARD_SKIP_BROWSER=1 to skip them"
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child =
+        Command::new(path).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    Some(Driver { child, port, _profile: tempfile::tempdir().unwrap() })
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", "--disable-quic", "--no-first-run", "--disable-component-update",
+                "--disable-sync", "--window-size=1000,1300",
+                format!("--user-data-dir={}", driver._profile.path().display()),
+            ]
+        }
+    });
+    let caps: fantoccini::wd::Capabilities = caps.as_object().unwrap().clone();
+    let started = Instant::now();
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot start Chromium through chromedriver: {e}"),
+        }
+    }
+}
+
+struct Shots {
+    dir: PathBuf,
+}
+
+impl Shots {
+    fn new() -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    async fn take(&self, c: &Client, name: &str) {
+        let png = c.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(self.dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// The page's text, or an empty string while a navigation replaces the page under us.
+async fn text(c: &Client) -> String {
+    match c.find(Locator::Css("body")).await {
+        Ok(body) => body.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+async fn wait_for_text(c: &Client, needle: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let body = text(c).await;
+        if body.contains(needle) {
+            return body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{needle:?} never appeared; the page says:\n{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn connect_through_consent(c: &Client, shots: &Shots, button: &str, shot: &str) {
+    c.find(Locator::Id("connect")).await.unwrap().click().await.unwrap();
+    wait_for_text(c, "Switchboard is requesting access").await;
+    shots.take(c, shot).await;
+    c.find(Locator::Id(button)).await.unwrap().click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connects_cancels_and_sees_a_dead_token_in_a_real_browser() {
+    let Some(driver) = chromedriver() else { return };
+    let app: TestApp = spawn_app(Options { connect: false, ..Options::default() }).await;
+    let client = crate::support::client(app.db.store.as_ref(), "woodstock-outlet").await;
+    let hash = switchboard::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
+    let email = Email::parse("owner@woodstock.example").unwrap();
+    app.db
+        .store
+        .create_user(&NewUser { email, password_hash: hash, role: Role::Client, client_id: Some(client.id) })
+        .await
+        .unwrap();
+    let c = browser(&driver).await;
+    let shots = Shots::new();
+
+    // Sign in.
+    c.goto(&app.url("/portal/login")).await.unwrap();
+    shots.take(&c, "01-sign-in").await;
+    c.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("owner@woodstock.example").await.unwrap();
+    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    c.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    wait_for_text(&c, "No Page is connected yet").await;
+    shots.take(&c, "02-portal-empty").await;
+
+    // Connect with Facebook, Continue on the consent page, back with the banner and the page Connected.
+    connect_through_consent(&c, &shots, "continue", "03-consent").await;
+    let body = wait_for_text(&c, "Connected: Woodstock Outlet").await;
+    assert!(body.contains("Messages to this Page are answered."), "{body}");
+    let badge =
+        c.find(Locator::Css(&format!("section[data-page='{PAGE_A}'] .badge"))).await.unwrap().text().await.unwrap();
+    assert_eq!(badge, "Connected");
+    shots.take(&c, "04-connected").await;
+
+    // Cancel instead: the failure is explained.
+    connect_through_consent(&c, &shots, "cancel", "05-consent-again").await;
+    wait_for_text(&c, "You cancelled the Facebook sign-in, so nothing was connected.").await;
+    shots.take(&c, "06-cancelled").await;
+
+    // The stand-in kills the token; a customer writes; the portal shows "Needs reconnection".
+    app.meta.sim().invalidate_page_tokens(PAGE_A, 460);
+    app.post_webhook(&text_event(PAGE_A, "7001", "m_browser", "hello?", 1)).await;
+    let page = PageId::parse(PAGE_A).unwrap();
+    let started = Instant::now();
+    while app.db.store.integration_by_page(&page).await.unwrap().unwrap().status != IntegrationStatus::NeedsReauth {
+        assert!(started.elapsed() < Duration::from_secs(10), "the integration never became needs_reauth");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.goto(&app.url("/portal")).await.unwrap();
+    let body = wait_for_text(&c, "Needs reconnection").await;
+    assert!(body.contains("password of the account that connected it changed"), "{body}");
+    shots.take(&c, "07-needs-reconnection").await;
+    c.close().await.unwrap();
+}
