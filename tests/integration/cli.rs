@@ -397,3 +397,86 @@ async fn responder_and_rate_commands_store_per_client_settings() {
     // The relay secret's key id counts for the start-up key check.
     assert_eq!(db.store.token_key_ids().await.unwrap(), vec!["k1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_working_credentials_drives_events_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = switchboard(dir.path()).arg("demo").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while lines.iter().all(|l: &String| !l.contains("Meta stand-in:")) {
+        lines.push(rx.recv_timeout(Duration::from_secs(30)).expect("the demo prints its credentials"));
+    }
+    let value = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.split_once(key))
+            .map(|(_, v)| v.split_whitespace().next().unwrap().to_owned())
+            .unwrap()
+    };
+    let (portal, email, password) = (value("Portal:"), value("Sign in as:"), value("Password:"));
+    let meta = lines
+        .iter()
+        .find_map(|l| l.split_once("Meta stand-in: "))
+        .map(|(_, v)| v.split_whitespace().next().unwrap().to_owned())
+        .unwrap();
+    let base = portal.trim_end_matches("/portal").to_owned();
+
+    let b = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = b.get(format!("{base}/portal/login")).send().await.unwrap().text().await.unwrap();
+    let csrf = login.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let resp = b
+        .post(format!("{base}/portal/login"))
+        .form(&[("csrf", csrf.as_str()), ("email", &email), ("password", &password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "the printed credentials sign in");
+    let home = b.get(&portal).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("Demo Outlet") && home.contains("Connect with Facebook"), "{home}");
+
+    // Connect through the stand-in's consent page, then the demo's own events get answered.
+    let csrf = home.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let resp = b.post(format!("{base}/portal/connect")).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    let dialog = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> = dialog.query_pairs().into_owned().collect();
+    let mut form: Vec<(&str, &str)> = vec![
+        ("client_id", &q["client_id"]),
+        ("redirect_uri", &q["redirect_uri"]),
+        ("state", &q["state"]),
+        ("requested", &q["scope"]),
+        ("decision", "continue"),
+        ("page", "104711112233445"),
+    ];
+    let scopes: Vec<String> = q["scope"].split(',').map(str::to_owned).collect();
+    form.extend(scopes.iter().map(|s| ("scope", s.as_str())));
+    let resp = b.post(format!("{meta}/v25.0/dialog/oauth/decide")).form(&form).send().await.unwrap();
+    let callback = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(b.get(&callback).send().await.unwrap().status().as_u16(), 302);
+    let started = std::time::Instant::now();
+    loop {
+        let state: serde_json::Value = b.get(format!("{meta}/_sim/state")).send().await.unwrap().json().await.unwrap();
+        if state["counters"]["messages_sent"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the demo's events were never answered: {state}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the demo did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+}
