@@ -13,6 +13,7 @@ mod support;
 
 mod cli;
 mod engine;
+mod fuzz;
 mod onboarding;
 mod portal;
 mod store_contract;
