@@ -71,7 +71,10 @@ fn receive(headers: &HeaderMap, body: &[u8], state: &WebhookState) -> Result<Res
         metrics::counter!(SIGNATURE_FAILURES).increment(1);
         return Err(warp::reject::custom(ApiError::Signature(e)));
     }
-    let events = parse(body).map_err(|e| warp::reject::custom(ApiError::Parse(e)))?;
+    let mut events = parse(body).map_err(|e| warp::reject::custom(ApiError::Parse(e)))?;
+    // Meta does not promise order within a body after redeliveries: hand events over in timestamp order
+    // (stable, so equal timestamps keep Meta's order).
+    events.sort_by_key(|e| e.timestamp);
     for event in events {
         state.router.dispatch(event);
     }

@@ -403,3 +403,36 @@ async fn reconnect_swaps_the_token_in_place_and_sends_what_was_queued() {
     assert_eq!(recipients, ["7001", "7002"], "both replies queued during needs_reauth went out with the new token");
     assert_eq!(app.db.store.integration_by_page(&page).await.unwrap().unwrap().status, IntegrationStatus::Connected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_delivered_shuffled_is_answered_in_timestamp_order() {
+    use meta_sim::webhook::{Entry, Envelope, Event, Id, Message, Messaging, to_meta_json};
+    use switchboard::store::ResponderSetting;
+
+    let app = spawn_app(Options::default()).await;
+    let rules =
+        r#"{"keywords":[{"match":["one"],"reply":"1"},{"match":["two"],"reply":"2"},{"match":["three"],"reply":"3"}]}"#;
+    app.db
+        .store
+        .set_responder(app.clients[0].id, &ResponderSetting::Rules { rules_json: rules.to_owned() })
+        .await
+        .unwrap();
+    let item = |text: &str, ts: i64| Messaging {
+        sender: Id { id: "7001".into() },
+        recipient: Id { id: PAGE_A.into() },
+        timestamp: ts,
+        event: Event::Message(Message { mid: format!("m_{text}"), text: Some(text.into()), ..Message::default() }),
+    };
+    let body = to_meta_json(&Envelope {
+        object: "page",
+        entry: vec![Entry {
+            id: PAGE_A.into(),
+            time: 10,
+            messaging: vec![item("three", 3), item("one", 1), item("two", 2)],
+        }],
+    });
+    assert_eq!(app.post_webhook(&body).await.0, 200);
+    let sent = app.wait_for_sent(3, WAIT).await;
+    let order: Vec<&str> = sent.iter().map(|m| m.text.as_deref().unwrap()).collect();
+    assert_eq!(order, ["1", "2", "3"]);
+}

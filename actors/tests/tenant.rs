@@ -1,0 +1,164 @@
+//! The tenant actor with fake ports and paused time: Meta's throttling, transient failures and the
+//! "already delivered" answer, without a network or a clock to wait on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchboard_actors::{
+    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, GraphApi, GraphFailure, InboundEvent, LoadError,
+    OutgoingMessage, PageId, Router, RulesResponder, SendOk, StatusSink, TenantProfile, TenantSource, Usage,
+};
+use tokio::time::Instant;
+
+/// A Graph API that answers from a script (then succeeds) and records when it was called.
+#[derive(Default)]
+struct ScriptedGraph {
+    script: Mutex<VecDeque<Result<SendOk, GraphFailure>>>,
+    calls: Mutex<Vec<Instant>>,
+}
+
+#[async_trait]
+impl GraphApi for ScriptedGraph {
+    async fn send_message(&self, _: &AccessToken, _: &OutgoingMessage) -> Result<SendOk, GraphFailure> {
+        self.calls.lock().unwrap().push(Instant::now());
+        self.script.lock().unwrap().pop_front().unwrap_or(Ok(SendOk { message_id: "m".into(), usage: None }))
+    }
+}
+
+struct Source;
+
+#[async_trait]
+impl TenantSource for Source {
+    async fn load(&self, page: &PageId) -> Result<TenantProfile, LoadError> {
+        Ok(TenantProfile {
+            client_slug: Arc::from("test"),
+            page_id: page.clone(),
+            instagram_account_id: None,
+            token: Some(AccessToken::new("EAAtest".into())),
+            blocked: None,
+            responder: Arc::new(RulesResponder::new(Default::default(), "ok".into())),
+            send_rate_per_second: 100,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Status {
+    reauth: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl StatusSink for Status {
+    async fn needs_reauth(&self, _: &PageId, reason: &str) {
+        self.reauth.lock().unwrap().push(reason.to_owned());
+    }
+    async fn permission_error(&self, _: &PageId, _: &str) {}
+}
+
+async fn engine(script: Vec<Result<SendOk, GraphFailure>>) -> (Router, Arc<ScriptedGraph>, Arc<Status>) {
+    let graph = Arc::new(ScriptedGraph { script: Mutex::new(script.into()), ..ScriptedGraph::default() });
+    let status = Arc::new(Status::default());
+    let router = Router::start(EngineDeps {
+        source: Arc::new(Source),
+        graph: graph.clone(),
+        status: status.clone(),
+        settings: EngineSettings { retry_base: Duration::from_millis(100), ..EngineSettings::default() },
+    })
+    .await
+    .unwrap();
+    router.register(page(), None, "test");
+    (router, graph, status)
+}
+
+fn page() -> PageId {
+    PageId::parse("104711112233445").unwrap()
+}
+
+fn message(mid: &str) -> InboundEvent {
+    InboundEvent {
+        account_id: page(),
+        channel: Channel::Messenger,
+        sender: "7001".into(),
+        recipient: page().to_string(),
+        timestamp: 1,
+        standby: false,
+        kind: EventKind::Message {
+            mid: mid.into(),
+            text: Some("hi".into()),
+            quick_reply: None,
+            is_echo: false,
+            attachments: vec![],
+        },
+    }
+}
+
+fn failure(code: u32, subcode: Option<u32>) -> GraphFailure {
+    GraphFailure { http_status: Some(400), code: Some(code), subcode, message: "scripted".into(), usage: None }
+}
+
+/// Lets the actors run until nothing is left to do at the current (paused) instant.
+async fn run_for(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_page_waits_for_the_regain_time_before_calling_again() {
+    let mut throttled = failure(613, None);
+    throttled.usage = Some(Usage { max_pct: 100, regain: Some(Duration::from_secs(60)) });
+    let (router, graph, _) = engine(vec![Err(throttled)]).await;
+    let t0 = Instant::now();
+    router.dispatch(message("m1"));
+    run_for(Duration::from_secs(59)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 1, "nothing is sent before the regain time");
+    run_for(Duration::from_secs(10)).await;
+    let calls = graph.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "the reply goes out once Meta's regain time (plus jitter) has passed");
+    let waited = calls[1] - t0;
+    assert!(waited >= Duration::from_secs(60) && waited <= Duration::from_secs(67), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_with_backoff_a_bounded_number_of_times() {
+    let (router, graph, _) = engine((0..10).map(|_| Err(failure(2, None))).collect()).await;
+    router.dispatch(message("m1"));
+    run_for(Duration::from_secs(30)).await;
+    let calls = graph.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 5, "max_send_attempts (5) in all, then the reply is dropped");
+    for pair in calls.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(100), "backoff between attempts: {calls:?}");
+    }
+    assert!(calls[4] - calls[3] > calls[1] - calls[0], "the backoff grows");
+}
+
+#[tokio::test(start_paused = true)]
+async fn already_delivered_and_dead_tokens_are_never_resent() {
+    let (router, graph, status) = engine(vec![Err(failure(1, Some(1_357_046)))]).await;
+    router.dispatch(message("m1"));
+    run_for(Duration::from_secs(10)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 1, "1/1357046: Meta delivered it; no resend");
+
+    graph.script.lock().unwrap().push_back(Err(failure(190, Some(460))));
+    router.dispatch(message("m2"));
+    router.dispatch(message("m3"));
+    run_for(Duration::from_secs(10)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 2, "after 190 the page stops calling");
+    assert_eq!(status.reauth.lock().unwrap().len(), 1, "needs_reauth is reported once");
+    assert!(status.reauth.lock().unwrap()[0].contains("190/460"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_redelivered_mid_is_answered_once() {
+    let (router, graph, _) = engine(vec![]).await;
+    for _ in 0..3 {
+        router.dispatch(message("same"));
+    }
+    run_for(Duration::from_secs(2)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 1);
+}
