@@ -272,3 +272,23 @@ pub fn text_event(page: &str, sender: &str, mid: &str, text: &str, timestamp: i6
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/webhooks/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
+
+/// Presses a button on the stand-in's consent page for the dialog at `dialog`, ticking every requested
+/// permission and `pages`; returns the redirect (to the callback).
+pub async fn decide(http: &reqwest::Client, dialog: &url::Url, pages: &[&str], decision: &str) -> String {
+    let q: HashMap<String, String> = dialog.query_pairs().into_owned().collect();
+    let mut form: Vec<(&str, &str)> = vec![
+        ("client_id", &q["client_id"]),
+        ("redirect_uri", &q["redirect_uri"]),
+        ("state", &q["state"]),
+        ("requested", &q["scope"]),
+        ("decision", decision),
+    ];
+    form.extend(pages.iter().map(|p| ("page", *p)));
+    form.extend(q["scope"].split(',').map(|s| ("scope", s)));
+    let base = format!("{}://{}", dialog.scheme(), dialog.host_str().unwrap_or_default());
+    let port = dialog.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let resp = http.post(format!("{base}{port}/v25.0/dialog/oauth/decide")).form(&form).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302, "the consent page redirects back");
+    resp.headers()["location"].to_str().unwrap().to_owned()
+}

@@ -445,19 +445,7 @@ async fn demo_prints_working_credentials_drives_events_and_stops_on_ctrl_c() {
     let csrf = home.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
     let resp = b.post(format!("{base}/portal/connect")).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
     let dialog = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let q: std::collections::HashMap<String, String> = dialog.query_pairs().into_owned().collect();
-    let mut form: Vec<(&str, &str)> = vec![
-        ("client_id", &q["client_id"]),
-        ("redirect_uri", &q["redirect_uri"]),
-        ("state", &q["state"]),
-        ("requested", &q["scope"]),
-        ("decision", "continue"),
-        ("page", "104711112233445"),
-    ];
-    let scopes: Vec<String> = q["scope"].split(',').map(str::to_owned).collect();
-    form.extend(scopes.iter().map(|s| ("scope", s.as_str())));
-    let resp = b.post(format!("{meta}/v25.0/dialog/oauth/decide")).form(&form).send().await.unwrap();
-    let callback = resp.headers()["location"].to_str().unwrap().to_owned();
+    let callback = crate::app::decide(&b, &dialog, &["104711112233445"], "continue").await;
     assert_eq!(b.get(&callback).send().await.unwrap().status().as_u16(), 302);
     let started = std::time::Instant::now();
     loop {

@@ -12,15 +12,7 @@ use switchboard::store::IntegrationStatus;
 use crate::app::{IG_A, Options, PAGE_A, PAGE_B, SECRET, TestApp, spawn_app, text_event};
 use crate::support::client;
 
-const ALL_SCOPES: &[&str] = &[
-    "pages_show_list",
-    "pages_messaging",
-    "pages_manage_metadata",
-    "pages_read_engagement",
-    "instagram_basic",
-    "instagram_manage_messages",
-    "business_management",
-];
+const ALL_SCOPES: &[&str] = meta_sim::config::KNOWN_SCOPES;
 
 fn link(app: &TestApp, slug: &str, expires_in: i64) -> String {
     let links = OnboardLinks::new(&SecretString::from(SECRET.to_owned()));

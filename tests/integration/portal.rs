@@ -162,19 +162,7 @@ async fn connect_from_the_portal_returns_with_a_banner_and_status_updates() {
     let resp = b.post(app.url("/portal/connect")).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 303);
     let dialog = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let q: std::collections::HashMap<String, String> = dialog.query_pairs().into_owned().collect();
-    let mut form: Vec<(&str, &str)> = vec![
-        ("client_id", &q["client_id"]),
-        ("redirect_uri", &q["redirect_uri"]),
-        ("state", &q["state"]),
-        ("requested", &q["scope"]),
-        ("decision", "continue"),
-        ("page", PAGE_A),
-    ];
-    let scopes: Vec<String> = q["scope"].split(',').map(str::to_owned).collect();
-    form.extend(scopes.iter().map(|s| ("scope", s.as_str())));
-    let resp = b.post(format!("{}/v25.0/dialog/oauth/decide", app.meta.url())).form(&form).send().await.unwrap();
-    let callback = resp.headers()["location"].to_str().unwrap().to_owned();
+    let callback = crate::app::decide(&b, &dialog, &[PAGE_A], "continue").await;
     let resp = b.get(&callback).send().await.unwrap();
     let back = resp.headers()["location"].to_str().unwrap().to_owned();
     assert!(back.starts_with("/portal?result="), "{back}");
