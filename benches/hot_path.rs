@@ -13,8 +13,8 @@ use switchboard::vault::{self, KeyId, KeyRing};
 use switchboard::webhook::{WebhookSecrets, parse};
 use switchboard_actors::limiter::SendLimiter;
 use switchboard_actors::{
-    EngineDeps, EngineSettings, GraphApi, GraphFailure, InboundEvent, LoadError, OutgoingMessage, Responder, Router,
-    RulesResponder, SendOk, StatusSink, TenantProfile, TenantSource,
+    EngineDeps, EngineSettings, EventSink, GraphApi, GraphFailure, InboundEvent, LoadError, OutgoingMessage, Responder,
+    Router, RulesResponder, SendOk, StatusSink, TenantProfile, TenantSource,
 };
 
 const SECRET: &str = "fixture-app-secret-do-not-use";
@@ -61,6 +61,7 @@ fn webhook(c: &mut Criterion) {
             source: Arc::new(Instant),
             graph: Arc::new(Instant),
             status: Arc::new(Instant),
+            events: Arc::new(Instant),
             settings: EngineSettings::default(),
         };
         let router = Router::start(deps).await.expect("engine");
@@ -116,3 +117,8 @@ fn limiter(c: &mut Criterion) {
 
 criterion_group!(benches, webhook, vault, limiter);
 criterion_main!(benches);
+
+#[async_trait]
+impl EventSink for Instant {
+    async fn finished(&self, _: Vec<(i64, Option<String>)>) {}
+}

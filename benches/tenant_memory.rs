@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, GraphApi, GraphFailure, InboundEvent, LoadError,
-    OutgoingMessage, PageId, Responder, Router, RulesResponder, SendOk, StatusSink, TenantProfile, TenantSource,
+    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi, GraphFailure, InboundEvent,
+    LoadError, OutgoingMessage, PageId, Responder, Router, RulesResponder, SendOk, StatusSink, TenantProfile,
+    TenantSource,
 };
 
 struct Fake {
@@ -75,7 +76,8 @@ fn main() {
             let router = Router::start(EngineDeps {
                 source: fake.clone(),
                 graph: fake.clone(),
-                status: fake,
+                status: fake.clone(),
+                events: fake.clone(),
                 settings: EngineSettings { idle_timeout: Duration::from_secs(3600), ..EngineSettings::default() },
             })
             .await
@@ -94,6 +96,7 @@ fn main() {
             for i in 0..n {
                 let page = PageId::parse(&format!("{}", 100_000_000_000_000u64 + i as u64)).expect("page");
                 router.dispatch(InboundEvent {
+                    inbox_id: None,
                     account_id: page.clone(),
                     channel: Channel::Messenger,
                     sender: format!("7{i:015}"),
@@ -120,4 +123,9 @@ fn main() {
             router.shutdown().await;
         });
     }
+}
+
+#[async_trait]
+impl EventSink for Fake {
+    async fn finished(&self, _: Vec<(i64, Option<String>)>) {}
 }

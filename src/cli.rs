@@ -4,6 +4,7 @@
 //! 1 anything else (database unreachable, a command that failed part-way).
 
 mod client;
+mod inbox;
 mod integration;
 mod keys;
 mod user;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Inspect page integrations.
     #[command(subcommand)]
     Integration(integration::IntegrationCommand),
+    /// The durable webhook inbox.
+    #[command(subcommand)]
+    Inbox(inbox::InboxCommand),
 }
 
 /// A problem with what the user asked for (exit code 2), as opposed to a failure while doing it.
@@ -89,6 +93,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Client(cmd) => client::run(&settings, cmd).await,
         Command::User(cmd) => user::run(&settings, cmd).await,
         Command::Integration(cmd) => integration::run(&settings, cmd).await,
+        Command::Inbox(cmd) => inbox::run(&settings, cmd).await,
     }
 }
 

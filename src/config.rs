@@ -66,7 +66,14 @@ struct RawSettings {
     engine: RawEngine,
     oauth: RawOAuth,
     portal: RawPortal,
+    inbox: RawInbox,
     log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInbox {
+    mode: String,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +164,8 @@ pub struct Settings {
     pub oauth: OAuthSettings,
     /// How long a portal sign-in lasts.
     pub session_ttl: Duration,
+    /// Commit webhook events before acknowledging them.
+    pub durable_inbox: bool,
     pub log: LogSettings,
 }
 
@@ -407,6 +416,12 @@ impl RawSettings {
             return Err(invalid("portal.session_ttl_secs", "must be between 300 and 2592000 seconds"));
         }
 
+        let durable_inbox = match self.inbox.mode.as_str() {
+            "durable" => true,
+            "memory" => false,
+            other => return Err(invalid("inbox.mode", format!("{other:?} is not one of durable, memory"))),
+        };
+
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -444,6 +459,7 @@ impl RawSettings {
             engine,
             oauth,
             session_ttl: Duration::from_secs(self.portal.session_ttl_secs),
+            durable_inbox,
             log: LogSettings { filter: self.log.filter, format },
         })
     }

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod domain;
 pub mod graph;
 pub mod http;
+pub mod inbox;
 pub mod onboarding;
 pub mod password;
 pub mod portal;

@@ -120,6 +120,7 @@ impl Application {
             verify_token: Arc::new(settings.meta.verify_token.clone().context("META_VERIFY_TOKEN is required")?),
             router: router.clone(),
             max_body_bytes: settings.server.max_body_bytes,
+            inbox: settings.durable_inbox.then(|| crate::inbox::Inbox::start(store.clone())),
         };
         let portal = PortalState {
             store: store.clone(),
@@ -196,6 +197,7 @@ pub async fn start_engine(
         source: Arc::new(StoreTenants::new(store.clone(), keys, settings.engine.clone())),
         graph,
         status: Arc::new(StoreStatus::new(store.clone())),
+        events: Arc::new(crate::inbox::StoreEvents { store: store.clone() }),
         settings: settings.engine.engine.clone(),
     };
     let router = Router::start(deps).await.context("cannot start the actor engine")?;
@@ -204,6 +206,12 @@ pub async fn start_engine(
         router.register(i.page_id.clone(), i.instagram_account_id.clone(), i.client_slug.as_str());
     }
     tracing::info!(pages = router.known_pages(), "engine started");
+    if settings.durable_inbox {
+        let handed = crate::inbox::recover(store.as_ref(), &router).await.context("cannot read the webhook inbox")?;
+        if handed > 0 {
+            tracing::info!(handed, "pending inbox events handed to the engine again");
+        }
+    }
     Ok(router)
 }
 

@@ -16,9 +16,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use model::{
-    AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, Integration, IntegrationStatus,
-    NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret, SealedRow, Session,
-    StateRejected, User,
+    AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow, Integration,
+    IntegrationStatus, NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret, SealedRow,
+    Session, StateRejected, User,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -171,6 +171,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<SealedRelaySecret>, StoreError>;
     /// Replaces relay secrets in one transaction (skipping any whose key id changed); `id` is the client id.
     async fn reseal_relay_secrets(&self, rows: &[Resealed]) -> Result<u64, StoreError>;
+
+    /// Commits events to the webhook inbox in one transaction; for each, the new row's id, or `None` when
+    /// the page already has that dedup key (a redelivery).
+    async fn inbox_insert(&self, rows: &[InboxRow]) -> Result<Vec<Option<i64>>, StoreError>;
+    /// Marks inbox rows done (`failure` = `None`) or failed with the reason, in one transaction.
+    async fn inbox_finish(&self, rows: &[(i64, Option<String>)]) -> Result<(), StoreError>;
+    /// Pending rows (id, event JSON), oldest first.
+    async fn inbox_pending(&self, limit: i64) -> Result<Vec<(i64, String)>, StoreError>;
+    /// Rows per status.
+    async fn inbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Puts failed rows (of one client's pages, or all) back to pending; returns how many.
+    async fn inbox_requeue_failed(&self, client_id: Option<i64>) -> Result<u64, StoreError>;
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest audit rows first.

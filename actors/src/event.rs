@@ -1,12 +1,12 @@
 //! A webhook event after parsing: what a tenant actor consumes. The HTTP layer builds these from Meta's
 //! payloads; the relay responder posts them, serialized, to a client's own bot.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::PageId;
 
 /// Where an event came from and where the reply goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Messenger,
@@ -14,8 +14,11 @@ pub enum Channel {
 }
 
 /// One item of `entry[].messaging[]` (or `standby[]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundEvent {
+    /// The event's row in the durable inbox, when there is one (never serialized: it is the row's key).
+    #[serde(skip)]
+    pub inbox_id: Option<i64>,
     /// `entry[].id`: the Page id (Messenger) or Instagram account id. The routing key.
     pub account_id: PageId,
     pub channel: Channel,
@@ -29,7 +32,7 @@ pub struct InboundEvent {
     pub kind: EventKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     Message {

@@ -166,3 +166,10 @@ pub trait StatusSink: Send + Sync + 'static {
 pub trait Responder: Send + Sync + 'static {
     async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, String>;
 }
+
+/// Where a tenant reports that events from the durable inbox are finished: done (`None`) once every reply
+/// was sent (or there was none to send), or failed with the reason.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    async fn finished(&self, events: Vec<(i64, Option<String>)>);
+}

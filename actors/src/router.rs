@@ -17,7 +17,7 @@ use ractor::{Actor, ActorId, ActorRef, MessagingErr};
 use crate::PageId;
 use crate::event::InboundEvent;
 use crate::metrics::{ACTIVE_ACTORS, UNKNOWN_PAGE_EVENTS};
-use crate::ports::{GraphApi, StatusSink, TenantSource};
+use crate::ports::{EventSink, GraphApi, StatusSink, TenantSource};
 use crate::settings::EngineSettings;
 use crate::stats::{StatsSnapshot, TenantStats};
 use crate::supervisor::{SupervisorMsg, TenantSupervisor};
@@ -28,6 +28,8 @@ pub struct EngineDeps {
     pub source: Arc<dyn TenantSource>,
     pub graph: Arc<dyn GraphApi>,
     pub status: Arc<dyn StatusSink>,
+    /// Told when durable-inbox events are finished (never called for events without an inbox id).
+    pub events: Arc<dyn EventSink>,
     pub settings: EngineSettings,
 }
 

@@ -58,6 +58,8 @@ pub enum TenantMsg {
 pub struct QueuedSend {
     pub message: OutgoingMessage,
     pub attempts: u32,
+    /// The inbox row of the event this reply answers, if the event came from the durable inbox.
+    pub inbox_id: Option<i64>,
 }
 
 pub struct TenantActor;
@@ -88,6 +90,10 @@ pub struct TenantState {
     dedup: Dedup,
     last_activity: Instant,
     stats: std::sync::Arc<crate::stats::TenantStats>,
+    /// Inbox events with replies still to finish: (replies left, the last failure if any).
+    outstanding: std::collections::HashMap<i64, (usize, Option<String>)>,
+    /// Inbox events finished during this message, reported together at its end.
+    finished: Vec<(i64, Option<String>)>,
 }
 
 impl TenantState {
@@ -140,6 +146,8 @@ impl Actor for TenantActor {
             pump_at: None,
             last_activity: Instant::now(),
             stats,
+            outstanding: std::collections::HashMap::new(),
+            finished: Vec::new(),
         };
         load(&myself, &state);
         let idle = state.router.deps().settings.idle_timeout;
@@ -177,10 +185,15 @@ impl Actor for TenantActor {
                 state.responding = false;
                 match result {
                     Ok(replies) => {
-                        for text in replies {
-                            for piece in split_for(event.channel, &text) {
-                                enqueue(state, &event, piece);
-                            }
+                        let pieces: Vec<String> =
+                            replies.iter().flat_map(|text| split_for(event.channel, text)).collect();
+                        if let (Some(id), false) = (event.inbox_id, pieces.is_empty()) {
+                            state.outstanding.insert(id, (pieces.len(), None));
+                        } else {
+                            finish(state, event.inbox_id, None);
+                        }
+                        for piece in pieces {
+                            enqueue(state, &event, piece);
                         }
                     }
                     Err(problem) => {
@@ -188,6 +201,7 @@ impl Actor for TenantActor {
                         if let Some(m) = &state.metrics {
                             m.ignored("responder_failed");
                         }
+                        finish(state, event.inbox_id, Some(format!("the bot failed: {problem}")));
                     }
                 }
                 respond_next(&myself, state);
@@ -218,6 +232,17 @@ impl Actor for TenantActor {
                 if let Some(m) = &state.metrics {
                     m.dropped("disconnected", dropped as u64);
                 }
+                let ids: Vec<Option<i64>> = state
+                    .pending
+                    .iter()
+                    .chain(state.loading.iter())
+                    .map(|e| e.inbox_id)
+                    .chain(state.outstanding.keys().map(|id| Some(*id)))
+                    .collect();
+                state.outstanding.clear();
+                for id in ids {
+                    finish(state, id, Some("the page was disconnected".to_owned()));
+                }
                 myself.stop(Some("disconnected".to_owned()));
             }
             TenantMsg::IdleCheck => {
@@ -245,7 +270,34 @@ impl Actor for TenantActor {
             TenantMsg::Crash => panic!("injected crash for page {}", state.page),
         }
         state.report_depth();
+        if !state.finished.is_empty() {
+            let batch = std::mem::take(&mut state.finished);
+            let sink = state.router.deps().events.clone();
+            tokio::spawn(async move { sink.finished(batch).await });
+        }
         Ok(())
+    }
+}
+
+/// An inbox event is finished (done, or failed with the reason).
+fn finish(state: &mut TenantState, inbox_id: Option<i64>, failure: Option<String>) {
+    if let Some(id) = inbox_id {
+        state.finished.push((id, failure));
+    }
+}
+
+/// One reply of an inbox event reached its final outcome; the event is finished with its last one.
+fn settle(state: &mut TenantState, inbox_id: Option<i64>, failure: Option<String>) {
+    let Some(id) = inbox_id else { return };
+    let Some(entry) = state.outstanding.get_mut(&id) else { return };
+    entry.0 = entry.0.saturating_sub(1);
+    if failure.is_some() {
+        entry.1 = failure;
+    }
+    if entry.0 == 0
+        && let Some((_, failure)) = state.outstanding.remove(&id)
+    {
+        state.finished.push((id, failure));
     }
 }
 
@@ -302,7 +354,9 @@ fn on_loaded(myself: &ActorRef<TenantMsg>, state: &mut TenantState, result: Resu
                 return;
             }
             tracing::warn!(page = %state.page, error = %err, dropped = state.loading.len(), "tenant cannot start; events dropped");
-            state.loading.clear();
+            for event in std::mem::take(&mut state.loading) {
+                finish(state, event.inbox_id, Some(format!("the page cannot be answered: {err}")));
+            }
             myself.stop(Some(err.to_string()));
         }
     }
@@ -323,6 +377,7 @@ fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundE
         if let Some(m) = &state.metrics {
             m.ignored("duplicate");
         }
+        finish(state, event.inbox_id, None);
         return;
     }
     if !event.wants_reply() {
@@ -335,6 +390,7 @@ fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundE
                 "no_reply_needed"
             });
         }
+        finish(state, event.inbox_id, None);
         return;
     }
     // Within a conversation, answer in Meta's timestamp order even if deliveries arrived shuffled.
@@ -367,6 +423,7 @@ fn enqueue(state: &mut TenantState, event: &InboundEvent, text: String) {
         if let Some(m) = &state.metrics {
             m.dropped("queue_full", 1);
         }
+        settle(state, event.inbox_id, Some("the send queue was full".to_owned()));
         return;
     }
     let page_id = state.profile.as_ref().map_or_else(|| state.page.clone(), |p| p.page_id.clone());
@@ -374,6 +431,7 @@ fn enqueue(state: &mut TenantState, event: &InboundEvent, text: String) {
     state.outbox.push_back(QueuedSend {
         message: OutgoingMessage { page_id, channel, recipient: event.sender.clone(), text },
         attempts: 0,
+        inbox_id: event.inbox_id,
     });
 }
 
@@ -442,6 +500,7 @@ fn on_sent(
                 m.sent(elapsed);
             }
             state.stats.replied();
+            settle(state, item.inbox_id, None);
             if let Some(usage) = ok.usage
                 && usage.max_pct >= settings.usage_pause_pct
                 && let Some(regain) = usage.regain
@@ -471,6 +530,7 @@ fn on_sent(
                 if let Some(m) = metrics {
                     m.dropped("retries_exhausted", 1);
                 }
+                settle(state, item.inbox_id, Some(failure.reason()));
             } else {
                 let delay = backoff(settings.retry_base, item.attempts, settings.retry_max);
                 let me = myself.clone();
@@ -484,6 +544,7 @@ fn on_sent(
             state.busy.remove(&item.message.recipient);
             if let Some(m) = metrics {
                 m.sent(elapsed);
+                settle(state, item.inbox_id, None);
             }
         }
         FailureClass::AuthInvalid | FailureClass::PermissionDenied => {
@@ -517,6 +578,7 @@ fn on_sent(
             if let Some(m) = metrics {
                 m.dropped("message_error", 1);
             }
+            settle(state, item.inbox_id, Some(failure.reason()));
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct WebhookState {
     pub verify_token: Arc<SecretString>,
     pub router: Router,
     pub max_body_bytes: u64,
+    /// Set in durable mode: events are committed before the 200.
+    pub inbox: Option<crate::inbox::Inbox>,
 }
 
 pub fn routes(state: WebhookState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -44,9 +46,9 @@ pub fn routes(state: WebhookState) -> impl Filter<Extract = (Response,), Error =
         .and(warp::header::headers_cloned())
         .and(warp::body::bytes())
         .and(with_state)
-        .and_then(
-            |headers: HeaderMap, body: Bytes, state: WebhookState| async move { receive(&headers, &body, &state) },
-        );
+        .and_then(|headers: HeaderMap, body: Bytes, state: WebhookState| async move {
+            receive(&headers, &body, &state).await
+        });
     verify.or(receive).unify()
 }
 
@@ -64,8 +66,8 @@ fn verify(query: &HashMap<String, String>, state: &WebhookState) -> Result<Respo
     }
 }
 
-/// Verify, parse, route, answer. Synchronous on purpose: no await between the body and the answer.
-fn receive(headers: &HeaderMap, body: &[u8], state: &WebhookState) -> Result<Response, Rejection> {
+/// Verify, parse, (in durable mode: commit,) route, answer. Never waits on the Graph API or a bot.
+async fn receive(headers: &HeaderMap, body: &[u8], state: &WebhookState) -> Result<Response, Rejection> {
     let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     if let Err(e) = state.secrets.verify(signature, body) {
         metrics::counter!(SIGNATURE_FAILURES).increment(1);
@@ -75,8 +77,30 @@ fn receive(headers: &HeaderMap, body: &[u8], state: &WebhookState) -> Result<Res
     // Meta does not promise order within a body after redeliveries: hand events over in timestamp order
     // (stable, so equal timestamps keep Meta's order).
     events.sort_by_key(|e| e.timestamp);
-    for event in events {
-        state.router.dispatch(event);
+    if let Some(inbox) = &state.inbox {
+        // Only events some tenant owns are stored; the rest are acknowledged and counted by the router.
+        let (owned, unowned): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .map(|e| (state.router.route(e.account_id.as_str()).map(|r| r.page), e))
+            .partition(|(p, _)| p.is_some());
+        let pages: Vec<String> = owned.iter().filter_map(|(p, _)| p.as_ref().map(|p| p.to_string())).collect();
+        let refs: Vec<(&switchboard_actors::InboundEvent, &str)> =
+            owned.iter().zip(&pages).map(|((_, e), p)| (e, p.as_str())).collect();
+        let ids = inbox.commit(&refs).await.map_err(|_| warp::reject::custom(ApiError::Unavailable))?;
+        for ((_, mut event), id) in owned.into_iter().zip(ids) {
+            // A row that was already stored is a redelivery: it was (or is being) handled.
+            if let Some(id) = id {
+                event.inbox_id = Some(id);
+                state.router.dispatch(event);
+            }
+        }
+        for (_, event) in unowned {
+            state.router.dispatch(event);
+        }
+    } else {
+        for event in events {
+            state.router.dispatch(event);
+        }
     }
     Ok(warp::reply::with_header("EVENT_RECEIVED", "content-type", "text/plain").into_response())
 }

@@ -226,3 +226,14 @@ pub struct Session {
     pub csrf_token: String,
     pub expires_at: DateTime<Utc>,
 }
+
+/// An event to commit to the inbox before acknowledging it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRow {
+    /// The tenant page the event belongs to.
+    pub page_id: String,
+    /// The message mid, or a hash of the event: unique per page.
+    pub dedup_key: String,
+    /// The event as JSON.
+    pub event: String,
+}

@@ -253,7 +253,7 @@ macro_rules! sql_store {
             RelaySecretRow, SealedTokenRow, UserRow,
         };
         use $crate::store::{
-            AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, Integration,
+            AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow, Integration,
             IntegrationStatus, NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret,
             SealedRow, Session, StateRejected, User,
         };
@@ -745,6 +745,72 @@ macro_rules! sql_store {
                     rows,
                 )
                 .await
+            }
+
+            async fn inbox_insert(&self, rows: &[InboxRow]) -> Result<Vec<Option<i64>>, StoreError> {
+                let now = $crate::clock::now();
+                let mut tx = self.pool.begin().await.map_err(StoreError::Unavailable)?;
+                let mut ids = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let id: Option<(i64,)> = sqlx::query_as(
+                        "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (page_id, dedup_key) DO NOTHING RETURNING id",
+                    )
+                    .bind(&row.page_id)
+                    .bind(&row.dedup_key)
+                    .bind(&row.event)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    ids.push(id.map(|(id,)| id));
+                }
+                tx.commit().await?;
+                Ok(ids)
+            }
+
+            async fn inbox_finish(&self, rows: &[(i64, Option<String>)]) -> Result<(), StoreError> {
+                let now = $crate::clock::now();
+                let mut tx = self.pool.begin().await?;
+                for (id, failure) in rows {
+                    sqlx::query(
+                        "UPDATE webhook_inbox SET status = CASE WHEN $2 IS NULL THEN 'done' ELSE 'failed' END, \
+                             reason = $2, finished_at = $3 WHERE id = $1 AND status = 'pending'",
+                    )
+                    .bind(id)
+                    .bind(failure.as_deref())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn inbox_pending(&self, limit: i64) -> Result<Vec<(i64, String)>, StoreError> {
+                Ok(sqlx::query_as("SELECT id, event FROM webhook_inbox WHERE status = 'pending' ORDER BY id LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn inbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT status, CAST(count(*) AS BIGINT) FROM webhook_inbox GROUP BY status ORDER BY status",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn inbox_requeue_failed(&self, client_id: Option<i64>) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE webhook_inbox SET status = 'pending', reason = NULL, finished_at = NULL \
+                     WHERE status = 'failed' AND ($1 IS NULL OR page_id IN \
+                         (SELECT facebook_page_id FROM client_integrations WHERE client_id = $1))",
+                )
+                .bind(client_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -152,6 +152,7 @@ fn event(account: &PageId, channel: Channel, entry_time: i64, item: Item, standb
         EventKind::Other { name: name.to_owned() }
     };
     InboundEvent {
+        inbox_id: None,
         account_id: account.clone(),
         channel,
         sender: item.sender.map(|p| p.id).unwrap_or_default(),

@@ -14,6 +14,7 @@ mod support;
 mod cli;
 mod engine;
 mod fuzz;
+mod inbox;
 mod onboarding;
 mod portal;
 mod store_contract;

@@ -85,6 +85,12 @@ impl TestDb {
         n
     }
 
+    /// Runs one SQL statement directly (PostgreSQL test databases).
+    pub async fn exec(&self, sql: &str) {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await.unwrap();
+    }
+
     /// The directory a SQLite test database lives in.
     pub fn dir(&self) -> Option<&std::path::Path> {
         match &self.kind {
