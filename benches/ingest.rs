@@ -65,14 +65,14 @@ fn baseline() -> std::net::SocketAddr {
     })
 }
 
-fn switchboard(db_dir: &std::path::Path, graph_url: String) -> std::net::SocketAddr {
-    let db = format!("sqlite:{}", db_dir.join("bench.db").display());
+fn switchboard(db: String, graph_url: String, durable: bool) -> std::net::SocketAddr {
     on_one_core(move |listener| async move {
         let key = switchboard::vault::generate_key_entry(&switchboard::vault::KeyId::parse("bench").expect("id"));
         let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
         let toml = format!(
             "[database]\nurl = \"{db}\"\n[vault]\nkeys = \"{key}\"\n[meta]\napp_id = \"1234567890\"\napp_secret = \"{SECRET}\"\n\
-             verify_token = \"vt\"\ngraph_url = \"{graph_url}\"\n[log]\nfilter = \"error\"\n"
+             verify_token = \"vt\"\ngraph_url = \"{graph_url}\"\n[inbox]\nmode = \"{mode}\"\n[log]\nfilter = \"error\"\n",
+            mode = if durable { "durable" } else { "memory" }
         );
         let settings = Settings::from_toml(&toml).expect("settings");
         let store = switchboard::startup::open_store(&settings).await.expect("store");
@@ -112,12 +112,17 @@ fn main() {
         }))
         .expect("stand-in");
     let dir = tempfile::tempdir().expect("tempdir");
-    let switchboard = switchboard(dir.path(), sim.url());
-    let targets = [
+    let memory = switchboard(format!("sqlite:{}", dir.path().join("bench.db").display()), sim.url(), false);
+    let mut targets = vec![
         ("baseline: warp verify+parse+200", baseline(), false),
-        ("switchboard, front door only", switchboard, true),
-        ("switchboard, ack + bot + reply", switchboard, false),
+        ("switchboard, front door only", memory, true),
+        ("switchboard, ack + bot + reply", memory, false),
     ];
+    // Durable mode on PostgreSQL (DATABASE_URL names the server; a scratch database is made and dropped).
+    let pg = load.block_on(scratch_database());
+    if let Some(url) = &pg {
+        targets.push(("switchboard durable (PostgreSQL)", switchboard(url.clone(), sim.url(), true), false));
+    }
     // The same pre-signed-ready bodies for both (text messages to 50 pages, 100 users each).
     let mut generator = Generator::new(GenConfig {
         pages: (0..PAGES).map(|i| GenPage { id: page_id(i), instagram: None }).collect(),
@@ -159,6 +164,7 @@ fn main() {
         assert_eq!(report.acknowledged as usize, requests, "{name}: every request must be acknowledged: {report:?}");
         rows.push((name, report));
     }
+    let postgres_alone = pg.as_ref().map(|url| load.block_on(batch_insert_rate(url, requests)));
     let base = rows[0].1.throughput();
     println!(
         "\ningest, {requests} signed webhook POSTs, 64 concurrent, each server on one core ({} cores here)",
@@ -175,4 +181,61 @@ fn main() {
             100.0 * r.throughput() / base
         );
     }
+    if let (Some(rate), Some((_, durable))) = (postgres_alone, rows.iter().find(|(n, _)| n.contains("durable"))) {
+        println!(
+            "\nPostgreSQL alone, the same rows in batches of 64 (one transaction each): {rate:.0} rows/s; \
+             durable ingest is {:.0}% of it",
+            100.0 * durable.throughput() / rate
+        );
+    }
+    if let Some(url) = pg {
+        load.block_on(drop_database(&url));
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh database on the PostgreSQL server, or `None` (with a note) if none is reachable.
+async fn scratch_database() -> Option<String> {
+    use sqlx::Connection as _;
+    let admin = admin_url();
+    let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
+        eprintln!("no PostgreSQL at {admin}: skipping the durable row");
+        return None;
+    };
+    let name = format!("sb_bench_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.ok()?;
+    let mut url = url::Url::parse(&admin).ok()?;
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
+async fn drop_database(url: &str) {
+    use sqlx::Connection as _;
+    let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+/// What PostgreSQL itself takes: the inbox rows of `n` events, inserted in batches of 64 per transaction
+/// through the same store code, one batch at a time.
+async fn batch_insert_rate(url: &str, n: usize) -> f64 {
+    let store = switchboard::store::connect(url, 4).await.expect("store");
+    let started = std::time::Instant::now();
+    let rows: Vec<switchboard::store::InboxRow> = (0..n)
+        .map(|i| switchboard::store::InboxRow {
+            page_id: page_id(i % PAGES),
+            dedup_key: format!("m:alone{i}"),
+            event: format!("{{\"x\":\"{}\"}}", "y".repeat(300)),
+        })
+        .collect();
+    for chunk in rows.chunks(64) {
+        store.inbox_insert(chunk).await.expect("insert");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
 }
