@@ -15,6 +15,7 @@ on_both_backends!(
     status_changes_record_reason_and_time,
     instagram_account_is_linked_to_one_page_only,
     audit_log_lists_newest_first,
+    inbox_stores_each_key_once_per_page_and_tracks_status,
 );
 
 async fn clients_are_created_listed_and_unique_by_slug(db: TestDb) {
@@ -177,4 +178,26 @@ async fn audit_log_lists_newest_first(db: TestDb) {
     assert_eq!(rows[0].page_id.as_deref(), Some("104711112233445"));
     assert_eq!(rows[0].client_id, Some(acme.id));
     assert_eq!(store.recent_audit(1).await.unwrap().len(), 1);
+}
+
+async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
+    use switchboard::store::InboxRow;
+    let store = db.store.as_ref();
+    let row = |page: &str, key: &str| InboxRow { page_id: page.into(), dedup_key: key.into(), event: "{}".into() };
+    let ids = store.inbox_insert(&[row("1", "m:a"), row("1", "m:b"), row("1", "m:a"), row("2", "m:a")]).await.unwrap();
+    assert!(ids[0].is_some() && ids[1].is_some() && ids[3].is_some(), "{ids:?}");
+    assert_eq!(ids[2], None, "a key repeated within one group is stored once");
+    let again = store.inbox_insert(&[row("1", "m:a"), row("1", "m:c")]).await.unwrap();
+    assert_eq!(again[0], None, "a key already stored is a redelivery");
+    assert!(again[1].is_some());
+    assert_eq!(store.inbox_insert(&[]).await.unwrap(), Vec::<Option<i64>>::new());
+
+    let pending: Vec<i64> = store.inbox_pending(10).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(pending.len(), 4);
+    assert!(pending.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    store.inbox_finish(&[(pending[0], None), (pending[1], Some("551".into()))]).await.unwrap();
+    let counts = store.inbox_counts().await.unwrap();
+    assert_eq!(counts, vec![("done".to_owned(), 1), ("failed".to_owned(), 1), ("pending".to_owned(), 2)]);
+    assert_eq!(store.inbox_requeue_failed(None).await.unwrap(), 1);
+    assert_eq!(store.inbox_pending(10).await.unwrap().len(), 3);
 }
