@@ -15,6 +15,8 @@ pub const LAST_EVENT: &str = "switchboard_last_event_timestamp_seconds";
 pub const EVENTS_IGNORED: &str = "switchboard_events_ignored_total";
 pub const ACTIVE_ACTORS: &str = "switchboard_active_actors";
 pub const UNKNOWN_PAGE_EVENTS: &str = "switchboard_unknown_page_events_total";
+/// Events the router could not hand to a tenant (quarantined, or its start buffer full).
+pub const EVENTS_DROPPED: &str = "switchboard_events_dropped_total";
 
 const KINDS: [&str; 7] = ["message", "echo", "postback", "read", "delivery", "reaction", "other"];
 

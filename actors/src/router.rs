@@ -16,7 +16,7 @@ use ractor::{Actor, ActorId, ActorRef, MessagingErr};
 
 use crate::PageId;
 use crate::event::InboundEvent;
-use crate::metrics::{ACTIVE_ACTORS, UNKNOWN_PAGE_EVENTS};
+use crate::metrics::{ACTIVE_ACTORS, EVENTS_DROPPED, UNKNOWN_PAGE_EVENTS};
 use crate::ports::{EventSink, GraphApi, StatusSink, TenantSource};
 use crate::settings::EngineSettings;
 use crate::stats::{StatsSnapshot, TenantStats};
@@ -119,14 +119,14 @@ impl Router {
         };
         if let Some(until) = self.inner.quarantined.get(&page).map(|u| *u) {
             if until > tokio::time::Instant::now() {
-                return Dispatched::Dropped;
+                return self.dropped(&page, "quarantined");
             }
             self.inner.quarantined.remove(&page);
         }
         let capacity = self.inner.deps.settings.start_buffer_capacity;
         match self.inner.slots.entry(page.clone()) {
             Entry::Occupied(mut slot) => match slot.get_mut() {
-                Slot::Starting(buffer) if buffer.len() >= capacity => return Dispatched::Dropped,
+                Slot::Starting(buffer) if buffer.len() >= capacity => return self.dropped(&page, "start_buffer_full"),
                 Slot::Starting(buffer) => buffer.push(event),
                 Slot::Running(actor) => {
                     if let Err(MessagingErr::SendErr(TenantMsg::Event(event))) =
@@ -144,6 +144,13 @@ impl Router {
             }
         }
         Dispatched::Routed
+    }
+
+    /// Counts an event that is acknowledged but not processed (with the durable inbox, its row stays
+    /// pending and is handled again at the next start).
+    fn dropped(&self, page: &PageId, reason: &'static str) -> Dispatched {
+        metrics::counter!(EVENTS_DROPPED, "page" => page.as_str().to_owned(), "reason" => reason).increment(1);
+        Dispatched::Dropped
     }
 
     fn start_tenant(&self, page: PageId) {

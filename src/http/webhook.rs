@@ -11,7 +11,7 @@ use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq as _;
 use switchboard_actors::Router;
-use warp::http::HeaderMap;
+use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -43,11 +43,12 @@ pub fn routes(state: WebhookState) -> impl Filter<Extract = (Response,), Error =
     let receive = warp::path!("api" / "facebook-webhook")
         .and(warp::post())
         .and(warp::body::content_length_limit(max_body))
-        .and(warp::header::headers_cloned())
+        // Just the signature header (a refcounted clone of its bytes), not a copy of the whole header map.
+        .and(warp::header::value("x-hub-signature-256").map(Some).or(warp::any().map(|| None)).unify())
         .and(warp::body::bytes())
         .and(with_state)
-        .and_then(|headers: HeaderMap, body: Bytes, state: WebhookState| async move {
-            receive(&headers, &body, &state).await
+        .and_then(|signature: Option<HeaderValue>, body: Bytes, state: WebhookState| async move {
+            receive(signature.as_ref(), &body, &state).await
         });
     verify.or(receive).unify()
 }
@@ -67,8 +68,8 @@ fn verify(query: &HashMap<String, String>, state: &WebhookState) -> Result<Respo
 }
 
 /// Verify, parse, (in durable mode: commit,) route, answer. Never waits on the Graph API or a bot.
-async fn receive(headers: &HeaderMap, body: &[u8], state: &WebhookState) -> Result<Response, Rejection> {
-    let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
+async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookState) -> Result<Response, Rejection> {
+    let signature = signature.map(HeaderValue::as_bytes);
     if let Err(e) = state.secrets.verify(signature, body) {
         metrics::counter!(SIGNATURE_FAILURES).increment(1);
         return Err(warp::reject::custom(ApiError::Signature(e)));

@@ -437,3 +437,32 @@ async fn a_conversation_delivered_shuffled_is_answered_in_timestamp_order() {
     let order: Vec<&str> = sent.iter().map(|m| m.text.as_deref().unwrap()).collect();
     assert_eq!(order, ["1", "2", "3"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_keeps_crashing_is_quarantined_and_its_dropped_events_are_counted() {
+    let app = spawn_app(Options::default()).await;
+    // Page B: no other test crashes it, so the process-wide counters below are this test's alone.
+    let page = PageId::parse(PAGE_B).unwrap();
+    assert_eq!(app.post_webhook(&text_event(PAGE_B, "7001", "m_q0", "hi", 1)).await.0, 200);
+    app.wait_for_sent(1, WAIT).await;
+    // Spend the restart budget (5 restarts within 60 s): crash it each time it is back.
+    for _ in 0..6 {
+        let started = std::time::Instant::now();
+        while !app.router.is_active(&page) {
+            assert!(started.elapsed() < WAIT, "the tenant never restarted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        app.router.crash(&page);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!app.router.is_active(&page), "quarantined, not restarted");
+    assert_eq!(app.post_webhook(&text_event(PAGE_B, "7001", "m_q1", "anyone?", 2)).await.0, 200);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"switchboard_events_dropped_total{page="209822223344556",reason="quarantined"} 1"#),
+        "{metrics}"
+    );
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7002", "m_q2", "hi", 3)).await.0, 200);
+    assert_eq!(app.wait_for_sent(2, WAIT).await[1].page_id, PAGE_A, "other tenants keep answering");
+}
