@@ -10,6 +10,7 @@ mod control;
 mod dialog;
 pub mod graph_error;
 mod ids;
+pub mod login;
 mod routes;
 pub mod sender;
 mod server;

@@ -96,6 +96,8 @@ pub struct SentMessage {
     pub messaging_type: Option<String>,
     pub message_id: String,
     pub at_ms: i64,
+    /// When it was accepted, in microseconds since the Unix epoch (for latency measurements).
+    pub at_us: i64,
 }
 
 /// One Send API call, accepted or not.
@@ -672,6 +674,11 @@ impl Sim {
         self.lock().subscriptions.clone()
     }
 
+    /// How many messages the Send API accepted (cheap: no copy of the records).
+    pub fn messages_sent(&self) -> u64 {
+        self.lock().counters.messages_sent
+    }
+
     pub fn messages(&self) -> Vec<SentMessage> {
         self.lock().messages.clone()
     }
@@ -985,6 +992,7 @@ impl State {
             messaging_type: body.get("messaging_type").and_then(Value::as_str).map(str::to_owned),
             message_id: random_token("m_", 40),
             at_ms: unix_now_ms(),
+            at_us: crate::ids::unix_now_us(),
         };
         Ok((sent, usage))
     }

@@ -46,6 +46,27 @@ pub fn to_meta_json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// The `X-Hub-Signature-256` header value for `body`.
+/// One Messenger text message from `sender` to `page`, as Meta encodes it.
+pub fn text_message(page: &str, sender: &str, mid: &str, text: &str, timestamp: i64) -> Vec<u8> {
+    to_meta_json(&Envelope {
+        object: "page",
+        entry: vec![Entry {
+            id: page.to_owned(),
+            time: timestamp,
+            messaging: vec![Messaging {
+                sender: Id { id: sender.to_owned() },
+                recipient: Id { id: page.to_owned() },
+                timestamp,
+                event: Event::Message(Message {
+                    mid: mid.to_owned(),
+                    text: Some(text.to_owned()),
+                    ..Message::default()
+                }),
+            }],
+        }],
+    })
+}
+
 pub fn signature(app_secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(body);
