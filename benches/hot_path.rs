@@ -13,7 +13,7 @@ use switchboard::vault::{self, KeyId, KeyRing};
 use switchboard::webhook::{WebhookSecrets, parse};
 use switchboard_actors::limiter::SendLimiter;
 use switchboard_actors::{
-    EngineDeps, EngineSettings, EventSink, GraphApi, GraphFailure, InboundEvent, LoadError, OutgoingMessage, Responder,
+    EngineDeps, EngineSettings, GraphApi, GraphFailure, InboundEvent, LoadError, NoInbox, OutgoingMessage, Responder,
     Router, RulesResponder, SendOk, StatusSink, TenantProfile, TenantSource,
 };
 
@@ -61,7 +61,7 @@ fn webhook(c: &mut Criterion) {
             source: Arc::new(Instant),
             graph: Arc::new(Instant),
             status: Arc::new(Instant),
-            events: Arc::new(Instant),
+            events: Arc::new(NoInbox),
             settings: EngineSettings::default(),
         };
         let router = Router::start(deps).await.expect("engine");
@@ -117,8 +117,3 @@ fn limiter(c: &mut Criterion) {
 
 criterion_group!(benches, webhook, vault, limiter);
 criterion_main!(benches);
-
-#[async_trait]
-impl EventSink for Instant {
-    async fn finished(&self, _: Vec<(i64, Option<String>)>) {}
-}

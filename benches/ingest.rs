@@ -5,9 +5,16 @@
 //! tenant actors); the load generator runs on another runtime. "front door only" sends events for pages no
 //! client owns (verified, parsed, routed, acknowledged, counted; no bot, no reply); "ack + bot + reply"
 //! sends events for 50 connected pages, so the same core also runs the bots and one Send API call per event
-//! (to the Meta stand-in). Prints req/s, p50, p99 and the ratio to the baseline.
+//! (to the Meta stand-in). In durable mode on PostgreSQL, "commit + 200" sends echoes (committed, never
+//! answered) and "+ bot + reply" sends text messages. Prints req/s, p50, p99 and the ratio to the baseline,
+//! and durable ingest against what PostgreSQL alone takes for the same rows, measured first in the same run.
+//!
+//! Then end-to-end latency at a fixed rate (LATENCY_RATE, default 5000 events/s, for 4 s): from the moment
+//! each signed webhook is handed to the HTTP client to the moment the stand-in accepts its reply, for
+//! memory and durable (PostgreSQL) mode.
 //! `cargo bench --bench ingest` (INGEST_REQUESTS=N to change the count, default 20000).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,13 +72,51 @@ fn baseline() -> std::net::SocketAddr {
     })
 }
 
-fn switchboard(db: String, graph_url: String, durable: bool) -> std::net::SocketAddr {
+/// A stand-in whose one user manages the benchmark's pages, and a working Page token for each.
+fn stand_in(
+    load: &tokio::runtime::Runtime,
+    max_recorded: usize,
+) -> (meta_sim::SimHandle, Arc<HashMap<String, String>>) {
+    const REDIRECT: &str = "http://127.0.0.1:1/callback";
+    let mut config = meta_sim::SimConfig {
+        app_secret: SECRET.to_owned(),
+        require_appsecret_proof: false,
+        max_recorded,
+        redirect_uris: vec![REDIRECT.to_owned()],
+        ..meta_sim::SimConfig::default()
+    };
+    config.users[0].pages = (0..PAGES)
+        .map(|i| meta_sim::SimPage {
+            id: page_id(i),
+            name: format!("Bench {i}"),
+            instagram_business_account: None,
+            tasks: config.users[0].pages[0].tasks.clone(),
+        })
+        .collect();
+    let sim = load.block_on(meta_sim::spawn(config)).expect("stand-in");
+    let pages: Vec<String> = (0..PAGES).map(page_id).collect();
+    let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
+    let tokens = load
+        .block_on(meta_sim::login::page_tokens(&sim.url(), "1234567890", SECRET, REDIRECT, &pages))
+        .expect("page tokens");
+    assert_eq!(tokens.len(), PAGES, "a token for every page");
+    (sim, Arc::new(tokens))
+}
+
+fn switchboard(
+    db: String,
+    graph_url: String,
+    tokens: Arc<HashMap<String, String>>,
+    durable: bool,
+    send_rate: u32,
+) -> std::net::SocketAddr {
     on_one_core(move |listener| async move {
         let key = switchboard::vault::generate_key_entry(&switchboard::vault::KeyId::parse("bench").expect("id"));
         let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
         let toml = format!(
             "[database]\nurl = \"{db}\"\n[vault]\nkeys = \"{key}\"\n[meta]\napp_id = \"1234567890\"\napp_secret = \"{SECRET}\"\n\
-             verify_token = \"vt\"\ngraph_url = \"{graph_url}\"\n[inbox]\nmode = \"{mode}\"\n[log]\nfilter = \"error\"\n",
+             verify_token = \"vt\"\ngraph_url = \"{graph_url}\"\n[engine]\nsend_rate_per_page = {send_rate}\n\
+             [inbox]\nmode = \"{mode}\"\n[log]\nfilter = \"error\"\n",
             mode = if durable { "durable" } else { "memory" }
         );
         let settings = Settings::from_toml(&toml).expect("settings");
@@ -80,7 +125,7 @@ fn switchboard(db: String, graph_url: String, durable: bool) -> std::net::Socket
         let client = store.create_client("Bench", &ClientSlug::parse("bench").expect("slug")).await.expect("client");
         for i in 0..PAGES {
             let page = PageId::parse(&page_id(i)).expect("page");
-            let sealed = ring.seal(&page, &AccessToken::new(format!("EAAbench{i}"))).expect("seal");
+            let sealed = ring.seal(&page, &AccessToken::new(tokens[page.as_str()].clone())).expect("seal");
             store
                 .upsert_integration(&NewIntegration {
                     client_id: client.id,
@@ -103,51 +148,45 @@ fn switchboard(db: String, graph_url: String, durable: bool) -> std::net::Socket
 fn main() {
     let requests: usize = std::env::var("INGEST_REQUESTS").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
     let load = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-    let sim = load
-        .block_on(meta_sim::spawn(meta_sim::SimConfig {
-            app_secret: SECRET.to_owned(),
-            require_appsecret_proof: false,
-            max_recorded: 0,
-            ..meta_sim::SimConfig::default()
-        }))
-        .expect("stand-in");
+    let (sim, tokens) = stand_in(&load, 0);
     let dir = tempfile::tempdir().expect("tempdir");
-    let memory = switchboard(format!("sqlite:{}", dir.path().join("bench.db").display()), sim.url(), false);
+    // What PostgreSQL itself takes for the same rows, measured first, on a database of its own, while
+    // nothing else writes to the server.
+    let postgres_alone = load.block_on(async {
+        let url = scratch_database("alone").await?;
+        let rate = batch_insert_rate(&url, requests).await;
+        drop_database(&url).await;
+        Some(rate)
+    });
+    let memory =
+        switchboard(format!("sqlite:{}", dir.path().join("bench.db").display()), sim.url(), tokens.clone(), false, 80);
     let mut targets = vec![
-        ("baseline: warp verify+parse+200", baseline(), false),
-        ("switchboard, front door only", memory, true),
-        ("switchboard, ack + bot + reply", memory, false),
+        ("baseline: warp verify+parse+200", baseline(), Bodies::Texts),
+        ("switchboard, front door only", memory, Bodies::Unowned),
+        ("switchboard, ack + bot + reply", memory, Bodies::Texts),
     ];
     // Durable mode on PostgreSQL (DATABASE_URL names the server; a scratch database is made and dropped).
-    let pg = load.block_on(scratch_database());
+    let pg = load.block_on(scratch_database("ingest"));
     if let Some(url) = &pg {
-        targets.push(("switchboard durable (PostgreSQL)", switchboard(url.clone(), sim.url(), true), false));
+        let durable = switchboard(url.clone(), sim.url(), tokens.clone(), true, 80);
+        targets.push(("durable: commit + 200 (echoes)", durable, Bodies::Echoes));
+        targets.push(("durable: + bot + reply", durable, Bodies::Texts));
     }
-    // The same pre-signed-ready bodies for both (text messages to 50 pages, 100 users each).
-    let mut generator = Generator::new(GenConfig {
-        pages: (0..PAGES).map(|i| GenPage { id: page_id(i), instagram: None }).collect(),
-        users: 100,
-        kinds: vec![Kind::Text],
-        batch: 1,
-        duplicate_rate: 0.0,
-        seed: 7,
-    });
-    let bodies: Vec<Vec<u8>> = (0..requests).map(|_| generator.next_body()).collect();
+    // The same bodies for every server: text messages to the 50 pages, 100 users each.
+    let bodies = generate("", Kind::Text, 7, requests);
     // The same events for pages no client owns: acknowledged and counted, never answered.
-    let mut unowned = Generator::new(GenConfig {
-        pages: (0..PAGES).map(|i| GenPage { id: format!("9{}", page_id(i)), instagram: None }).collect(),
-        users: 100,
-        kinds: vec![Kind::Text],
-        batch: 1,
-        duplicate_rate: 0.0,
-        seed: 7,
-    });
-    let unowned: Vec<Vec<u8>> = (0..requests).map(|_| unowned.next_body()).collect();
+    let unowned = generate("9", Kind::Text, 7, requests);
+    // Echoes of the pages' own messages: committed and finished, but never answered (durable ingest alone).
+    let echoes = generate("", Kind::Echo, 8, requests);
     std::thread::sleep(Duration::from_millis(500));
 
     let mut rows: Vec<(&str, SendReport)> = Vec::new();
-    for (name, addr, front_door_only) in targets {
-        let bodies = if front_door_only { &unowned } else { &bodies };
+    for (name, addr, kind) in targets {
+        let bodies = match kind {
+            Bodies::Texts => &bodies,
+            Bodies::Unowned => &unowned,
+            Bodies::Echoes => &echoes,
+        };
         let plan = SendPlan {
             target: format!("http://{addr}/api/facebook-webhook"),
             app_secret: SECRET.to_owned(),
@@ -164,7 +203,6 @@ fn main() {
         assert_eq!(report.acknowledged as usize, requests, "{name}: every request must be acknowledged: {report:?}");
         rows.push((name, report));
     }
-    let postgres_alone = pg.as_ref().map(|url| load.block_on(batch_insert_rate(url, requests)));
     let base = rows[0].1.throughput();
     println!(
         "\ningest, {requests} signed webhook POSTs, 64 concurrent, each server on one core ({} cores here)",
@@ -181,11 +219,108 @@ fn main() {
             100.0 * r.throughput() / base
         );
     }
-    if let (Some(rate), Some((_, durable))) = (postgres_alone, rows.iter().find(|(n, _)| n.contains("durable"))) {
+    if let (Some(rate), Some((_, durable))) = (postgres_alone, rows.iter().find(|(n, _)| n.contains("echoes"))) {
         println!(
             "\nPostgreSQL alone, the same rows in batches of 64 (one transaction each): {rate:.0} rows/s; \
-             durable ingest is {:.0}% of it",
+             durable ingest (commit + 200) is {:.0}% of it",
             100.0 * durable.throughput() / rate
+        );
+    }
+    if let Some(url) = pg {
+        load.block_on(drop_database(&url));
+    }
+    let sends = sim.sim().messages_sent();
+    println!("(the stand-in accepted {sends} replies during these runs)");
+    latency(&load, dir.path());
+}
+
+/// End-to-end latency at a fixed rate, memory and durable mode, each on its own server (one core).
+fn latency(load: &tokio::runtime::Runtime, dir: &std::path::Path) {
+    let rate: f64 = std::env::var("LATENCY_RATE").ok().and_then(|n| n.parse().ok()).unwrap_or(5000.0);
+    let count = (rate * 4.0) as usize;
+    let (sim, tokens) = stand_in(load, 3 * count);
+    // Meta's per-page send limits are far above 100/s; 50 pages share the rate.
+    let send_rate = 1000;
+    let mut targets = vec![(
+        "memory (SQLite)",
+        Some(switchboard(
+            format!("sqlite:{}", dir.join("latency.db").display()),
+            sim.url(),
+            tokens.clone(),
+            false,
+            send_rate,
+        )),
+    )];
+    let pg = load.block_on(scratch_database("latency"));
+    targets.push((
+        "durable (PostgreSQL)",
+        pg.clone().map(|url| switchboard(url, sim.url(), tokens.clone(), true, send_rate)),
+    ));
+    println!("\nwebhook → Send API latency at {rate:.0} events/s for 4 s (one event per webhook, 50 pages)");
+    println!("{:<24} {:>10} {:>10} {:>10} {:>10} {:>12}", "mode", "answered", "p50", "p99", "max", "ack p99");
+    std::thread::sleep(Duration::from_millis(500));
+    for (k, (name, addr)) in targets.into_iter().enumerate() {
+        let Some(addr) = addr else { continue };
+        let sender = |i: usize| format!("8{k}{i:08}");
+        let bodies: Vec<Vec<u8>> = (0..count)
+            .map(|i| {
+                let ts = 1_700_000_000_000 + i as i64;
+                meta_sim::webhook::text_message(&page_id(i % PAGES), &sender(i), &format!("m_lat{k}_{i}"), "hi", ts)
+            })
+            .collect();
+        let plan = SendPlan {
+            target: format!("http://{addr}/api/facebook-webhook"),
+            app_secret: SECRET.to_owned(),
+            count,
+            rate: Some(rate),
+            concurrency: 256,
+            timeout: Duration::from_secs(30),
+        };
+        // Warm-up at the same rate for a second (other senders, not measured).
+        let mut w = 0;
+        let warm: Vec<Vec<u8>> = (0..rate as usize)
+            .map(|i| {
+                meta_sim::webhook::text_message(
+                    &page_id(i % PAGES),
+                    &format!("9{k}{i:08}"),
+                    &format!("m_w{k}_{i}"),
+                    "hi",
+                    1,
+                )
+            })
+            .collect();
+        load.block_on(run(&SendPlan { count: warm.len(), ..plan.clone() }, || {
+            w += 1;
+            warm[w - 1].clone()
+        }));
+        let before = sim.sim().messages_sent();
+        let mut sent_at = Vec::with_capacity(count);
+        let mut next = 0;
+        let ack = load.block_on(run(&plan, || {
+            sent_at.push(now_us());
+            next += 1;
+            bodies[next - 1].clone()
+        }));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while sim.sim().messages_sent() < before + count as u64 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let replied: std::collections::HashMap<String, i64> =
+            sim.sim().messages().into_iter().map(|m| (m.recipient_id, m.at_us)).collect();
+        let mut e2e: Vec<i64> = (0..count).filter_map(|i| replied.get(&sender(i)).map(|at| at - sent_at[i])).collect();
+        e2e.sort_unstable();
+        let pick = |q: f64| {
+            let us = e2e.get(((e2e.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default();
+            Duration::from_micros(us.max(0) as u64)
+        };
+        println!(
+            "{:<24} {:>10} {:>10.2?} {:>10.2?} {:>10.2?} {:>12.2?}",
+            name,
+            format!("{}/{count}", e2e.len()),
+            pick(0.50),
+            pick(0.99),
+            pick(1.0),
+            ack.p99
         );
     }
     if let Some(url) = pg {
@@ -193,19 +328,47 @@ fn main() {
     }
 }
 
+/// `n` single-event bodies of `kind` for the benchmark's pages (their ids prefixed with `prefix`).
+fn generate(prefix: &str, kind: Kind, seed: u64, n: usize) -> Vec<Vec<u8>> {
+    let mut generator = Generator::new(GenConfig {
+        pages: (0..PAGES).map(|i| GenPage { id: format!("{prefix}{}", page_id(i)), instagram: None }).collect(),
+        users: 100,
+        kinds: vec![kind],
+        batch: 1,
+        duplicate_rate: 0.0,
+        seed,
+    });
+    (0..n).map(|_| generator.next_body()).collect()
+}
+
+/// Which bodies a row sends.
+#[derive(Clone, Copy)]
+enum Bodies {
+    /// Text messages to the connected pages.
+    Texts,
+    /// The same messages to pages no client owns.
+    Unowned,
+    /// Echoes of the connected pages' own messages.
+    Echoes,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
 fn admin_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A fresh database on the PostgreSQL server, or `None` (with a note) if none is reachable.
-async fn scratch_database() -> Option<String> {
+async fn scratch_database(purpose: &str) -> Option<String> {
     use sqlx::Connection as _;
     let admin = admin_url();
     let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
         eprintln!("no PostgreSQL at {admin}: skipping the durable row");
         return None;
     };
-    let name = format!("sb_bench_{}", std::process::id());
+    let name = format!("sb_bench_{purpose}_{}", std::process::id());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.ok()?;
     let mut url = url::Url::parse(&admin).ok()?;
     url.set_path(&format!("/{name}"));
@@ -223,15 +386,17 @@ async fn drop_database(url: &str) {
 }
 
 /// What PostgreSQL itself takes: the inbox rows of `n` events, inserted in batches of 64 per transaction
-/// through the same store code, one batch at a time.
+/// with the same statement the server uses, one batch at a time.
 async fn batch_insert_rate(url: &str, n: usize) -> f64 {
     let store = switchboard::store::connect(url, 4).await.expect("store");
+    store.migrate().await.expect("migrate");
     let started = std::time::Instant::now();
     let rows: Vec<switchboard::store::InboxRow> = (0..n)
         .map(|i| switchboard::store::InboxRow {
             page_id: page_id(i % PAGES),
             dedup_key: format!("m:alone{i}"),
             event: format!("{{\"x\":\"{}\"}}", "y".repeat(300)),
+            done: false,
         })
         .collect();
     for chunk in rows.chunks(64) {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi, GraphFailure, InboundEvent,
-    LoadError, OutgoingMessage, PageId, Responder, Router, RulesResponder, SendOk, StatusSink, TenantProfile,
+    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, GraphApi, GraphFailure, InboundEvent, LoadError,
+    NoInbox, OutgoingMessage, PageId, Responder, Router, RulesResponder, SendOk, StatusSink, TenantProfile,
     TenantSource,
 };
 
@@ -77,7 +77,7 @@ fn main() {
                 source: fake.clone(),
                 graph: fake.clone(),
                 status: fake.clone(),
-                events: fake.clone(),
+                events: Arc::new(NoInbox),
                 settings: EngineSettings { idle_timeout: Duration::from_secs(3600), ..EngineSettings::default() },
             })
             .await
@@ -97,6 +97,7 @@ fn main() {
                 let page = PageId::parse(&format!("{}", 100_000_000_000_000u64 + i as u64)).expect("page");
                 router.dispatch(InboundEvent {
                     inbox_id: None,
+                    recovered: false,
                     account_id: page.clone(),
                     channel: Channel::Messenger,
                     sender: format!("7{i:015}"),
@@ -123,9 +124,4 @@ fn main() {
             router.shutdown().await;
         });
     }
-}
-
-#[async_trait]
-impl EventSink for Fake {
-    async fn finished(&self, _: Vec<(i64, Option<String>)>) {}
 }

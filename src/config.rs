@@ -74,6 +74,11 @@ struct RawSettings {
 #[serde(deny_unknown_fields)]
 struct RawInbox {
     mode: String,
+    receipts: String,
+    retention_days: u64,
+    commit_timeout_ms: u64,
+    sweep_interval_secs: u64,
+    stale_after_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +143,7 @@ struct RawEngine {
     send_rate_per_page: u32,
     fallback_reply: String,
     idle_timeout_secs: u64,
+    quarantine_secs: u64,
     send_queue_capacity: usize,
     max_in_flight_per_page: usize,
     max_send_attempts: u32,
@@ -164,9 +170,25 @@ pub struct Settings {
     pub oauth: OAuthSettings,
     /// How long a portal sign-in lasts.
     pub session_ttl: Duration,
-    /// Commit webhook events before acknowledging them.
-    pub durable_inbox: bool,
+    pub inbox: InboxSettings,
     pub log: LogSettings,
+}
+
+/// The durable webhook inbox.
+#[derive(Debug, Clone)]
+pub struct InboxSettings {
+    /// Commit webhook events before acknowledging them.
+    pub durable: bool,
+    /// In durable mode, commit read and delivery receipts too (otherwise they are acknowledged from memory).
+    pub durable_receipts: bool,
+    /// How long finished inbox rows (and so their dedup keys) are kept.
+    pub retention: Duration,
+    /// How long a webhook waits for its commit before answering 503.
+    pub commit_timeout: Duration,
+    /// How often pending rows the engine does not hold are handed over again.
+    pub sweep_interval: Duration,
+    /// How long the engine may hold an event before the sweeper assumes it was lost.
+    pub stale_after: Duration,
 }
 
 /// Facebook Login and token health.
@@ -350,6 +372,7 @@ impl RawSettings {
             ("meta.graph_timeout_secs", self.meta.graph_timeout_secs),
             ("engine.relay_timeout_secs", self.engine.relay_timeout_secs),
             ("engine.idle_timeout_secs", self.engine.idle_timeout_secs),
+            ("engine.quarantine_secs", self.engine.quarantine_secs),
         ] {
             if !(1..=86_400).contains(&secs) {
                 return Err(invalid(key, "must be between 1 and 86400 seconds"));
@@ -374,6 +397,8 @@ impl RawSettings {
         let engine = EngineConfig {
             engine: switchboard_actors::EngineSettings {
                 idle_timeout: Duration::from_secs(e.idle_timeout_secs),
+                quarantine: Duration::from_secs(e.quarantine_secs),
+                send_drain: Duration::from_secs(self.meta.graph_timeout_secs),
                 send_queue_capacity: e.send_queue_capacity,
                 max_in_flight: e.max_in_flight_per_page,
                 max_send_attempts: e.max_send_attempts,
@@ -416,11 +441,31 @@ impl RawSettings {
             return Err(invalid("portal.session_ttl_secs", "must be between 300 and 2592000 seconds"));
         }
 
-        let durable_inbox = match self.inbox.mode.as_str() {
-            "durable" => true,
-            "memory" => false,
-            other => return Err(invalid("inbox.mode", format!("{other:?} is not one of durable, memory"))),
+        let durable_or_memory = |key: &str, value: &str| match value {
+            "durable" => Ok(true),
+            "memory" => Ok(false),
+            other => Err(invalid(key, format!("{other:?} is not one of durable, memory"))),
         };
+        if !(7..=3650).contains(&self.inbox.retention_days) {
+            return Err(invalid(
+                "inbox.retention_days",
+                "must be between 7 and 3650 (dedup keys are kept at least 7 days)",
+            ));
+        }
+        let inbox = InboxSettings {
+            durable: durable_or_memory("inbox.mode", &self.inbox.mode)?,
+            durable_receipts: durable_or_memory("inbox.receipts", &self.inbox.receipts)?,
+            retention: Duration::from_secs(self.inbox.retention_days * 86_400),
+            commit_timeout: Duration::from_millis(self.inbox.commit_timeout_ms),
+            sweep_interval: Duration::from_secs(self.inbox.sweep_interval_secs),
+            stale_after: Duration::from_secs(self.inbox.stale_after_secs),
+        };
+        if !(100..=15_000).contains(&self.inbox.commit_timeout_ms) {
+            return Err(invalid("inbox.commit_timeout_ms", "must be between 100 and 15000 (Meta waits about 5 s)"));
+        }
+        if self.inbox.sweep_interval_secs == 0 || self.inbox.stale_after_secs < self.inbox.sweep_interval_secs {
+            return Err(invalid("inbox.sweep_interval_secs", "must be above 0 and at most inbox.stale_after_secs"));
+        }
 
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
@@ -459,7 +504,7 @@ impl RawSettings {
             engine,
             oauth,
             session_ttl: Duration::from_secs(self.portal.session_ttl_secs),
-            durable_inbox,
+            inbox,
             log: LogSettings { filter: self.log.filter, format },
         })
     }

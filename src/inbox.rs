@@ -1,120 +1,391 @@
-//! The durable webhook inbox: with `inbox.mode = "durable"`, the events of a POST are committed before
-//! Meta gets its 200 (Meta retries for about 36 hours what it did not get a 200 for, and never replays
-//! what it did). One writer task commits concurrent requests' events together (group commit): a request
-//! waits for the one transaction its events joined, not for a transaction of its own. A failed commit
-//! fails every request in it, which answer 503 so Meta retries. Tenants mark rows done (or failed, with
-//! the reason); on start-up, pending rows are handed to the engine again.
+//! The durable webhook inbox and its reply outbox. With `inbox.mode = "durable"`, the events of a POST
+//! are committed before Meta gets its 200 (Meta retries for about 36 hours what it did not get a 200 for,
+//! and never replays what it did); a failed commit answers 503 so Meta retries.
+//!
+//! Tenants record an event's replies in the outbox before sending any, store Meta's `message_id` for
+//! each reply it accepts, and mark the event done (or failed, with the reason). On start-up, pending events
+//! are handed to the engine again; a recovered event reuses its recorded replies and skips those Meta
+//! accepted. The window left: a reply Meta accepted whose answer was not stored yet when the process died
+//! (in flight, or its `message_id` not yet committed) is sent again.
+//!
+//! Every write goes through a [`GroupCommit`] writer: requests that arrive while a transaction runs share
+//! the next one, so concurrent webhooks (or tenants) do not each pay for a commit.
+//!
+//! A webhook waits at most `inbox.commit_timeout_ms` for its commit (Meta wants an answer within 5 s), then
+//! gets 503. A commit that was still running then may yet succeed: such a row, like any row whose event
+//! the engine lost (a tenant crash, a quarantine, storage refusing its replies), is pending and not in
+//! flight, and the sweeper hands it over again. [`InFlight`] is what keeps the sweeper from handing over an
+//! event the engine still holds.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use switchboard_actors::{EventSink, InboundEvent, Router};
+use switchboard_actors::{Dispatched, EventSink, InboundEvent, Progress, RecordedReply, Router};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{InboxRow, Store, StoreError};
+use crate::store::{InboxRow, NewReply, Store, StoreError};
 
-/// Events of one request, and where to send the result.
-struct Batch {
-    rows: Vec<InboxRow>,
-    reply: oneshot::Sender<Result<Vec<Option<i64>>, String>>,
+/// The most items one group commit writes.
+const MAX_ITEMS: usize = 1000;
+
+struct Request<I, O> {
+    items: Vec<I>,
+    /// A request still queued at its deadline is answered with an error, never written.
+    deadline: Option<tokio::time::Instant>,
+    reply: oneshot::Sender<Result<Vec<O>, String>>,
 }
 
-/// The handle requests commit through. Cheap to clone.
-#[derive(Clone)]
-pub struct Inbox {
-    tx: mpsc::Sender<Batch>,
+/// A group-commit writer task: requests queued while a write runs are written together by the next one,
+/// and each request gets back its own outputs, in order. A failed write fails every request in it.
+pub struct GroupCommit<I, O> {
+    tx: mpsc::Sender<Request<I, O>>,
 }
 
-/// The most rows one group commit writes.
-const MAX_ROWS: usize = 1000;
+impl<I, O> Clone for GroupCommit<I, O> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone() }
+    }
+}
 
-impl Inbox {
-    /// Starts the writer task.
-    pub fn start(store: Arc<dyn Store>) -> Self {
-        let (tx, rx) = mpsc::channel::<Batch>(4096);
-        tokio::spawn(writer(store, rx));
+impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
+    /// Starts the writer; `write` must return one output per item, in order.
+    pub fn start<F, Fut>(mut write: F) -> Self
+    where
+        F: FnMut(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, String>> + Send,
+    {
+        let (tx, mut rx) = mpsc::channel::<Request<I, O>>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut requests = vec![first];
+                let mut n = requests[0].items.len();
+                while n < MAX_ITEMS {
+                    match rx.try_recv() {
+                        Ok(request) => {
+                            n += request.items.len();
+                            requests.push(request);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let now = tokio::time::Instant::now();
+                let mut all = Vec::with_capacity(n);
+                let mut answers = Vec::with_capacity(requests.len());
+                for request in requests {
+                    if request.deadline.is_some_and(|d| d <= now) {
+                        let _ = request.reply.send(Err("timed out waiting for the commit".to_owned()));
+                        continue;
+                    }
+                    answers.push((request.items.len(), request.reply));
+                    all.extend(request.items);
+                }
+                if answers.is_empty() {
+                    continue;
+                }
+                let n = all.len();
+                match write(all).await {
+                    Ok(outputs) if outputs.len() == n => {
+                        let mut outputs = outputs.into_iter();
+                        for (len, reply) in answers {
+                            let _ = reply.send(Ok(outputs.by_ref().take(len).collect()));
+                        }
+                    }
+                    Ok(outputs) => {
+                        let problem = format!("the writer returned {} results for {n} items", outputs.len());
+                        for (_, reply) in answers {
+                            let _ = reply.send(Err(problem.clone()));
+                        }
+                    }
+                    Err(problem) => {
+                        for (_, reply) in answers {
+                            let _ = reply.send(Err(problem.clone()));
+                        }
+                    }
+                }
+            }
+        });
         Self { tx }
     }
 
+    /// Writes `items` (with whatever else is queued) and returns their outputs.
+    pub async fn submit(&self, items: Vec<I>) -> Result<Vec<O>, String> {
+        self.submit_by(items, None).await
+    }
+
+    /// Like `submit`, but items still queued at `deadline` are not written, and the answer is an error if
+    /// none came by then (the write may still be running, and may yet succeed).
+    pub async fn submit_by(&self, items: Vec<I>, deadline: Option<tokio::time::Instant>) -> Result<Vec<O>, String> {
+        let (reply, answer) = oneshot::channel();
+        let wait = async {
+            self.tx.send(Request { items, deadline, reply }).await.map_err(|_| "the writer stopped".to_owned())?;
+            answer.await.map_err(|_| "the writer stopped".to_owned())?
+        };
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, wait)
+                .await
+                .unwrap_or_else(|_| Err("timed out waiting for the commit".to_owned())),
+            None => wait.await,
+        }
+    }
+}
+
+/// Inbox events the engine holds: handed over and not finished, with when they were handed over.
+#[derive(Default)]
+pub struct InFlight(dashmap::DashMap<i64, tokio::time::Instant>);
+
+impl InFlight {
+    fn handed(&self, id: i64) {
+        self.0.insert(id, tokio::time::Instant::now());
+    }
+
+    fn finished(&self, ids: impl IntoIterator<Item = i64>) {
+        for id in ids {
+            self.0.remove(&id);
+        }
+    }
+
+    /// Not held, or held for longer than `stale` (the engine lost it).
+    fn due(&self, id: i64, stale: Duration) -> bool {
+        self.0.get(&id).is_none_or(|since| since.elapsed() >= stale)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The durable inbox of a running server: webhook commits, and handing pending events to the engine.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Inbox {
+    writer: GroupCommit<InboxRow, Option<i64>>,
+    store: Arc<dyn Store>,
+    router: Router,
+    in_flight: Arc<InFlight>,
+    events: Arc<StoreEvents>,
+    commit_timeout: Duration,
+}
+
+impl Inbox {
+    /// Starts the writer task. `in_flight` must be the one `events` (the engine's sink) reports to.
+    pub fn start(
+        store: Arc<dyn Store>,
+        router: Router,
+        in_flight: Arc<InFlight>,
+        events: Arc<StoreEvents>,
+        commit_timeout: Duration,
+    ) -> Self {
+        let writer = {
+            let store = store.clone();
+            GroupCommit::start(move |rows: Vec<InboxRow>| {
+                let store = store.clone();
+                async move {
+                    store.inbox_insert(&rows).await.map_err(|err| {
+                        tracing::error!(error = %err, rows = rows.len(), "inbox commit failed; answering 503");
+                        err.to_string()
+                    })
+                }
+            })
+        };
+        Self { writer, store, router, in_flight, events, commit_timeout }
+    }
+
+    /// Waits until the progress reported so far (sent replies, finished events) is stored; at shutdown,
+    /// after the engine stopped and before storage closes, so no confirmed reply is sent again at the next
+    /// start.
+    pub async fn flush(&self) {
+        self.events.progress(Progress::default()).await;
+    }
+
     /// Commits `events` (with their tenant page) and returns each one's inbox id, `None` for one already
-    /// stored (a redelivery). `Err` means nothing is known to be stored: answer 503.
+    /// stored (a redelivery). `Err` means the commit failed or did not finish in time: answer 503.
     pub async fn commit(&self, events: &[(&InboundEvent, &str)]) -> Result<Vec<Option<i64>>, String> {
         let rows = events.iter().map(|(e, page)| row(e, page)).collect::<Result<Vec<_>, _>>()?;
-        let (reply, answer) = oneshot::channel();
-        self.tx.send(Batch { rows, reply }).await.map_err(|_| "the inbox writer stopped".to_owned())?;
-        answer.await.map_err(|_| "the inbox writer stopped".to_owned())?
+        self.writer.submit_by(rows, Some(tokio::time::Instant::now() + self.commit_timeout)).await
+    }
+
+    /// Hands a committed event to the engine. One the router could not take (its tenant is quarantined,
+    /// or its start buffer is full) is not held: the next sweep hands it over again.
+    pub fn dispatch(&self, mut event: InboundEvent, id: i64) {
+        event.inbox_id = Some(id);
+        self.in_flight.handed(id);
+        if self.router.dispatch(event) != Dispatched::Routed {
+            self.in_flight.finished([id]);
+        }
+    }
+
+    /// Hands every pending row received before `received_before` that the engine does not hold (or has
+    /// held for longer than `stale`) to the engine again, oldest first; returns how many. At start-up this
+    /// is every pending row.
+    pub async fn recover(&self, received_before: Duration, stale: Duration) -> Result<usize, StoreError> {
+        let before = crate::clock::now() - chrono::Duration::from_std(received_before).unwrap_or_default();
+        let pending = if self.in_flight.is_empty() {
+            // Start-up: everything pending is due; read it in one go.
+            self.store.inbox_pending(before, 1_000_000).await?
+        } else {
+            // A sweep: most pending rows are usually held (waiting behind a throttled page, say); read the
+            // ids, and the bodies of the due ones only.
+            let mut due = Vec::new();
+            for id in self.store.inbox_pending_ids(before, 1_000_000).await? {
+                if self.in_flight.due(id, stale)
+                    && let Some(json) = self.store.inbox_pending_event(id).await?
+                {
+                    due.push((id, json));
+                }
+            }
+            due
+        };
+        let mut handed = 0;
+        for (id, json) in pending {
+            if !self.in_flight.due(id, stale) {
+                continue;
+            }
+            match serde_json::from_str::<InboundEvent>(&json) {
+                Ok(mut event) => {
+                    event.recovered = true;
+                    self.dispatch(event, id);
+                    handed += 1;
+                }
+                Err(err) => {
+                    self.store.inbox_finish(&[(id, Some(format!("stored event unreadable: {err}")))]).await?;
+                }
+            }
+        }
+        Ok(handed)
+    }
+
+    /// Every `every`, hands over again pending rows at least `every` old that the engine does not hold
+    /// (a commit answered 503 after its deadline that succeeded after all, an event a crashed or
+    /// quarantined tenant lost, replies storage refused, a replayed dead letter) or has held for longer
+    /// than `stale`.
+    pub async fn run_sweeper(self, every: Duration, stale: Duration) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match self.recover(every, stale).await {
+                Ok(0) => {}
+                Ok(handed) => tracing::info!(handed, "pending inbox events handed to the engine again"),
+                Err(err) => tracing::warn!(error = %err, "cannot sweep the inbox; will try again"),
+            }
+        }
     }
 }
 
 fn row(event: &InboundEvent, page: &str) -> Result<InboxRow, String> {
     let json = serde_json::to_string(event).map_err(|e| e.to_string())?;
     let dedup_key = event.dedup_key().unwrap_or_else(|| format!("h:{}", hex::encode(Sha256::digest(json.as_bytes()))));
-    Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json })
+    Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json, done: !event.wants_reply() })
 }
 
-async fn writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Batch>) {
-    while let Some(first) = rx.recv().await {
-        let mut batches = vec![first];
-        let mut rows = batches[0].rows.len();
-        while rows < MAX_ROWS {
-            match rx.try_recv() {
-                Ok(batch) => {
-                    rows += batch.rows.len();
-                    batches.push(batch);
+/// The engine's view of the inbox and outbox, on the store.
+pub struct StoreEvents {
+    store: Arc<dyn Store>,
+    record: GroupCommit<NewReply, RecordedReply>,
+    progress: GroupCommit<Progress, ()>,
+}
+
+impl StoreEvents {
+    pub fn new(store: Arc<dyn Store>, in_flight: Arc<InFlight>) -> Self {
+        let record = {
+            let store = store.clone();
+            GroupCommit::start(move |rows: Vec<NewReply>| {
+                let store = store.clone();
+                async move { store.replies_record(&rows).await.map_err(|e| e.to_string()) }
+            })
+        };
+        let progress = {
+            let store = store.clone();
+            GroupCommit::start(move |batches: Vec<Progress>| {
+                let (store, in_flight) = (store.clone(), in_flight.clone());
+                async move {
+                    let n = batches.len();
+                    let mut all = Progress::default();
+                    for batch in batches {
+                        all.sent.extend(batch.sent);
+                        all.finished.extend(batch.finished);
+                        all.released.extend(batch.released);
+                    }
+                    write_progress(store.as_ref(), &all).await;
+                    in_flight.finished(all.finished.iter().map(|(id, _)| *id).chain(all.released));
+                    Ok(vec![(); n])
                 }
-                Err(_) => break,
-            }
-        }
-        let all: Vec<InboxRow> = batches.iter().flat_map(|b| b.rows.iter().cloned()).collect();
-        match store.inbox_insert(&all).await {
-            Ok(ids) => {
-                let mut ids = ids.into_iter();
-                for batch in batches {
-                    let mine: Vec<Option<i64>> = ids.by_ref().take(batch.rows.len()).collect();
-                    let _ = batch.reply.send(Ok(mine));
-                }
-            }
+            })
+        };
+        Self { store, record, progress }
+    }
+}
+
+/// Writes progress, retrying until storage takes it: a reply not marked sent would be sent again after a
+/// restart. Later progress queues behind this (and is then written together).
+async fn write_progress(store: &dyn Store, progress: &Progress) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match store.inbox_progress(&progress.sent, &progress.finished).await {
+            Ok(()) => return,
             Err(err) => {
-                tracing::error!(error = %err, rows, "inbox commit failed; answering 503");
-                for batch in batches {
-                    let _ = batch.reply.send(Err(err.to_string()));
-                }
+                tracing::error!(error = %err, sent = progress.sent.len(), finished = progress.finished.len(), ?delay,
+                    "cannot store inbox progress; retrying");
+                metrics::counter!(PROGRESS_RETRIES).increment(1);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
 }
 
-/// Marks finished events in the store.
-pub struct StoreEvents {
-    pub store: Arc<dyn Store>,
-}
+/// How often storing inbox progress had to be retried.
+pub const PROGRESS_RETRIES: &str = "switchboard_inbox_progress_retries_total";
 
 #[async_trait]
 impl EventSink for StoreEvents {
-    async fn finished(&self, events: Vec<(i64, Option<String>)>) {
-        if let Err(err) = self.store.inbox_finish(&events).await {
-            // The rows stay pending and are handed over again at the next start (at least once).
-            tracing::error!(error = %err, n = events.len(), "cannot mark inbox rows finished");
+    async fn recorded(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, String> {
+        self.store.replies_of(inbox_id).await.map_err(|e| e.to_string())
+    }
+
+    async fn record(&self, inbox_id: i64, texts: Vec<String>) -> Result<Vec<RecordedReply>, String> {
+        let rows = texts
+            .into_iter()
+            .enumerate()
+            .map(|(seq, text)| NewReply { inbox_id, seq: i32::try_from(seq).unwrap_or(i32::MAX), text })
+            .collect();
+        self.record.submit(rows).await
+    }
+
+    async fn progress(&self, progress: Progress) {
+        let _ = self.progress.submit(vec![progress]).await;
+    }
+}
+
+/// Deletes finished inbox rows (and their replies) older than `retention`, in batches, until none are
+/// left; returns how many. Pending rows are kept whatever their age.
+pub async fn prune(store: &dyn Store, retention: Duration) -> Result<u64, StoreError> {
+    const BATCH: i64 = 5000;
+    let before = crate::clock::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut total = 0;
+    loop {
+        let n = store.inbox_prune(before, BATCH).await?;
+        total += n;
+        if n < BATCH as u64 {
+            return Ok(total);
         }
     }
 }
 
-/// Hands every pending inbox row to the engine again, oldest first (after a restart or a crash).
-pub async fn recover(store: &dyn Store, router: &Router) -> Result<usize, StoreError> {
-    let pending = store.inbox_pending(1_000_000).await?;
-    let mut handed = 0;
-    for (id, json) in pending {
-        match serde_json::from_str::<InboundEvent>(&json) {
-            Ok(mut event) => {
-                event.inbox_id = Some(id);
-                router.dispatch(event);
-                handed += 1;
-            }
-            Err(err) => {
-                store.inbox_finish(&[(id, Some(format!("stored event unreadable: {err}")))]).await?;
-            }
+/// Prunes every `every` (the first time right away), logging what it removed.
+pub async fn run_prune(store: Arc<dyn Store>, retention: Duration, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match prune(store.as_ref(), retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned finished inbox rows past retention"),
+            Err(err) => tracing::warn!(error = %err, "cannot prune the inbox; will try again"),
         }
     }
-    Ok(handed)
 }

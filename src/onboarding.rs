@@ -362,7 +362,7 @@ impl Onboarding {
             Ok(()) => None,
             Err(e) => {
                 let reason = format!("could not subscribe the Page to messages: {}", e.reason());
-                let _ = self.store.set_integration_status(page_id, IntegrationStatus::Error, Some(&reason)).await;
+                let _ = self.store.set_integration_status(page_id, IntegrationStatus::Error, Some(&reason), None).await;
                 Some(reason)
             }
         };
@@ -501,18 +501,19 @@ impl Onboarding {
             (!lost.is_empty()).then(|| format!("permission {} was removed", lost.join(", ")))
         };
         if let Some(reason) = problem {
-            self.store.set_integration_status(page, IntegrationStatus::NeedsReauth, Some(&reason)).await?;
+            let entry = AuditEntry {
+                actor: "system".to_owned(),
+                action: "integration.needs_reauth".to_owned(),
+                client_id: Some(integration.client_id),
+                page_id: Some(page.clone()),
+                detail: reason.clone(),
+            };
+            self.store
+                .set_integration_status(page, IntegrationStatus::NeedsReauth, Some(&reason), Some(&entry))
+                .await?;
             if let Some(router) = &self.router {
                 router.invalidate(page, &reason);
             }
-            self.audit(
-                "system".to_owned(),
-                "integration.needs_reauth",
-                Some(integration.client_id),
-                Some(page.clone()),
-                reason.clone(),
-            )
-            .await;
             return Ok(CheckResult::NeedsReauth(reason));
         }
         match self.graph.is_subscribed(page.as_str(), &token).await {

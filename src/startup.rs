@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::graph::GraphClient;
 use crate::http::{self, HttpState, WebhookState};
+use crate::inbox::{InFlight, Inbox, StoreEvents};
 use crate::onboarding::{Onboarding, run_reconcile};
 use crate::portal::PortalState;
 use crate::portal::session::LoginThrottle;
@@ -82,6 +84,7 @@ pub struct Application {
     listener: TcpListener,
     store: Arc<dyn Store>,
     router: Router,
+    inbox: Option<Inbox>,
     routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     limits: server::Limits,
     /// Token health and directory reconcile: stopped with the server.
@@ -108,19 +111,25 @@ impl Application {
         tracing::info!(current_key = %keys.current_key_id(), "key ring loaded");
         let metrics = metrics_handle();
         let graph = Arc::new(graph_client(settings)?);
-        let router = start_engine(settings, store.clone(), keys.clone(), graph.clone()).await?;
+        let (router, inbox) = start_engine(settings, store.clone(), keys.clone(), graph.clone()).await?;
         let onboarding = Onboarding::new(settings, store.clone(), keys, graph, Some(router.clone()));
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(onboarding.clone().run_token_health(settings.oauth.token_check_interval)),
             tokio::spawn(run_reconcile(store.clone(), router.clone(), settings.oauth.reconcile_interval)),
+            tokio::spawn(crate::inbox::run_prune(store.clone(), settings.inbox.retention, Duration::from_secs(3600))),
         ];
+        if let Some(inbox) = &inbox {
+            let (every, stale) = (settings.inbox.sweep_interval, settings.inbox.stale_after);
+            background.push(tokio::spawn(inbox.clone().run_sweeper(every, stale)));
+        }
 
         let webhook = WebhookState {
             secrets: Arc::new(WebhookSecrets::new(&settings.meta.app_secrets)),
             verify_token: Arc::new(settings.meta.verify_token.clone().context("META_VERIFY_TOKEN is required")?),
             router: router.clone(),
             max_body_bytes: settings.server.max_body_bytes,
-            inbox: settings.durable_inbox.then(|| crate::inbox::Inbox::start(store.clone())),
+            inbox: inbox.clone(),
+            durable_receipts: settings.inbox.durable_receipts,
         };
         let portal = PortalState {
             store: store.clone(),
@@ -145,7 +154,7 @@ impl Application {
             max_connections: settings.server.max_connections,
             shutdown_grace: settings.server.shutdown_grace,
         };
-        Ok(Self { listener, store, router, routes, limits, background })
+        Ok(Self { listener, store, router, inbox, routes, limits, background })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -157,6 +166,11 @@ impl Application {
         &self.router
     }
 
+    /// The durable inbox (durable mode only).
+    pub fn inbox(&self) -> Option<&Inbox> {
+        self.inbox.as_ref()
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most the grace period
     /// and stops the engine.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -166,6 +180,13 @@ impl Application {
             task.abort();
         }
         self.router.shutdown().await;
+        if let Some(inbox) = &self.inbox
+            && tokio::time::timeout(self.limits.shutdown_grace, inbox.flush()).await.is_err()
+        {
+            tracing::warn!(
+                "inbox progress not stored before shutdown; some replies may be sent again at the next start"
+            );
+        }
         self.store.close().await;
         tracing::info!("switchboard stopped");
         Ok(())
@@ -186,18 +207,21 @@ pub fn graph_client(settings: &Settings) -> anyhow::Result<GraphClient> {
     .context("cannot build the HTTP client")
 }
 
-/// Starts the engine and fills its directory with every page that is not revoked.
+/// Starts the engine and fills its directory with every page that is not revoked. In durable mode, also
+/// the inbox, with every pending event handed to the engine.
 pub async fn start_engine(
     settings: &Settings,
     store: Arc<dyn Store>,
     keys: Arc<KeyRing>,
     graph: Arc<dyn GraphApi>,
-) -> anyhow::Result<Router> {
+) -> anyhow::Result<(Router, Option<Inbox>)> {
+    let in_flight = Arc::new(InFlight::default());
+    let events = Arc::new(StoreEvents::new(store.clone(), in_flight.clone()));
     let deps = EngineDeps {
         source: Arc::new(StoreTenants::new(store.clone(), keys, settings.engine.clone())),
         graph,
         status: Arc::new(StoreStatus::new(store.clone())),
-        events: Arc::new(crate::inbox::StoreEvents { store: store.clone() }),
+        events: events.clone(),
         settings: settings.engine.engine.clone(),
     };
     let router = Router::start(deps).await.context("cannot start the actor engine")?;
@@ -206,13 +230,15 @@ pub async fn start_engine(
         router.register(i.page_id.clone(), i.instagram_account_id.clone(), i.client_slug.as_str());
     }
     tracing::info!(pages = router.known_pages(), "engine started");
-    if settings.durable_inbox {
-        let handed = crate::inbox::recover(store.as_ref(), &router).await.context("cannot read the webhook inbox")?;
-        if handed > 0 {
-            tracing::info!(handed, "pending inbox events handed to the engine again");
-        }
+    if !settings.inbox.durable {
+        return Ok((router, None));
     }
-    Ok(router)
+    let inbox = Inbox::start(store.clone(), router.clone(), in_flight, events, settings.inbox.commit_timeout);
+    let handed = inbox.recover(Duration::ZERO, Duration::ZERO).await.context("cannot read the webhook inbox")?;
+    if handed > 0 {
+        tracing::info!(handed, "pending inbox events handed to the engine again");
+    }
+    Ok((router, Some(inbox)))
 }
 
 /// The process-wide Prometheus recorder (installed once; later calls share it).

@@ -17,14 +17,15 @@ use chrono::{DateTime, Utc};
 
 pub use model::{
     AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow, Integration,
-    IntegrationStatus, NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret, SealedRow,
-    Session, StateRejected, User,
+    IntegrationStatus, NewIntegration, NewReply, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret,
+    SealedRow, Session, StateRejected, User,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{ClientSlug, Email, PageId};
 use crate::vault::KeyId;
+pub use switchboard_actors::RecordedReply;
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,12 +118,14 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_integration(&self, new: &NewIntegration) -> Result<Integration, StoreError>;
     async fn integration_by_page(&self, page: &PageId) -> Result<Option<Integration>, StoreError>;
     async fn list_integrations(&self) -> Result<Vec<Integration>, StoreError>;
-    /// Sets the status of an integration; returns false when there is no such page.
+    /// Sets the status of an integration, and appends `audit` in the same transaction when given; returns
+    /// false (writing nothing) when there is no such page.
     async fn set_integration_status(
         &self,
         page: &PageId,
         status: IntegrationStatus,
         reason: Option<&str>,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError>;
 
     /// Wipes the page's ciphertext and marks it revoked with `reason`; false when there is no such page.
@@ -176,9 +179,31 @@ pub trait Store: Send + Sync + 'static {
     /// the page already has that dedup key (a redelivery).
     async fn inbox_insert(&self, rows: &[InboxRow]) -> Result<Vec<Option<i64>>, StoreError>;
     /// Marks inbox rows done (`failure` = `None`) or failed with the reason, in one transaction.
-    async fn inbox_finish(&self, rows: &[(i64, Option<String>)]) -> Result<(), StoreError>;
-    /// Pending rows (id, event JSON), oldest first.
-    async fn inbox_pending(&self, limit: i64) -> Result<Vec<(i64, String)>, StoreError>;
+    async fn inbox_finish(&self, rows: &[(i64, Option<String>)]) -> Result<(), StoreError> {
+        self.inbox_progress(&[], rows).await
+    }
+    /// In one transaction: replies Meta accepted (outbox row, its message_id) and finished inbox rows (done
+    /// when `failure` is `None`). Rows already sent or finished are left as they are.
+    async fn inbox_progress(
+        &self,
+        sent: &[(i64, Option<String>)],
+        finished: &[(i64, Option<String>)],
+    ) -> Result<(), StoreError>;
+    /// Records replies in the outbox in one transaction; for each, the stored row (a reply recorded
+    /// before under the same inbox id and seq is returned as it was stored).
+    async fn replies_record(&self, rows: &[NewReply]) -> Result<Vec<RecordedReply>, StoreError>;
+    /// The replies recorded for an inbox row, in order.
+    async fn replies_of(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, StoreError>;
+    /// Deletes up to `limit` inbox rows (and their replies) finished before `before`, oldest first;
+    /// returns how many. Pending rows are never deleted.
+    async fn inbox_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+    /// Pending rows received before `received_before` (id, event JSON), oldest first.
+    async fn inbox_pending(&self, received_before: DateTime<Utc>, limit: i64)
+    -> Result<Vec<(i64, String)>, StoreError>;
+    /// The ids of pending rows received before `received_before`, oldest first (cheap: no event bodies).
+    async fn inbox_pending_ids(&self, received_before: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError>;
+    /// The event of a row that is still pending, if it is.
+    async fn inbox_pending_event(&self, id: i64) -> Result<Option<String>, StoreError>;
     /// Rows per status.
     async fn inbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Puts failed rows (of one client's pages, or all) back to pending; returns how many.

@@ -109,10 +109,6 @@ impl StoreStatus {
             Ok(Some(i)) => Some(i.client_id),
             _ => None,
         };
-        if let Err(err) = self.store.set_integration_status(page, status, Some(reason)).await {
-            tracing::error!(%page, error = %err, "cannot record integration status {status}");
-            return;
-        }
         let entry = AuditEntry {
             actor: "system".to_owned(),
             action: action.to_owned(),
@@ -120,8 +116,9 @@ impl StoreStatus {
             page_id: Some(page.clone()),
             detail: reason.to_owned(),
         };
-        if let Err(err) = self.store.append_audit(&entry).await {
-            tracing::error!(%page, error = %err, "cannot write audit row");
+        // The status and its audit row are written together.
+        if let Err(err) = self.store.set_integration_status(page, status, Some(reason), Some(&entry)).await {
+            tracing::error!(%page, error = %err, "cannot record integration status {status}");
         }
     }
 }

@@ -28,6 +28,11 @@ impl Dedup {
         self.order.push_back(key);
         true
     }
+
+    /// Forgets `key`, so the event is taken again when it comes back (it was given up, not handled).
+    pub fn forget(&mut self, key: &str) {
+        self.seen.remove(key);
+    }
 }
 
 #[cfg(test)]
@@ -43,5 +48,7 @@ mod tests {
         assert!(d.first_time("c".into()));
         assert_eq!(d.seen.len(), 2);
         assert!(d.first_time("a".into()), "the oldest key was forgotten");
+        d.forget("a");
+        assert!(d.first_time("a".into()), "a key given up is taken again");
     }
 }

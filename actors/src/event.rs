@@ -19,6 +19,9 @@ pub struct InboundEvent {
     /// The event's row in the durable inbox, when there is one (never serialized: it is the row's key).
     #[serde(skip)]
     pub inbox_id: Option<i64>,
+    /// Handed over again from the inbox after a restart: its replies may be recorded (and sent) already.
+    #[serde(skip)]
+    pub recovered: bool,
     /// `entry[].id`: the Page id (Messenger) or Instagram account id. The routing key.
     pub account_id: PageId,
     pub channel: Channel,
@@ -97,6 +100,11 @@ impl InboundEvent {
 
     /// True for what the page itself sent (echoes, or anything whose sender is the account): never
     /// answered, or a bot would talk to itself forever.
+    /// A read or delivery receipt (no reply, idempotent by watermark).
+    pub fn is_receipt(&self) -> bool {
+        matches!(self.kind, EventKind::Read | EventKind::Delivery)
+    }
+
     pub fn is_own(&self) -> bool {
         matches!(self.kind, EventKind::Message { is_echo: true, .. }) || self.sender == self.account_id.as_str()
     }

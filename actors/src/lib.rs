@@ -26,8 +26,8 @@ mod token;
 pub use event::{Channel, EventKind, InboundEvent};
 pub use page::{PageId, PageIdError};
 pub use ports::{
-    EventSink, FailureClass, GraphApi, GraphFailure, LoadError, OutgoingMessage, Responder, SendOk, StatusSink,
-    TenantProfile, TenantSource, Usage,
+    EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, OutgoingMessage, Progress, RecordedReply,
+    Responder, SendOk, StatusSink, TenantProfile, TenantSource, Usage,
 };
 pub use router::{Dispatched, EngineDeps, Route, Router};
 pub use rules::{KeywordRule, Rules, RulesResponder};

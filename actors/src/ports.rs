@@ -167,9 +167,62 @@ pub trait Responder: Send + Sync + 'static {
     async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, String>;
 }
 
-/// Where a tenant reports that events from the durable inbox are finished: done (`None`) once every reply
-/// was sent (or there was none to send), or failed with the reason.
+/// A reply to an inbox event, recorded in the outbox before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedReply {
+    /// The outbox row.
+    pub id: i64,
+    pub text: String,
+    /// Meta accepted it already (its message_id is stored): never send it again.
+    pub sent: bool,
+}
+
+/// What a tenant learned about its inbox events while handling one message, reported together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Replies Meta accepted: (outbox row, Meta's message_id when it gave one). Reported by the send task
+    /// itself, as soon as Meta answers.
+    pub sent: Vec<(i64, Option<String>)>,
+    /// Events finished: done (`None`) once every reply was sent (or there was none), or failed with the
+    /// reason.
+    pub finished: Vec<(i64, Option<String>)>,
+    /// Events given up without finishing (storage refused their replies): still pending, to be handed over
+    /// again later.
+    pub released: Vec<i64>,
+}
+
+impl Progress {
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty() && self.finished.is_empty() && self.released.is_empty()
+    }
+}
+
+/// The durable inbox and its outbox, as the engine sees them. Only events with an `inbox_id` use it.
 #[async_trait]
 pub trait EventSink: Send + Sync + 'static {
-    async fn finished(&self, events: Vec<(i64, Option<String>)>);
+    /// The replies already recorded for an event handed over again after a restart, in order (empty if
+    /// none were). `Err` means storage is unavailable.
+    async fn recorded(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, String>;
+    /// Records the replies to an event before any of them is sent. Idempotent: recording an event's
+    /// replies again returns the rows stored first (their text, and whether they were sent).
+    async fn record(&self, inbox_id: i64, texts: Vec<String>) -> Result<Vec<RecordedReply>, String>;
+    /// Stores sent replies and finished events. Must not lose them: an implementation retries until
+    /// storage takes them (a reply not marked sent would be sent again after a restart).
+    async fn progress(&self, progress: Progress);
+}
+
+/// The sink of an engine without a durable inbox (events never carry an inbox id): every call is refused.
+pub struct NoInbox;
+
+#[async_trait]
+impl EventSink for NoInbox {
+    async fn recorded(&self, _: i64) -> Result<Vec<RecordedReply>, String> {
+        Err("this engine has no durable inbox".to_owned())
+    }
+
+    async fn record(&self, _: i64, _: Vec<String>) -> Result<Vec<RecordedReply>, String> {
+        Err("this engine has no durable inbox".to_owned())
+    }
+
+    async fn progress(&self, _: Progress) {}
 }

@@ -65,6 +65,8 @@ struct Inner {
     unknown_logged: DashMap<String, ()>,
     stats: DashMap<PageId, Arc<TenantStats>>,
     supervisor: OnceLock<ActorRef<SupervisorMsg>>,
+    /// Send API calls in flight, waited for at shutdown.
+    sends: tokio_util::task::TaskTracker,
 }
 
 /// Cheap to clone; all clones are the same router.
@@ -85,6 +87,7 @@ impl Router {
                 unknown_logged: DashMap::new(),
                 stats: DashMap::new(),
                 supervisor: OnceLock::new(),
+                sends: tokio_util::task::TaskTracker::new(),
             }),
         };
         let (supervisor, _) = Actor::spawn(None, TenantSupervisor, router.clone()).await?;
@@ -237,6 +240,17 @@ impl Router {
             supervisor.stop(Some("shutdown".to_owned()));
         }
         self.inner.slots.clear();
+        // Calls already made finish, and their answers reach storage (see `spawn_send`).
+        self.inner.sends.close();
+        let drain = self.inner.deps.settings.send_drain;
+        if tokio::time::timeout(drain, self.inner.sends.wait()).await.is_err() {
+            tracing::warn!(in_flight = self.inner.sends.len(), "Send API calls still in flight at shutdown");
+        }
+    }
+
+    /// Runs a Send API call as a task that shutdown waits for.
+    pub(crate) fn spawn_send(&self, call: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.inner.sends.spawn(call);
     }
 
     #[cfg(feature = "test-hooks")]

@@ -112,6 +112,7 @@ mod tests {
     fn message(text: &str, quick_reply: Option<&str>) -> InboundEvent {
         InboundEvent {
             inbox_id: None,
+            recovered: false,
             account_id: PageId::parse("1").unwrap(),
             channel: Channel::Messenger,
             sender: "7".into(),

@@ -29,6 +29,9 @@ pub struct EngineSettings {
     pub restart_backoff: Duration,
     /// How long a tenant that spent its restart budget stays stopped.
     pub quarantine: Duration,
+    /// At shutdown, how long to wait for Send API calls in flight (the longest a call can take), so Meta's
+    /// answers are stored and those replies are not sent again at the next start.
+    pub send_drain: Duration,
 }
 
 impl Default for EngineSettings {
@@ -48,6 +51,7 @@ impl Default for EngineSettings {
             restart_window: Duration::from_secs(60),
             restart_backoff: Duration::from_millis(100),
             quarantine: Duration::from_secs(300),
+            send_drain: Duration::from_secs(10),
         }
     }
 }

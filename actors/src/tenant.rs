@@ -19,7 +19,10 @@ use crate::dedup::Dedup;
 use crate::event::InboundEvent;
 use crate::limiter::SendLimiter;
 use crate::metrics::TenantMetrics;
-use crate::ports::{FailureClass, GraphFailure, LoadError, OutgoingMessage, SendOk, TenantProfile};
+use crate::ports::{
+    EventSink, FailureClass, GraphFailure, LoadError, OutgoingMessage, Progress, RecordedReply, Responder, SendOk,
+    TenantProfile,
+};
 use crate::router::Router;
 use crate::split::split_for;
 
@@ -32,8 +35,8 @@ pub enum TenantMsg {
     /// Reload the integration (OAuth completion, reconnect): the token is swapped in place and queued
     /// replies are kept.
     Reload,
-    /// The responder answered an event.
-    Responded { event: InboundEvent, result: Result<Vec<String>, String> },
+    /// The replies to an event are known (and, for inbox events, recorded in the outbox).
+    Responded { event: InboundEvent, result: Result<Vec<Reply>, Unanswered> },
     /// Try to send what is queued.
     Pump,
     /// A Send API call finished.
@@ -60,7 +63,29 @@ pub struct QueuedSend {
     pub attempts: u32,
     /// The inbox row of the event this reply answers, if the event came from the durable inbox.
     pub inbox_id: Option<i64>,
+    /// The reply's outbox row (inbox events only).
+    pub reply_id: Option<i64>,
 }
+
+/// A reply still to send, with its outbox row for inbox events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    pub reply_id: Option<i64>,
+}
+
+/// Why an event got no replies to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The bot failed: the event is finished as failed.
+    Bot(String),
+    /// Storage would not record the replies (after retries): the inbox row stays pending and is handled
+    /// again at the next start.
+    Storage(String),
+}
+
+/// How often recording replies is tried before the event is left pending.
+const STORAGE_ATTEMPTS: u32 = 8;
 
 pub struct TenantActor;
 
@@ -92,8 +117,8 @@ pub struct TenantState {
     stats: std::sync::Arc<crate::stats::TenantStats>,
     /// Inbox events with replies still to finish: (replies left, the last failure if any).
     outstanding: std::collections::HashMap<i64, (usize, Option<String>)>,
-    /// Inbox events finished during this message, reported together at its end.
-    finished: Vec<(i64, Option<String>)>,
+    /// Replies sent and inbox events finished during this message, reported together at its end.
+    progress: Progress,
 }
 
 impl TenantState {
@@ -147,7 +172,7 @@ impl Actor for TenantActor {
             last_activity: Instant::now(),
             stats,
             outstanding: std::collections::HashMap::new(),
-            finished: Vec::new(),
+            progress: Progress::default(),
         };
         load(&myself, &state);
         let idle = state.router.deps().settings.idle_timeout;
@@ -185,23 +210,31 @@ impl Actor for TenantActor {
                 state.responding = false;
                 match result {
                     Ok(replies) => {
-                        let pieces: Vec<String> =
-                            replies.iter().flat_map(|text| split_for(event.channel, text)).collect();
-                        if let (Some(id), false) = (event.inbox_id, pieces.is_empty()) {
-                            state.outstanding.insert(id, (pieces.len(), None));
+                        if let (Some(id), false) = (event.inbox_id, replies.is_empty()) {
+                            state.outstanding.insert(id, (replies.len(), None));
                         } else {
                             finish(state, event.inbox_id, None);
                         }
-                        for piece in pieces {
-                            enqueue(state, &event, piece);
+                        for reply in replies {
+                            enqueue(state, &event, reply);
                         }
                     }
-                    Err(problem) => {
+                    Err(Unanswered::Bot(problem)) => {
                         tracing::warn!(page = %state.page, %problem, "responder failed; event not answered");
                         if let Some(m) = &state.metrics {
                             m.ignored("responder_failed");
                         }
                         finish(state, event.inbox_id, Some(format!("the bot failed: {problem}")));
+                    }
+                    Err(Unanswered::Storage(problem)) => {
+                        tracing::error!(page = %state.page, %problem, "cannot record replies; the event stays pending");
+                        if let Some(m) = &state.metrics {
+                            m.ignored("storage_unavailable");
+                        }
+                        if let Some(key) = event.dedup_key() {
+                            state.dedup.forget(&key);
+                        }
+                        state.progress.released.extend(event.inbox_id);
                     }
                 }
                 respond_next(&myself, state);
@@ -270,10 +303,10 @@ impl Actor for TenantActor {
             TenantMsg::Crash => panic!("injected crash for page {}", state.page),
         }
         state.report_depth();
-        if !state.finished.is_empty() {
-            let batch = std::mem::take(&mut state.finished);
+        if !state.progress.is_empty() {
+            let batch = std::mem::take(&mut state.progress);
             let sink = state.router.deps().events.clone();
-            tokio::spawn(async move { sink.finished(batch).await });
+            tokio::spawn(async move { sink.progress(batch).await });
         }
         Ok(())
     }
@@ -282,7 +315,7 @@ impl Actor for TenantActor {
 /// An inbox event is finished (done, or failed with the reason).
 fn finish(state: &mut TenantState, inbox_id: Option<i64>, failure: Option<String>) {
     if let Some(id) = inbox_id {
-        state.finished.push((id, failure));
+        state.progress.finished.push((id, failure));
     }
 }
 
@@ -297,7 +330,7 @@ fn settle(state: &mut TenantState, inbox_id: Option<i64>, failure: Option<String
     if entry.0 == 0
         && let Some((_, failure)) = state.outstanding.remove(&id)
     {
-        state.finished.push((id, failure));
+        state.progress.finished.push((id, failure));
     }
 }
 
@@ -377,7 +410,8 @@ fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundE
         if let Some(m) = &state.metrics {
             m.ignored("duplicate");
         }
-        finish(state, event.inbox_id, None);
+        // Nothing to finish: an inbox event seen before is the same row handed over again (the inbox
+        // stores each key once), and the copy this tenant took first finishes it.
         return;
     }
     if !event.wants_reply() {
@@ -411,14 +445,67 @@ fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
     let (Some(profile), Some(event)) = (state.profile.as_ref(), state.pending.pop_front()) else { return };
     state.responding = true;
     let responder = profile.responder.clone();
+    let deps = state.router.deps();
+    let (sink, retry_base, retry_max) = (deps.events.clone(), deps.settings.retry_base, deps.settings.retry_max);
     let me = myself.clone();
     tokio::spawn(async move {
-        let result = responder.respond(&event).await;
+        let result = answer(&event, responder.as_ref(), sink.as_ref(), retry_base, retry_max).await;
         let _ = me.send_message(TenantMsg::Responded { event, result });
     });
 }
 
-fn enqueue(state: &mut TenantState, event: &InboundEvent, text: String) {
+/// The replies still to send for `event`. An inbox event's replies are recorded in the outbox before
+/// any is sent; an event handed over again after a restart reuses the replies recorded for it (never
+/// asking the bot twice) and skips those Meta already accepted.
+async fn answer(
+    event: &InboundEvent,
+    responder: &dyn Responder,
+    sink: &dyn EventSink,
+    retry_base: Duration,
+    retry_max: Duration,
+) -> Result<Vec<Reply>, Unanswered> {
+    let unsent = |recorded: Vec<RecordedReply>| {
+        recorded.into_iter().filter(|r| !r.sent).map(|r| Reply { text: r.text, reply_id: Some(r.id) }).collect()
+    };
+    if let (Some(id), true) = (event.inbox_id, event.recovered) {
+        let recorded = with_retries(retry_base, retry_max, || sink.recorded(id)).await.map_err(Unanswered::Storage)?;
+        if !recorded.is_empty() {
+            return Ok(unsent(recorded));
+        }
+    }
+    let texts = responder.respond(event).await.map_err(Unanswered::Bot)?;
+    let pieces: Vec<String> = texts.iter().flat_map(|text| split_for(event.channel, text)).collect();
+    match event.inbox_id {
+        Some(id) if !pieces.is_empty() => {
+            let recorded = with_retries(retry_base, retry_max, || sink.record(id, pieces.clone()))
+                .await
+                .map_err(Unanswered::Storage)?;
+            Ok(unsent(recorded))
+        }
+        _ => Ok(pieces.into_iter().map(|text| Reply { text, reply_id: None }).collect()),
+    }
+}
+
+/// Tries a storage call up to `STORAGE_ATTEMPTS` times with backoff.
+async fn with_retries<T, F, Fut>(base: Duration, max: Duration, mut call: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(problem) if attempt + 1 >= STORAGE_ATTEMPTS => return Err(problem),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(backoff(base, attempt, max)).await;
+            }
+        }
+    }
+}
+
+fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Reply) {
     if state.outbox.len() >= state.router.deps().settings.send_queue_capacity {
         if let Some(m) = &state.metrics {
             m.dropped("queue_full", 1);
@@ -429,9 +516,10 @@ fn enqueue(state: &mut TenantState, event: &InboundEvent, text: String) {
     let page_id = state.profile.as_ref().map_or_else(|| state.page.clone(), |p| p.page_id.clone());
     let channel = event.channel;
     state.outbox.push_back(QueuedSend {
-        message: OutgoingMessage { page_id, channel, recipient: event.sender.clone(), text },
+        message: OutgoingMessage { page_id, channel, recipient: event.sender.clone(), text: reply.text },
         attempts: 0,
         inbox_id: event.inbox_id,
+        reply_id: reply.reply_id,
     });
 }
 
@@ -463,11 +551,19 @@ fn pump(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
         state.in_flight += 1;
         state.busy.insert(item.message.recipient.clone());
         let graph = state.router.deps().graph.clone();
+        let sink = state.router.deps().events.clone();
         let me = myself.clone();
-        tokio::spawn(async move {
+        state.router.spawn_send(async move {
             let started = Instant::now();
             let result = graph.send_message(&token, &item.message).await;
-            let _ = me.send_message(TenantMsg::SendDone { item, result, elapsed: started.elapsed() });
+            let elapsed = started.elapsed();
+            let mark = sent_mark(&item, &result);
+            let _ = me.send_message(TenantMsg::SendDone { item, result, elapsed });
+            // Meta's answer goes to storage from here, not through the actor, so it is stored even if the
+            // actor stops (a shutdown, a crash) before it handles SendDone; shutdown waits for this task.
+            if let Some(mark) = mark {
+                sink.progress(Progress { sent: vec![mark], ..Progress::default() }).await;
+            }
         });
     }
 }
@@ -544,8 +640,8 @@ fn on_sent(
             state.busy.remove(&item.message.recipient);
             if let Some(m) = metrics {
                 m.sent(elapsed);
-                settle(state, item.inbox_id, None);
             }
+            settle(state, item.inbox_id, None);
         }
         FailureClass::AuthInvalid | FailureClass::PermissionDenied => {
             state.busy.remove(&item.message.recipient);
@@ -580,6 +676,17 @@ fn on_sent(
             }
             settle(state, item.inbox_id, Some(failure.reason()));
         }
+    }
+}
+
+/// The outbox mark for a reply Meta sent: its row and Meta's message_id (none when Meta answered "already
+/// delivered" without one).
+fn sent_mark(item: &QueuedSend, result: &Result<SendOk, GraphFailure>) -> Option<(i64, Option<String>)> {
+    let id = item.reply_id?;
+    match result {
+        Ok(ok) => Some((id, Some(ok.message_id.clone()).filter(|m| !m.is_empty()))),
+        Err(failure) if failure.class() == FailureClass::AlreadyDelivered => Some((id, None)),
+        Err(_) => None,
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi, GraphFailure, InboundEvent,
-    LoadError, OutgoingMessage, PageId, Router, RulesResponder, SendOk, StatusSink, TenantProfile, TenantSource, Usage,
+    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, GraphApi, GraphFailure, InboundEvent, LoadError,
+    NoInbox, OutgoingMessage, PageId, Router, RulesResponder, SendOk, StatusSink, TenantProfile, TenantSource, Usage,
 };
 use tokio::time::Instant;
 
@@ -66,7 +66,7 @@ async fn engine(script: Vec<Result<SendOk, GraphFailure>>) -> (Router, Arc<Scrip
         source: Arc::new(Source),
         graph: graph.clone(),
         status: status.clone(),
-        events: status.clone(),
+        events: Arc::new(NoInbox),
         settings: EngineSettings { retry_base: Duration::from_millis(100), ..EngineSettings::default() },
     })
     .await
@@ -82,6 +82,7 @@ fn page() -> PageId {
 fn message(mid: &str) -> InboundEvent {
     InboundEvent {
         inbox_id: None,
+        recovered: false,
         account_id: page(),
         channel: Channel::Messenger,
         sender: "7001".into(),
@@ -163,9 +164,4 @@ async fn a_redelivered_mid_is_answered_once() {
     }
     run_for(Duration::from_secs(2)).await;
     assert_eq!(graph.calls.lock().unwrap().len(), 1);
-}
-
-#[async_trait]
-impl EventSink for Status {
-    async fn finished(&self, _: Vec<(i64, Option<String>)>) {}
 }

@@ -10,7 +10,8 @@ use crate::store::AuditEntry;
 pub enum InboxCommand {
     /// Events per status (pending, done, failed).
     Stats,
-    /// Put failed events (dead letters) back to pending; a running server handles them at its next start.
+    /// Put failed events (dead letters) back to pending; a running server hands them to its engine at its next
+    /// inbox sweep (inbox.sweep_interval_secs).
     Replay {
         /// Replay failed events (the only kind that can be replayed).
         #[arg(long, required = true)]
@@ -58,7 +59,7 @@ pub async fn run(settings: &Settings, cmd: InboxCommand) -> anyhow::Result<()> {
                     detail: format!("{n} failed event(s) back to pending"),
                 })
                 .await?;
-            println!("{n} failed event(s) are pending again; they are handled when the server next starts");
+            println!("{n} failed event(s) are pending again; a running server handles them at its next inbox sweep");
             Ok(())
         }
     }

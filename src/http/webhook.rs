@@ -10,7 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq as _;
-use switchboard_actors::Router;
+use switchboard_actors::metrics::EVENTS_IGNORED;
+use switchboard_actors::{InboundEvent, Route, Router};
 use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -29,6 +30,8 @@ pub struct WebhookState {
     pub max_body_bytes: u64,
     /// Set in durable mode: events are committed before the 200.
     pub inbox: Option<crate::inbox::Inbox>,
+    /// In durable mode, commit read and delivery receipts too.
+    pub durable_receipts: bool,
 }
 
 pub fn routes(state: WebhookState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -79,23 +82,33 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
     // (stable, so equal timestamps keep Meta's order).
     events.sort_by_key(|e| e.timestamp);
     if let Some(inbox) = &state.inbox {
-        // Only events some tenant owns are stored; the rest are acknowledged and counted by the router.
-        let (owned, unowned): (Vec<_>, Vec<_>) = events
-            .into_iter()
-            .map(|e| (state.router.route(e.account_id.as_str()).map(|r| r.page), e))
-            .partition(|(p, _)| p.is_some());
-        let pages: Vec<String> = owned.iter().filter_map(|(p, _)| p.as_ref().map(|p| p.to_string())).collect();
-        let refs: Vec<(&switchboard_actors::InboundEvent, &str)> =
-            owned.iter().zip(&pages).map(|((_, e), p)| (e, p.as_str())).collect();
-        let ids = inbox.commit(&refs).await.map_err(|_| warp::reject::custom(ApiError::Unavailable))?;
-        for ((_, mut event), id) in owned.into_iter().zip(ids) {
-            // A row that was already stored is a redelivery: it was (or is being) handled.
-            if let Some(id) = id {
-                event.inbox_id = Some(id);
-                state.router.dispatch(event);
+        // Only events some tenant owns are stored (receipts only if configured); the rest are acknowledged
+        // and handed over (or counted by the router) once the commit succeeded.
+        let mut owned: Vec<(Route, InboundEvent)> = Vec::with_capacity(events.len());
+        let mut unowned = Vec::new();
+        for event in events {
+            let keep = state.durable_receipts || !event.is_receipt();
+            match state.router.route(event.account_id.as_str()).filter(|_| keep) {
+                Some(route) => owned.push((route, event)),
+                None => unowned.push(event),
             }
         }
-        for (_, event) in unowned {
+        let refs: Vec<(&InboundEvent, &str)> = owned.iter().map(|(r, e)| (e, r.page.as_str())).collect();
+        let ids = inbox.commit(&refs).await.map_err(|_| warp::reject::custom(ApiError::Unavailable))?;
+        for ((route, event), id) in owned.into_iter().zip(ids) {
+            match id {
+                // Stored already done (it needs no reply): the tenant only counts it.
+                Some(_) if !event.wants_reply() => {
+                    state.router.dispatch(event);
+                }
+                Some(id) => inbox.dispatch(event, id),
+                // Already stored: a redelivery, which was (or is being) handled.
+                None => metrics::counter!(EVENTS_IGNORED, "client" => route.client_slug.to_string(),
+                    "page" => route.page.to_string(), "reason" => "duplicate")
+                .increment(1),
+            }
+        }
+        for event in unowned {
             state.router.dispatch(event);
         }
     } else {

@@ -236,4 +236,16 @@ pub struct InboxRow {
     pub dedup_key: String,
     /// The event as JSON.
     pub event: String,
+    /// Stored already done: the event needs no reply (an echo, a receipt, a standby event, …), so there is
+    /// nothing to finish later and nothing to hand over again after a crash. Its key still dedups.
+    pub done: bool,
+}
+
+/// A reply to record in the outbox before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReply {
+    pub inbox_id: i64,
+    /// The reply's place among the event's replies, from 0.
+    pub seq: i32,
+    pub text: String,
 }

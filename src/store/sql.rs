@@ -26,6 +26,23 @@ macro_rules! integration_select {
 }
 pub(crate) use integration_select;
 
+/// The audit-row insert for `entry` at `at`, ready to execute on a pool or a transaction.
+macro_rules! insert_audit {
+    ($entry:expr, $at:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, client_id, facebook_page_id, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($at)
+        .bind(&$entry.actor)
+        .bind(&$entry.action)
+        .bind($entry.client_id)
+        .bind($entry.page_id.as_ref().map(PageId::as_str))
+        .bind(&$entry.detail)
+    };
+}
+pub(crate) use insert_audit;
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {
     id: i64,
@@ -249,13 +266,13 @@ macro_rules! sql_store {
     ($store:ty, $backend:expr, $migrator:expr) => {
         use $crate::domain::{ClientSlug, Email, PageId};
         use $crate::store::sql::{
-            collect, integration_select, join_permissions, AuditRow, ClientRow, ClientSettingsRow, IntegrationRow,
+            collect, insert_audit, integration_select, join_permissions, AuditRow, ClientRow, ClientSettingsRow, IntegrationRow,
             RelaySecretRow, SealedTokenRow, UserRow,
         };
         use $crate::store::{
             AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow, Integration,
-            IntegrationStatus, NewIntegration, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret,
-            SealedRow, Session, StateRejected, User,
+            IntegrationStatus, NewIntegration, NewReply, NewUser, OAuthOutcome, RecordedReply, Resealed, ResponderSetting,
+            SealedRelaySecret, SealedRow, Session, StateRejected, User,
         };
         use chrono::{DateTime, Utc};
         use $crate::vault::KeyId;
@@ -530,8 +547,10 @@ macro_rules! sql_store {
                 page: &PageId,
                 status: IntegrationStatus,
                 reason: Option<&str>,
+                audit: Option<&AuditEntry>,
             ) -> Result<bool, StoreError> {
                 let now = $crate::clock::now();
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE client_integrations SET status = $2, status_reason = $3, updated_at = $4, \
                          status_changed_at = CASE WHEN status = $2 THEN status_changed_at ELSE $4 END \
@@ -541,9 +560,16 @@ macro_rules! sql_store {
                 .bind(status.as_str())
                 .bind(reason)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                if let Some(entry) = audit {
+                    insert_audit!(entry, now).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn revoke_integration(&self, page: &PageId, reason: &str) -> Result<bool, StoreError> {
@@ -753,13 +779,15 @@ macro_rules! sql_store {
                 let mut ids = Vec::with_capacity(rows.len());
                 for row in rows {
                     let id: Option<(i64,)> = sqlx::query_as(
-                        "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at) VALUES ($1, $2, $3, $4) \
+                        "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at) \
+                         VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN 'done' ELSE 'pending' END, CASE WHEN $5 THEN $4 END) \
                          ON CONFLICT (page_id, dedup_key) DO NOTHING RETURNING id",
                     )
                     .bind(&row.page_id)
                     .bind(&row.dedup_key)
                     .bind(&row.event)
                     .bind(now)
+                    .bind(row.done)
                     .fetch_optional(&mut *tx)
                     .await?;
                     ids.push(id.map(|(id,)| id));
@@ -768,10 +796,24 @@ macro_rules! sql_store {
                 Ok(ids)
             }
 
-            async fn inbox_finish(&self, rows: &[(i64, Option<String>)]) -> Result<(), StoreError> {
+            async fn inbox_progress(
+                &self,
+                sent: &[(i64, Option<String>)],
+                finished: &[(i64, Option<String>)],
+            ) -> Result<(), StoreError> {
                 let now = $crate::clock::now();
                 let mut tx = self.pool.begin().await?;
-                for (id, failure) in rows {
+                for (id, message_id) in sent {
+                    sqlx::query(
+                        "UPDATE webhook_replies SET message_id = $2, sent_at = $3 WHERE id = $1 AND sent_at IS NULL",
+                    )
+                    .bind(id)
+                    .bind(message_id.as_deref())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (id, failure) in finished {
                     sqlx::query(
                         "UPDATE webhook_inbox SET status = CASE WHEN $2 IS NULL THEN 'done' ELSE 'failed' END, \
                              reason = $2, finished_at = $3 WHERE id = $1 AND status = 'pending'",
@@ -786,11 +828,98 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn inbox_pending(&self, limit: i64) -> Result<Vec<(i64, String)>, StoreError> {
-                Ok(sqlx::query_as("SELECT id, event FROM webhook_inbox WHERE status = 'pending' ORDER BY id LIMIT $1")
+            async fn replies_record(&self, rows: &[NewReply]) -> Result<Vec<RecordedReply>, StoreError> {
+                let now = $crate::clock::now();
+                let mut tx = self.pool.begin().await?;
+                let mut recorded = Vec::with_capacity(rows.len());
+                for row in rows {
+                    // A no-op update on conflict, so the row recorded first is returned.
+                    let (id, text, sent): (i64, String, bool) = sqlx::query_as(
+                        "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
+                         RETURNING id, body, sent_at IS NOT NULL",
+                    )
+                    .bind(row.inbox_id)
+                    .bind(row.seq)
+                    .bind(&row.text)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    recorded.push(RecordedReply { id, text, sent });
+                }
+                tx.commit().await?;
+                Ok(recorded)
+            }
+
+            async fn replies_of(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, StoreError> {
+                let rows: Vec<(i64, String, bool)> = sqlx::query_as(
+                    "SELECT id, body, sent_at IS NOT NULL FROM webhook_replies WHERE inbox_id = $1 ORDER BY seq",
+                )
+                .bind(inbox_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(id, text, sent)| RecordedReply { id, text, sent }).collect())
+            }
+
+            async fn inbox_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "DELETE FROM webhook_replies WHERE inbox_id IN \
+                     (SELECT id FROM webhook_inbox WHERE finished_at < $1 ORDER BY id LIMIT $2)",
+                )
+                    .bind(before)
                     .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query(
+                    "DELETE FROM webhook_inbox WHERE id IN \
+                     (SELECT id FROM webhook_inbox WHERE finished_at < $1 ORDER BY id LIMIT $2)",
+                )
+                    .bind(before)
+                    .bind(limit)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn inbox_pending(
+                &self,
+                received_before: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<(i64, String)>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, event FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 \
+                     ORDER BY id LIMIT $2",
+                )
+                .bind(received_before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn inbox_pending_ids(
+                &self,
+                received_before: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<i64>, StoreError> {
+                let rows: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 ORDER BY id LIMIT $2",
+                )
+                .bind(received_before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn inbox_pending_event(&self, id: i64) -> Result<Option<String>, StoreError> {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT event FROM webhook_inbox WHERE id = $1 AND status = 'pending'")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(|(event,)| event))
             }
 
             async fn inbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
@@ -814,18 +943,7 @@ macro_rules! sql_store {
             }
 
             async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO audit_log (at, actor, action, client_id, facebook_page_id, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind($crate::clock::now())
-                .bind(&entry.actor)
-                .bind(&entry.action)
-                .bind(entry.client_id)
-                .bind(entry.page_id.as_ref().map(PageId::as_str))
-                .bind(&entry.detail)
-                .execute(&self.pool)
-                .await?;
+                insert_audit!(entry, $crate::clock::now()).execute(&self.pool).await?;
                 Ok(())
             }
 

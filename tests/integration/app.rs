@@ -4,10 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
 use meta_sim::{SimConfig, SimHandle};
-use serde_json::Value;
-use sha2::Sha256;
 use switchboard::domain::{AccessToken, PageId};
 use switchboard::startup::Application;
 use switchboard::store::{Client, NewIntegration, Store};
@@ -27,6 +24,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub meta: SimHandle,
     pub router: Router,
+    /// The durable inbox (durable mode, the default).
+    pub inbox: Option<switchboard::inbox::Inbox>,
     pub http: reqwest::Client,
     pub keys: KeyRing,
     /// The key ring's entry, for running the CLI against this app's database.
@@ -64,15 +63,7 @@ pub async fn spawn_app(options: Options) -> TestApp {
     let meta = meta_sim::spawn(SimConfig { redirect_uris: vec![REDIRECT.to_owned()], ..options.sim }).await.unwrap();
     let entry = key_entry("k1");
     let keys = ring(&entry);
-    let mut clients = Vec::new();
-    if options.connect {
-        let tokens = sim_page_tokens(&meta).await;
-        for (slug, page, ig) in [("woodstock-outlet", PAGE_A, Some(IG_A)), ("rural-king", PAGE_B, None)] {
-            let client = crate::support::client(db.store.as_ref(), slug).await;
-            connect(db.store.as_ref(), &keys, &client, page, ig, &tokens[page]).await;
-            clients.push(client);
-        }
-    }
+    let clients = if options.connect { seed_tenants(db.store.as_ref(), &keys, &meta).await } else { Vec::new() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let public = format!("http://{}", listener.local_addr().unwrap());
     meta.sim().register_redirect_uri(&format!("{public}/api/auth/facebook/callback"));
@@ -108,6 +99,7 @@ retry_base_ms = 20
     let app = Application::build_with_listener(&settings, listener).await.unwrap();
     let addr = app.local_addr();
     let router = app.router().clone();
+    let inbox = app.inbox().cloned();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         app.run_until_stopped(async move {
@@ -117,7 +109,7 @@ retry_base_ms = 20
         .unwrap();
     });
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { addr, db, meta, router, http, keys, key_entry: entry, clients, stop: Some(stop) }
+    TestApp { addr, db, meta, router, inbox, http, keys, key_entry: entry, clients, stop: Some(stop) }
 }
 
 impl TestApp {
@@ -189,44 +181,20 @@ pub const REDIRECT: &str = "http://127.0.0.1:1/api/auth/facebook/callback";
 /// Page tokens by page id, obtained the way Switchboard will: consent, code exchange, long-lived token,
 /// /me/accounts.
 pub async fn sim_page_tokens(meta: &SimHandle) -> HashMap<String, String> {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let base = format!("{}/v25.0", meta.url());
-    let scopes = meta_sim::config::KNOWN_SCOPES.join(",");
-    let mut form: Vec<(&str, &str)> =
-        vec![("client_id", "1234567890"), ("redirect_uri", REDIRECT), ("requested", &scopes), ("decision", "continue")];
-    form.extend(meta_sim::config::KNOWN_SCOPES.iter().map(|s| ("scope", *s)));
-    form.extend([("page", PAGE_A), ("page", PAGE_B)]);
-    let resp = http.post(format!("{base}/dialog/oauth/decide")).form(&form).send().await.unwrap();
-    let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    let token: Value = http
-        .get(format!("{base}/oauth/access_token"))
-        .query(&[("client_id", "1234567890"), ("client_secret", SECRET), ("redirect_uri", REDIRECT), ("code", &code)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let user = token["access_token"].as_str().unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(user.as_bytes());
-    let proof = hex::encode(mac.finalize().into_bytes());
-    let accounts: Value = http
-        .get(format!("{base}/me/accounts"))
-        .query(&[("access_token", user), ("appsecret_proof", &proof)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    accounts["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["id"].as_str().unwrap().to_owned(), p["access_token"].as_str().unwrap().to_owned()))
-        .collect()
+    meta_sim::login::page_tokens(&meta.url(), "1234567890", SECRET, REDIRECT, &[PAGE_A, PAGE_B]).await.unwrap()
+}
+
+/// Clients "woodstock-outlet" (page A, with Instagram account IG_A) and "rural-king" (page B), their pages
+/// connected with real tokens from the stand-in.
+pub async fn seed_tenants(store: &dyn Store, keys: &KeyRing, meta: &SimHandle) -> Vec<Client> {
+    let tokens = sim_page_tokens(meta).await;
+    let mut clients = Vec::new();
+    for (slug, page, ig) in [("woodstock-outlet", PAGE_A, Some(IG_A)), ("rural-king", PAGE_B, None)] {
+        let client = crate::support::client(store, slug).await;
+        connect(store, keys, &client, page, ig, &tokens[page]).await;
+        clients.push(client);
+    }
+    clients
 }
 
 /// Stores an integration for `page` with `token` sealed, as the OAuth callback will.
@@ -249,24 +217,7 @@ pub async fn connect(store: &dyn Store, keys: &KeyRing, client: &Client, page: &
 
 /// A Messenger text event body for `page` from `sender` (Meta's exact encoding).
 pub fn text_event(page: &str, sender: &str, mid: &str, text: &str, timestamp: i64) -> Vec<u8> {
-    use meta_sim::webhook::{Entry, Envelope, Event, Id, Message, Messaging, to_meta_json};
-    to_meta_json(&Envelope {
-        object: "page",
-        entry: vec![Entry {
-            id: page.to_owned(),
-            time: timestamp,
-            messaging: vec![Messaging {
-                sender: Id { id: sender.to_owned() },
-                recipient: Id { id: page.to_owned() },
-                timestamp,
-                event: Event::Message(Message {
-                    mid: mid.to_owned(),
-                    text: Some(text.to_owned()),
-                    ..Message::default()
-                }),
-            }],
-        }],
-    })
+    meta_sim::webhook::text_message(page, sender, mid, text, timestamp)
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -276,6 +227,17 @@ pub fn fixture(name: &str) -> Vec<u8> {
 /// Presses a button on the stand-in's consent page for the dialog at `dialog`, ticking every requested
 /// permission and `pages`; returns the redirect (to the callback).
 pub async fn decide(http: &reqwest::Client, dialog: &url::Url, pages: &[&str], decision: &str) -> String {
+    decide_with(http, dialog, pages, None, decision).await
+}
+
+/// Like `decide`, ticking only `scopes` when given.
+pub async fn decide_with(
+    http: &reqwest::Client,
+    dialog: &url::Url,
+    pages: &[&str],
+    scopes: Option<&[&str]>,
+    decision: &str,
+) -> String {
     let q: HashMap<String, String> = dialog.query_pairs().into_owned().collect();
     let mut form: Vec<(&str, &str)> = vec![
         ("client_id", &q["client_id"]),
@@ -285,7 +247,10 @@ pub async fn decide(http: &reqwest::Client, dialog: &url::Url, pages: &[&str], d
         ("decision", decision),
     ];
     form.extend(pages.iter().map(|p| ("page", *p)));
-    form.extend(q["scope"].split(',').map(|s| ("scope", s)));
+    match scopes {
+        Some(scopes) => form.extend(scopes.iter().map(|s| ("scope", *s))),
+        None => form.extend(q["scope"].split(',').map(|s| ("scope", s))),
+    }
     let base = format!("{}://{}", dialog.scheme(), dialog.host_str().unwrap_or_default());
     let port = dialog.port().map(|p| format!(":{p}")).unwrap_or_default();
     let resp = http.post(format!("{base}{port}/v25.0/dialog/oauth/decide")).form(&form).send().await.unwrap();

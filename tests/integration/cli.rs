@@ -2,10 +2,10 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{TestDb, client, key_entry, new_integration, ring};
+use crate::support::{Server, TestDb, client, key_entry, new_integration, ring};
 
 const APP_ENV: [(&str, &str); 3] =
     [("META_APP_ID", "1234567890"), ("META_APP_SECRET", "fixture-app-secret-do-not-use"), ("META_VERIFY_TOKEN", "vt")];
@@ -41,69 +41,6 @@ fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
     assert_eq!(o.status.code(), Some(code), "stderr: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line expected, got: {err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
-}
-
-/// A running `serve` on a free port; killed if the test ends early.
-struct Server {
-    child: Child,
-    addr: String,
-    log: std::sync::mpsc::Receiver<String>,
-}
-
-impl Server {
-    /// Starts `serve` on 127.0.0.1:0 and waits for the address it logs.
-    fn start(mut cmd: Command) -> Result<Self, String> {
-        cmd.arg("serve").env("SWITCHBOARD_BIND", "127.0.0.1:0").stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut seen = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) => {
-                    if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
-                        let addr = addr.split_whitespace().next().unwrap().to_owned();
-                        return Ok(Self { child, addr, log: rx });
-                    }
-                    seen.push(line);
-                }
-                Err(_) => {
-                    let status = child.wait().unwrap();
-                    return Err(format!("serve exited ({status}) before listening:\n{}", seen.join("\n")));
-                }
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// SIGTERM, then the exit status (bounded wait).
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("serve did not stop within 10 s of SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        while self.log.try_recv().is_ok() {}
-    }
 }
 
 async fn get(url: &str) -> (u16, String) {
@@ -151,6 +88,8 @@ fn invalid_settings_name_the_key_and_exit_2() {
         (&[("SWITCHBOARD__DATABASE__MAX_CONNECTIONS", "0")], "database.max_connections"),
         (&[("SWITCHBOARD__DATABASE__MAX_CONNECTIONS", "many")], "database.max_connections"),
         (&[("SWITCHBOARD__SERVER__NO_SUCH_KEY", "1")], "no_such_key"),
+        (&[("SWITCHBOARD__INBOX__RETENTION_DAYS", "3")], "inbox.retention_days"),
+        (&[("SWITCHBOARD__INBOX__RECEIPTS", "disk")], "inbox.receipts"),
     ];
     for (env, needle) in cases {
         let out = run(switchboard(dir.path()).arg("migrate").envs(env.iter().copied()));

@@ -127,10 +127,12 @@ async fn instagram_event_is_answered_on_the_instagram_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_500_to_one_page_at_20_per_second_causes_no_violations() {
+async fn a_burst_of_500_to_one_page_paced_under_metas_20_per_second_causes_no_violations() {
+    // Paced at 18/s against Meta's 20/s sliding window: at exactly the limit, one call delayed by the
+    // network (or a busy machine) and the next on time would put 21 calls in some second.
     let app = spawn_app(Options {
         sim: SimConfig { rate_limit_per_page: 20, ..SimConfig::default() },
-        toml: "send_rate_per_page = 20\nmax_in_flight_per_page = 8\n".to_owned(),
+        toml: "send_rate_per_page = 18\nmax_in_flight_per_page = 8\n".to_owned(),
         ..Options::default()
     })
     .await;
@@ -151,7 +153,7 @@ async fn a_burst_of_500_to_one_page_at_20_per_second_causes_no_violations() {
     assert_eq!(sent.len(), 500);
     assert_eq!(app.meta.sim().violations().get(PAGE_A).copied().unwrap_or(0), 0, "Meta's rate was never exceeded");
     assert!(app.meta.sim().errors().is_empty());
-    assert!(started.elapsed() >= Duration::from_secs(24), "500 calls at 20/s take about 25 s");
+    assert!(started.elapsed() >= Duration::from_secs(24), "500 calls at 18/s take about 28 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,15 +182,17 @@ async fn rejected_token_marks_needs_reauth_and_stops_calls() {
     let started = std::time::Instant::now();
     loop {
         let row = app.db.store.integration_by_page(&page).await.unwrap().unwrap();
-        if row.status == IntegrationStatus::NeedsReauth {
+        // The audit row is written right after the status.
+        let audit = app.db.store.recent_audit(5).await.unwrap();
+        let audited =
+            audit.iter().any(|a| a.action == "integration.needs_reauth" && a.page_id.as_deref() == Some(PAGE_A));
+        if row.status == IntegrationStatus::NeedsReauth && audited {
             assert!(row.status_reason.as_deref().unwrap().contains("190/460"), "{:?}", row.status_reason);
             break;
         }
-        assert!(started.elapsed() < WAIT, "integration never became needs_reauth");
+        assert!(started.elapsed() < WAIT, "integration never became needs_reauth with an audit row");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let audit = app.db.store.recent_audit(5).await.unwrap();
-    assert!(audit.iter().any(|a| a.action == "integration.needs_reauth" && a.page_id.as_deref() == Some(PAGE_A)));
     for i in 2..5 {
         assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", &format!("m_r{i}"), "again", i)).await.0, 200);
     }
@@ -440,7 +444,11 @@ async fn a_conversation_delivered_shuffled_is_answered_in_timestamp_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_that_keeps_crashing_is_quarantined_and_its_dropped_events_are_counted() {
-    let app = spawn_app(Options::default()).await;
+    let app = spawn_app(Options {
+        toml: "quarantine_secs = 2\n[inbox]\nsweep_interval_secs = 1\nstale_after_secs = 60".to_owned(),
+        ..Options::default()
+    })
+    .await;
     // Page B: no other test crashes it, so the process-wide counters below are this test's alone.
     let page = PageId::parse(PAGE_B).unwrap();
     assert_eq!(app.post_webhook(&text_event(PAGE_B, "7001", "m_q0", "hi", 1)).await.0, 200);
@@ -465,4 +473,8 @@ async fn a_tenant_that_keeps_crashing_is_quarantined_and_its_dropped_events_are_
     );
     assert_eq!(app.post_webhook(&text_event(PAGE_A, "7002", "m_q2", "hi", 3)).await.0, 200);
     assert_eq!(app.wait_for_sent(2, WAIT).await[1].page_id, PAGE_A, "other tenants keep answering");
+    // The dropped event stayed pending in the inbox, and the engine does not hold it: once the quarantine
+    // is over, the sweeper hands it over and it is answered.
+    let sent = app.wait_for_sent(3, WAIT).await;
+    assert_eq!((sent[2].page_id.as_str(), sent[2].recipient_id.as_str()), (PAGE_B, "7001"));
 }

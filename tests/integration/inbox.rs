@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchboard::store::InboxRow;
+use switchboard::store::{InboxRow, NewReply};
 
 use crate::app::{Options, PAGE_A, TestApp, fixture, spawn_app, text_event};
 
@@ -11,6 +11,19 @@ const WAIT: Duration = Duration::from_secs(10);
 
 async fn durable() -> TestApp {
     spawn_app(Options { toml: "[inbox]\nmode = \"durable\"".to_owned(), ..Options::default() }).await
+}
+
+/// Stores a pending inbox row for a text event to page A, as a commit does, without handing it to the
+/// engine; returns its id.
+async fn store_pending(app: &TestApp, sender: &str, mid: &str, text: &str, timestamp: i64) -> i64 {
+    let event = switchboard::webhook::parse(&text_event(PAGE_A, sender, mid, text, timestamp)).unwrap().remove(0);
+    let row = InboxRow {
+        page_id: PAGE_A.to_owned(),
+        dedup_key: event.dedup_key().unwrap(),
+        event: serde_json::to_string(&event).unwrap(),
+        done: false,
+    };
+    app.db.store.inbox_insert(&[row]).await.unwrap()[0].unwrap()
 }
 
 async fn wait_for_counts(app: &TestApp, expected: &[(&str, i64)]) {
@@ -31,13 +44,19 @@ async fn a_200_means_the_event_is_committed_and_it_is_marked_done_once_answered(
     let app = durable().await;
     assert_eq!(app.post_webhook(&fixture("messenger_text.json")).await.0, 200);
     assert_eq!(app.db.count("webhook_inbox").await, 1, "committed before the 200");
-    app.wait_for_sent(1, WAIT).await;
+    let sent = app.wait_for_sent(1, WAIT).await;
     wait_for_counts(&app, &[("done", 1)]).await;
+    assert_eq!(
+        app.db.scalar("SELECT message_id FROM webhook_replies").await.as_deref(),
+        Some(sent[0].message_id.as_str()),
+        "the reply was recorded and Meta's message_id stored"
+    );
 
-    // Events that need no reply are finished at once; unknown pages are not stored.
+    // Events that need no reply are stored done by the commit itself; unknown pages are not stored.
     assert_eq!(app.post_webhook(&fixture("messenger_echo.json")).await.0, 200);
+    assert_eq!(app.db.store.inbox_counts().await.unwrap(), vec![("done".to_owned(), 2)]);
     assert_eq!(app.post_webhook(&text_event("555000111", "7001", "m_unknown", "hi", 1)).await.0, 200);
-    wait_for_counts(&app, &[("done", 2)]).await;
+    assert_eq!(app.db.count("webhook_inbox").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,24 +98,77 @@ async fn fifty_concurrent_copies_of_one_body_are_stored_once_and_answered_once()
 async fn pending_events_are_handled_again_after_a_restart() {
     let app = durable().await;
     // A row committed (and acknowledged) just before a crash: pending, never handled.
-    let body = text_event(PAGE_A, "7009", "m_crashed", "still there?", 5);
-    let event = switchboard::webhook::parse(&body).unwrap().remove(0);
-    let row = InboxRow {
-        page_id: PAGE_A.to_owned(),
-        dedup_key: event.dedup_key().unwrap(),
-        event: serde_json::to_string(&event).unwrap(),
-    };
-    app.db.store.inbox_insert(&[row]).await.unwrap();
+    store_pending(&app, "7009", "m_crashed", "still there?", 5).await;
     // What start-up does.
-    assert_eq!(switchboard::inbox::recover(app.db.store.as_ref(), &app.router).await.unwrap(), 1);
+    assert_eq!(app.inbox.as_ref().unwrap().recover(Duration::ZERO, Duration::ZERO).await.unwrap(), 1);
     let sent = app.wait_for_sent(1, WAIT).await;
     assert_eq!(sent[0].recipient_id, "7009");
     wait_for_counts(&app, &[("done", 1)]).await;
     assert_eq!(
-        switchboard::inbox::recover(app.db.store.as_ref(), &app.router).await.unwrap(),
+        app.inbox.as_ref().unwrap().recover(Duration::ZERO, Duration::ZERO).await.unwrap(),
         0,
         "nothing is handed over twice"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_event_sends_only_the_recorded_replies_meta_did_not_confirm() {
+    let app = durable().await;
+    // Before a crash: the event was committed, its two replies recorded, and Meta confirmed the first.
+    let inbox_id = store_pending(&app, "7010", "m_half", "hello", 5).await;
+    let reply = |seq: i32, text: &str| NewReply { inbox_id, seq, text: text.to_owned() };
+    let recorded = app.db.store.replies_record(&[reply(0, "first part"), reply(1, "second part")]).await.unwrap();
+    app.db.store.inbox_progress(&[(recorded[0].id, Some("m_before_crash".to_owned()))], &[]).await.unwrap();
+
+    assert_eq!(app.inbox.as_ref().unwrap().recover(Duration::ZERO, Duration::ZERO).await.unwrap(), 1);
+    app.wait_for_sent(1, WAIT).await;
+    let sent = app.settle().await;
+    assert_eq!(sent.len(), 1, "the confirmed reply is not sent again: {sent:?}");
+    assert_eq!(
+        (sent[0].recipient_id.as_str(), sent[0].text.as_deref()),
+        ("7010", Some("second part")),
+        "the recorded text is sent, the bot is not asked again"
+    );
+    wait_for_counts(&app, &[("done", 1)]).await;
+    assert_eq!(
+        app.db.scalar("SELECT message_id FROM webhook_replies WHERE seq = 1").await.as_deref(),
+        Some(sent[0].message_id.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_hands_over_pending_rows_the_engine_does_not_hold_without_a_restart() {
+    let app = spawn_app(Options {
+        toml: "[inbox]\nsweep_interval_secs = 1\nstale_after_secs = 60".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    // A commit that went through after its webhook was answered 503 (or a dead letter replayed from the
+    // CLI): pending, and no part of the engine holds it.
+    store_pending(&app, "7011", "m_late_commit", "anyone?", 5).await;
+    let sent = app.wait_for_sent(1, WAIT).await;
+    assert_eq!(sent[0].recipient_id, "7011");
+    wait_for_counts(&app, &[("done", 1)]).await;
+
+    // An event the engine holds is not handed over twice, however many sweeps pass while it waits.
+    app.meta.sim().set_faults(meta_sim::Faults { latency_ms: 3500, ..meta_sim::Faults::default() });
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7012", "m_held", "wait", 6)).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let sent = app.wait_for_sent(2, WAIT).await;
+    assert_eq!(sent.iter().filter(|m| m.recipient_id == "7012").count(), 1, "{sent:?}");
+    assert_eq!(app.settle().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_and_delivery_receipts_can_be_acknowledged_from_memory() {
+    for (receipts, stored) in [("durable", 3), ("memory", 1)] {
+        let app =
+            spawn_app(Options { toml: format!("[inbox]\nreceipts = \"{receipts}\""), ..Options::default() }).await;
+        assert_eq!(app.post_webhook(&fixture("messenger_read_delivery.json")).await.0, 200);
+        assert_eq!(app.post_webhook(&fixture("messenger_text.json")).await.0, 200);
+        assert_eq!(app.db.count("webhook_inbox").await, stored, "receipts = {receipts}");
+        app.wait_for_sent(1, WAIT).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +177,12 @@ async fn operators_see_inbox_counts_and_replay_dead_letters_from_the_cli() {
 
     let app = durable().await;
     let rows: Vec<InboxRow> = (0..3)
-        .map(|i| InboxRow { page_id: PAGE_A.to_owned(), dedup_key: format!("m:dead{i}"), event: "{}".to_owned() })
+        .map(|i| InboxRow {
+            page_id: PAGE_A.to_owned(),
+            dedup_key: format!("m:dead{i}"),
+            event: "{}".to_owned(),
+            done: false,
+        })
         .collect();
     let ids: Vec<i64> = app.db.store.inbox_insert(&rows).await.unwrap().into_iter().flatten().collect();
     app.db

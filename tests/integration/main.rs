@@ -13,6 +13,7 @@ mod support;
 
 mod cli;
 mod engine;
+mod faults;
 mod fuzz;
 mod inbox;
 mod onboarding;

@@ -38,19 +38,7 @@ async fn consent(app: &TestApp, start: &str, scopes: &[&str], decision: &str) ->
     let page = app.http.get(dialog.as_str()).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Woodstock Outlet") && page.contains("Continue as"), "the consent page lists the pages");
 
-    let mut form: Vec<(&str, &str)> = vec![
-        ("client_id", &q["client_id"]),
-        ("redirect_uri", &q["redirect_uri"]),
-        ("state", &q["state"]),
-        ("requested", &q["scope"]),
-        ("decision", decision),
-        ("page", PAGE_A),
-        ("page", PAGE_B),
-    ];
-    form.extend(scopes.iter().map(|s| ("scope", *s)));
-    let resp = app.http.post(format!("{}/v25.0/dialog/oauth/decide", app.meta.url())).form(&form).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 302);
-    location(&resp)
+    crate::app::decide_with(&app.http, &dialog, &[PAGE_A, PAGE_B], Some(scopes), decision).await
 }
 
 /// Follows the callback to the result page: (callback status, result page HTML).
@@ -183,7 +171,7 @@ async fn reconnecting_after_needs_reauth_updates_the_row_in_place() {
     onboard(&app, "woodstock-outlet", ALL_SCOPES).await;
     let page = PageId::parse(PAGE_A).unwrap();
     let before = app.db.store.integration_by_page(&page).await.unwrap().unwrap();
-    app.db.store.set_integration_status(&page, IntegrationStatus::NeedsReauth, Some("190/460")).await.unwrap();
+    app.db.store.set_integration_status(&page, IntegrationStatus::NeedsReauth, Some("190/460"), None).await.unwrap();
     onboard(&app, "woodstock-outlet", ALL_SCOPES).await;
     let after = app.db.store.integration_by_page(&page).await.unwrap().unwrap();
     assert_eq!(after.id, before.id);

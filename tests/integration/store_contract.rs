@@ -16,6 +16,8 @@ on_both_backends!(
     instagram_account_is_linked_to_one_page_only,
     audit_log_lists_newest_first,
     inbox_stores_each_key_once_per_page_and_tracks_status,
+    outbox_keeps_the_first_recording_and_marks_replies_sent_once,
+    pruning_removes_only_finished_rows_past_retention_with_their_replies,
 );
 
 async fn clients_are_created_listed_and_unique_by_slug(db: TestDb) {
@@ -70,7 +72,7 @@ async fn reconnect_updates_the_row_in_place_and_clears_needs_reauth(db: TestDb) 
     assert_eq!(first.token_expires_at, None);
 
     let p = page("104711112233445");
-    assert!(store.set_integration_status(&p, IntegrationStatus::NeedsReauth, Some("190/460")).await.unwrap());
+    assert!(store.set_integration_status(&p, IntegrationStatus::NeedsReauth, Some("190/460"), None).await.unwrap());
 
     let mut again = new_integration(&keys, &acme, "104711112233445", "token-two");
     again.token_expires_at = Some(switchboard::clock::now() + chrono::Duration::days(60));
@@ -106,7 +108,7 @@ async fn revoked_page_may_be_connected_by_another_client(db: TestDb) {
     let old = client(store, "old-owner").await;
     let new = client(store, "new-owner").await;
     store.upsert_integration(&new_integration(&keys, &old, "777", "t1")).await.unwrap();
-    store.set_integration_status(&page("777"), IntegrationStatus::Revoked, Some("disconnected")).await.unwrap();
+    store.set_integration_status(&page("777"), IntegrationStatus::Revoked, Some("disconnected"), None).await.unwrap();
     let taken = store.upsert_integration(&new_integration(&keys, &new, "777", "t2")).await.unwrap();
     assert_eq!(taken.client_id, new.id);
     assert_eq!(taken.client_slug.as_str(), "new-owner");
@@ -129,19 +131,36 @@ async fn status_changes_record_reason_and_time(db: TestDb) {
     let acme = client(store, "acme").await;
     let created = store.upsert_integration(&new_integration(&keys, &acme, "42", "t")).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    assert!(store.set_integration_status(&page("42"), IntegrationStatus::Error, Some("permission 10")).await.unwrap());
+    let entry = AuditEntry {
+        actor: "system".to_owned(),
+        action: "integration.error".to_owned(),
+        client_id: Some(acme.id),
+        page_id: Some(page("42")),
+        detail: "permission 10".to_owned(),
+    };
+    assert!(
+        store
+            .set_integration_status(&page("42"), IntegrationStatus::Error, Some("permission 10"), Some(&entry))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.recent_audit(5).await.unwrap().len(), 1, "the audit row is written with the status");
+    assert!(
+        !store.set_integration_status(&page("404"), IntegrationStatus::Error, Some("x"), Some(&entry)).await.unwrap()
+    );
+    assert_eq!(store.recent_audit(5).await.unwrap().len(), 1, "no audit row for a page that does not exist");
     let changed = store.integration_by_page(&page("42")).await.unwrap().unwrap();
     assert_eq!(changed.status, IntegrationStatus::Error);
     assert_eq!(changed.status_reason.as_deref(), Some("permission 10"));
     assert!(changed.status_changed_at > created.status_changed_at);
 
     // Same status again: the reason updates, "since when" does not.
-    store.set_integration_status(&page("42"), IntegrationStatus::Error, Some("permission 200")).await.unwrap();
+    store.set_integration_status(&page("42"), IntegrationStatus::Error, Some("permission 200"), None).await.unwrap();
     let same = store.integration_by_page(&page("42")).await.unwrap().unwrap();
     assert_eq!(same.status_changed_at, changed.status_changed_at);
     assert_eq!(same.status_reason.as_deref(), Some("permission 200"));
 
-    assert!(!store.set_integration_status(&page("43"), IntegrationStatus::Error, None).await.unwrap());
+    assert!(!store.set_integration_status(&page("43"), IntegrationStatus::Error, None, None).await.unwrap());
 }
 
 async fn instagram_account_is_linked_to_one_page_only(db: TestDb) {
@@ -183,7 +202,12 @@ async fn audit_log_lists_newest_first(db: TestDb) {
 async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
     use switchboard::store::InboxRow;
     let store = db.store.as_ref();
-    let row = |page: &str, key: &str| InboxRow { page_id: page.into(), dedup_key: key.into(), event: "{}".into() };
+    let row = |page: &str, key: &str| InboxRow {
+        page_id: page.into(),
+        dedup_key: key.into(),
+        event: "{}".into(),
+        done: false,
+    };
     let ids = store.inbox_insert(&[row("1", "m:a"), row("1", "m:b"), row("1", "m:a"), row("2", "m:a")]).await.unwrap();
     assert!(ids[0].is_some() && ids[1].is_some() && ids[3].is_some(), "{ids:?}");
     assert_eq!(ids[2], None, "a key repeated within one group is stored once");
@@ -192,12 +216,81 @@ async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
     assert!(again[1].is_some());
     assert_eq!(store.inbox_insert(&[]).await.unwrap(), Vec::<Option<i64>>::new());
 
-    let pending: Vec<i64> = store.inbox_pending(10).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    let pending: Vec<i64> =
+        store.inbox_pending(chrono::Utc::now(), 10).await.unwrap().into_iter().map(|(id, _)| id).collect();
     assert_eq!(pending.len(), 4);
     assert!(pending.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    let receipt = InboxRow { done: true, ..row("1", "h:receipt") };
+    assert!(store.inbox_insert(std::slice::from_ref(&receipt)).await.unwrap()[0].is_some());
+    assert_eq!(store.inbox_insert(&[receipt]).await.unwrap(), vec![None], "a row stored done still dedups");
+    assert_eq!(store.inbox_pending(chrono::Utc::now(), 10).await.unwrap().len(), 4, "and is never pending");
+    assert_eq!(store.inbox_pending_ids(chrono::Utc::now(), 10).await.unwrap(), pending);
+    assert_eq!(store.inbox_pending_event(pending[0]).await.unwrap().as_deref(), Some("{}"));
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert!(store.inbox_pending(hour_ago, 10).await.unwrap().is_empty(), "only rows received before the time");
     store.inbox_finish(&[(pending[0], None), (pending[1], Some("551".into()))]).await.unwrap();
     let counts = store.inbox_counts().await.unwrap();
-    assert_eq!(counts, vec![("done".to_owned(), 1), ("failed".to_owned(), 1), ("pending".to_owned(), 2)]);
+    assert_eq!(counts, vec![("done".to_owned(), 2), ("failed".to_owned(), 1), ("pending".to_owned(), 2)]);
     assert_eq!(store.inbox_requeue_failed(None).await.unwrap(), 1);
-    assert_eq!(store.inbox_pending(10).await.unwrap().len(), 3);
+    assert_eq!(store.inbox_pending(chrono::Utc::now(), 10).await.unwrap().len(), 3);
+}
+
+async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb) {
+    use switchboard::store::{InboxRow, NewReply, RecordedReply};
+    let store = db.store.as_ref();
+    let row = InboxRow { page_id: "1".into(), dedup_key: "m:a".into(), event: "{}".into(), done: false };
+    let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
+    let reply = |seq: i32, text: &str| NewReply { inbox_id, seq, text: text.into() };
+    let first = store.replies_record(&[reply(0, "hello"), reply(1, "world")]).await.unwrap();
+    assert_eq!(
+        first.iter().map(|r| (r.text.as_str(), r.sent)).collect::<Vec<_>>(),
+        [("hello", false), ("world", false)]
+    );
+    assert_eq!(store.replies_of(inbox_id).await.unwrap(), first);
+
+    store.inbox_progress(&[(first[0].id, Some("m_sent_1".into()))], &[]).await.unwrap();
+    // A second recording (a bot that answers differently after a restart) keeps what was stored first.
+    let again = store.replies_record(&[reply(0, "HELLO"), reply(1, "WORLD")]).await.unwrap();
+    assert_eq!(
+        again,
+        vec![
+            RecordedReply { id: first[0].id, text: "hello".into(), sent: true },
+            RecordedReply { id: first[1].id, text: "world".into(), sent: false },
+        ]
+    );
+    // Marking again never overwrites the stored message_id.
+    store
+        .inbox_progress(&[(first[0].id, Some("m_other".into())), (first[1].id, None)], &[(inbox_id, None)])
+        .await
+        .unwrap();
+    assert_eq!(store.replies_of(inbox_id).await.unwrap().iter().filter(|r| r.sent).count(), 2);
+    assert_eq!(
+        db.scalar("SELECT message_id FROM webhook_replies ORDER BY seq LIMIT 1").await.as_deref(),
+        Some("m_sent_1")
+    );
+    assert_eq!(store.inbox_counts().await.unwrap(), vec![("done".to_owned(), 1)]);
+    assert!(store.replies_of(inbox_id + 1000).await.unwrap().is_empty());
+}
+
+async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db: TestDb) {
+    use switchboard::store::{InboxRow, NewReply};
+    let store = db.store.as_ref();
+    let rows: Vec<InboxRow> = (0..5)
+        .map(|i| InboxRow { page_id: "1".into(), dedup_key: format!("m:{i}"), event: "{}".into(), done: false })
+        .collect();
+    let ids: Vec<i64> = store.inbox_insert(&rows).await.unwrap().into_iter().flatten().collect();
+    store.replies_record(&[NewReply { inbox_id: ids[0], seq: 0, text: "hi".into() }]).await.unwrap();
+    store.inbox_finish(&[(ids[0], None), (ids[1], Some("551".into())), (ids[2], None)]).await.unwrap();
+
+    let week_ago = chrono::Utc::now() - chrono::Duration::days(7);
+    assert_eq!(store.inbox_prune(week_ago, 100).await.unwrap(), 0, "nothing finished a week ago");
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(5);
+    assert_eq!(store.inbox_prune(soon, 2).await.unwrap(), 2, "at most the limit, oldest first");
+    assert_eq!(store.inbox_prune(soon, 100).await.unwrap(), 1);
+    assert_eq!(store.inbox_prune(soon, 100).await.unwrap(), 0);
+    assert_eq!(store.inbox_counts().await.unwrap(), vec![("pending".to_owned(), 2)], "pending rows are kept");
+    assert_eq!(db.count("webhook_replies").await, 0, "replies go with their event");
+    // The dedup key of a pruned row is free again; a kept one still dedups.
+    let again = store.inbox_insert(&[rows[0].clone(), rows[4].clone()]).await.unwrap();
+    assert!(again[0].is_some() && again[1].is_none(), "{again:?}");
 }

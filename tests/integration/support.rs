@@ -1,8 +1,11 @@
 //! Test databases and helpers shared by the suites.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use sqlx::Connection as _;
@@ -23,16 +26,21 @@ pub struct TestDb {
 }
 
 enum Kind {
-    Postgres { name: String },
+    Postgres { name: String, admin: String },
     Sqlite { dir: tempfile::TempDir, file: PathBuf },
 }
 
 impl TestDb {
     pub async fn postgres() -> Self {
+        Self::postgres_on(&admin_url()).await
+    }
+
+    /// A fresh database on the server `admin` connects to.
+    pub async fn postgres_on(admin: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name =
             format!("sb_test_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), rand_suffix());
-        let admin = admin_url();
+        let admin = admin.to_owned();
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {admin} (set DATABASE_URL): {e}"));
@@ -41,7 +49,7 @@ impl TestDb {
         let url = database_url(&admin, &name);
         let store = store::connect(&url, 5).await.unwrap();
         store.migrate().await.unwrap();
-        Self { url, store, kind: Kind::Postgres { name } }
+        Self { url, store, kind: Kind::Postgres { name, admin } }
     }
 
     pub async fn sqlite() -> Self {
@@ -75,14 +83,25 @@ impl TestDb {
         }
     }
 
-    /// Rows in `table` (PostgreSQL test databases), counted directly.
+    /// Rows in `table`, counted directly.
     pub async fn count(&self, table: &str) -> i64 {
-        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        n
+        self.scalar(&format!("SELECT CAST(count(*) AS TEXT) FROM {table}")).await.unwrap().parse().unwrap()
+    }
+
+    /// The first column of the first row of `sql` (a text value), read directly.
+    pub async fn scalar(&self, sql: &str) -> Option<String> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        let row: Option<(Option<String>,)> = match self.kind {
+            Kind::Postgres { .. } => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_as(sql).fetch_optional(&mut conn).await.unwrap()
+            }
+            Kind::Sqlite { .. } => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_as(sql).fetch_optional(&mut conn).await.unwrap()
+            }
+        };
+        row.and_then(|(value,)| value)
     }
 
     /// Runs one SQL statement directly (PostgreSQL test databases).
@@ -102,13 +121,13 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Kind::Postgres { name } = &self.kind {
-            let name = name.clone();
+        if let Kind::Postgres { name, admin } = &self.kind {
+            let (name, admin) = (name.clone(), admin.clone());
             // Drop runs outside any runtime we may block: use a thread with its own.
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
                         let _ =
                             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                                 .execute(&mut conn)
@@ -181,4 +200,165 @@ pub fn new_integration(keys: &KeyRing, client: &Client, page_id: &str, token: &s
         token_expires_at: None,
         connected_by: Some("10215241773831025".to_owned()),
     }
+}
+
+/// A running `serve` on a free port; killed if the test ends early.
+pub struct Server {
+    child: Child,
+    addr: String,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `serve` on 127.0.0.1:0 and waits for the address it logs.
+    pub fn start(mut cmd: Command) -> Result<Self, String> {
+        cmd.arg("serve").env("SWITCHBOARD_BIND", "127.0.0.1:0").stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
+                        let addr = addr.split_whitespace().next().unwrap().to_owned();
+                        return Ok(Self { child, addr, log: rx });
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let status = child.wait().unwrap();
+                    return Err(format!("serve exited ({status}) before listening:\n{}", seen.join("\n")));
+                }
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("serve did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Server {
+    /// SIGKILL: the process dies at once, with no shutdown of any kind.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        while self.log.try_recv().is_ok() {}
+    }
+}
+
+/// A PostgreSQL server of a test's own (initdb in a temporary directory, on a free loopback port), so a
+/// test can stop and start it. Uses the server binaries of the installed PostgreSQL (`PG_BIN` overrides
+/// the directory); as root, they run as the `postgres` user, as PostgreSQL requires.
+pub struct PrivatePg {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl PrivatePg {
+    pub fn start() -> Self {
+        let bin = std::env::var_os("PG_BIN").map(PathBuf::from).unwrap_or_else(|| {
+            let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .expect("PostgreSQL server binaries (apt-get install postgresql) or PG_BIN")
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|b| b.join("initdb").exists())
+                .collect();
+            found.sort();
+            found.pop().expect("initdb under /usr/lib/postgresql/*/bin (or set PG_BIN)")
+        });
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            let status = Command::new("chown").arg("postgres:").arg(dir.path()).status().unwrap();
+            assert!(status.success(), "chown postgres {}", dir.path().display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = Self { dir, bin, port };
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
+        pg.start_again();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let program = self.bin.join(tool);
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let out = cmd.args(args).stdin(Stdio::null()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The admin URL (database `postgres`).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run("pg_ctl", &["start", "-w", "-t", "60", "-D", &self.data(), "-l", &log, "-o", &options]);
+    }
+
+    /// Stops the server (fast: open connections are cut, running transactions roll back).
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["stop", "-w", "-m", "fast", "-D", &self.data()]);
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let program = self.bin.join("pg_ctl");
+        let data = self.data();
+        let args = ["stop", "-m", "immediate", "-D", data.as_str()];
+        let _ = if is_root() {
+            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&program).args(args).output()
+        } else {
+            Command::new(&program).args(args).output()
+        };
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }

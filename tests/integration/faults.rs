@@ -1,0 +1,332 @@
+//! Fault tests, loopback only and bounded: the real `switchboard` binary killed with SIGKILL under load and
+//! started again; PostgreSQL stopped under load and started again. Meta's side is played by the stand-in
+//! (Send API) and by the test (signed webhooks, and Meta's retry of anything that did not get a 200).
+//!
+//! Every event has its own sender, so the replies the stand-in accepted can be counted per event.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meta_sim::{SimConfig, SimHandle};
+
+use crate::app::{PAGE_A, PAGE_B, REDIRECT, SECRET, VERIFY_TOKEN, seed_tenants, text_event};
+use crate::support::{PrivatePg, Server, TestDb, key_entry, ring};
+
+/// How long anything may take to settle before the test fails.
+const SETTLE: Duration = Duration::from_secs(90);
+
+fn sender(i: usize) -> String {
+    format!("7{i:07}")
+}
+
+fn body(i: usize) -> Vec<u8> {
+    let page = if i.is_multiple_of(2) { PAGE_A } else { PAGE_B };
+    text_event(page, &sender(i), &format!("m_fault_{i}"), &format!("hello {i}"), 1_700_000_000_000 + i as i64)
+}
+
+/// A database with the two seeded tenants, and the stand-in.
+struct Rig {
+    db: TestDb,
+    meta: SimHandle,
+    key_entry: String,
+    http: reqwest::Client,
+}
+
+impl Rig {
+    async fn new(db: TestDb) -> Self {
+        let meta = meta_sim::spawn(SimConfig { redirect_uris: vec![REDIRECT.to_owned()], ..SimConfig::default() })
+            .await
+            .unwrap();
+        let key_entry = key_entry("k1");
+        seed_tenants(db.store.as_ref(), &ring(&key_entry), &meta).await;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+        Self { db, meta, key_entry, http }
+    }
+
+    /// `switchboard serve` on this database and stand-in (durable inbox, the default).
+    fn serve(&self) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.env_clear().envs([
+            ("DATABASE_URL", self.db.url.as_str()),
+            ("SWITCHBOARD_ENCRYPTION_KEYS", self.key_entry.as_str()),
+            ("META_APP_ID", "1234567890"),
+            ("META_APP_SECRET", SECRET),
+            ("META_VERIFY_TOKEN", VERIFY_TOKEN),
+            ("META_GRAPH_URL", &self.meta.url()),
+            ("META_OAUTH_DIALOG_URL", &self.meta.url()),
+            ("SWITCHBOARD__ENGINE__SEND_RATE_PER_PAGE", "400"),
+            ("SWITCHBOARD__INBOX__SWEEP_INTERVAL_SECS", "3"),
+            ("SWITCHBOARD_LOG", "info"),
+        ]);
+        Server::start(cmd).unwrap()
+    }
+
+    /// Replies the stand-in accepted, per event index.
+    fn replies(&self) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
+        let mut by_event: HashMap<usize, Vec<meta_sim::SentMessage>> = HashMap::new();
+        for m in self.meta.sim().messages() {
+            if let Some(i) = m.recipient_id.strip_prefix('7').and_then(|n| n.parse().ok()) {
+                by_event.entry(i).or_default().push(m);
+            }
+        }
+        by_event
+    }
+
+    /// The replies the stand-in accepted, once no new one has arrived for half a second.
+    async fn settled_replies(&self) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
+        let started = Instant::now();
+        let mut seen = self.meta.sim().messages_sent();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.meta.sim().messages_sent();
+            if now == seen {
+                return self.replies();
+            }
+            assert!(started.elapsed() < SETTLE, "the stand-in kept accepting replies from a dead process");
+            seen = now;
+        }
+    }
+
+    /// Waits until every event in `0..n` has a reply and no inbox row is pending.
+    async fn wait_until_answered(&self, n: usize) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
+        let started = Instant::now();
+        loop {
+            let replies = self.replies();
+            let pending = self.db.store.inbox_counts().await.unwrap().into_iter().any(|(s, _)| s == "pending");
+            if replies.len() >= n && !pending {
+                return replies;
+            }
+            assert!(started.elapsed() < SETTLE, "{} of {n} events answered, pending rows: {pending}", replies.len());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One webhook delivery as Meta saw it.
+#[derive(Debug, Clone, Copy)]
+struct Delivery {
+    event: usize,
+    /// The HTTP status, or `None` when no answer came (connection refused or cut).
+    status: Option<u16>,
+    started: Instant,
+    ended: Instant,
+}
+
+/// Delivers `events` to `url`, `rate` per second, at most 256 at a time (Meta delivers in parallel).
+async fn deliver(
+    http: &reqwest::Client,
+    url: &str,
+    events: impl IntoIterator<Item = usize>,
+    rate: f64,
+) -> Vec<Delivery> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = tokio::task::JoinSet::new();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = tokio::time::Instant::now();
+    for (k, event) in events.into_iter().enumerate() {
+        tokio::time::sleep_until(start + interval * k as u32).await;
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        let body = body(event);
+        let request = http
+            .post(format!("{url}/api/facebook-webhook"))
+            .header("x-hub-signature-256", meta_sim::webhook::signature(SECRET, &body))
+            .body(body);
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let status = request.send().await.ok().map(|r| r.status().as_u16());
+            drop(permit);
+            Delivery { event, status, started, ended: Instant::now() }
+        });
+    }
+    let mut all = tasks.join_all().await;
+    all.sort_by_key(|d| d.started);
+    all
+}
+
+/// Meta's retry: delivers every event that did not get a 200 again, until each has one.
+async fn redeliver_until_accepted(http: &reqwest::Client, url: &str, deliveries: &[Delivery]) {
+    let accepted: HashSet<usize> = deliveries.iter().filter(|d| d.status == Some(200)).map(|d| d.event).collect();
+    let mut missing: Vec<usize> = deliveries.iter().map(|d| d.event).filter(|e| !accepted.contains(e)).collect();
+    missing.sort_unstable();
+    missing.dedup();
+    for _ in 0..20 {
+        if missing.is_empty() {
+            return;
+        }
+        let round = deliver(http, url, missing.clone(), 500.0).await;
+        missing = round.iter().filter(|d| d.status != Some(200)).map(|d| d.event).collect();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("events never accepted: {missing:?}");
+}
+
+/// Meta's message ids the outbox stored.
+async fn stored_message_ids(db: &TestDb) -> HashSet<String> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT message_id FROM webhook_replies WHERE message_id IS NOT NULL")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    rows.into_iter().map(|(m,)| m).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_then_restart_answers_every_accepted_event_and_resends_only_unconfirmed_replies() {
+    const N: usize = 1200;
+    let rig = Rig::new(TestDb::postgres().await).await;
+    let first = rig.serve();
+    let url = first.url("");
+    let url = url.trim_end_matches('/').to_owned();
+
+    // Meta delivers for about 4 s; the process is killed once replies are flowing, mid-delivery.
+    let load = {
+        let (http, url) = (rig.http.clone(), url.clone());
+        tokio::spawn(async move { deliver(&http, &url, 0..N, 300.0).await })
+    };
+    let started = Instant::now();
+    while rig.meta.sim().messages_sent() < 150 {
+        assert!(started.elapsed() < SETTLE, "no replies before the kill");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill9();
+    let killed_at = Instant::now();
+    let deliveries = load.await.unwrap();
+    let accepted_before: Vec<&Delivery> =
+        deliveries.iter().filter(|d| d.status == Some(200) && d.ended <= killed_at).collect();
+    assert!(accepted_before.len() >= 100, "the kill came under load: {} accepted", accepted_before.len());
+    assert!(deliveries.iter().any(|d| d.status.is_none()), "some deliveries failed while the process was dead");
+
+    // What the dead process left: the replies Meta accepted from it, and which of their message_ids reached
+    // the database. A reply Meta accepted whose id was not stored is "unconfirmed"; only those may be sent
+    // again. (Waits for the stand-in to finish any request that was on the wire at the kill.)
+    let at_kill = rig.settled_replies().await;
+    let stored_at_kill = stored_message_ids(&rig.db).await;
+    let replies_at_kill = at_kill.values().map(Vec::len).sum::<usize>();
+    let unconfirmed: HashSet<usize> = at_kill
+        .iter()
+        .filter(|(_, sent)| sent.iter().any(|m| !stored_at_kill.contains(&m.message_id)))
+        .map(|(&i, _)| i)
+        .collect();
+
+    // Started again on the same database; Meta retries what got no 200.
+    let second = rig.serve();
+    let url = second.url("");
+    redeliver_until_accepted(&rig.http, url.trim_end_matches('/'), &deliveries).await;
+    let replies = rig.wait_until_answered(N).await;
+
+    // Every event got a reply. A second reply only for the documented window: Meta accepted the first, but
+    // its message_id had not reached the database when the process died. Never for a reply whose id was
+    // stored.
+    let stored = stored_message_ids(&rig.db).await;
+    let mut twice = Vec::new();
+    for i in 0..N {
+        let got = &replies[&i];
+        assert!(!got.is_empty(), "event {i} unanswered");
+        if got.len() > 1 {
+            assert_eq!(got.len(), 2, "event {i} answered {} times", got.len());
+            assert!(unconfirmed.contains(&i), "event {i}: its reply was confirmed before the kill, yet sent again");
+            assert!(!stored.contains(&got[0].message_id), "event {i}: a confirmed reply was sent again");
+            assert!(stored.contains(&got[1].message_id), "event {i}: the resent reply's id is stored");
+            twice.push(i);
+        }
+    }
+    let counts = rig.db.store.inbox_counts().await.unwrap();
+    assert_eq!(counts, vec![("done".to_owned(), N as i64)]);
+    eprintln!(
+        "kill -9: {} events accepted before the kill, {replies_at_kill} replies sent by then, {} of them \
+         unconfirmed, {} resent after the restart (the window)",
+        accepted_before.len(),
+        unconfirmed.len(),
+        twice.len()
+    );
+    second.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_under_load_gives_only_503s_then_recovers_with_no_duplicates() {
+    const RATE: f64 = 200.0;
+    let pg = Arc::new(PrivatePg::start());
+    let rig = Rig::new(TestDb::postgres_on(&pg.url()).await).await;
+    let server = rig.serve();
+    let url = server.url("");
+    let url = url.trim_end_matches('/').to_owned();
+
+    // 1 s up, 4 s down, 3 s up again, with Meta delivering throughout.
+    let n = (RATE * 8.5) as usize;
+    let load = {
+        let (http, url) = (rig.http.clone(), url.clone());
+        tokio::spawn(async move { deliver(&http, &url, 0..n, RATE).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (down, up) = {
+        let pg = pg.clone();
+        tokio::task::spawn_blocking(move || {
+            pg.stop();
+            let down = Instant::now();
+            std::thread::sleep(Duration::from_secs(4));
+            let up = Instant::now();
+            pg.start_again();
+            (down, up)
+        })
+        .await
+        .unwrap()
+    };
+    let restarted = Instant::now();
+    let deliveries = load.await.unwrap();
+
+    // Every delivery made and answered while PostgreSQL was down gets a 5xx (a 200 would be an event
+    // acknowledged without a commit). One that started earlier may have committed before the stop; one that
+    // ends after the start again may have committed then.
+    let while_down: Vec<&Delivery> = deliveries.iter().filter(|d| d.started > down && d.ended < up).collect();
+    assert!(while_down.len() >= 50, "answers while PostgreSQL was down: {}", while_down.len());
+    let not_5xx: Vec<_> = while_down.iter().filter(|d| d.status.is_none_or(|s| s < 500)).collect();
+    assert!(not_5xx.is_empty(), "only 5xx while PostgreSQL is down, got {:?}", &not_5xx[..not_5xx.len().min(5)]);
+    let late: Vec<&Delivery> =
+        deliveries.iter().filter(|d| d.started > restarted + Duration::from_millis(1500)).collect();
+    assert!(!late.is_empty() && late.iter().all(|d| d.status == Some(200)), "accepting again once PostgreSQL is back");
+    assert!(deliveries.iter().all(|d| d.status.is_some()), "the server itself stayed up");
+
+    redeliver_until_accepted(&rig.http, &url, &deliveries).await;
+    let replies = rig.wait_until_answered(n).await;
+    let twice: Vec<usize> = (0..n).filter(|i| replies[i].len() > 1).collect();
+    assert!(twice.is_empty(), "answered more than once: {twice:?}");
+    let counts = rig.db.store.inbox_counts().await.unwrap();
+    assert_eq!(counts, vec![("done".to_owned(), n as i64)]);
+    eprintln!(
+        "PostgreSQL outage: {} deliveries while down, all 5xx; {} events, each answered once",
+        while_down.len(),
+        n
+    );
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_stores_the_answers_to_sends_in_flight() {
+    let rig = Rig::new(TestDb::postgres().await).await;
+    let server = rig.serve();
+    let url = server.url("");
+    // Meta answers slowly: the reply is still in flight when the server is told to stop.
+    rig.meta.sim().set_faults(meta_sim::Faults { latency_ms: 1500, ..meta_sim::Faults::default() });
+    let deliveries = deliver(&rig.http, url.trim_end_matches('/'), [0], 10.0).await;
+    assert_eq!(deliveries[0].status, Some(200));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(rig.meta.sim().messages_sent(), 0, "the send is in flight");
+    assert!(server.terminate().success());
+
+    let sent = rig.meta.sim().messages();
+    assert_eq!(sent.len(), 1, "Meta accepted the reply while the server was stopping");
+    assert!(
+        stored_message_ids(&rig.db).await.contains(&sent[0].message_id),
+        "its message_id was stored before the server stopped, so a restart will not send it again"
+    );
+    // The event itself was still open when the engine stopped; the next start finishes it without sending
+    // the reply again.
+    rig.meta.sim().set_faults(meta_sim::Faults::default());
+    let again = rig.serve();
+    rig.wait_until_answered(1).await;
+    assert_eq!(rig.db.store.inbox_counts().await.unwrap(), vec![("done".to_owned(), 1)]);
+    assert_eq!(rig.meta.sim().messages().len(), 1, "not sent again");
+    again.terminate();
+}
