@@ -1,5 +1,6 @@
 //! The PostgreSQL backend: production storage.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -29,6 +30,111 @@ impl PgStore {
     /// The pool, for tests and tools that inspect the raw tables.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    // The group-committed writes: each group is one statement over arrays, so one round trip and one
+    // implicit transaction however many rows it holds.
+
+    /// Inserts the rows in order; a row whose (page, key) is stored already, or appeared earlier in `rows`,
+    /// gets `None`.
+    async fn insert_inbox_rows(
+        &self,
+        rows: &[crate::store::InboxRow],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let pages: Vec<&str> = rows.iter().map(|r| r.page_id.as_str()).collect();
+        let keys: Vec<&str> = rows.iter().map(|r| r.dedup_key.as_str()).collect();
+        let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
+        let done: Vec<bool> = rows.iter().map(|r| r.done).collect();
+        let inserted: Vec<(i64, String, String)> = sqlx::query_as(
+            "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at) \
+             SELECT page_id, dedup_key, event, $5, CASE WHEN done THEN 'done' ELSE 'pending' END, \
+                    CASE WHEN done THEN $5::timestamptz END \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[]) WITH ORDINALITY \
+                  AS t(page_id, dedup_key, event, done, n) \
+             ORDER BY n \
+             ON CONFLICT (page_id, dedup_key) DO NOTHING RETURNING id, page_id, dedup_key",
+        )
+        .bind(&pages)
+        .bind(&keys)
+        .bind(&events)
+        .bind(&done)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ids: HashMap<(String, String), i64> =
+            inserted.into_iter().map(|(id, page, key)| ((page, key), id)).collect();
+        // The first row with a key took the id (rows are inserted in order); later copies were duplicates.
+        Ok(rows.iter().map(|r| ids.remove(&(r.page_id.clone(), r.dedup_key.clone()))).collect())
+    }
+
+    async fn write_progress(
+        &self,
+        sent: &[(i64, Option<String>)],
+        finished: &[(i64, Option<String>)],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let (sent_ids, message_ids): (Vec<i64>, Vec<Option<&str>>) =
+            sent.iter().map(|(id, m)| (*id, m.as_deref())).unzip();
+        let (finished_ids, reasons): (Vec<i64>, Vec<Option<&str>>) =
+            finished.iter().map(|(id, r)| (*id, r.as_deref())).unzip();
+        sqlx::query(
+            "WITH sent AS ( \
+                 UPDATE webhook_replies r SET message_id = t.message_id, sent_at = $5 \
+                 FROM UNNEST($1::bigint[], $2::text[]) AS t(id, message_id) \
+                 WHERE r.id = t.id AND r.sent_at IS NULL) \
+             UPDATE webhook_inbox i SET status = CASE WHEN t.reason IS NULL THEN 'done' ELSE 'failed' END, \
+                 reason = t.reason, finished_at = $5 \
+             FROM UNNEST($3::bigint[], $4::text[]) AS t(id, reason) \
+             WHERE i.id = t.id AND i.status = 'pending'",
+        )
+        .bind(&sent_ids)
+        .bind(&message_ids)
+        .bind(&finished_ids)
+        .bind(&reasons)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records each (inbox_id, seq) once; a reply recorded before, here or earlier in `rows`, is returned as
+    /// first recorded.
+    async fn record_replies(
+        &self,
+        rows: &[crate::store::NewReply],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::store::RecordedReply>, StoreError> {
+        // One statement may not touch a row twice, so send each (inbox_id, seq) once: its first copy.
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        let unique: Vec<&crate::store::NewReply> = rows.iter().filter(|r| seen.insert((r.inbox_id, r.seq))).collect();
+        let inbox_ids: Vec<i64> = unique.iter().map(|r| r.inbox_id).collect();
+        let seqs: Vec<i32> = unique.iter().map(|r| r.seq).collect();
+        let bodies: Vec<&str> = unique.iter().map(|r| r.text.as_str()).collect();
+        // A no-op update on conflict, so the row recorded first is returned.
+        let recorded: Vec<(i64, i64, i32, String, bool)> = sqlx::query_as(
+            "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at) \
+             SELECT inbox_id, seq, body, $4 FROM UNNEST($1::bigint[], $2::int[], $3::text[]) AS t(inbox_id, seq, body) \
+             ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
+             RETURNING id, inbox_id, seq, body, sent_at IS NOT NULL",
+        )
+        .bind(&inbox_ids)
+        .bind(&seqs)
+        .bind(&bodies)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let by_key: HashMap<(i64, i32), crate::store::RecordedReply> = recorded
+            .into_iter()
+            .map(|(id, inbox_id, seq, text, sent)| ((inbox_id, seq), crate::store::RecordedReply { id, text, sent }))
+            .collect();
+        rows.iter()
+            .map(|r| {
+                by_key.get(&(r.inbox_id, r.seq)).cloned().ok_or_else(|| {
+                    StoreError::Corrupt(format!("reply ({}, {}) was not returned by its insert", r.inbox_id, r.seq))
+                })
+            })
+            .collect()
     }
 }
 

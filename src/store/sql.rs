@@ -773,27 +773,10 @@ macro_rules! sql_store {
                 .await
             }
 
+            // The three group-committed writes take a statement per backend: PostgreSQL's one array statement
+            // per group (postgres.rs), SQLite's one statement per row in a transaction (sqlite.rs).
             async fn inbox_insert(&self, rows: &[InboxRow]) -> Result<Vec<Option<i64>>, StoreError> {
-                let now = $crate::clock::now();
-                let mut tx = self.pool.begin().await.map_err(StoreError::Unavailable)?;
-                let mut ids = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let id: Option<(i64,)> = sqlx::query_as(
-                        "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at) \
-                         VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN 'done' ELSE 'pending' END, CASE WHEN $5 THEN $4 END) \
-                         ON CONFLICT (page_id, dedup_key) DO NOTHING RETURNING id",
-                    )
-                    .bind(&row.page_id)
-                    .bind(&row.dedup_key)
-                    .bind(&row.event)
-                    .bind(now)
-                    .bind(row.done)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    ids.push(id.map(|(id,)| id));
-                }
-                tx.commit().await?;
-                Ok(ids)
+                self.insert_inbox_rows(rows, $crate::clock::now()).await
             }
 
             async fn inbox_progress(
@@ -801,54 +784,11 @@ macro_rules! sql_store {
                 sent: &[(i64, Option<String>)],
                 finished: &[(i64, Option<String>)],
             ) -> Result<(), StoreError> {
-                let now = $crate::clock::now();
-                let mut tx = self.pool.begin().await?;
-                for (id, message_id) in sent {
-                    sqlx::query(
-                        "UPDATE webhook_replies SET message_id = $2, sent_at = $3 WHERE id = $1 AND sent_at IS NULL",
-                    )
-                    .bind(id)
-                    .bind(message_id.as_deref())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (id, failure) in finished {
-                    sqlx::query(
-                        "UPDATE webhook_inbox SET status = CASE WHEN $2 IS NULL THEN 'done' ELSE 'failed' END, \
-                             reason = $2, finished_at = $3 WHERE id = $1 AND status = 'pending'",
-                    )
-                    .bind(id)
-                    .bind(failure.as_deref())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                self.write_progress(sent, finished, $crate::clock::now()).await
             }
 
             async fn replies_record(&self, rows: &[NewReply]) -> Result<Vec<RecordedReply>, StoreError> {
-                let now = $crate::clock::now();
-                let mut tx = self.pool.begin().await?;
-                let mut recorded = Vec::with_capacity(rows.len());
-                for row in rows {
-                    // A no-op update on conflict, so the row recorded first is returned.
-                    let (id, text, sent): (i64, String, bool) = sqlx::query_as(
-                        "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
-                         RETURNING id, body, sent_at IS NOT NULL",
-                    )
-                    .bind(row.inbox_id)
-                    .bind(row.seq)
-                    .bind(&row.text)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    recorded.push(RecordedReply { id, text, sent });
-                }
-                tx.commit().await?;
-                Ok(recorded)
+                self.record_replies(rows, $crate::clock::now()).await
             }
 
             async fn replies_of(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, StoreError> {

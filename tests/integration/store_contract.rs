@@ -270,6 +270,22 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
     );
     assert_eq!(store.inbox_counts().await.unwrap(), vec![("done".to_owned(), 1)]);
     assert!(store.replies_of(inbox_id + 1000).await.unwrap().is_empty());
+
+    // One group may carry the same reply twice (two recordings of one event): both get the first copy.
+    let other = InboxRow { page_id: "1".into(), dedup_key: "m:b".into(), event: "{}".into(), done: false };
+    let other = store.inbox_insert(&[other]).await.unwrap()[0].unwrap();
+    let twice = store
+        .replies_record(&[
+            NewReply { inbox_id: other, seq: 0, text: "one".into() },
+            NewReply { inbox_id: other, seq: 0, text: "two".into() },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(twice[0], twice[1]);
+    assert_eq!(twice[0].text, "one");
+    assert_eq!(store.replies_of(other).await.unwrap(), vec![twice[0].clone()]);
+    assert!(store.replies_record(&[]).await.unwrap().is_empty());
+    store.inbox_progress(&[], &[]).await.unwrap();
 }
 
 async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db: TestDb) {
