@@ -77,6 +77,7 @@ struct RawInbox {
     receipts: String,
     retention_days: u64,
     commit_timeout_ms: u64,
+    commit_writers: u32,
     sweep_interval_secs: u64,
     stale_after_secs: u64,
 }
@@ -185,6 +186,8 @@ pub struct InboxSettings {
     pub retention: Duration,
     /// How long a webhook waits for its commit before answering 503.
     pub commit_timeout: Duration,
+    /// How many inbox group commits may run at once, each on its own database connection.
+    pub commit_writers: usize,
     /// How often pending rows the engine does not hold are handed over again.
     pub sweep_interval: Duration,
     /// How long the engine may hold an event before the sweeper assumes it was lost.
@@ -457,11 +460,23 @@ impl RawSettings {
             durable_receipts: durable_or_memory("inbox.receipts", &self.inbox.receipts)?,
             retention: Duration::from_secs(self.inbox.retention_days * 86_400),
             commit_timeout: Duration::from_millis(self.inbox.commit_timeout_ms),
+            commit_writers: self.inbox.commit_writers as usize,
             sweep_interval: Duration::from_secs(self.inbox.sweep_interval_secs),
             stale_after: Duration::from_secs(self.inbox.stale_after_secs),
         };
         if !(100..=15_000).contains(&self.inbox.commit_timeout_ms) {
             return Err(invalid("inbox.commit_timeout_ms", "must be between 100 and 15000 (Meta waits about 5 s)"));
+        }
+        if !(1..=16).contains(&self.inbox.commit_writers) || self.inbox.commit_writers >= self.database.max_connections
+        {
+            return Err(invalid(
+                "inbox.commit_writers",
+                format!(
+                    "must be between 1 and 16, and below database.max_connections ({}): the writers hold a \
+                     connection each",
+                    self.database.max_connections
+                ),
+            ));
         }
         if self.inbox.sweep_interval_secs == 0 || self.inbox.stale_after_secs < self.inbox.sweep_interval_secs {
             return Err(invalid("inbox.sweep_interval_secs", "must be above 0 and at most inbox.stale_after_secs"));

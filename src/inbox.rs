@@ -31,15 +31,22 @@ use crate::store::{InboxRow, NewReply, Store, StoreError};
 /// The most items one group commit writes.
 const MAX_ITEMS: usize = 1000;
 
+/// Where a request's outputs (or the write's error) go.
+type Reply<O> = oneshot::Sender<Result<Vec<O>, String>>;
+
 struct Request<I, O> {
     items: Vec<I>,
     /// A request still queued at its deadline is answered with an error, never written.
     deadline: Option<tokio::time::Instant>,
-    reply: oneshot::Sender<Result<Vec<O>, String>>,
+    reply: Reply<O>,
 }
 
-/// A group-commit writer task: requests queued while a write runs are written together by the next one,
+/// A group-commit writer task: requests queued while the writes run are written together by the next one,
 /// and each request gets back its own outputs, in order. A failed write fails every request in it.
+///
+/// Up to `concurrency` writes run at once (each on its own database connection), so the next group is
+/// being written while the answers to the last one go out. With one, writes are strictly sequential: a
+/// request's answer then means everything submitted before it is written too.
 pub struct GroupCommit<I, O> {
     tx: mpsc::Sender<Request<I, O>>,
 }
@@ -52,14 +59,18 @@ impl<I, O> Clone for GroupCommit<I, O> {
 
 impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
     /// Starts the writer; `write` must return one output per item, in order.
-    pub fn start<F, Fut>(mut write: F) -> Self
+    pub fn start<F, Fut>(concurrency: usize, mut write: F) -> Self
     where
         F: FnMut(Vec<I>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<O>, String>> + Send,
+        Fut: Future<Output = Result<Vec<O>, String>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::channel::<Request<I, O>>(4096);
+        let writers = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            loop {
+                // Wait for a free writer before taking requests, so they gather into one group meanwhile.
+                let Ok(writer) = writers.clone().acquire_owned().await else { break };
+                let Some(first) = rx.recv().await else { break };
                 let mut requests = vec![first];
                 let mut n = requests[0].items.len();
                 while n < MAX_ITEMS {
@@ -86,25 +97,12 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
                     continue;
                 }
                 let n = all.len();
-                match write(all).await {
-                    Ok(outputs) if outputs.len() == n => {
-                        let mut outputs = outputs.into_iter();
-                        for (len, reply) in answers {
-                            let _ = reply.send(Ok(outputs.by_ref().take(len).collect()));
-                        }
-                    }
-                    Ok(outputs) => {
-                        let problem = format!("the writer returned {} results for {n} items", outputs.len());
-                        for (_, reply) in answers {
-                            let _ = reply.send(Err(problem.clone()));
-                        }
-                    }
-                    Err(problem) => {
-                        for (_, reply) in answers {
-                            let _ = reply.send(Err(problem.clone()));
-                        }
-                    }
-                }
+                let written = write(all);
+                tokio::spawn(async move {
+                    let result = written.await;
+                    drop(writer);
+                    answer(answers, n, result);
+                });
             }
         });
         Self { tx }
@@ -128,6 +126,29 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
                 .await
                 .unwrap_or_else(|_| Err("timed out waiting for the commit".to_owned())),
             None => wait.await,
+        }
+    }
+}
+
+/// Hands each request its share of a write's outputs, or the write's error.
+fn answer<O>(answers: Vec<(usize, Reply<O>)>, n: usize, result: Result<Vec<O>, String>) {
+    match result {
+        Ok(outputs) if outputs.len() == n => {
+            let mut outputs = outputs.into_iter();
+            for (len, reply) in answers {
+                let _ = reply.send(Ok(outputs.by_ref().take(len).collect()));
+            }
+        }
+        Ok(outputs) => {
+            let problem = format!("the writer returned {} results for {n} items", outputs.len());
+            for (_, reply) in answers {
+                let _ = reply.send(Err(problem.clone()));
+            }
+        }
+        Err(problem) => {
+            for (_, reply) in answers {
+                let _ = reply.send(Err(problem.clone()));
+            }
         }
     }
 }
@@ -177,10 +198,11 @@ impl Inbox {
         in_flight: Arc<InFlight>,
         events: Arc<StoreEvents>,
         commit_timeout: Duration,
+        commit_writers: usize,
     ) -> Self {
         let writer = {
             let store = store.clone();
-            GroupCommit::start(move |rows: Vec<InboxRow>| {
+            GroupCommit::start(commit_writers, move |rows: Vec<InboxRow>| {
                 let store = store.clone();
                 async move {
                     store.inbox_insert(&rows).await.map_err(|err| {
@@ -276,7 +298,8 @@ impl Inbox {
     }
 }
 
-fn row(event: &InboundEvent, page: &str) -> Result<InboxRow, String> {
+/// The inbox row the webhook commits for `event` of tenant page `page`.
+pub fn row(event: &InboundEvent, page: &str) -> Result<InboxRow, String> {
     let json = serde_json::to_string(event).map_err(|e| e.to_string())?;
     let dedup_key = event.dedup_key().unwrap_or_else(|| format!("h:{}", hex::encode(Sha256::digest(json.as_bytes()))));
     Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json, done: !event.wants_reply() })
@@ -293,14 +316,15 @@ impl StoreEvents {
     pub fn new(store: Arc<dyn Store>, in_flight: Arc<InFlight>) -> Self {
         let record = {
             let store = store.clone();
-            GroupCommit::start(move |rows: Vec<NewReply>| {
+            GroupCommit::start(1, move |rows: Vec<NewReply>| {
                 let store = store.clone();
                 async move { store.replies_record(&rows).await.map_err(|e| e.to_string()) }
             })
         };
         let progress = {
             let store = store.clone();
-            GroupCommit::start(move |batches: Vec<Progress>| {
+            // One writer: a progress write's answer means all progress before it is stored (`flush`).
+            GroupCommit::start(1, move |batches: Vec<Progress>| {
                 let (store, in_flight) = (store.clone(), in_flight.clone());
                 async move {
                     let n = batches.len();
@@ -387,5 +411,117 @@ pub async fn run_prune(store: Arc<dyn Store>, retention: Duration, every: Durati
             Ok(n) => tracing::info!(rows = n, "pruned finished inbox rows past retention"),
             Err(err) => tracing::warn!(error = %err, "cannot prune the inbox; will try again"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    type Groups = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// A writer that doubles each item, records its groups and the most writes that ran at once, and holds
+    /// each write until `release` says so.
+    fn doubling(
+        concurrency: usize,
+        release: Arc<tokio::sync::Semaphore>,
+    ) -> (GroupCommit<u32, u32>, Groups, Arc<AtomicUsize>) {
+        let groups = Arc::new(Mutex::new(Vec::new()));
+        let most_at_once = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let (groups, most_at_once) = (groups.clone(), most_at_once.clone());
+            GroupCommit::start(concurrency, move |items: Vec<u32>| {
+                groups.lock().unwrap().push(items.clone());
+                let (release, running, most_at_once) = (release.clone(), running.clone(), most_at_once.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most_at_once.fetch_max(now, Ordering::SeqCst);
+                    release.acquire().await.unwrap().forget();
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(items.into_iter().map(|i| i * 2).collect())
+                }
+            })
+        };
+        (writer, groups, most_at_once)
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never happened: {what}");
+    }
+
+    #[tokio::test]
+    async fn requests_queued_during_a_write_share_the_next_one_and_each_gets_its_own_outputs() {
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let (writer, groups, most_at_once) = doubling(1, release.clone());
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(vec![1]).await }
+        });
+        until("the first write started", || groups.lock().unwrap().len() == 1).await;
+        let queued: Vec<_> = [vec![2, 3], vec![4], vec![5, 6, 7]]
+            .into_iter()
+            .map(|items| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.submit(items).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(groups.lock().unwrap().len(), 1, "one writer: nothing else is written while the first runs");
+        release.add_permits(2);
+        assert_eq!(first.await.unwrap().unwrap(), vec![2]);
+        let mut answers = Vec::new();
+        for request in queued {
+            answers.push(request.await.unwrap().unwrap());
+        }
+        assert_eq!(answers, vec![vec![4, 6], vec![8], vec![10, 12, 14]]);
+        assert_eq!(groups.lock().unwrap().len(), 2, "the three queued requests were one group");
+        assert_eq!(most_at_once.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn with_two_writers_a_second_group_is_written_while_the_first_runs() {
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let (writer, groups, most_at_once) = doubling(2, release.clone());
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(vec![1]).await }
+        });
+        until("the first write started", || groups.lock().unwrap().len() == 1).await;
+        let second = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(vec![2]).await }
+        });
+        until("the second write started", || groups.lock().unwrap().len() == 2).await;
+        assert_eq!(most_at_once.load(Ordering::SeqCst), 2);
+        release.add_permits(2);
+        assert_eq!(first.await.unwrap().unwrap(), vec![2]);
+        assert_eq!(second.await.unwrap().unwrap(), vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_request_still_queued_at_its_deadline_is_never_written() {
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let (writer, groups, _) = doubling(1, release.clone());
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.submit(vec![1]).await }
+        });
+        until("the first write started", || groups.lock().unwrap().len() == 1).await;
+        let late = writer.submit_by(vec![9], Some(tokio::time::Instant::now() + Duration::from_millis(30))).await;
+        assert_eq!(late, Err("timed out waiting for the commit".to_owned()));
+        release.add_permits(2);
+        assert_eq!(first.await.unwrap().unwrap(), vec![2]);
+        assert_eq!(writer.submit(vec![3]).await.unwrap(), vec![6]);
+        assert_eq!(*groups.lock().unwrap(), vec![vec![1], vec![3]], "the timed-out request was dropped unwritten");
     }
 }

@@ -233,7 +233,14 @@ pub async fn start_engine(
     if !settings.inbox.durable {
         return Ok((router, None));
     }
-    let inbox = Inbox::start(store.clone(), router.clone(), in_flight, events, settings.inbox.commit_timeout);
+    let inbox = Inbox::start(
+        store.clone(),
+        router.clone(),
+        in_flight,
+        events,
+        settings.inbox.commit_timeout,
+        settings.inbox.commit_writers,
+    );
     let handed = inbox.recover(Duration::ZERO, Duration::ZERO).await.context("cannot read the webhook inbox")?;
     if handed > 0 {
         tracing::info!(handed, "pending inbox events handed to the engine again");

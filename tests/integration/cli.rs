@@ -90,6 +90,8 @@ fn invalid_settings_name_the_key_and_exit_2() {
         (&[("SWITCHBOARD__SERVER__NO_SUCH_KEY", "1")], "no_such_key"),
         (&[("SWITCHBOARD__INBOX__RETENTION_DAYS", "3")], "inbox.retention_days"),
         (&[("SWITCHBOARD__INBOX__RECEIPTS", "disk")], "inbox.receipts"),
+        (&[("SWITCHBOARD__INBOX__COMMIT_WRITERS", "0")], "inbox.commit_writers"),
+        (&[("SWITCHBOARD__INBOX__COMMIT_WRITERS", "10")], "below database.max_connections (10)"),
     ];
     for (env, needle) in cases {
         let out = run(switchboard(dir.path()).arg("migrate").envs(env.iter().copied()));
