@@ -12,7 +12,9 @@
 //! Then end-to-end latency at a fixed rate (LATENCY_RATE, default 5000 events/s, for 4 s): from the moment
 //! each signed webhook is handed to the HTTP client to the moment the stand-in accepts its reply, for
 //! memory and durable (PostgreSQL) mode.
-//! `cargo bench --bench ingest` (INGEST_REQUESTS=N to change the count, default 20000).
+//! `cargo bench --bench ingest` (INGEST_REQUESTS=N to change the count, default 20000; INGEST_ONLY=TEXT to
+//! run only the rows whose name contains TEXT, besides the baseline; LATENCY_RATE=0 to skip the latency part;
+//! COMMIT_WRITERS=N for the durable servers' inbox.commit_writers, default 1).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,15 +43,21 @@ where
     F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
+    // Named server-0, server-1, … in start order, so a profiler can tell the servers apart.
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send addr");
-            make(listener).await;
-        });
-    });
+    std::thread::Builder::new()
+        .name(format!("server-{n}"))
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                make(listener).await;
+            });
+        })
+        .expect("server thread");
     rx.recv().expect("server started")
 }
 
@@ -116,8 +124,9 @@ fn switchboard(
         let toml = format!(
             "[database]\nurl = \"{db}\"\n[vault]\nkeys = \"{key}\"\n[meta]\napp_id = \"1234567890\"\napp_secret = \"{SECRET}\"\n\
              verify_token = \"vt\"\ngraph_url = \"{graph_url}\"\n[engine]\nsend_rate_per_page = {send_rate}\n\
-             [inbox]\nmode = \"{mode}\"\n[log]\nfilter = \"error\"\n",
-            mode = if durable { "durable" } else { "memory" }
+             [inbox]\nmode = \"{mode}\"\ncommit_writers = {writers}\n[log]\nfilter = \"error\"\n",
+            mode = if durable { "durable" } else { "memory" },
+            writers = std::env::var("COMMIT_WRITERS").unwrap_or_else(|_| "1".into())
         );
         let settings = Settings::from_toml(&toml).expect("settings");
         let store = switchboard::startup::open_store(&settings).await.expect("store");
@@ -150,14 +159,6 @@ fn main() {
     let load = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let (sim, tokens) = stand_in(&load, 0);
     let dir = tempfile::tempdir().expect("tempdir");
-    // What PostgreSQL itself takes for the same rows, measured first, on a database of its own, while
-    // nothing else writes to the server.
-    let postgres_alone = load.block_on(async {
-        let url = scratch_database("alone").await?;
-        let rate = batch_insert_rate(&url, requests).await;
-        drop_database(&url).await;
-        Some(rate)
-    });
     let memory =
         switchboard(format!("sqlite:{}", dir.path().join("bench.db").display()), sim.url(), tokens.clone(), false, 80);
     let mut targets = vec![
@@ -178,8 +179,18 @@ fn main() {
     let unowned = generate("9", Kind::Text, 7, requests);
     // Echoes of the pages' own messages: committed and finished, but never answered (durable ingest alone).
     let echoes = generate("", Kind::Echo, 8, requests);
+    // What PostgreSQL itself takes for the same rows (the inbox rows of the echoes, as the server builds
+    // them), measured on a database of its own.
+    let postgres_alone = load.block_on(async {
+        let url = scratch_database("alone").await?;
+        let rate = batch_insert_rate(&url, &echoes).await;
+        drop_database(&url).await;
+        Some(rate)
+    });
     std::thread::sleep(Duration::from_millis(500));
 
+    let only = std::env::var("INGEST_ONLY").unwrap_or_default();
+    targets.retain(|(name, ..)| name.starts_with("baseline") || name.contains(only.as_str()));
     let mut rows: Vec<(&str, SendReport)> = Vec::new();
     for (name, addr, kind) in targets {
         let bodies = match kind {
@@ -202,6 +213,9 @@ fn main() {
         let report = load.block_on(run(&plan, || it.next().unwrap_or_default()));
         assert_eq!(report.acknowledged as usize, requests, "{name}: every request must be acknowledged: {report:?}");
         rows.push((name, report));
+        // The replies of a row are paced by the send limits and go on after its last 200: let them finish,
+        // so the next row is measured on a quiet machine.
+        load.block_on(replies_settled(&sim));
     }
     let base = rows[0].1.throughput();
     println!(
@@ -234,9 +248,25 @@ fn main() {
     latency(&load, dir.path());
 }
 
+/// Returns once the stand-in has accepted no reply for half a second.
+async fn replies_settled(sim: &meta_sim::SimHandle) {
+    let mut seen = sim.sim().messages_sent();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = sim.sim().messages_sent();
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
 /// End-to-end latency at a fixed rate, memory and durable mode, each on its own server (one core).
 fn latency(load: &tokio::runtime::Runtime, dir: &std::path::Path) {
     let rate: f64 = std::env::var("LATENCY_RATE").ok().and_then(|n| n.parse().ok()).unwrap_or(5000.0);
+    if rate <= 0.0 {
+        return;
+    }
     let count = (rate * 4.0) as usize;
     let (sim, tokens) = stand_in(load, 3 * count);
     // Meta's per-page send limits are far above 100/s; 50 pages share the rate.
@@ -385,22 +415,19 @@ async fn drop_database(url: &str) {
     }
 }
 
-/// What PostgreSQL itself takes: the inbox rows of `n` events, inserted in batches of 64 per transaction
-/// with the same statement the server uses, one batch at a time.
-async fn batch_insert_rate(url: &str, n: usize) -> f64 {
+/// What PostgreSQL itself takes: the inbox rows of `bodies`' events, as the server builds them, inserted in
+/// batches of 64 with the statement the server uses, one batch at a time.
+async fn batch_insert_rate(url: &str, bodies: &[Vec<u8>]) -> f64 {
     let store = switchboard::store::connect(url, 4).await.expect("store");
     store.migrate().await.expect("migrate");
-    let started = std::time::Instant::now();
-    let rows: Vec<switchboard::store::InboxRow> = (0..n)
-        .map(|i| switchboard::store::InboxRow {
-            page_id: page_id(i % PAGES),
-            dedup_key: format!("m:alone{i}"),
-            event: format!("{{\"x\":\"{}\"}}", "y".repeat(300)),
-            done: false,
-        })
+    let rows: Vec<switchboard::store::InboxRow> = bodies
+        .iter()
+        .flat_map(|body| parse(body).expect("bench bodies parse"))
+        .map(|event| switchboard::inbox::row(&event, event.account_id.as_str()).expect("row"))
         .collect();
+    let started = std::time::Instant::now();
     for chunk in rows.chunks(64) {
         store.inbox_insert(chunk).await.expect("insert");
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    rows.len() as f64 / started.elapsed().as_secs_f64()
 }
