@@ -47,7 +47,7 @@ pub enum TenantMsg {
     Invalidate { reason: String },
     /// The client disconnected the page: drop everything and stop.
     Disconnect,
-    /// Periodic: stop if idle.
+    /// From the router, every half idle timeout: stop if idle.
     IdleCheck,
     /// Stop now (the router already forgot this actor).
     Passivate,
@@ -175,8 +175,7 @@ impl Actor for TenantActor {
             progress: Progress::default(),
         };
         load(&myself, &state);
-        let idle = state.router.deps().settings.idle_timeout;
-        myself.send_interval(idle.max(Duration::from_millis(10)) / 2, || TenantMsg::IdleCheck);
+        // The router asks every running tenant whether it is idle (`router::idle_checks`).
         Ok(state)
     }
 
