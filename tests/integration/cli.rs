@@ -7,8 +7,14 @@ use std::time::Duration;
 
 use crate::support::{Server, TestDb, client, key_entry, new_integration, ring};
 
-const APP_ENV: [(&str, &str); 3] =
-    [("META_APP_ID", "1234567890"), ("META_APP_SECRET", "fixture-app-secret-do-not-use"), ("META_VERIFY_TOKEN", "vt")];
+/// Meta's settings, and a free port: `serve` binds before it opens the vault, so two tests expecting a vault
+/// error from `serve` at once must not both ask for the default 8080.
+const APP_ENV: [(&str, &str); 4] = [
+    ("META_APP_ID", "1234567890"),
+    ("META_APP_SECRET", "fixture-app-secret-do-not-use"),
+    ("META_VERIFY_TOKEN", "vt"),
+    ("SWITCHBOARD_BIND", "127.0.0.1:0"),
+];
 
 /// The binary with an empty environment, run in `dir`.
 fn switchboard(dir: &Path) -> Command {
