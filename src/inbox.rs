@@ -13,9 +13,9 @@
 //!
 //! A webhook waits at most `inbox.commit_timeout_ms` for its commit (Meta wants an answer within 5 s), then
 //! gets 503. A commit that was still running then may yet succeed: such a row, like any row whose event
-//! the engine lost (a tenant crash, a quarantine, storage refusing its replies), is pending and not in
-//! flight, and the sweeper hands it over again. [`InFlight`] is what keeps the sweeper from handing over an
-//! event the engine still holds.
+//! the engine lost (a quarantine, storage refusing its replies), is pending and not in flight, and the
+//! sweeper hands it over again. [`InFlight`] is what keeps the sweeper from handing over an event the engine
+//! still holds; what a failed tenant held is due again once its Send API calls in flight are over.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use switchboard_actors::{Dispatched, EventSink, InboundEvent, Progress, RecordedReply, Router};
+use switchboard_actors::{Dispatched, EventSink, InboundEvent, PageId, Progress, RecordedReply, Router};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{InboxRow, NewReply, Store, StoreError};
@@ -153,28 +153,56 @@ fn answer<O>(answers: Vec<(usize, Reply<O>)>, n: usize, result: Result<Vec<O>, S
     }
 }
 
-/// Inbox events the engine holds: handed over and not finished, with when they were handed over.
-#[derive(Default)]
-pub struct InFlight(dashmap::DashMap<i64, tokio::time::Instant>);
+/// Inbox events the engine holds: handed over and not finished, with when they were handed over and to
+/// which tenant.
+pub struct InFlight {
+    held: dashmap::DashMap<i64, Held>,
+    /// How long after its tenant failed an event counts as lost: past the Send API calls still in flight.
+    lost_grace: Duration,
+}
+
+struct Held {
+    since: tokio::time::Instant,
+    page: PageId,
+    /// When its tenant failed, if it did.
+    lost_at: Option<tokio::time::Instant>,
+}
 
 impl InFlight {
-    fn handed(&self, id: i64) {
-        self.0.insert(id, tokio::time::Instant::now());
+    pub fn new(lost_grace: Duration) -> Self {
+        Self { held: dashmap::DashMap::new(), lost_grace }
+    }
+
+    fn handed(&self, id: i64, page: PageId) {
+        self.held.insert(id, Held { since: tokio::time::Instant::now(), page, lost_at: None });
     }
 
     fn finished(&self, ids: impl IntoIterator<Item = i64>) {
         for id in ids {
-            self.0.remove(&id);
+            self.held.remove(&id);
         }
     }
 
-    /// Not held, or held for longer than `stale` (the engine lost it).
+    /// The tenant of `page` failed; what it held is due once `lost_grace` has passed.
+    fn lost(&self, page: &PageId) {
+        let now = tokio::time::Instant::now();
+        for mut held in self.held.iter_mut() {
+            if held.page == *page && held.lost_at.is_none() {
+                held.lost_at = Some(now);
+            }
+        }
+    }
+
+    /// Not held, held by a tenant that failed at least `lost_grace` ago, or held for longer than `stale`
+    /// (the engine lost it some other way).
     fn due(&self, id: i64, stale: Duration) -> bool {
-        self.0.get(&id).is_none_or(|since| since.elapsed() >= stale)
+        self.held.get(&id).is_none_or(|held| {
+            held.since.elapsed() >= stale || held.lost_at.is_some_and(|at| at.elapsed() >= self.lost_grace)
+        })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.held.is_empty()
     }
 }
 
@@ -229,11 +257,11 @@ impl Inbox {
         self.writer.submit_by(rows, Some(tokio::time::Instant::now() + self.commit_timeout)).await
     }
 
-    /// Hands a committed event to the engine. One the router could not take (its tenant is quarantined,
-    /// or its start buffer is full) is not held: the next sweep hands it over again.
-    pub fn dispatch(&self, mut event: InboundEvent, id: i64) {
+    /// Hands a committed event of tenant `page` to the engine. One the router could not take (its tenant is
+    /// quarantined, or its start buffer is full) is not held: the next sweep hands it over again.
+    pub fn dispatch(&self, mut event: InboundEvent, id: i64, page: PageId) {
         event.inbox_id = Some(id);
-        self.in_flight.handed(id);
+        self.in_flight.handed(id, page);
         if self.router.dispatch(event) != Dispatched::Routed {
             self.in_flight.finished([id]);
         }
@@ -268,7 +296,9 @@ impl Inbox {
             match serde_json::from_str::<InboundEvent>(&json) {
                 Ok(mut event) => {
                     event.recovered = true;
-                    self.dispatch(event, id);
+                    let page =
+                        self.router.route(event.account_id.as_str()).map_or(event.account_id.clone(), |r| r.page);
+                    self.dispatch(event, id, page);
                     handed += 1;
                 }
                 Err(err) => {
@@ -310,6 +340,7 @@ pub struct StoreEvents {
     store: Arc<dyn Store>,
     record: GroupCommit<NewReply, RecordedReply>,
     progress: GroupCommit<Progress, ()>,
+    in_flight: Arc<InFlight>,
 }
 
 impl StoreEvents {
@@ -324,6 +355,7 @@ impl StoreEvents {
         let progress = {
             let store = store.clone();
             // One writer: a progress write's answer means all progress before it is stored (`flush`).
+            let in_flight = in_flight.clone();
             GroupCommit::start(1, move |batches: Vec<Progress>| {
                 let (store, in_flight) = (store.clone(), in_flight.clone());
                 async move {
@@ -340,7 +372,7 @@ impl StoreEvents {
                 }
             })
         };
-        Self { store, record, progress }
+        Self { store, record, progress, in_flight }
     }
 }
 
@@ -382,6 +414,10 @@ impl EventSink for StoreEvents {
 
     async fn progress(&self, progress: Progress) {
         let _ = self.progress.submit(vec![progress]).await;
+    }
+
+    fn lost(&self, page: &PageId) {
+        self.in_flight.lost(page);
     }
 }
 

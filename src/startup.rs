@@ -215,7 +215,9 @@ pub async fn start_engine(
     keys: Arc<KeyRing>,
     graph: Arc<dyn GraphApi>,
 ) -> anyhow::Result<(Router, Option<Inbox>)> {
-    let in_flight = Arc::new(InFlight::default());
+    // What a failed tenant held is handed over again once the Send API calls it had in flight are over
+    // (each ends within the Graph timeout, and reports its mark itself).
+    let in_flight = Arc::new(InFlight::new(settings.engine.engine.send_drain + Duration::from_secs(1)));
     let events = Arc::new(StoreEvents::new(store.clone(), in_flight.clone()));
     let deps = EngineDeps {
         source: Arc::new(StoreTenants::new(store.clone(), keys, settings.engine.clone())),

@@ -209,6 +209,9 @@ pub trait EventSink: Send + Sync + 'static {
     /// Stores sent replies and finished events. Must not lose them: an implementation retries until
     /// storage takes them (a reply not marked sent would be sent again after a restart).
     async fn progress(&self, progress: Progress);
+    /// The tenant of `page` failed: the inbox events it held died with its mailbox. The sink may hand them
+    /// over again once the Send API calls the tenant had in flight are over (they still report their marks).
+    fn lost(&self, _page: &PageId) {}
 }
 
 /// The sink of an engine without a durable inbox (events never carry an inbox id): every call is refused.

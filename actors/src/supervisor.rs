@@ -77,6 +77,8 @@ impl Actor for TenantSupervisor {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 let Some(page) = forget(state, &cell) else { return Ok(()) };
+                // Its mailbox died with it: the durable inbox hands what it held over again.
+                state.router.deps().events.lost(&page);
                 let client = state.router.client_of(&page).map(|c| c.to_string()).unwrap_or_default();
                 metrics::counter!(ACTOR_RESTARTS, "client" => client, "page" => page.as_str().to_owned()).increment(1);
                 let settings = &state.router.deps().settings;

@@ -102,7 +102,7 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
                 Some(_) if !event.wants_reply() => {
                     state.router.dispatch(event);
                 }
-                Some(id) => inbox.dispatch(event, id),
+                Some(id) => inbox.dispatch(event, id, route.page),
                 // Already stored: a redelivery, which was (or is being) handled.
                 None => metrics::counter!(EVENTS_IGNORED, "client" => route.client_slug.to_string(),
                     "page" => route.page.to_string(), "reason" => "duplicate")

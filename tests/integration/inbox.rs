@@ -208,3 +208,31 @@ async fn operators_see_inbox_counts_and_replay_dead_letters_from_the_cli() {
     assert_eq!((code, out.starts_with("3 failed event(s) are pending again")), (Some(0), true), "{out}");
     assert_eq!(cli(&["inbox", "stats"]).1.trim(), "pending  3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_failed_tenant_held_are_handed_over_soon_after_not_after_stale_after() {
+    let app = spawn_app(Options {
+        toml: "send_rate_per_page = 1\n[inbox]\nsweep_interval_secs = 1\nstale_after_secs = 3600".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    // Six events for one page, paced at one a second: most are waiting in the tenant when it fails.
+    for i in 0..6 {
+        let body = text_event(PAGE_A, &format!("70{i}"), &format!("m_lost_{i}"), "hello", 10 + i as i64);
+        assert_eq!(app.post_webhook(&body).await.0, 200);
+    }
+    app.wait_for_sent(1, WAIT).await;
+    app.router.crash(&switchboard_actors::PageId::parse(PAGE_A).unwrap());
+    let at_crash = app.sent().len();
+    assert!(at_crash < 6, "events were still waiting in the tenant when it failed");
+
+    // What the failed tenant held died with its mailbox. Once its Send API calls in flight are over (the
+    // Graph timeout, 10 s) the sweeper hands it over again, not after stale_after_secs (an hour).
+    let sent = app.wait_for_sent(6, Duration::from_secs(45)).await;
+    for i in 0..6 {
+        let to = format!("70{i}");
+        assert_eq!(sent.iter().filter(|m| m.recipient_id == to).count(), 1, "event {i} answered once: {sent:?}");
+    }
+    wait_for_counts(&app, &[("done", 6)]).await;
+    assert_eq!(app.sent().len(), 6, "nothing sent twice");
+}
