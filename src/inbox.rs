@@ -485,6 +485,15 @@ mod tests {
         (writer, groups, most_at_once)
     }
 
+    /// Submits `items` from a task of its own; the handle answers with the outputs.
+    fn in_background(
+        writer: &GroupCommit<u32, u32>,
+        items: Vec<u32>,
+    ) -> tokio::task::JoinHandle<Result<Vec<u32>, String>> {
+        let writer = writer.clone();
+        tokio::spawn(async move { writer.submit(items).await })
+    }
+
     async fn until(what: &str, mut done: impl FnMut() -> bool) {
         for _ in 0..500 {
             if done() {
@@ -499,18 +508,10 @@ mod tests {
     async fn requests_queued_during_a_write_share_the_next_one_and_each_gets_its_own_outputs() {
         let release = Arc::new(tokio::sync::Semaphore::new(0));
         let (writer, groups, most_at_once) = doubling(1, release.clone());
-        let first = tokio::spawn({
-            let writer = writer.clone();
-            async move { writer.submit(vec![1]).await }
-        });
+        let first = in_background(&writer, vec![1]);
         until("the first write started", || groups.lock().unwrap().len() == 1).await;
-        let queued: Vec<_> = [vec![2, 3], vec![4], vec![5, 6, 7]]
-            .into_iter()
-            .map(|items| {
-                let writer = writer.clone();
-                tokio::spawn(async move { writer.submit(items).await })
-            })
-            .collect();
+        let queued: Vec<_> =
+            [vec![2, 3], vec![4], vec![5, 6, 7]].into_iter().map(|items| in_background(&writer, items)).collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(groups.lock().unwrap().len(), 1, "one writer: nothing else is written while the first runs");
         release.add_permits(2);
@@ -528,15 +529,9 @@ mod tests {
     async fn with_two_writers_a_second_group_is_written_while_the_first_runs() {
         let release = Arc::new(tokio::sync::Semaphore::new(0));
         let (writer, groups, most_at_once) = doubling(2, release.clone());
-        let first = tokio::spawn({
-            let writer = writer.clone();
-            async move { writer.submit(vec![1]).await }
-        });
+        let first = in_background(&writer, vec![1]);
         until("the first write started", || groups.lock().unwrap().len() == 1).await;
-        let second = tokio::spawn({
-            let writer = writer.clone();
-            async move { writer.submit(vec![2]).await }
-        });
+        let second = in_background(&writer, vec![2]);
         until("the second write started", || groups.lock().unwrap().len() == 2).await;
         assert_eq!(most_at_once.load(Ordering::SeqCst), 2);
         release.add_permits(2);
@@ -548,10 +543,7 @@ mod tests {
     async fn a_request_still_queued_at_its_deadline_is_never_written() {
         let release = Arc::new(tokio::sync::Semaphore::new(0));
         let (writer, groups, _) = doubling(1, release.clone());
-        let first = tokio::spawn({
-            let writer = writer.clone();
-            async move { writer.submit(vec![1]).await }
-        });
+        let first = in_background(&writer, vec![1]);
         until("the first write started", || groups.lock().unwrap().len() == 1).await;
         let late = writer.submit_by(vec![9], Some(tokio::time::Instant::now() + Duration::from_millis(30))).await;
         assert_eq!(late, Err("timed out waiting for the commit".to_owned()));
