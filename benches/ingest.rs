@@ -215,7 +215,8 @@ fn main() {
         rows.push((name, report));
         // The replies of a row are paced by the send limits and go on after its last 200: let them finish,
         // so the next row is measured on a quiet machine.
-        load.block_on(replies_settled(&sim));
+        let quiet = load.block_on(sim.sim().until_quiet(Duration::from_millis(500), Duration::from_secs(120)));
+        quiet.expect("the replies of the row finish");
     }
     let base = rows[0].1.throughput();
     println!(
@@ -246,19 +247,6 @@ fn main() {
     let sends = sim.sim().messages_sent();
     println!("(the stand-in accepted {sends} replies during these runs)");
     latency(&load, dir.path());
-}
-
-/// Returns once the stand-in has accepted no reply for half a second.
-async fn replies_settled(sim: &meta_sim::SimHandle) {
-    let mut seen = sim.sim().messages_sent();
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = sim.sim().messages_sent();
-        if now == seen {
-            return;
-        }
-        seen = now;
-    }
 }
 
 /// End-to-end latency at a fixed rate, memory and durable mode, each on its own server (one core).

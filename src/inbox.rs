@@ -290,9 +290,6 @@ impl Inbox {
         };
         let mut handed = 0;
         for (id, json) in pending {
-            if !self.in_flight.due(id, stale) {
-                continue;
-            }
             match serde_json::from_str::<InboundEvent>(&json) {
                 Ok(mut event) => {
                     event.recovered = true;

@@ -679,6 +679,24 @@ impl Sim {
         self.lock().counters.messages_sent
     }
 
+    /// Returns once the Send API has accepted no message for `quiet`, or `Err` with the count still moving
+    /// after `within` (a sender that does not stop).
+    pub async fn until_quiet(&self, quiet: std::time::Duration, within: std::time::Duration) -> Result<u64, u64> {
+        let started = tokio::time::Instant::now();
+        let mut seen = self.messages_sent();
+        loop {
+            tokio::time::sleep(quiet).await;
+            let now = self.messages_sent();
+            if now == seen {
+                return Ok(now);
+            }
+            if started.elapsed() >= within {
+                return Err(now);
+            }
+            seen = now;
+        }
+    }
+
     pub fn messages(&self) -> Vec<SentMessage> {
         self.lock().messages.clone()
     }

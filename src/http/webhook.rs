@@ -89,7 +89,7 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
         let mut unowned = Vec::new();
         for event in events {
             let keep = state.durable_receipts || !event.is_receipt();
-            match state.router.route(event.account_id.as_str()).filter(|_| keep) {
+            match keep.then(|| state.router.route(event.account_id.as_str())).flatten() {
                 Some(route) => owned.push((route, event)),
                 None => unowned.push(event),
             }

@@ -62,10 +62,10 @@ impl PgStore {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        let mut ids: HashMap<(String, String), i64> =
-            inserted.into_iter().map(|(id, page, key)| ((page, key), id)).collect();
+        let mut ids: HashMap<(&str, &str), i64> =
+            inserted.iter().map(|(id, page, key)| ((page.as_str(), key.as_str()), *id)).collect();
         // The first row with a key took the id (rows are inserted in order); later copies were duplicates.
-        Ok(rows.iter().map(|r| ids.remove(&(r.page_id.clone(), r.dedup_key.clone()))).collect())
+        Ok(rows.iter().map(|r| ids.remove(&(r.page_id.as_str(), r.dedup_key.as_str()))).collect())
     }
 
     async fn write_progress(

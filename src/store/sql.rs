@@ -43,6 +43,14 @@ macro_rules! insert_audit {
 }
 pub(crate) use insert_audit;
 
+/// The oldest `$2` inbox rows finished before `$1`: one pruning batch, whose replies go first, then the rows.
+macro_rules! prune_batch {
+    () => {
+        "(SELECT id FROM webhook_inbox WHERE finished_at < $1 ORDER BY id LIMIT $2)"
+    };
+}
+pub(crate) use prune_batch;
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {
     id: i64,
@@ -266,7 +274,7 @@ macro_rules! sql_store {
     ($store:ty, $backend:expr, $migrator:expr) => {
         use $crate::domain::{ClientSlug, Email, PageId};
         use $crate::store::sql::{
-            collect, insert_audit, integration_select, join_permissions, AuditRow, ClientRow, ClientSettingsRow, IntegrationRow,
+            collect, insert_audit, integration_select, join_permissions, prune_batch, AuditRow, ClientRow, ClientSettingsRow, IntegrationRow,
             RelaySecretRow, SealedTokenRow, UserRow,
         };
         use $crate::store::{
@@ -803,18 +811,12 @@ macro_rules! sql_store {
 
             async fn inbox_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "DELETE FROM webhook_replies WHERE inbox_id IN \
-                     (SELECT id FROM webhook_inbox WHERE finished_at < $1 ORDER BY id LIMIT $2)",
-                )
+                sqlx::query(concat!("DELETE FROM webhook_replies WHERE inbox_id IN ", prune_batch!()))
                     .bind(before)
                     .bind(limit)
                     .execute(&mut *tx)
                     .await?;
-                let done = sqlx::query(
-                    "DELETE FROM webhook_inbox WHERE id IN \
-                     (SELECT id FROM webhook_inbox WHERE finished_at < $1 ORDER BY id LIMIT $2)",
-                )
+                let done = sqlx::query(concat!("DELETE FROM webhook_inbox WHERE id IN ", prune_batch!()))
                     .bind(before)
                     .bind(limit)
                     .execute(&mut *tx)

@@ -76,17 +76,9 @@ impl Rig {
 
     /// The replies the stand-in accepted, once no new one has arrived for half a second.
     async fn settled_replies(&self) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
-        let started = Instant::now();
-        let mut seen = self.meta.sim().messages_sent();
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let now = self.meta.sim().messages_sent();
-            if now == seen {
-                return self.replies();
-            }
-            assert!(started.elapsed() < SETTLE, "the stand-in kept accepting replies from a dead process");
-            seen = now;
-        }
+        let quiet = self.meta.sim().until_quiet(Duration::from_millis(500), SETTLE).await;
+        assert!(quiet.is_ok(), "the stand-in kept accepting replies from a dead process");
+        self.replies()
     }
 
     /// Waits until every event in `0..n` has a reply and no inbox row is pending.
