@@ -400,13 +400,19 @@ impl EventSink for StoreEvents {
         self.store.replies_of(inbox_id).await.map_err(|e| e.to_string())
     }
 
-    async fn record(&self, inbox_id: i64, texts: Vec<String>) -> Result<Vec<RecordedReply>, String> {
-        let rows = texts
-            .into_iter()
-            .enumerate()
-            .map(|(seq, text)| NewReply { inbox_id, seq: i32::try_from(seq).unwrap_or(i32::MAX), text })
+    async fn record(&self, events: &[(i64, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, String> {
+        let rows = events
+            .iter()
+            .flat_map(|(inbox_id, texts)| {
+                texts.iter().enumerate().map(|(seq, text)| NewReply {
+                    inbox_id: *inbox_id,
+                    seq: i32::try_from(seq).unwrap_or(i32::MAX),
+                    text: text.clone(),
+                })
+            })
             .collect();
-        self.record.submit(rows).await
+        let mut recorded = self.record.submit(rows).await?.into_iter();
+        Ok(events.iter().map(|(_, texts)| recorded.by_ref().take(texts.len()).collect()).collect())
     }
 
     async fn progress(&self, progress: Progress) {

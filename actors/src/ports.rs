@@ -203,9 +203,10 @@ pub trait EventSink: Send + Sync + 'static {
     /// The replies already recorded for an event handed over again after a restart, in order (empty if
     /// none were). `Err` means storage is unavailable.
     async fn recorded(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, String>;
-    /// Records the replies to an event before any of them is sent. Idempotent: recording an event's
-    /// replies again returns the rows stored first (their text, and whether they were sent).
-    async fn record(&self, inbox_id: i64, texts: Vec<String>) -> Result<Vec<RecordedReply>, String>;
+    /// Records the replies to events, (inbox id, texts) each, before any of them is sent; returns each
+    /// event's recorded replies, in order. Idempotent: recording an event's replies again returns the rows
+    /// stored first (their text, and whether they were sent).
+    async fn record(&self, events: &[(i64, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, String>;
     /// Stores sent replies and finished events. Must not lose them: an implementation retries until
     /// storage takes them (a reply not marked sent would be sent again after a restart).
     async fn progress(&self, progress: Progress);
@@ -223,7 +224,7 @@ impl EventSink for NoInbox {
         Err("this engine has no durable inbox".to_owned())
     }
 
-    async fn record(&self, _: i64, _: Vec<String>) -> Result<Vec<RecordedReply>, String> {
+    async fn record(&self, _: &[(i64, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, String> {
         Err("this engine has no durable inbox".to_owned())
     }
 

@@ -10,6 +10,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::Rng as _;
 use tokio::time::Instant;
@@ -35,8 +36,9 @@ pub enum TenantMsg {
     /// Reload the integration (OAuth completion, reconnect): the token is swapped in place and queued
     /// replies are kept.
     Reload,
-    /// The replies to an event are known (and, for inbox events, recorded in the outbox).
-    Responded { event: InboundEvent, result: Result<Vec<Reply>, Unanswered> },
+    /// The replies to a batch of events are known (and, for inbox events, recorded in the outbox), in the
+    /// order the events were taken.
+    Responded(Vec<(InboundEvent, Result<Vec<Reply>, Unanswered>)>),
     /// Try to send what is queued.
     Pump,
     /// A Send API call finished.
@@ -87,6 +89,11 @@ pub enum Unanswered {
 /// How often recording replies is tried before the event is left pending.
 const STORAGE_ATTEMPTS: u32 = 8;
 
+/// The most events handed to the responder together (their replies are recorded in one storage call).
+const RESPOND_BATCH: usize = 64;
+/// How far into the pending queue a batch looks for events of conversations not in it yet.
+const RESPOND_SCAN: usize = 4 * RESPOND_BATCH;
+
 pub struct TenantActor;
 
 pub struct TenantArgs {
@@ -102,7 +109,8 @@ pub struct TenantState {
     /// Events that arrived while the integration was loading.
     loading: Vec<InboundEvent>,
     load_attempts: u32,
-    /// Events waiting for the responder, in arrival order; one is with the responder at a time.
+    /// Events waiting for the responder, in arrival order (by timestamp within a conversation); one batch
+    /// is with the responder at a time, holding at most one event of each conversation.
     pending: VecDeque<InboundEvent>,
     responding: bool,
     outbox: VecDeque<QueuedSend>,
@@ -205,36 +213,10 @@ impl Actor for TenantActor {
             }
             TenantMsg::Loaded(result) => on_loaded(&myself, state, result),
             TenantMsg::Reload => load(&myself, state),
-            TenantMsg::Responded { event, result } => {
+            TenantMsg::Responded(results) => {
                 state.responding = false;
-                match result {
-                    Ok(replies) => {
-                        if let (Some(id), false) = (event.inbox_id, replies.is_empty()) {
-                            state.outstanding.insert(id, (replies.len(), None));
-                        } else {
-                            finish(state, event.inbox_id, None);
-                        }
-                        for reply in replies {
-                            enqueue(state, &event, reply);
-                        }
-                    }
-                    Err(Unanswered::Bot(problem)) => {
-                        tracing::warn!(page = %state.page, %problem, "responder failed; event not answered");
-                        if let Some(m) = &state.metrics {
-                            m.ignored("responder_failed");
-                        }
-                        finish(state, event.inbox_id, Some(format!("the bot failed: {problem}")));
-                    }
-                    Err(Unanswered::Storage(problem)) => {
-                        tracing::error!(page = %state.page, %problem, "cannot record replies; the event stays pending");
-                        if let Some(m) = &state.metrics {
-                            m.ignored("storage_unavailable");
-                        }
-                        if let Some(key) = event.dedup_key() {
-                            state.dedup.forget(&key);
-                        }
-                        state.progress.released.extend(event.inbox_id);
-                    }
+                for (event, result) in results {
+                    responded(state, event, result);
                 }
                 respond_next(&myself, state);
                 pump(&myself, state);
@@ -308,6 +290,40 @@ impl Actor for TenantActor {
             tokio::spawn(async move { sink.progress(batch).await });
         }
         Ok(())
+    }
+}
+
+/// The replies to `event` are known: queue them (an inbox event is finished with its last one), or finish
+/// the event as failed, or leave it pending when storage would not record them.
+fn responded(state: &mut TenantState, event: InboundEvent, result: Result<Vec<Reply>, Unanswered>) {
+    match result {
+        Ok(replies) => {
+            if let (Some(id), false) = (event.inbox_id, replies.is_empty()) {
+                state.outstanding.insert(id, (replies.len(), None));
+            } else {
+                finish(state, event.inbox_id, None);
+            }
+            for reply in replies {
+                enqueue(state, &event, reply);
+            }
+        }
+        Err(Unanswered::Bot(problem)) => {
+            tracing::warn!(page = %state.page, %problem, "responder failed; event not answered");
+            if let Some(m) = &state.metrics {
+                m.ignored("responder_failed");
+            }
+            finish(state, event.inbox_id, Some(format!("the bot failed: {problem}")));
+        }
+        Err(Unanswered::Storage(problem)) => {
+            tracing::error!(page = %state.page, %problem, "cannot record replies; the event stays pending");
+            if let Some(m) = &state.metrics {
+                m.ignored("storage_unavailable");
+            }
+            if let Some(key) = event.dedup_key() {
+                state.dedup.forget(&key);
+            }
+            state.progress.released.extend(event.inbox_id);
+        }
     }
 }
 
@@ -427,61 +443,146 @@ fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundE
         return;
     }
     // Within a conversation, answer in Meta's timestamp order even if deliveries arrived shuffled.
-    let at = state
-        .pending
-        .iter()
-        .rposition(|e| e.sender != event.sender || e.timestamp <= event.timestamp)
-        .map_or(0, |i| i + 1);
+    let at = insertion_point(&state.pending, &event);
     state.pending.insert(at, event);
     respond_next(myself, state);
 }
 
-/// Hands the next pending event to the responder (one at a time keeps replies in order).
+/// Where `event` goes in `pending`: before the later events of its conversation, after its earlier ones
+/// (looking back at most `RESPOND_SCAN` events; Meta's shuffles are short).
+fn insertion_point(pending: &VecDeque<InboundEvent>, event: &InboundEvent) -> usize {
+    let mut at = pending.len();
+    for (i, queued) in pending.iter().enumerate().rev().take(RESPOND_SCAN) {
+        if queued.sender == event.sender {
+            if queued.timestamp <= event.timestamp {
+                break;
+            }
+            at = i;
+        }
+    }
+    at
+}
+
+/// Hands the next batch of pending events to the responder: in queue order, at most one event of each
+/// conversation (so a late delivery of an earlier message can still go ahead of the rest of its
+/// conversation), and one batch at a time (so replies are queued in that order).
 fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
-    if state.responding {
+    if state.responding || state.pending.is_empty() {
         return;
     }
-    let (Some(profile), Some(event)) = (state.profile.as_ref(), state.pending.pop_front()) else { return };
+    let Some(profile) = state.profile.as_ref() else { return };
+    let batch = take_batch(&mut state.pending);
     state.responding = true;
     let responder = profile.responder.clone();
     let deps = state.router.deps();
     let (sink, retry_base, retry_max) = (deps.events.clone(), deps.settings.retry_base, deps.settings.retry_max);
     let me = myself.clone();
     tokio::spawn(async move {
-        let result = answer(&event, responder.as_ref(), sink.as_ref(), retry_base, retry_max).await;
-        let _ = me.send_message(TenantMsg::Responded { event, result });
+        let results = answer(batch, responder.as_ref(), sink.as_ref(), retry_base, retry_max).await;
+        let _ = me.send_message(TenantMsg::Responded(results));
     });
 }
 
-/// The replies still to send for `event`. An inbox event's replies are recorded in the outbox before
-/// any is sent; an event handed over again after a restart reuses the replies recorded for it (never
-/// asking the bot twice) and skips those Meta already accepted.
+/// Takes up to `RESPOND_BATCH` events from the first `RESPOND_SCAN` of `pending`, the first of each
+/// conversation; the others stay in their order.
+fn take_batch(pending: &mut VecDeque<InboundEvent>) -> Vec<InboundEvent> {
+    let mut batch: Vec<InboundEvent> = Vec::new();
+    let mut kept = VecDeque::new();
+    let mut scanned = 0;
+    while batch.len() < RESPOND_BATCH && scanned < RESPOND_SCAN {
+        let Some(event) = pending.pop_front() else { break };
+        scanned += 1;
+        if batch.iter().any(|taken| taken.sender == event.sender) {
+            kept.push_back(event);
+        } else {
+            batch.push(event);
+        }
+    }
+    while let Some(event) = kept.pop_back() {
+        pending.push_front(event);
+    }
+    batch
+}
+
+/// What the responder's answer to one event still needs.
+enum Answer {
+    Known(Result<Vec<Reply>, Unanswered>),
+    /// Replies to record (inbox id, pieces) before any is sent.
+    ToRecord(i64, Vec<String>),
+}
+
+/// The replies still to send for each of `events`, in order. An inbox event's replies are recorded in the
+/// outbox before any is sent, one storage call for the whole batch; an event handed over again after a
+/// restart reuses the replies recorded for it (never asking the bot twice) and skips those Meta already
+/// accepted.
 async fn answer(
+    events: Vec<InboundEvent>,
+    responder: &dyn Responder,
+    sink: &dyn EventSink,
+    retry_base: Duration,
+    retry_max: Duration,
+) -> Vec<(InboundEvent, Result<Vec<Reply>, Unanswered>)> {
+    // One conversation per batch: the responder is asked for all of them at once.
+    let mut answers =
+        join_all(events.iter().map(|event| answer_one(event, responder, sink, retry_base, retry_max))).await;
+    let to_record: Vec<(i64, Vec<String>)> = answers
+        .iter_mut()
+        .filter_map(|a| match a {
+            Answer::ToRecord(id, pieces) => Some((*id, std::mem::take(pieces))),
+            Answer::Known(_) => None,
+        })
+        .collect();
+    let mut recorded = if to_record.is_empty() {
+        Ok(Vec::new().into_iter())
+    } else {
+        with_retries(retry_base, retry_max, || sink.record(&to_record)).await.map(Vec::into_iter)
+    };
+    events
+        .into_iter()
+        .zip(answers)
+        .map(|(event, answer)| {
+            let result = match answer {
+                Answer::Known(result) => result,
+                Answer::ToRecord(..) => match &mut recorded {
+                    Ok(recorded) => recorded
+                        .next()
+                        .map(unsent)
+                        .ok_or_else(|| Unanswered::Storage("storage recorded fewer events than asked".to_owned())),
+                    Err(problem) => Err(Unanswered::Storage(problem.clone())),
+                },
+            };
+            (event, result)
+        })
+        .collect()
+}
+
+/// The replies of `recorded` Meta has not accepted yet.
+fn unsent(recorded: Vec<RecordedReply>) -> Vec<Reply> {
+    recorded.into_iter().filter(|r| !r.sent).map(|r| Reply { text: r.text, reply_id: Some(r.id) }).collect()
+}
+
+async fn answer_one(
     event: &InboundEvent,
     responder: &dyn Responder,
     sink: &dyn EventSink,
     retry_base: Duration,
     retry_max: Duration,
-) -> Result<Vec<Reply>, Unanswered> {
-    let unsent = |recorded: Vec<RecordedReply>| {
-        recorded.into_iter().filter(|r| !r.sent).map(|r| Reply { text: r.text, reply_id: Some(r.id) }).collect()
-    };
+) -> Answer {
     if let (Some(id), true) = (event.inbox_id, event.recovered) {
-        let recorded = with_retries(retry_base, retry_max, || sink.recorded(id)).await.map_err(Unanswered::Storage)?;
-        if !recorded.is_empty() {
-            return Ok(unsent(recorded));
+        match with_retries(retry_base, retry_max, || sink.recorded(id)).await {
+            Ok(recorded) if !recorded.is_empty() => return Answer::Known(Ok(unsent(recorded))),
+            Ok(_) => {}
+            Err(problem) => return Answer::Known(Err(Unanswered::Storage(problem))),
         }
     }
-    let texts = responder.respond(event).await.map_err(Unanswered::Bot)?;
+    let texts = match responder.respond(event).await {
+        Ok(texts) => texts,
+        Err(problem) => return Answer::Known(Err(Unanswered::Bot(problem))),
+    };
     let pieces: Vec<String> = texts.iter().flat_map(|text| split_for(event.channel, text)).collect();
     match event.inbox_id {
-        Some(id) if !pieces.is_empty() => {
-            let recorded = with_retries(retry_base, retry_max, || sink.record(id, pieces.clone()))
-                .await
-                .map_err(Unanswered::Storage)?;
-            Ok(unsent(recorded))
-        }
-        _ => Ok(pieces.into_iter().map(|text| Reply { text, reply_id: None }).collect()),
+        Some(id) if !pieces.is_empty() => Answer::ToRecord(id, pieces),
+        _ => Answer::Known(Ok(pieces.into_iter().map(|text| Reply { text, reply_id: None }).collect())),
     }
 }
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, GraphApi, GraphFailure, InboundEvent, LoadError,
-    NoInbox, OutgoingMessage, PageId, Router, RulesResponder, SendOk, StatusSink, TenantProfile, TenantSource, Usage,
+    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi, GraphFailure, InboundEvent,
+    LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, Responder, Router, RulesResponder, SendOk,
+    StatusSink, TenantProfile, TenantSource, Usage,
 };
 use tokio::time::Instant;
 
@@ -34,15 +35,39 @@ struct Source;
 #[async_trait]
 impl TenantSource for Source {
     async fn load(&self, page: &PageId) -> Result<TenantProfile, LoadError> {
-        Ok(TenantProfile {
-            client_slug: Arc::from("test"),
-            page_id: page.clone(),
-            instagram_account_id: None,
-            token: Some(AccessToken::new("EAAtest".into())),
-            blocked: None,
-            responder: Arc::new(RulesResponder::new(Default::default(), "ok".into())),
-            send_rate_per_second: 100,
-        })
+        Ok(profile(page, Arc::new(RulesResponder::new(Default::default(), "ok".into()))))
+    }
+}
+
+/// A page whose bot takes a second to answer each event.
+struct SlowBotSource;
+
+#[async_trait]
+impl TenantSource for SlowBotSource {
+    async fn load(&self, page: &PageId) -> Result<TenantProfile, LoadError> {
+        Ok(profile(page, Arc::new(SlowBot)))
+    }
+}
+
+struct SlowBot;
+
+#[async_trait]
+impl Responder for SlowBot {
+    async fn respond(&self, _: &InboundEvent) -> Result<Vec<String>, String> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(vec!["ok".into()])
+    }
+}
+
+fn profile(page: &PageId, responder: Arc<dyn Responder>) -> TenantProfile {
+    TenantProfile {
+        client_slug: Arc::from("test"),
+        page_id: page.clone(),
+        instagram_account_id: None,
+        token: Some(AccessToken::new("EAAtest".into())),
+        blocked: None,
+        responder,
+        send_rate_per_second: 100,
     }
 }
 
@@ -164,4 +189,106 @@ async fn a_redelivered_mid_is_answered_once() {
     }
     run_for(Duration::from_secs(2)).await;
     assert_eq!(graph.calls.lock().unwrap().len(), 1);
+}
+
+/// An inbox that records which events each `record` call held, and holds the first call until released.
+struct SlowInbox {
+    calls: Mutex<Vec<Vec<i64>>>,
+    first: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl EventSink for SlowInbox {
+    async fn recorded(&self, _: i64) -> Result<Vec<RecordedReply>, String> {
+        Ok(vec![])
+    }
+
+    async fn record(&self, events: &[(i64, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, String> {
+        let first = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(events.iter().map(|(id, _)| *id).collect());
+            calls.len() == 1
+        };
+        if first {
+            self.first.acquire().await.unwrap().forget();
+        }
+        Ok(events
+            .iter()
+            .map(|(id, texts)| {
+                texts.iter().map(|text| RecordedReply { id: *id * 100, text: text.clone(), sent: false }).collect()
+            })
+            .collect())
+    }
+
+    async fn progress(&self, _: Progress) {}
+}
+
+/// An engine on `SlowInbox`, with the page's bot from `source`.
+async fn slow_inbox_engine(source: Arc<dyn TenantSource>) -> (Router, Arc<ScriptedGraph>, Arc<SlowInbox>) {
+    let graph = Arc::new(ScriptedGraph::default());
+    let inbox = Arc::new(SlowInbox { calls: Mutex::new(vec![]), first: tokio::sync::Semaphore::new(0) });
+    let router = Router::start(EngineDeps {
+        source,
+        graph: graph.clone(),
+        status: Arc::new(Status::default()),
+        events: inbox.clone(),
+        settings: EngineSettings::default(),
+    })
+    .await
+    .unwrap();
+    router.register(page(), None, "test");
+    (router, graph, inbox)
+}
+
+/// An inbox event (row `id`) from `sender` at `timestamp`.
+fn inbox_event(id: i64, sender: &str, timestamp: i64) -> InboundEvent {
+    InboundEvent { inbox_id: Some(id), sender: sender.into(), timestamp, ..message(&format!("m{id}")) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_waiting_while_replies_are_recorded_are_recorded_together_one_per_conversation() {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    let event = inbox_event;
+    router.dispatch(event(1, "a", 1));
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(*inbox.calls.lock().unwrap(), vec![vec![1]], "the first event is recorded at once");
+    // While its recording hangs: two more of b's messages (the later one delivered first), and one each
+    // of a and c.
+    router.dispatch(event(2, "b", 5));
+    router.dispatch(event(3, "a", 2));
+    router.dispatch(event(4, "b", 3));
+    router.dispatch(event(5, "c", 1));
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 0, "nothing is sent before its replies are recorded");
+    inbox.first.add_permits(1);
+    run_for(Duration::from_secs(2)).await;
+    assert_eq!(
+        *inbox.calls.lock().unwrap(),
+        vec![vec![1], vec![4, 3, 5], vec![2]],
+        "the waiting events are recorded in one call, b's earlier message first; b's later one waits for it"
+    );
+    assert_eq!(graph.calls.lock().unwrap().len(), 5, "every event is answered once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_bot_is_asked_about_the_waiting_conversations_at_once() {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(SlowBotSource)).await;
+    router.dispatch(inbox_event(1, "first", 1));
+    run_for(Duration::from_secs(2)).await;
+    assert_eq!(inbox.calls.lock().unwrap().len(), 1, "the first event's replies are being recorded");
+    for id in 2..=11 {
+        router.dispatch(inbox_event(id, &format!("person{id}"), 1));
+    }
+    run_for(Duration::from_millis(200)).await;
+    let released = Instant::now();
+    inbox.first.add_permits(1);
+    while graph.calls.lock().unwrap().len() < 11 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = released.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "ten conversations waiting on a bot that takes 1 s each are answered in about 1 s, not 10: {took:?}"
+    );
+    assert_eq!(inbox.calls.lock().unwrap()[1], (2..=11).collect::<Vec<i64>>());
 }
