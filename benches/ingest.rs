@@ -156,6 +156,7 @@ fn switchboard(
 
 fn main() {
     let requests: usize = std::env::var("INGEST_REQUESTS").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let concurrency: usize = std::env::var("INGEST_CONCURRENCY").ok().and_then(|n| n.parse().ok()).unwrap_or(64);
     let load = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let (sim, tokens) = stand_in(&load, 0);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -203,7 +204,7 @@ fn main() {
             app_secret: SECRET.to_owned(),
             count: requests,
             rate: None,
-            concurrency: 64,
+            concurrency,
             timeout: Duration::from_secs(30),
         };
         // Warm up connections and caches, then measure.
@@ -220,7 +221,7 @@ fn main() {
     }
     let base = rows[0].1.throughput();
     println!(
-        "\ningest, {requests} signed webhook POSTs, 64 concurrent, each server on one core ({} cores here)",
+        "\ningest, {requests} signed webhook POSTs, {concurrency} concurrent, each server on one core ({} cores here)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("{:<34} {:>10} {:>10} {:>10} {:>8}", "server", "req/s", "p50", "p99", "ratio");
@@ -311,6 +312,9 @@ fn latency(load: &tokio::runtime::Runtime, dir: &std::path::Path) {
             w += 1;
             warm[w - 1].clone()
         }));
+        // The warm-up's replies finish first, so every reply counted from here on is a measured one.
+        load.block_on(sim.sim().until_quiet(Duration::from_millis(300), Duration::from_secs(60)))
+            .expect("the warm-up's replies finish");
         let before = sim.sim().messages_sent();
         let mut sent_at = Vec::with_capacity(count);
         let mut next = 0;
