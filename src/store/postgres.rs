@@ -3,8 +3,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use sqlx::Postgres;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use tokio::time::Instant;
 
 use super::Backend;
 use super::StoreError;
@@ -14,7 +17,30 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {
     pool: PgPool,
+    writers: WriterConnections,
 }
+
+/// Connections the group-commit writes keep between writes. sqlx tests a pooled connection with a round
+/// trip when it is taken and again when it is given back: two extra round trips around every write, one of
+/// them before it. A connection kept here skips both while it is busy; one unused for `STALE` goes back
+/// through the pool, which tests it; one whose write failed is given back to the pool (and tested there).
+/// At most half the pool is kept, so other queries always find connections.
+struct WriterConnections {
+    kept: std::sync::Mutex<Kept>,
+    most: usize,
+}
+
+#[derive(Default)]
+struct Kept {
+    conns: Vec<(PoolConnection<Postgres>, Instant)>,
+    /// The store is closing: nothing more is kept (the pool waits for every connection it lent).
+    closed: bool,
+}
+
+const STALE: Duration = Duration::from_secs(10);
+
+/// A recorded reply as its insert returns it: (id, inbox_id, seq, body, sent).
+type RecordedRow = (i64, i64, i32, String, bool);
 
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
@@ -24,7 +50,43 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(StoreError::Unavailable)?;
-        Ok(Self { pool })
+        let writers = WriterConnections { kept: std::sync::Mutex::default(), most: max_connections as usize / 2 };
+        Ok(Self { pool, writers })
+    }
+
+    /// A connection for a group-commit write: a kept one if there is a fresh one, else one from the pool.
+    async fn writer(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        loop {
+            let kept = self.kept().conns.pop();
+            match kept {
+                Some((conn, since)) if since.elapsed() < STALE => return Ok(conn),
+                // Back to the pool, which tests it before anyone uses it again.
+                Some((stale, _)) => drop(stale),
+                None => return Ok(self.pool.acquire().await?),
+            }
+        }
+    }
+
+    /// Keeps `conn` for the next write if its write succeeded and there is room; else it goes back to the
+    /// pool.
+    fn after_write<T>(&self, conn: PoolConnection<Postgres>, result: &Result<T, sqlx::Error>) {
+        if result.is_ok() {
+            let mut kept = self.kept();
+            if !kept.closed && kept.conns.len() < self.writers.most {
+                kept.conns.push((conn, Instant::now()));
+            }
+        }
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.writers.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Before the pool closes: gives the kept connections back, and keeps none from now on.
+    fn release_writers(&self) {
+        let mut kept = self.kept();
+        kept.closed = true;
+        kept.conns.clear();
     }
 
     /// The pool, for tests and tools that inspect the raw tables.
@@ -46,7 +108,8 @@ impl PgStore {
         let keys: Vec<&str> = rows.iter().map(|r| r.dedup_key.as_str()).collect();
         let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
         let done: Vec<bool> = rows.iter().map(|r| r.done).collect();
-        let inserted: Vec<(i64, String, String)> = sqlx::query_as(
+        let mut conn = self.writer().await?;
+        let inserted: Result<Vec<(i64, String, String)>, _> = sqlx::query_as(
             "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at) \
              SELECT page_id, dedup_key, event, $5, CASE WHEN done THEN 'done' ELSE 'pending' END, \
                     CASE WHEN done THEN $5::timestamptz END \
@@ -60,8 +123,10 @@ impl PgStore {
         .bind(&events)
         .bind(&done)
         .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(&mut *conn)
+        .await;
+        self.after_write(conn, &inserted);
+        let inserted = inserted?;
         let mut ids: HashMap<(&str, &str), i64> =
             inserted.iter().map(|(id, page, key)| ((page.as_str(), key.as_str()), *id)).collect();
         // The first row with a key took the id (rows are inserted in order); later copies were duplicates.
@@ -78,7 +143,8 @@ impl PgStore {
             sent.iter().map(|(id, m)| (*id, m.as_deref())).unzip();
         let (finished_ids, reasons): (Vec<i64>, Vec<Option<&str>>) =
             finished.iter().map(|(id, r)| (*id, r.as_deref())).unzip();
-        sqlx::query(
+        let mut conn = self.writer().await?;
+        let done = sqlx::query(
             "WITH sent AS ( \
                  UPDATE webhook_replies r SET message_id = t.message_id, sent_at = $5 \
                  FROM UNNEST($1::bigint[], $2::text[]) AS t(id, message_id) \
@@ -93,8 +159,10 @@ impl PgStore {
         .bind(&finished_ids)
         .bind(&reasons)
         .bind(now)
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *conn)
+        .await;
+        self.after_write(conn, &done);
+        done?;
         Ok(())
     }
 
@@ -112,7 +180,8 @@ impl PgStore {
         let seqs: Vec<i32> = unique.iter().map(|r| r.seq).collect();
         let bodies: Vec<&str> = unique.iter().map(|r| r.text.as_str()).collect();
         // A no-op update on conflict, so the row recorded first is returned.
-        let recorded: Vec<(i64, i64, i32, String, bool)> = sqlx::query_as(
+        let mut conn = self.writer().await?;
+        let recorded: Result<Vec<RecordedRow>, _> = sqlx::query_as(
             "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at) \
              SELECT inbox_id, seq, body, $4 FROM UNNEST($1::bigint[], $2::int[], $3::text[]) AS t(inbox_id, seq, body) \
              ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
@@ -122,8 +191,10 @@ impl PgStore {
         .bind(&seqs)
         .bind(&bodies)
         .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(&mut *conn)
+        .await;
+        self.after_write(conn, &recorded);
+        let recorded = recorded?;
         let by_key: HashMap<(i64, i32), crate::store::RecordedReply> = recorded
             .into_iter()
             .map(|(id, inbox_id, seq, text, sent)| ((inbox_id, seq), crate::store::RecordedReply { id, text, sent }))

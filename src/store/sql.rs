@@ -302,6 +302,7 @@ macro_rules! sql_store {
             }
 
             async fn close(&self) {
+                self.release_writers();
                 self.pool.close().await;
             }
 

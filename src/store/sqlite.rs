@@ -48,6 +48,9 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// Nothing to give back: SQLite's writes take their connections from the pool each time.
+    fn release_writers(&self) {}
+
     // The group-committed writes, one statement per row in one transaction: SQLite runs in-process, so a
     // statement costs no round trip.
 

@@ -310,3 +310,38 @@ async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db
     let again = store.inbox_insert(&[rows[0].clone(), rows[4].clone()]).await.unwrap();
     assert!(again[0].is_some() && again[1].is_none(), "{again:?}");
 }
+
+/// PostgreSQL's group-commit writes keep their connections between writes (skipping sqlx's test round
+/// trips): when the server drops them, writes go on on fresh ones, and closing the store gives them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_writer_connections_give_way_when_the_server_drops_them_and_never_hold_up_close() {
+    use switchboard::store::InboxRow;
+    let db = TestDb::postgres().await;
+    let store = db.store.as_ref();
+    let row = |key: &str| InboxRow { page_id: "1".into(), dedup_key: key.into(), event: "{}".into(), done: false };
+    store.inbox_insert(&[row("m:1")]).await.unwrap();
+    store.inbox_insert(&[row("m:2")]).await.unwrap();
+    db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+    // A write on a connection the server dropped fails (the webhook answers 503 and Meta retries); the
+    // connection is not kept, so the next write takes a fresh one.
+    let mut stored = None;
+    for attempt in 0..3 {
+        match store.inbox_insert(&[row("m:3")]).await {
+            Ok(ids) => {
+                stored = Some((attempt, ids));
+                break;
+            }
+            Err(err) => assert!(attempt == 0, "only the first write may meet the dropped connection: {err}"),
+        }
+    }
+    let (_, ids) = stored.expect("writes go on after the server dropped the connections");
+    assert!(ids[0].is_some(), "m:3 stored once");
+    assert_eq!(db.count("webhook_inbox").await, 3);
+    tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
+        .await
+        .expect("closing the store gives the kept connections back instead of waiting for them");
+}
