@@ -58,8 +58,9 @@ impl<I, O> Clone for GroupCommit<I, O> {
 }
 
 impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
-    /// Starts the writer; `write` must return one output per item, in order.
-    pub fn start<F, Fut>(concurrency: usize, mut write: F) -> Self
+    /// Starts the writer; `write` must return one output per item, in order. A write starts `linger` after
+    /// the first request of its group arrived (zero: at once), gathering what arrives meanwhile.
+    pub fn start<F, Fut>(concurrency: usize, linger: Duration, mut write: F) -> Self
     where
         F: FnMut(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<O>, String>> + Send + 'static,
@@ -71,6 +72,9 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
                 // Wait for a free writer before taking requests, so they gather into one group meanwhile.
                 let Ok(writer) = writers.clone().acquire_owned().await else { break };
                 let Some(first) = rx.recv().await else { break };
+                if !linger.is_zero() {
+                    tokio::time::sleep(linger).await;
+                }
                 let mut requests = vec![first];
                 let mut n = requests[0].items.len();
                 while n < MAX_ITEMS {
@@ -230,7 +234,7 @@ impl Inbox {
     ) -> Self {
         let writer = {
             let store = store.clone();
-            GroupCommit::start(commit_writers, move |rows: Vec<InboxRow>| {
+            GroupCommit::start(commit_writers, Duration::ZERO, move |rows: Vec<InboxRow>| {
                 let store = store.clone();
                 async move {
                     store.inbox_insert(&rows).await.map_err(|err| {
@@ -332,6 +336,13 @@ pub fn row(event: &InboundEvent, page: &str) -> Result<InboxRow, String> {
     Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json, done: !event.wants_reply() })
 }
 
+/// How long the progress writer gathers marks before it writes them. Progress is off every event's path
+/// (a reply is sent before its mark is stored), but its writes took turns with the inbox and outbox commits
+/// that are on it: at 5,000 events/s, lingering 5 ms cut the webhook → Send API p50 from 5.4 to 2.6–2.9 ms.
+/// The price: a reply Meta accepted has its `message_id` stored up to 5 ms later, which widens the window in
+/// which a crash resends it by as much.
+const PROGRESS_LINGER: Duration = Duration::from_millis(5);
+
 /// The engine's view of the inbox and outbox, on the store.
 pub struct StoreEvents {
     store: Arc<dyn Store>,
@@ -344,7 +355,7 @@ impl StoreEvents {
     pub fn new(store: Arc<dyn Store>, in_flight: Arc<InFlight>) -> Self {
         let record = {
             let store = store.clone();
-            GroupCommit::start(1, move |rows: Vec<NewReply>| {
+            GroupCommit::start(1, Duration::ZERO, move |rows: Vec<NewReply>| {
                 let store = store.clone();
                 async move { store.replies_record(&rows).await.map_err(|e| e.to_string()) }
             })
@@ -353,7 +364,7 @@ impl StoreEvents {
             let store = store.clone();
             // One writer: a progress write's answer means all progress before it is stored (`flush`).
             let in_flight = in_flight.clone();
-            GroupCommit::start(1, move |batches: Vec<Progress>| {
+            GroupCommit::start(1, PROGRESS_LINGER, move |batches: Vec<Progress>| {
                 let (store, in_flight) = (store.clone(), in_flight.clone());
                 async move {
                     let n = batches.len();
@@ -468,12 +479,21 @@ mod tests {
         concurrency: usize,
         release: Arc<tokio::sync::Semaphore>,
     ) -> (GroupCommit<u32, u32>, Groups, Arc<AtomicUsize>) {
+        lingering(concurrency, Duration::ZERO, release)
+    }
+
+    /// `doubling`, with a linger.
+    fn lingering(
+        concurrency: usize,
+        linger: Duration,
+        release: Arc<tokio::sync::Semaphore>,
+    ) -> (GroupCommit<u32, u32>, Groups, Arc<AtomicUsize>) {
         let groups = Arc::new(Mutex::new(Vec::new()));
         let most_at_once = Arc::new(AtomicUsize::new(0));
         let running = Arc::new(AtomicUsize::new(0));
         let writer = {
             let (groups, most_at_once) = (groups.clone(), most_at_once.clone());
-            GroupCommit::start(concurrency, move |items: Vec<u32>| {
+            GroupCommit::start(concurrency, linger, move |items: Vec<u32>| {
                 groups.lock().unwrap().push(items.clone());
                 let (release, running, most_at_once) = (release.clone(), running.clone(), most_at_once.clone());
                 async move {
@@ -554,5 +574,21 @@ mod tests {
         assert_eq!(first.await.unwrap().unwrap(), vec![2]);
         assert_eq!(writer.submit(vec![3]).await.unwrap(), vec![6]);
         assert_eq!(*groups.lock().unwrap(), vec![vec![1], vec![3]], "the timed-out request was dropped unwritten");
+    }
+
+    #[tokio::test]
+    async fn a_lingering_writer_gathers_what_arrives_within_its_linger_into_one_write() {
+        let release = Arc::new(tokio::sync::Semaphore::new(10));
+        let linger = Duration::from_millis(300);
+        let (writer, groups, _) = lingering(1, linger, release);
+        let first = in_background(&writer, vec![1]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = in_background(&writer, vec![2]);
+        assert_eq!(first.await.unwrap().unwrap(), vec![2]);
+        assert_eq!(second.await.unwrap().unwrap(), vec![4]);
+        assert_eq!(*groups.lock().unwrap(), vec![vec![1, 2]], "one write for both");
+        let started = tokio::time::Instant::now();
+        assert_eq!(writer.submit(vec![3]).await.unwrap(), vec![6]);
+        assert!(started.elapsed() >= linger, "a lone request waits out the linger");
     }
 }
