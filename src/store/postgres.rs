@@ -23,8 +23,10 @@ pub struct PgStore {
 /// Connections the group-commit writes keep between writes. sqlx tests a pooled connection with a round
 /// trip when it is taken and again when it is given back: two extra round trips around every write, one of
 /// them before it. A connection kept here skips both while it is busy; one unused for `STALE` goes back
-/// through the pool, which tests it; one whose write failed is given back to the pool (and tested there).
-/// At most half the pool is kept, so other queries always find connections.
+/// through the pool, which tests it; one whose write failed is given back to the pool (and tested there);
+/// one taken from the pool `RETURN_AFTER` ago goes back after its write, so the pool's own upkeep (its
+/// maximum lifetime) still reaches it. At most half the pool is kept, so other queries always find
+/// connections.
 struct WriterConnections {
     kept: std::sync::Mutex<Kept>,
     most: usize,
@@ -32,12 +34,20 @@ struct WriterConnections {
 
 #[derive(Default)]
 struct Kept {
-    conns: Vec<(PoolConnection<Postgres>, Instant)>,
+    conns: Vec<KeptConnection>,
     /// The store is closing: nothing more is kept (the pool waits for every connection it lent).
     closed: bool,
 }
 
+struct KeptConnection {
+    conn: PoolConnection<Postgres>,
+    /// When it came from the pool.
+    taken: Instant,
+    last_used: Instant,
+}
+
 const STALE: Duration = Duration::from_secs(10);
+const RETURN_AFTER: Duration = Duration::from_secs(300);
 
 /// A recorded reply as its insert returns it: (id, inbox_id, seq, body, sent).
 type RecordedRow = (i64, i64, i32, String, bool);
@@ -54,26 +64,27 @@ impl PgStore {
         Ok(Self { pool, writers })
     }
 
-    /// A connection for a group-commit write: a kept one if there is a fresh one, else one from the pool.
-    async fn writer(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+    /// A connection for a group-commit write (and when it came from the pool): a kept one if there is a
+    /// fresh one, else one from the pool.
+    async fn writer(&self) -> Result<(PoolConnection<Postgres>, Instant), StoreError> {
         loop {
             let kept = self.kept().conns.pop();
             match kept {
-                Some((conn, since)) if since.elapsed() < STALE => return Ok(conn),
+                Some(kept) if kept.last_used.elapsed() < STALE => return Ok((kept.conn, kept.taken)),
                 // Back to the pool, which tests it before anyone uses it again.
-                Some((stale, _)) => drop(stale),
-                None => return Ok(self.pool.acquire().await?),
+                Some(stale) => drop(stale),
+                None => return Ok((self.pool.acquire().await?, Instant::now())),
             }
         }
     }
 
-    /// Keeps `conn` for the next write if its write succeeded and there is room; else it goes back to the
-    /// pool.
-    fn after_write<T>(&self, conn: PoolConnection<Postgres>, result: &Result<T, sqlx::Error>) {
-        if result.is_ok() {
+    /// Keeps `conn` for the next write if its write succeeded, it is not due back, and there is room; else
+    /// it goes back to the pool.
+    fn after_write<T>(&self, (conn, taken): (PoolConnection<Postgres>, Instant), result: &Result<T, sqlx::Error>) {
+        if result.is_ok() && taken.elapsed() < RETURN_AFTER {
             let mut kept = self.kept();
             if !kept.closed && kept.conns.len() < self.writers.most {
-                kept.conns.push((conn, Instant::now()));
+                kept.conns.push(KeptConnection { conn, taken, last_used: Instant::now() });
             }
         }
     }
@@ -108,7 +119,7 @@ impl PgStore {
         let keys: Vec<&str> = rows.iter().map(|r| r.dedup_key.as_str()).collect();
         let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
         let done: Vec<bool> = rows.iter().map(|r| r.done).collect();
-        let mut conn = self.writer().await?;
+        let mut writer = self.writer().await?;
         let inserted: Result<Vec<(i64, String, String)>, _> = sqlx::query_as(
             "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at) \
              SELECT page_id, dedup_key, event, $5, CASE WHEN done THEN 'done' ELSE 'pending' END, \
@@ -123,9 +134,9 @@ impl PgStore {
         .bind(&events)
         .bind(&done)
         .bind(now)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *writer.0)
         .await;
-        self.after_write(conn, &inserted);
+        self.after_write(writer, &inserted);
         let inserted = inserted?;
         let mut ids: HashMap<(&str, &str), i64> =
             inserted.iter().map(|(id, page, key)| ((page.as_str(), key.as_str()), *id)).collect();
@@ -143,7 +154,7 @@ impl PgStore {
             sent.iter().map(|(id, m)| (*id, m.as_deref())).unzip();
         let (finished_ids, reasons): (Vec<i64>, Vec<Option<&str>>) =
             finished.iter().map(|(id, r)| (*id, r.as_deref())).unzip();
-        let mut conn = self.writer().await?;
+        let mut writer = self.writer().await?;
         let done = sqlx::query(
             "WITH sent AS ( \
                  UPDATE webhook_replies r SET message_id = t.message_id, sent_at = $5 \
@@ -159,9 +170,9 @@ impl PgStore {
         .bind(&finished_ids)
         .bind(&reasons)
         .bind(now)
-        .execute(&mut *conn)
+        .execute(&mut *writer.0)
         .await;
-        self.after_write(conn, &done);
+        self.after_write(writer, &done);
         done?;
         Ok(())
     }
@@ -180,7 +191,7 @@ impl PgStore {
         let seqs: Vec<i32> = unique.iter().map(|r| r.seq).collect();
         let bodies: Vec<&str> = unique.iter().map(|r| r.text.as_str()).collect();
         // A no-op update on conflict, so the row recorded first is returned.
-        let mut conn = self.writer().await?;
+        let mut writer = self.writer().await?;
         let recorded: Result<Vec<RecordedRow>, _> = sqlx::query_as(
             "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at) \
              SELECT inbox_id, seq, body, $4 FROM UNNEST($1::bigint[], $2::int[], $3::text[]) AS t(inbox_id, seq, body) \
@@ -191,9 +202,9 @@ impl PgStore {
         .bind(&seqs)
         .bind(&bodies)
         .bind(now)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *writer.0)
         .await;
-        self.after_write(conn, &recorded);
+        self.after_write(writer, &recorded);
         let recorded = recorded?;
         let by_key: HashMap<(i64, i32), crate::store::RecordedReply> = recorded
             .into_iter()
