@@ -17,36 +17,27 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {
     pool: PgPool,
-    writers: WriterConnections,
-}
-
-/// Connections the group-commit writes keep between writes. sqlx tests a pooled connection with a round
-/// trip when it is taken and again when it is given back: two extra round trips around every write, one of
-/// them before it. A connection kept here skips both while it is busy; one unused for `STALE` goes back
-/// through the pool, which tests it; one whose write failed is given back to the pool (and tested there);
-/// one taken from the pool `RETURN_AFTER` ago goes back after its write, so the pool's own upkeep (its
-/// maximum lifetime) still reaches it. At most half the pool is kept, so other queries always find
-/// connections.
-struct WriterConnections {
+    /// Connections the group-commit writes keep between writes (see `writer`).
     kept: std::sync::Mutex<Kept>,
-    most: usize,
 }
 
 #[derive(Default)]
 struct Kept {
-    conns: Vec<KeptConnection>,
+    writers: Vec<(Writer, Instant)>,
     /// The store is closing: nothing more is kept (the pool waits for every connection it lent).
     closed: bool,
 }
 
-struct KeptConnection {
+/// A connection for group-commit writes, and when it came from the pool.
+struct Writer {
     conn: PoolConnection<Postgres>,
-    /// When it came from the pool.
     taken: Instant,
-    last_used: Instant,
 }
 
+/// A kept connection unused for this long goes back through the pool, which tests it.
 const STALE: Duration = Duration::from_secs(10);
+/// A kept connection goes back to the pool this long after it left it, so the pool's upkeep (its maximum
+/// lifetime) still reaches it under constant load.
 const RETURN_AFTER: Duration = Duration::from_secs(300);
 
 /// A recorded reply as its insert returns it: (id, inbox_id, seq, body, sent).
@@ -60,44 +51,47 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(StoreError::Unavailable)?;
-        let writers = WriterConnections { kept: std::sync::Mutex::default(), most: max_connections as usize / 2 };
-        Ok(Self { pool, writers })
+        Ok(Self { pool, kept: std::sync::Mutex::default() })
     }
 
-    /// A connection for a group-commit write (and when it came from the pool): a kept one if there is a
-    /// fresh one, else one from the pool.
-    async fn writer(&self) -> Result<(PoolConnection<Postgres>, Instant), StoreError> {
+    /// A connection for a group-commit write. sqlx tests a pooled connection with a round trip when it is
+    /// taken and again when it is given back: two extra round trips around every write, one of them before
+    /// it. So a connection whose write succeeded is kept for the next write (see `after_write`), and taken
+    /// here while it is fresh; else one comes from the pool.
+    async fn writer(&self) -> Result<Writer, StoreError> {
         loop {
-            let kept = self.kept().conns.pop();
+            let kept = self.kept().writers.pop();
             match kept {
-                Some(kept) if kept.last_used.elapsed() < STALE => return Ok((kept.conn, kept.taken)),
+                Some((writer, last_used)) if last_used.elapsed() < STALE => return Ok(writer),
                 // Back to the pool, which tests it before anyone uses it again.
                 Some(stale) => drop(stale),
-                None => return Ok((self.pool.acquire().await?, Instant::now())),
+                None => return Ok(Writer { conn: self.pool.acquire().await?, taken: Instant::now() }),
             }
         }
     }
 
-    /// Keeps `conn` for the next write if its write succeeded, it is not due back, and there is room; else
-    /// it goes back to the pool.
-    fn after_write<T>(&self, (conn, taken): (PoolConnection<Postgres>, Instant), result: &Result<T, sqlx::Error>) {
-        if result.is_ok() && taken.elapsed() < RETURN_AFTER {
+    /// Keeps `writer` for the next write if its write succeeded, it is not due back, and fewer than half
+    /// the pool are kept (other queries always find connections); else it goes back to the pool (which
+    /// tests it, and drops it if the write failed for a lost connection).
+    fn after_write<T>(&self, writer: Writer, result: &Result<T, sqlx::Error>) {
+        if result.is_ok() && writer.taken.elapsed() < RETURN_AFTER {
+            let most = self.pool.options().get_max_connections() as usize / 2;
             let mut kept = self.kept();
-            if !kept.closed && kept.conns.len() < self.writers.most {
-                kept.conns.push(KeptConnection { conn, taken, last_used: Instant::now() });
+            if !kept.closed && kept.writers.len() < most {
+                kept.writers.push((writer, Instant::now()));
             }
         }
     }
 
     fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.writers.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Before the pool closes: gives the kept connections back, and keeps none from now on.
     fn release_writers(&self) {
         let mut kept = self.kept();
         kept.closed = true;
-        kept.conns.clear();
+        kept.writers.clear();
     }
 
     /// The pool, for tests and tools that inspect the raw tables.
@@ -134,7 +128,7 @@ impl PgStore {
         .bind(&events)
         .bind(&done)
         .bind(now)
-        .fetch_all(&mut *writer.0)
+        .fetch_all(&mut *writer.conn)
         .await;
         self.after_write(writer, &inserted);
         let inserted = inserted?;
@@ -170,7 +164,7 @@ impl PgStore {
         .bind(&finished_ids)
         .bind(&reasons)
         .bind(now)
-        .execute(&mut *writer.0)
+        .execute(&mut *writer.conn)
         .await;
         self.after_write(writer, &done);
         done?;
@@ -202,7 +196,7 @@ impl PgStore {
         .bind(&seqs)
         .bind(&bodies)
         .bind(now)
-        .fetch_all(&mut *writer.0)
+        .fetch_all(&mut *writer.conn)
         .await;
         self.after_write(writer, &recorded);
         let recorded = recorded?;
