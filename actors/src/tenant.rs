@@ -112,7 +112,8 @@ pub struct TenantState {
     /// Events waiting for the responder, in arrival order (by timestamp within a conversation); one batch
     /// is with the responder at a time, holding at most one event of each conversation.
     pending: VecDeque<InboundEvent>,
-    responding: bool,
+    /// A batch is with the responder: the inbox ids it holds.
+    responding: Option<Vec<i64>>,
     outbox: VecDeque<QueuedSend>,
     in_flight: usize,
     /// Recipients with a call in flight or a retry pending: their next reply waits (order per person).
@@ -136,7 +137,7 @@ impl TenantState {
 
     fn idle(&self) -> bool {
         self.pending.is_empty()
-            && !self.responding
+            && self.responding.is_none()
             && self.outbox.is_empty()
             && self.in_flight == 0
             && self.busy.is_empty()
@@ -171,7 +172,7 @@ impl Actor for TenantActor {
             loading: Vec::new(),
             load_attempts: 0,
             pending: VecDeque::new(),
-            responding: false,
+            responding: None,
             outbox: VecDeque::new(),
             in_flight: 0,
             busy: HashSet::new(),
@@ -214,7 +215,7 @@ impl Actor for TenantActor {
             TenantMsg::Loaded(result) => on_loaded(&myself, state, result),
             TenantMsg::Reload => load(&myself, state),
             TenantMsg::Responded(results) => {
-                state.responding = false;
+                state.responding = None;
                 for (event, result) in results {
                     responded(state, event, result);
                 }
@@ -252,6 +253,8 @@ impl Actor for TenantActor {
                     .chain(state.loading.iter())
                     .map(|e| e.inbox_id)
                     .chain(state.outstanding.keys().map(|id| Some(*id)))
+                    // The batch with the responder: its answer will find this actor stopped.
+                    .chain(state.responding.take().into_iter().flatten().map(Some))
                     .collect();
                 state.outstanding.clear();
                 for id in ids {
@@ -467,12 +470,12 @@ fn insertion_point(pending: &VecDeque<InboundEvent>, event: &InboundEvent) -> us
 /// conversation (so a late delivery of an earlier message can still go ahead of the rest of its
 /// conversation), and one batch at a time (so replies are queued in that order).
 fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
-    if state.responding || state.pending.is_empty() {
+    if state.responding.is_some() || state.pending.is_empty() {
         return;
     }
     let Some(profile) = state.profile.as_ref() else { return };
     let batch = take_batch(&mut state.pending);
-    state.responding = true;
+    state.responding = Some(batch.iter().filter_map(|e| e.inbox_id).collect());
     let responder = profile.responder.clone();
     let deps = state.router.deps();
     let (sink, retry_base, retry_max) = (deps.events.clone(), deps.settings.retry_base, deps.settings.retry_max);

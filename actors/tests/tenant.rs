@@ -195,6 +195,8 @@ async fn a_redelivered_mid_is_answered_once() {
 struct SlowInbox {
     calls: Mutex<Vec<Vec<i64>>>,
     first: tokio::sync::Semaphore,
+    /// Inbox events reported finished, with the failure if any.
+    finished: Mutex<Vec<(i64, Option<String>)>>,
 }
 
 #[async_trait]
@@ -220,13 +222,19 @@ impl EventSink for SlowInbox {
             .collect())
     }
 
-    async fn progress(&self, _: Progress) {}
+    async fn progress(&self, progress: Progress) {
+        self.finished.lock().unwrap().extend(progress.finished);
+    }
 }
 
 /// An engine on `SlowInbox`, with the page's bot from `source`.
 async fn slow_inbox_engine(source: Arc<dyn TenantSource>) -> (Router, Arc<ScriptedGraph>, Arc<SlowInbox>) {
     let graph = Arc::new(ScriptedGraph::default());
-    let inbox = Arc::new(SlowInbox { calls: Mutex::new(vec![]), first: tokio::sync::Semaphore::new(0) });
+    let inbox = Arc::new(SlowInbox {
+        calls: Mutex::new(vec![]),
+        first: tokio::sync::Semaphore::new(0),
+        finished: Mutex::new(vec![]),
+    });
     let router = Router::start(EngineDeps {
         source,
         graph: graph.clone(),
@@ -291,4 +299,22 @@ async fn a_slow_bot_is_asked_about_the_waiting_conversations_at_once() {
         "ten conversations waiting on a bot that takes 1 s each are answered in about 1 s, not 10: {took:?}"
     );
     assert_eq!(inbox.calls.lock().unwrap()[1], (2..=11).collect::<Vec<i64>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_disconnected_while_its_batch_is_with_the_responder_finishes_that_batch_too() {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    router.dispatch(inbox_event(1, "a", 1));
+    router.dispatch(inbox_event(2, "b", 1));
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(*inbox.calls.lock().unwrap(), vec![vec![1]], "1 is being recorded, 2 waits for it");
+    router.disconnect(&page());
+    run_for(Duration::from_secs(1)).await;
+    inbox.first.add_permits(1);
+    run_for(Duration::from_secs(2)).await;
+    let mut finished = inbox.finished.lock().unwrap().clone();
+    finished.sort();
+    let disconnected = Some("the page was disconnected".to_owned());
+    assert_eq!(finished, vec![(1, disconnected.clone()), (2, disconnected)], "not left pending");
+    assert_eq!(graph.calls.lock().unwrap().len(), 0, "nothing is sent for a disconnected page");
 }
