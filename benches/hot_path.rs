@@ -88,7 +88,7 @@ fn webhook(c: &mut Criterion) {
         group.bench_function(format!("verify+parse+route {name}"), |b| {
             b.iter(|| {
                 secrets.verify(Some(signature.as_bytes()), black_box(&body)).expect("valid");
-                let events: Vec<InboundEvent> = parse(&body).expect("parses");
+                let events: Vec<InboundEvent> = parse(&body).expect("parses").events;
                 for e in events {
                     router.dispatch(e);
                 }

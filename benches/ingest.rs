@@ -448,7 +448,7 @@ async fn batch_insert_rate(url: &str, bodies: &[Vec<u8>]) -> f64 {
     store.migrate().await.expect("migrate");
     let rows: Vec<switchboard::store::InboxRow> = bodies
         .iter()
-        .flat_map(|body| parse(body).expect("bench bodies parse"))
+        .flat_map(|body| parse(body).expect("bench bodies parse").events)
         .map(|event| switchboard::inbox::row(&event, event.account_id.as_str()).expect("row"))
         .collect();
     let started = std::time::Instant::now();

@@ -22,6 +22,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("DATABASE_URL", "database.url"),
     ("SWITCHBOARD_BIND", "server.bind"),
     ("SWITCHBOARD_PUBLIC_URL", "server.public_url"),
+    ("SWITCHBOARD_TRUSTED_PROXIES", "server.trusted_proxies"),
     ("SWITCHBOARD_ENCRYPTION_KEYS", "vault.keys"),
     ("SWITCHBOARD_KEY_FILE", "vault.key_file"),
     ("META_APP_ID", "meta.app_id"),
@@ -106,9 +107,32 @@ struct RawServer {
     public_url: String,
     shutdown_grace_secs: u64,
     max_body_bytes: u64,
+    max_body_memory_bytes: u64,
+    first_byte_timeout_secs: u64,
     header_read_timeout_secs: u64,
+    keep_alive_timeout_secs: u64,
     request_timeout_secs: u64,
+    max_connection_age_secs: u64,
     max_connections: usize,
+    max_connections_per_address: u32,
+    trusted_proxies: StringOrList,
+}
+
+/// A list given as a TOML array, or as one comma-separated string (the form an environment variable takes).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    List(Vec<String>),
+}
+
+impl StringOrList {
+    fn items(&self) -> Vec<&str> {
+        match self {
+            StringOrList::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
+            StringOrList::List(list) => list.iter().map(|s| s.trim()).collect(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -146,6 +170,7 @@ struct RawEngine {
     idle_timeout_secs: u64,
     quarantine_secs: u64,
     send_queue_capacity: usize,
+    max_pending_per_page: usize,
     max_in_flight_per_page: usize,
     max_send_attempts: u32,
     retry_base_ms: u64,
@@ -212,9 +237,17 @@ pub struct ServerSettings {
     pub public_url: Url,
     pub shutdown_grace: Duration,
     pub max_body_bytes: u64,
+    /// What all request bodies being read may hold at once.
+    pub max_body_memory_bytes: u64,
+    pub first_byte_timeout: Duration,
     pub header_read_timeout: Duration,
+    pub keep_alive_timeout: Duration,
     pub request_timeout: Duration,
+    pub max_connection_age: Duration,
     pub max_connections: usize,
+    /// 0: no cap.
+    pub max_connections_per_address: u32,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -369,9 +402,19 @@ impl RawSettings {
         if !(1024..=100 * 1024 * 1024).contains(&server.max_body_bytes) {
             return Err(invalid("server.max_body_bytes", "must be between 1024 and 104857600"));
         }
+        if server.max_body_memory_bytes < 4 * server.max_body_bytes {
+            return Err(invalid(
+                "server.max_body_memory_bytes",
+                "must be at least 4 × server.max_body_bytes (each address may hold a quarter of it, and that \
+                 must fit one body of the largest size)",
+            ));
+        }
         for (key, secs) in [
+            ("server.first_byte_timeout_secs", server.first_byte_timeout_secs),
             ("server.header_read_timeout_secs", server.header_read_timeout_secs),
+            ("server.keep_alive_timeout_secs", server.keep_alive_timeout_secs),
             ("server.request_timeout_secs", server.request_timeout_secs),
+            ("server.max_connection_age_secs", server.max_connection_age_secs),
             ("meta.graph_timeout_secs", self.meta.graph_timeout_secs),
             ("engine.relay_timeout_secs", self.engine.relay_timeout_secs),
             ("engine.idle_timeout_secs", self.engine.idle_timeout_secs),
@@ -384,6 +427,21 @@ impl RawSettings {
         if server.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
+        let trusted_proxies = server
+            .trusted_proxies
+            .items()
+            .into_iter()
+            .map(|raw| {
+                raw.parse::<ipnet::IpNet>()
+                    .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "server.trusted_proxies",
+                            format!("{raw:?} is not an IP address or a CIDR like 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let e = &self.engine;
         if !(1..=1000).contains(&e.send_rate_per_page) {
             return Err(invalid("engine.send_rate_per_page", "must be between 1 and 1000 calls per second"));
@@ -391,10 +449,15 @@ impl RawSettings {
         if e.fallback_reply.trim().is_empty() {
             return Err(invalid("engine.fallback_reply", "must not be empty"));
         }
-        if e.send_queue_capacity == 0 || e.max_in_flight_per_page == 0 || e.max_send_attempts == 0 {
+        if e.send_queue_capacity == 0
+            || e.max_pending_per_page == 0
+            || e.max_in_flight_per_page == 0
+            || e.max_send_attempts == 0
+        {
             return Err(invalid(
                 "engine",
-                "send_queue_capacity, max_in_flight_per_page and max_send_attempts must be at least 1",
+                "send_queue_capacity, max_pending_per_page, max_in_flight_per_page and max_send_attempts must be at \
+                 least 1",
             ));
         }
         let engine = EngineConfig {
@@ -403,6 +466,7 @@ impl RawSettings {
                 quarantine: Duration::from_secs(e.quarantine_secs),
                 send_drain: Duration::from_secs(self.meta.graph_timeout_secs),
                 send_queue_capacity: e.send_queue_capacity,
+                pending_capacity: e.max_pending_per_page,
                 max_in_flight: e.max_in_flight_per_page,
                 max_send_attempts: e.max_send_attempts,
                 retry_base: Duration::from_millis(e.retry_base_ms.max(1)),
@@ -494,9 +558,15 @@ impl RawSettings {
                 public_url,
                 shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
                 max_body_bytes: self.server.max_body_bytes,
+                max_body_memory_bytes: self.server.max_body_memory_bytes,
+                first_byte_timeout: Duration::from_secs(self.server.first_byte_timeout_secs),
                 header_read_timeout: Duration::from_secs(self.server.header_read_timeout_secs),
+                keep_alive_timeout: Duration::from_secs(self.server.keep_alive_timeout_secs),
                 request_timeout: Duration::from_secs(self.server.request_timeout_secs),
+                max_connection_age: Duration::from_secs(self.server.max_connection_age_secs),
                 max_connections: self.server.max_connections,
+                max_connections_per_address: self.server.max_connections_per_address,
+                trusted_proxies,
             },
             database: DatabaseSettings {
                 url: SecretString::from(db_url.to_owned()),

@@ -2,6 +2,7 @@
 //! and the one `recover` that maps failures to status codes.
 
 mod auth;
+pub mod body;
 mod error;
 mod health;
 pub mod pages;
@@ -15,6 +16,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
+pub use body::BodyBudget;
 pub use error::ApiError;
 pub use webhook::WebhookState;
 
@@ -25,6 +27,8 @@ pub const HTTP_REQUESTS: &str = "switchboard_http_requests_total";
 /// Everything the routes need.
 #[derive(Clone)]
 pub struct HttpState {
+    /// The memory every request body being read shares.
+    pub bodies: Arc<BodyBudget>,
     pub store: Arc<dyn Store>,
     pub router: Router,
     pub webhook: WebhookState,
@@ -43,10 +47,10 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     // warp's `or` clones its second filter, state and all, for every request that reaches it, so each branch
     // after the webhook is boxed: its clone is one reference count, not a deep copy of its state. Measured:
     // unboxed, cloning and dropping the portal's and OAuth's state took a fifth of a webhook's CPU time.
-    webhook::routes(state.webhook)
-        .or(auth::routes(state.onboarding).boxed())
+    webhook::routes(state.webhook, state.bodies.clone())
+        .or(auth::routes(state.onboarding, state.bodies.clone()).boxed())
         .unify()
-        .or(crate::portal::routes(state.portal).boxed())
+        .or(crate::portal::routes(state.portal, state.bodies).boxed())
         .unify()
         .or(health::routes(state.store, state.router, state.metrics).boxed())
         .unify()

@@ -26,7 +26,8 @@ use sha2::{Digest, Sha256};
 use switchboard_actors::{Dispatched, EventSink, InboundEvent, PageId, Progress, RecordedReply, Router};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{InboxRow, NewReply, Store, StoreError};
+use crate::store::{InboxRow, NewReply, Store, StoreError, UnhandledRow};
+use crate::webhook::{RAW_LIMIT, Unhandled};
 
 /// The most items one group commit writes.
 const MAX_ITEMS: usize = 1000;
@@ -261,6 +262,20 @@ impl Inbox {
         self.writer.submit_by(rows, Some(tokio::time::Instant::now() + self.commit_timeout)).await
     }
 
+    /// Keeps the parts of a webhook body Switchboard does not understand, before the 200 like the events (a
+    /// redelivery is kept once). Rare, so a plain transaction rather than a group commit.
+    pub async fn keep_unhandled(&self, parts: &[Unhandled]) -> Result<(), String> {
+        let rows: Vec<UnhandledRow> = parts.iter().map(unhandled_row).collect();
+        match tokio::time::timeout(self.commit_timeout, self.store.unhandled_insert(&rows)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, parts = rows.len(), "cannot keep unhandled webhook parts; answering 503");
+                Err(err.to_string())
+            }
+            Err(_) => Err("timed out keeping unhandled webhook parts".to_owned()),
+        }
+    }
+
     /// Hands a committed event of tenant `page` to the engine. One the router could not take (its tenant is
     /// quarantined, or its start buffer is full) is not held: the next sweep hands it over again.
     pub fn dispatch(&self, mut event: InboundEvent, id: i64, page: PageId) {
@@ -334,6 +349,34 @@ pub fn row(event: &InboundEvent, page: &str) -> Result<InboxRow, String> {
     let json = serde_json::to_string(event).map_err(|e| e.to_string())?;
     let dedup_key = event.dedup_key().unwrap_or_else(|| format!("h:{}", hex::encode(Sha256::digest(json.as_bytes()))));
     Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json, done: !event.wants_reply() })
+}
+
+/// The row that keeps `part`: its raw JSON cut at `RAW_LIMIT` bytes (on a character boundary), and a hash of
+/// the whole part so a redelivery is kept once.
+fn unhandled_row(part: &Unhandled) -> UnhandledRow {
+    let mut hash = Sha256::new();
+    for piece in [part.object, part.kind, part.account.as_deref().unwrap_or_default(), part.raw.as_str()] {
+        hash.update(piece.as_bytes());
+        hash.update([0]);
+    }
+    let (raw, detail) = if part.raw.len() > RAW_LIMIT {
+        let mut cut = RAW_LIMIT;
+        while !part.raw.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        (part.raw[..cut].to_owned(), format!("{} (raw cut at {cut} of {} bytes)", part.detail, part.raw.len()))
+    } else {
+        (part.raw.clone(), part.detail.clone())
+    };
+    UnhandledRow {
+        object: part.object.to_owned(),
+        kind: part.kind.to_owned(),
+        reason: part.reason.label().to_owned(),
+        detail,
+        account_id: part.account.clone(),
+        raw,
+        raw_hash: hex::encode(hash.finalize()),
+    }
 }
 
 /// How long the progress writer gathers marks before it writes them. Progress is off every event's path
@@ -435,16 +478,16 @@ impl EventSink for StoreEvents {
     }
 }
 
-/// Deletes finished inbox rows (and their replies) older than `retention`, in batches, until none are
-/// left; returns how many. Pending rows are kept whatever their age.
+/// Deletes finished inbox rows (and their replies) and kept unhandled parts older than `retention`, in
+/// batches, until none are left; returns how many. Pending rows are kept whatever their age.
 pub async fn prune(store: &dyn Store, retention: Duration) -> Result<u64, StoreError> {
     const BATCH: i64 = 5000;
     let before = crate::clock::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let mut total = 0;
     loop {
-        let n = store.inbox_prune(before, BATCH).await?;
+        let n = store.inbox_prune(before, BATCH).await? + store.unhandled_prune(before, BATCH).await?;
         total += n;
-        if n < BATCH as u64 {
+        if n == 0 {
             return Ok(total);
         }
     }

@@ -577,6 +577,26 @@ impl Onboarding {
     }
 }
 
+/// How long an OAuth state row is kept after it was created: its result page is shown for this long (a state
+/// itself expires within `oauth.state_ttl_secs`, at most an hour).
+pub const STATE_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Deletes OAuth states older than [`STATE_KEPT`] every `every` (the first time right away), so states that
+/// were never used, and the outcomes of used ones, do not pile up.
+pub async fn run_state_prune(store: Arc<dyn Store>, every: std::time::Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let before = crate::clock::now() - ChronoDuration::from_std(STATE_KEPT).unwrap_or_default();
+        match store.prune_oauth_states(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(states = n, "pruned old OAuth states"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune OAuth states; will try again"),
+        }
+    }
+}
+
 /// SHA-256 of the state: what is stored (the state itself never is).
 pub fn state_hash(state: &str) -> Vec<u8> {
     Sha256::digest(state.as_bytes()).to_vec()

@@ -23,7 +23,7 @@ use self::views::{ClientPanel, PageRow};
 use crate::domain::{ClientSlug, Email, PageId, Role};
 use crate::http::pages;
 use crate::onboarding::{Onboarding, Outcome};
-use crate::server::PeerAddr;
+use crate::server::ClientAddr;
 use crate::store::{AuditEntry, Integration, NewUser, Session, Store, StoreError};
 
 type Form = HashMap<String, String>;
@@ -48,7 +48,10 @@ struct Signed {
     id: String,
 }
 
-pub fn routes(state: PortalState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(
+    state: PortalState,
+    bodies: Arc<crate::http::BodyBudget>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let with = warp::any().map(move || state.clone());
     let signed = warp::cookie::optional::<String>(SESSION_COOKIE).and(with.clone()).then(
         |id: Option<String>, s: PortalState| async move {
@@ -60,7 +63,7 @@ pub fn routes(state: PortalState) -> impl Filter<Extract = (Response,), Error = 
         },
     );
     let signed = signed.untuple_one();
-    let form = warp::body::content_length_limit(16 * 1024).and(warp::body::form::<Form>());
+    let form = crate::http::body::form(16 * 1024, bodies);
 
     let login_page = warp::path!("portal" / "login").and(warp::get()).and(with.clone()).map(|s: PortalState| {
         let csrf = random_token();
@@ -69,13 +72,13 @@ pub fn routes(state: PortalState) -> impl Filter<Extract = (Response,), Error = 
     let login = warp::path!("portal" / "login")
         .and(warp::post())
         .and(warp::cookie::optional::<String>(LOGIN_COOKIE))
-        .and(warp::ext::optional::<PeerAddr>())
-        .and(form)
+        .and(warp::ext::optional::<ClientAddr>())
+        .and(form.clone())
         .and(with.clone())
-        .then(|token: Option<String>, peer: Option<PeerAddr>, form: Form, s: PortalState| async move {
-            login(token, peer, form, s).await
+        .then(|token: Option<String>, client: Option<ClientAddr>, form: Form, s: PortalState| async move {
+            login(token, client, form, s).await
         });
-    let logout = warp::path!("portal" / "logout").and(warp::post()).and(signed.clone()).and(form).then(
+    let logout = warp::path!("portal" / "logout").and(warp::post()).and(signed.clone()).and(form.clone()).then(
         |signed: Option<Signed>, s: PortalState, form: Form| async move {
             match signed {
                 // A sign-out without the session's CSRF token changes nothing (no forced sign-outs).
@@ -98,7 +101,7 @@ pub fn routes(state: PortalState) -> impl Filter<Extract = (Response,), Error = 
             }
         },
     );
-    let connect = warp::path!("portal" / "connect").and(warp::post()).and(signed.clone()).and(form).then(
+    let connect = warp::path!("portal" / "connect").and(warp::post()).and(signed.clone()).and(form.clone()).then(
         |signed: Option<Signed>, s: PortalState, form: Form| async move {
             let g = match checked(signed, &form) {
                 Ok(g) => g,
@@ -122,25 +125,26 @@ pub fn routes(state: PortalState) -> impl Filter<Extract = (Response,), Error = 
             }
         },
     );
-    let disconnect =
-        warp::path!("portal" / "pages" / String / "disconnect").and(warp::post()).and(signed.clone()).and(form).then(
-            |page: String, signed: Option<Signed>, s: PortalState, form: Form| async move {
-                let g = match checked(signed, &form) {
-                    Ok(g) => g,
-                    Err(response) => return response,
-                };
-                let i = match owned_page(&g, &page, &s).await {
-                    Ok(i) => i,
-                    Err(response) => return response,
-                };
-                let who = format!("user:{}", g.session.user.id);
-                match s.onboarding.disconnect(&i.page_id, &who, "disconnected in the portal").await {
-                    Ok(_) => see_other("/portal?notice=disconnected"),
-                    Err(e) => unavailable(e),
-                }
-            },
-        );
-    let add_client = warp::path!("portal" / "clients").and(warp::post()).and(signed.clone()).and(form).then(
+    let disconnect = warp::path!("portal" / "pages" / String / "disconnect")
+        .and(warp::post())
+        .and(signed.clone())
+        .and(form.clone())
+        .then(|page: String, signed: Option<Signed>, s: PortalState, form: Form| async move {
+            let g = match checked(signed, &form) {
+                Ok(g) => g,
+                Err(response) => return response,
+            };
+            let i = match owned_page(&g, &page, &s).await {
+                Ok(i) => i,
+                Err(response) => return response,
+            };
+            let who = format!("user:{}", g.session.user.id);
+            match s.onboarding.disconnect(&i.page_id, &who, "disconnected in the portal").await {
+                Ok(_) => see_other("/portal?notice=disconnected"),
+                Err(e) => unavailable(e),
+            }
+        });
+    let add_client = warp::path!("portal" / "clients").and(warp::post()).and(signed.clone()).and(form.clone()).then(
         |signed: Option<Signed>, s: PortalState, form: Form| async move {
             let g = match operator(signed, &form) {
                 Ok(g) => g,
@@ -166,35 +170,36 @@ pub fn routes(state: PortalState) -> impl Filter<Extract = (Response,), Error = 
             }
         },
     );
-    let link =
-        warp::path!("portal" / "clients" / String / "link").and(warp::post()).and(signed.clone()).and(form).then(
-            |slug: String, signed: Option<Signed>, s: PortalState, form: Form| async move {
-                let g = match operator(signed, &form) {
-                    Ok(g) => g,
-                    Err(response) => return response,
-                };
-                let client = match ClientSlug::parse(&slug) {
-                    Ok(slug) => s.store.client_by_slug(&slug).await,
-                    Err(_) => Ok(None),
-                };
-                match client {
-                    Ok(Some(c)) => {
-                        let link = s.onboarding.onboard_link(&c.slug, Duration::from_secs(86_400));
-                        audit(&s, &g, "client.onboard_link", Some(c.id), "valid for 24h".to_owned()).await;
-                        views::show_once(
-                            "Onboarding link",
-                            html! {
-                                p { "Send this link to " (c.name) ". It works for 24 hours." }
-                                p { input type="text" readonly value=(link) id="link" style="width:100%"; }
-                            },
-                        )
-                    }
-                    Ok(None) => pages::error(StatusCode::NOT_FOUND, "No such client."),
-                    Err(e) => unavailable(e),
+    let link = warp::path!("portal" / "clients" / String / "link")
+        .and(warp::post())
+        .and(signed.clone())
+        .and(form.clone())
+        .then(|slug: String, signed: Option<Signed>, s: PortalState, form: Form| async move {
+            let g = match operator(signed, &form) {
+                Ok(g) => g,
+                Err(response) => return response,
+            };
+            let client = match ClientSlug::parse(&slug) {
+                Ok(slug) => s.store.client_by_slug(&slug).await,
+                Err(_) => Ok(None),
+            };
+            match client {
+                Ok(Some(c)) => {
+                    let link = s.onboarding.onboard_link(&c.slug, Duration::from_secs(86_400));
+                    audit(&s, &g, "client.onboard_link", Some(c.id), "valid for 24h".to_owned()).await;
+                    views::show_once(
+                        "Onboarding link",
+                        html! {
+                            p { "Send this link to " (c.name) ". It works for 24 hours." }
+                            p { input type="text" readonly value=(link) id="link" style="width:100%"; }
+                        },
+                    )
                 }
-            },
-        );
-    let invite = warp::path!("portal" / "users").and(warp::post()).and(signed).and(form).then(
+                Ok(None) => pages::error(StatusCode::NOT_FOUND, "No such client."),
+                Err(e) => unavailable(e),
+            }
+        });
+    let invite = warp::path!("portal" / "users").and(warp::post()).and(signed).and(form.clone()).then(
         |signed: Option<Signed>, s: PortalState, form: Form| async move {
             let g = match operator(signed, &form) {
                 Ok(g) => g,
@@ -225,7 +230,7 @@ pub fn routes(state: PortalState) -> impl Filter<Extract = (Response,), Error = 
         .unify()
 }
 
-async fn login(token: Option<String>, peer: Option<PeerAddr>, form: Form, s: PortalState) -> Response {
+async fn login(token: Option<String>, client: Option<ClientAddr>, form: Form, s: PortalState) -> Response {
     let fresh = random_token();
     let again = |problem: &str, status| {
         with_cookie(views::login(&fresh, Some(problem), status), &cookie(LOGIN_COOKIE, &fresh, 3600, s.secure))
@@ -236,7 +241,8 @@ async fn login(token: Option<String>, peer: Option<PeerAddr>, form: Form, s: Por
     }
     let email = form.get("email").map(String::as_str).unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
-    let address = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.ip().to_string());
+    // The client's address (what a trusted proxy forwarded), counted per IPv4 address or IPv6 /64.
+    let address = client.map_or_else(|| "unknown".to_owned(), |c| c.key().to_string());
     if let Err(wait) = s.throttle.attempt(&email.trim().to_lowercase(), &address) {
         return again(
             &format!("Too many sign-in attempts. Please wait {wait} seconds and try again."),

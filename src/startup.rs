@@ -117,6 +117,7 @@ impl Application {
             tokio::spawn(onboarding.clone().run_token_health(settings.oauth.token_check_interval)),
             tokio::spawn(run_reconcile(store.clone(), router.clone(), settings.oauth.reconcile_interval)),
             tokio::spawn(crate::inbox::run_prune(store.clone(), settings.inbox.retention, Duration::from_secs(3600))),
+            tokio::spawn(crate::onboarding::run_state_prune(store.clone(), Duration::from_secs(3600))),
         ];
         if let Some(inbox) = &inbox {
             let (every, stale) = (settings.inbox.sweep_interval, settings.inbox.stale_after);
@@ -141,6 +142,7 @@ impl Application {
             session_ttl: settings.session_ttl,
         };
         let routes = http::routes(HttpState {
+            bodies: http::BodyBudget::new(settings.server.max_body_memory_bytes),
             store: store.clone(),
             router: router.clone(),
             webhook,
@@ -148,11 +150,17 @@ impl Application {
             onboarding,
             portal,
         });
+        let server = &settings.server;
         let limits = server::Limits {
-            header_read_timeout: settings.server.header_read_timeout,
-            request_timeout: settings.server.request_timeout,
-            max_connections: settings.server.max_connections,
-            shutdown_grace: settings.server.shutdown_grace,
+            first_byte_timeout: server.first_byte_timeout,
+            header_read_timeout: server.header_read_timeout,
+            keep_alive_timeout: server.keep_alive_timeout,
+            request_timeout: server.request_timeout,
+            max_connection_age: server.max_connection_age,
+            max_connections: server.max_connections,
+            max_connections_per_address: server.max_connections_per_address,
+            trusted_proxies: server::TrustedProxies::new(server.trusted_proxies.clone()),
+            shutdown_grace: server.shutdown_grace,
         };
         Ok(Self { listener, store, router, inbox, routes, limits, background })
     }
@@ -175,7 +183,7 @@ impl Application {
     /// and stops the engine.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "switchboard listening");
-        server::serve(self.listener, self.routes, self.limits, shutdown).await;
+        server::serve(self.listener, self.routes, self.limits.clone(), shutdown).await;
         for task in &self.background {
             task.abort();
         }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 pub use model::{
     AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow, Integration,
     IntegrationStatus, NewIntegration, NewReply, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret,
-    SealedRow, Session, StateRejected, User,
+    SealedRow, Session, StateRejected, UnhandledRecord, UnhandledRow, UnhandledSummary, User,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -149,6 +149,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records what the callback did, for the result page.
     async fn set_oauth_outcome(&self, state_hash: &[u8], outcome: &str) -> Result<(), StoreError>;
     async fn oauth_outcome(&self, state_hash: &[u8]) -> Result<Option<OAuthOutcome>, StoreError>;
+    /// Deletes OAuth states (used or not, with their outcomes) created before `before`; returns how many.
+    async fn prune_oauth_states(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     async fn record_deletion(&self, request: &DeletionRequest, facebook_user_id: &str) -> Result<(), StoreError>;
     async fn deletion_request(&self, confirmation_code: &str) -> Result<Option<DeletionRequest>, StoreError>;
@@ -208,6 +210,16 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Puts failed rows (of one client's pages, or all) back to pending; returns how many.
     async fn inbox_requeue_failed(&self, client_id: Option<i64>) -> Result<u64, StoreError>;
+
+    /// Keeps parts of webhook bodies Switchboard does not understand, in one transaction; a part kept before
+    /// (same `raw_hash`) is not kept again.
+    async fn unhandled_insert(&self, rows: &[UnhandledRow]) -> Result<(), StoreError>;
+    /// Kept unhandled parts per (object, kind, reason), most frequent first.
+    async fn unhandled_summary(&self) -> Result<Vec<UnhandledSummary>, StoreError>;
+    /// The newest kept unhandled parts.
+    async fn unhandled_recent(&self, limit: i64) -> Result<Vec<UnhandledRecord>, StoreError>;
+    /// Deletes up to `limit` unhandled parts received before `before`; returns how many.
+    async fn unhandled_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The newest audit rows first.

@@ -23,6 +23,11 @@ use crate::stats::{StatsSnapshot, TenantStats};
 use crate::supervisor::{SupervisorMsg, TenantSupervisor};
 use crate::tenant::TenantMsg;
 
+/// How many unknown account ids get a metric label of their own.
+const UNKNOWN_LABELS: usize = 100;
+/// How many unknown account ids are remembered so each is logged once.
+const UNKNOWN_LOGGED: usize = 10_000;
+
 /// What the engine is built from.
 pub struct EngineDeps {
     pub source: Arc<dyn TenantSource>,
@@ -63,6 +68,8 @@ struct Inner {
     slots: DashMap<PageId, Slot>,
     quarantined: DashMap<PageId, tokio::time::Instant>,
     unknown_logged: DashMap<String, ()>,
+    /// Unknown ids with a metric label of their own (the first `UNKNOWN_LABELS`; the rest share `other`).
+    unknown_labelled: DashMap<String, ()>,
     stats: DashMap<PageId, Arc<TenantStats>>,
     supervisor: OnceLock<ActorRef<SupervisorMsg>>,
     /// Send API calls in flight, waited for at shutdown.
@@ -85,6 +92,7 @@ impl Router {
                 slots: DashMap::new(),
                 quarantined: DashMap::new(),
                 unknown_logged: DashMap::new(),
+                unknown_labelled: DashMap::new(),
                 stats: DashMap::new(),
                 supervisor: OnceLock::new(),
                 sends: tokio_util::task::TaskTracker::new(),
@@ -164,9 +172,15 @@ impl Router {
     }
 
     fn unknown(&self, account_id: &str) {
-        metrics::counter!(UNKNOWN_PAGE_EVENTS, "page" => account_id.to_owned()).increment(1);
+        // Ids no client owns come from outside: only the first few get a label of their own, so the number of
+        // series stays bounded whatever arrives.
+        let labelled = self.inner.unknown_labelled.contains_key(account_id)
+            || (self.inner.unknown_labelled.len() < UNKNOWN_LABELS
+                && self.inner.unknown_labelled.insert(account_id.to_owned(), ()).is_none());
+        let label = if labelled { account_id.to_owned() } else { "other".to_owned() };
+        metrics::counter!(UNKNOWN_PAGE_EVENTS, "page" => label).increment(1);
         // Log each unknown id once (bounded, so a flood of ids cannot grow this without limit).
-        if self.inner.unknown_logged.len() < 10_000
+        if self.inner.unknown_logged.len() < UNKNOWN_LOGGED
             && self.inner.unknown_logged.insert(account_id.to_owned(), ()).is_none()
         {
             tracing::warn!(page = %account_id, "webhook event for a page no client owns; acknowledged, not processed");

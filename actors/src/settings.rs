@@ -10,6 +10,9 @@ pub struct EngineSettings {
     pub send_queue_capacity: usize,
     /// Events buffered for a tenant that is starting or restarting.
     pub start_buffer_capacity: usize,
+    /// Events waiting for the responder, per tenant; beyond it new events are set aside (an inbox event stays
+    /// pending and is handed over again by the sweeper; without an inbox it is dropped) and counted.
+    pub pending_capacity: usize,
     /// Send API calls in flight per tenant (never two to the same person at once).
     pub max_in_flight: usize,
     /// Attempts for a reply that fails transiently (1, 2, 5xx, timeouts), the first included.
@@ -40,6 +43,7 @@ impl Default for EngineSettings {
             idle_timeout: Duration::from_secs(300),
             send_queue_capacity: 1000,
             start_buffer_capacity: 10_000,
+            pending_capacity: 10_000,
             max_in_flight: 4,
             max_send_attempts: 5,
             retry_base: Duration::from_millis(200),

@@ -445,6 +445,18 @@ fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundE
         finish(state, event.inbox_id, None);
         return;
     }
+    if state.pending.len() >= state.router.deps().settings.pending_capacity {
+        // A backlog this deep means the page cannot keep up (throttled, a slow bot): set the event aside
+        // rather than hold without bound. An inbox event stays pending, and the sweeper hands it over again.
+        if let Some(m) = &state.metrics {
+            m.ignored("tenant_backlog");
+        }
+        if let Some(key) = event.dedup_key() {
+            state.dedup.forget(&key);
+        }
+        state.progress.released.extend(event.inbox_id);
+        return;
+    }
     // Within a conversation, answer in Meta's timestamp order even if deliveries arrived shuffled.
     let at = insertion_point(&state.pending, &event);
     state.pending.insert(at, event);

@@ -197,6 +197,8 @@ struct SlowInbox {
     first: tokio::sync::Semaphore,
     /// Inbox events reported finished, with the failure if any.
     finished: Mutex<Vec<(i64, Option<String>)>>,
+    /// Inbox events given back unfinished (left pending for the sweeper).
+    released: Mutex<Vec<i64>>,
 }
 
 #[async_trait]
@@ -224,23 +226,32 @@ impl EventSink for SlowInbox {
 
     async fn progress(&self, progress: Progress) {
         self.finished.lock().unwrap().extend(progress.finished);
+        self.released.lock().unwrap().extend(progress.released);
     }
 }
 
 /// An engine on `SlowInbox`, with the page's bot from `source`.
 async fn slow_inbox_engine(source: Arc<dyn TenantSource>) -> (Router, Arc<ScriptedGraph>, Arc<SlowInbox>) {
+    slow_inbox_engine_with(source, EngineSettings::default()).await
+}
+
+async fn slow_inbox_engine_with(
+    source: Arc<dyn TenantSource>,
+    settings: EngineSettings,
+) -> (Router, Arc<ScriptedGraph>, Arc<SlowInbox>) {
     let graph = Arc::new(ScriptedGraph::default());
     let inbox = Arc::new(SlowInbox {
         calls: Mutex::new(vec![]),
         first: tokio::sync::Semaphore::new(0),
         finished: Mutex::new(vec![]),
+        released: Mutex::new(vec![]),
     });
     let router = Router::start(EngineDeps {
         source,
         graph: graph.clone(),
         status: Arc::new(Status::default()),
         events: inbox.clone(),
-        settings: EngineSettings::default(),
+        settings,
     })
     .await
     .unwrap();
@@ -317,4 +328,27 @@ async fn a_page_disconnected_while_its_batch_is_with_the_responder_finishes_that
     let disconnected = Some("the page was disconnected".to_owned());
     assert_eq!(finished, vec![(1, disconnected.clone()), (2, disconnected)], "not left pending");
     assert_eq!(graph.calls.lock().unwrap().len(), 0, "nothing is sent for a disconnected page");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_whose_backlog_is_full_sets_new_events_aside_for_the_sweeper_and_answers_them_later() {
+    let settings = EngineSettings { pending_capacity: 3, ..EngineSettings::default() };
+    let (router, graph, inbox) = slow_inbox_engine_with(Arc::new(Source), settings).await;
+    router.dispatch(inbox_event(1, "a", 1));
+    run_for(Duration::from_secs(1)).await;
+    // One conversation: while 1's replies are recorded, the rest wait; three fit, the next three do not.
+    for id in 2..=7 {
+        router.dispatch(inbox_event(id, "a", id));
+    }
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(*inbox.released.lock().unwrap(), vec![5, 6, 7], "set aside, still pending in the inbox");
+    inbox.first.add_permits(1);
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 4, "the events that fit are answered");
+    // The sweeper hands the set-aside events over again: they are not mistaken for duplicates.
+    for id in 5..=7 {
+        router.dispatch(inbox_event(id, "a", id));
+    }
+    run_for(Duration::from_secs(3)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 7, "and the set-aside ones once handed over again");
 }

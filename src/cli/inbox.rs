@@ -1,4 +1,4 @@
-//! `inbox stats` and `inbox replay --failed [--client SLUG]`.
+//! `inbox stats`, `inbox unhandled [--limit N] [--json]` and `inbox replay --failed [--client SLUG]`.
 
 use super::{CLI_ACTOR, UsageError};
 use crate::config::Settings;
@@ -8,8 +8,18 @@ use crate::store::AuditEntry;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InboxCommand {
-    /// Events per status (pending, done, failed).
+    /// Events per status (pending, done, failed), and the webhook parts kept as not understood, per kind.
     Stats,
+    /// The newest webhook parts Switchboard did not understand (acknowledged to Meta and kept raw), with where
+    /// each was in its body and why.
+    Unhandled {
+        /// How many to show, newest first.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// One JSON object per line, raw part included.
+        #[arg(long)]
+        json: bool,
+    },
     /// Put failed events (dead letters) back to pending; a running server hands them to its engine at its next
     /// inbox sweep (inbox.sweep_interval_secs).
     Replay {
@@ -32,6 +42,46 @@ pub async fn run(settings: &Settings, cmd: InboxCommand) -> anyhow::Result<()> {
             }
             for (status, n) in counts {
                 println!("{status:<8} {n}");
+            }
+            let unhandled = store.unhandled_summary().await?;
+            if !unhandled.is_empty() {
+                println!();
+                println!("not understood (acknowledged and kept raw; `switchboard inbox unhandled` lists them):");
+                println!("{:<26} {:<22} {:<16} {:>8}  last", "object", "kind", "reason", "count");
+                for u in unhandled {
+                    println!(
+                        "{:<26} {:<22} {:<16} {:>8}  {}",
+                        u.object,
+                        u.kind,
+                        u.reason,
+                        u.count,
+                        u.last_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    );
+                }
+            }
+            Ok(())
+        }
+        InboxCommand::Unhandled { limit, json } => {
+            let parts = store.unhandled_recent(i64::from(limit)).await?;
+            if parts.is_empty() && !json {
+                println!("nothing was left not understood");
+            }
+            for part in parts {
+                if json {
+                    println!("{}", serde_json::to_string(&part)?);
+                } else {
+                    println!(
+                        "#{} {} {}/{} {} page {}: {}",
+                        part.id,
+                        part.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        part.object,
+                        part.kind,
+                        part.reason,
+                        part.account_id.as_deref().unwrap_or("-"),
+                        part.detail
+                    );
+                    println!("    {}", part.raw);
+                }
             }
             Ok(())
         }

@@ -16,7 +16,11 @@ use crate::signed_request;
 
 type Query = HashMap<String, String>;
 
-pub fn routes(onboarding: Onboarding) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(
+    onboarding: Onboarding,
+    bodies: std::sync::Arc<super::BodyBudget>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let form = super::body::form(16 * 1024, bodies);
     let with = warp::any().map(move || onboarding.clone());
     let start = warp::path!("api" / "auth" / "facebook" / "start")
         .and(warp::get())
@@ -33,14 +37,12 @@ pub fn routes(onboarding: Onboarding) -> impl Filter<Extract = (Response,), Erro
         });
     let deauthorize = warp::path!("api" / "auth" / "facebook" / "deauthorize")
         .and(warp::post())
-        .and(warp::body::content_length_limit(16 * 1024))
-        .and(warp::body::form::<Query>())
+        .and(form.clone())
         .and(with.clone())
         .and(warp::any().map(|| false))
         .or(warp::path!("api" / "auth" / "facebook" / "data-deletion")
             .and(warp::post())
-            .and(warp::body::content_length_limit(16 * 1024))
-            .and(warp::body::form::<Query>())
+            .and(form)
             .and(with.clone())
             .and(warp::any().map(|| true)))
         .unify()
@@ -99,7 +101,9 @@ async fn connect_result(key: &str, o: &Onboarding) -> Result<Response, Rejection
     let not_found = || warp::reject::custom(ApiError::NotFound("this result is not known (or has expired)".to_owned()));
     let hash = hex::decode(key).map_err(|_| not_found())?;
     let stored = o.store().oauth_outcome(&hash).await.map_err(unavailable)?.ok_or_else(not_found)?;
-    if crate::clock::now() - stored.created_at > chrono::Duration::hours(24) {
+    if crate::clock::now() - stored.created_at
+        > chrono::Duration::from_std(crate::onboarding::STATE_KEPT).unwrap_or_default()
+    {
         return Err(not_found());
     }
     let outcome: crate::onboarding::Outcome = serde_json::from_str(&stored.outcome).map_err(|_| not_found())?;

@@ -32,6 +32,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("the service is temporarily unavailable; please try again shortly")]
     Unavailable,
+    /// Too much is in flight (request bodies): try again shortly.
+    #[error("{0}; please try again shortly")]
+    Busy(&'static str),
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -42,7 +45,9 @@ impl ApiError {
             ApiError::VerificationFailed | ApiError::Signature(_) => StatusCode::FORBIDDEN,
             ApiError::Parse(_) | ApiError::UnknownClient(_) | ApiError::SignedRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::OnboardLink(_) => StatusCode::FORBIDDEN,
-            ApiError::Callback(CallbackError::Store(_)) | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Callback(CallbackError::Store(_)) | ApiError::Unavailable | ApiError::Busy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Callback(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
         }

@@ -1,13 +1,14 @@
 //! `/api/facebook-webhook`: where Meta's traffic for every tenant enters.
 //!
-//! GET is the verification handshake. POST is verified (signature over the raw bytes), parsed whole,
-//! routed event by event to the tenants' actors, and answered at once: the answer never waits on the Graph
-//! API or any bot. Nothing is processed unless the signature and the whole body are valid.
+//! GET is the verification handshake. POST is verified (signature over the raw bytes), parsed entry by entry
+//! and event by event, routed to the tenants' actors, and answered at once: the answer never waits on the
+//! Graph API or any bot. Only a body that is too large, unsigned or wrongly signed, or not JSON is refused;
+//! a signed body comes from Meta, and whatever in it Switchboard does not understand is acknowledged with the
+//! rest, counted by kind, and (in durable mode) kept raw for an operator.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
-use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq as _;
 use switchboard_actors::metrics::EVENTS_IGNORED;
@@ -16,10 +17,13 @@ use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use super::body::{Body, BodyBudget, limited};
 use super::error::ApiError;
-use crate::webhook::{WebhookSecrets, parse};
+use crate::webhook::{Parsed, Reason, Unhandled, WebhookSecrets, parse};
 
 pub const SIGNATURE_FAILURES: &str = "switchboard_webhook_signature_failures_total";
+/// Parts of signed bodies Switchboard does not understand, by object, kind and reason (all from fixed sets).
+pub const UNHANDLED: &str = "switchboard_webhook_unhandled_total";
 
 /// What the webhook routes need.
 #[derive(Clone)]
@@ -34,7 +38,10 @@ pub struct WebhookState {
     pub durable_receipts: bool,
 }
 
-pub fn routes(state: WebhookState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(
+    state: WebhookState,
+    bodies: Arc<BodyBudget>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let max_body = state.max_body_bytes;
     let with_state = warp::any().map(move || state.clone());
     // Path before method, so an unknown path is a 404, not a 405.
@@ -45,12 +52,11 @@ pub fn routes(state: WebhookState) -> impl Filter<Extract = (Response,), Error =
         .and_then(|query: HashMap<String, String>, state: WebhookState| async move { verify(&query, &state) });
     let receive = warp::path!("api" / "facebook-webhook")
         .and(warp::post())
-        .and(warp::body::content_length_limit(max_body))
         // Just the signature header (a refcounted clone of its bytes), not a copy of the whole header map.
         .and(warp::header::value("x-hub-signature-256").map(Some).or(warp::any().map(|| None)).unify())
-        .and(warp::body::bytes())
+        .and(limited(max_body, bodies))
         .and(with_state)
-        .and_then(|signature: Option<HeaderValue>, body: Bytes, state: WebhookState| async move {
+        .and_then(|signature: Option<HeaderValue>, body: Body, state: WebhookState| async move {
             receive(signature.as_ref(), &body, &state).await
         });
     // POST first: Meta's traffic never pays for `or` cloning the other branch (boxed, so that is cheap too).
@@ -78,7 +84,10 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
         metrics::counter!(SIGNATURE_FAILURES).increment(1);
         return Err(warp::reject::custom(ApiError::Signature(e)));
     }
-    let mut events = parse(body).map_err(|e| warp::reject::custom(ApiError::Parse(e)))?;
+    let Parsed { mut events, unhandled } = parse(body).map_err(|e| warp::reject::custom(ApiError::Parse(e)))?;
+    for part in &unhandled {
+        note(part);
+    }
     // Meta does not promise order within a body after redeliveries: hand events over in timestamp order
     // (stable, so equal timestamps keep Meta's order).
     events.sort_by_key(|e| e.timestamp);
@@ -95,7 +104,13 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
             }
         }
         let refs: Vec<(&InboundEvent, &str)> = owned.iter().map(|(r, e)| (e, r.page.as_str())).collect();
-        let ids = inbox.commit(&refs).await.map_err(|_| warp::reject::custom(ApiError::Unavailable))?;
+        let ids = if unhandled.is_empty() {
+            inbox.commit(&refs).await
+        } else {
+            let (ids, kept) = tokio::join!(inbox.commit(&refs), inbox.keep_unhandled(&unhandled));
+            kept.and(ids)
+        };
+        let ids = ids.map_err(|_| warp::reject::custom(ApiError::Unavailable))?;
         for ((route, event), id) in owned.into_iter().zip(ids) {
             match id {
                 // Stored already done (it needs no reply): the tenant only counts it.
@@ -118,4 +133,24 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
         }
     }
     Ok(warp::reply::with_header("EVENT_RECEIVED", "content-type", "text/plain").into_response())
+}
+
+/// Counts a part Switchboard does not understand, and logs it: the first of each (object, kind, reason) at
+/// warn, the rest at debug (a new kind of event at Meta's rate must not flood the log). The log names where it
+/// was and what is wrong, never a value from the body.
+fn note(part: &Unhandled) {
+    /// (object, kind, reason): a small fixed set.
+    type Seen = HashSet<(&'static str, &'static str, Reason)>;
+    static SEEN: LazyLock<Mutex<Seen>> = LazyLock::new(Mutex::default);
+    metrics::counter!(UNHANDLED, "object" => part.object, "kind" => part.kind, "reason" => part.reason.label())
+        .increment(1);
+    let first = SEEN.lock().map(|mut seen| seen.insert((part.object, part.kind, part.reason))).unwrap_or(false);
+    let account = part.account.as_deref().unwrap_or("-");
+    if first {
+        tracing::warn!(object = part.object, kind = part.kind, reason = part.reason.label(), %account,
+            detail = %part.detail, "webhook part not understood; acknowledged and kept (further ones at debug)");
+    } else {
+        tracing::debug!(object = part.object, kind = part.kind, reason = part.reason.label(), %account,
+            detail = %part.detail, "webhook part not understood; acknowledged and kept");
+    }
 }

@@ -280,7 +280,7 @@ macro_rules! sql_store {
         use $crate::store::{
             AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow, Integration,
             IntegrationStatus, NewIntegration, NewReply, NewUser, OAuthOutcome, RecordedReply, Resealed, ResponderSetting,
-            SealedRelaySecret, SealedRow, Session, StateRejected, User,
+            SealedRelaySecret, SealedRow, Session, StateRejected, UnhandledRecord, UnhandledRow, UnhandledSummary, User,
         };
         use chrono::{DateTime, Utc};
         use $crate::vault::KeyId;
@@ -684,6 +684,14 @@ macro_rules! sql_store {
                 }))
             }
 
+            async fn prune_oauth_states(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM oauth_states WHERE created_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn record_deletion(&self, request: &DeletionRequest, facebook_user_id: &str) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO data_deletion_requests (confirmation_code, facebook_user_id, requested_at, \
@@ -880,6 +888,78 @@ macro_rules! sql_store {
                          (SELECT facebook_page_id FROM client_integrations WHERE client_id = $1))",
                 )
                 .bind(client_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn unhandled_insert(&self, rows: &[UnhandledRow]) -> Result<(), StoreError> {
+                let now = $crate::clock::now();
+                let mut tx = self.pool.begin().await?;
+                for row in rows {
+                    sqlx::query(
+                        "INSERT INTO webhook_unhandled (received_at, object, kind, reason, detail, account_id, raw, \
+                             raw_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (raw_hash) DO NOTHING",
+                    )
+                    .bind(now)
+                    .bind(&row.object)
+                    .bind(&row.kind)
+                    .bind(&row.reason)
+                    .bind(&row.detail)
+                    .bind(row.account_id.as_deref())
+                    .bind(&row.raw)
+                    .bind(&row.raw_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn unhandled_summary(&self) -> Result<Vec<UnhandledSummary>, StoreError> {
+                let rows: Vec<(String, String, String, i64, DateTime<Utc>)> = sqlx::query_as(
+                    "SELECT object, kind, reason, CAST(count(*) AS BIGINT), max(received_at) FROM webhook_unhandled \
+                     GROUP BY object, kind, reason ORDER BY 4 DESC, 1, 2, 3",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(object, kind, reason, count, last_at)| UnhandledSummary { object, kind, reason, count, last_at })
+                    .collect())
+            }
+
+            async fn unhandled_recent(&self, limit: i64) -> Result<Vec<UnhandledRecord>, StoreError> {
+                let rows: Vec<(i64, DateTime<Utc>, String, String, String, String, Option<String>, String)> =
+                    sqlx::query_as(
+                        "SELECT id, received_at, object, kind, reason, detail, account_id, raw FROM webhook_unhandled \
+                         ORDER BY id DESC LIMIT $1",
+                    )
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, received_at, object, kind, reason, detail, account_id, raw)| UnhandledRecord {
+                        id,
+                        received_at,
+                        object,
+                        kind,
+                        reason,
+                        detail,
+                        account_id,
+                        raw,
+                    })
+                    .collect())
+            }
+
+            async fn unhandled_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM webhook_unhandled WHERE id IN \
+                     (SELECT id FROM webhook_unhandled WHERE received_at < $1 ORDER BY id LIMIT $2)",
+                )
+                .bind(before)
+                .bind(limit)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected())

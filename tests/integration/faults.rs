@@ -4,18 +4,13 @@
 //!
 //! Every event has its own sender, so the replies the stand-in accepted can be counted per event.
 
-use std::collections::{HashMap, HashSet};
-use std::process::Command;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meta_sim::{SimConfig, SimHandle};
-
-use crate::app::{PAGE_A, PAGE_B, REDIRECT, SECRET, VERIFY_TOKEN, seed_tenants, text_event};
-use crate::support::{PrivatePg, Server, TestDb, key_entry, ring};
-
-/// How long anything may take to settle before the test fails.
-const SETTLE: Duration = Duration::from_secs(90);
+use crate::app::{PAGE_A, PAGE_B, SECRET, text_event};
+use crate::rig::{Rig, SETTLE};
+use crate::support::{PrivatePg, TestDb};
 
 fn sender(i: usize) -> String {
     format!("7{i:07}")
@@ -24,76 +19,6 @@ fn sender(i: usize) -> String {
 fn body(i: usize) -> Vec<u8> {
     let page = if i.is_multiple_of(2) { PAGE_A } else { PAGE_B };
     text_event(page, &sender(i), &format!("m_fault_{i}"), &format!("hello {i}"), 1_700_000_000_000 + i as i64)
-}
-
-/// A database with the two seeded tenants, and the stand-in.
-struct Rig {
-    db: TestDb,
-    meta: SimHandle,
-    key_entry: String,
-    http: reqwest::Client,
-}
-
-impl Rig {
-    async fn new(db: TestDb) -> Self {
-        let meta = meta_sim::spawn(SimConfig { redirect_uris: vec![REDIRECT.to_owned()], ..SimConfig::default() })
-            .await
-            .unwrap();
-        let key_entry = key_entry("k1");
-        seed_tenants(db.store.as_ref(), &ring(&key_entry), &meta).await;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-        Self { db, meta, key_entry, http }
-    }
-
-    /// `switchboard serve` on this database and stand-in (durable inbox, the default).
-    fn serve(&self) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        cmd.env_clear().envs([
-            ("DATABASE_URL", self.db.url.as_str()),
-            ("SWITCHBOARD_ENCRYPTION_KEYS", self.key_entry.as_str()),
-            ("META_APP_ID", "1234567890"),
-            ("META_APP_SECRET", SECRET),
-            ("META_VERIFY_TOKEN", VERIFY_TOKEN),
-            ("META_GRAPH_URL", &self.meta.url()),
-            ("META_OAUTH_DIALOG_URL", &self.meta.url()),
-            ("SWITCHBOARD__ENGINE__SEND_RATE_PER_PAGE", "400"),
-            ("SWITCHBOARD__INBOX__SWEEP_INTERVAL_SECS", "3"),
-            ("SWITCHBOARD_LOG", "info"),
-        ]);
-        Server::start(cmd).unwrap()
-    }
-
-    /// Replies the stand-in accepted, per event index.
-    fn replies(&self) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
-        let mut by_event: HashMap<usize, Vec<meta_sim::SentMessage>> = HashMap::new();
-        for m in self.meta.sim().messages() {
-            if let Some(i) = m.recipient_id.strip_prefix('7').and_then(|n| n.parse().ok()) {
-                by_event.entry(i).or_default().push(m);
-            }
-        }
-        by_event
-    }
-
-    /// The replies the stand-in accepted, once no new one has arrived for half a second.
-    async fn settled_replies(&self) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
-        let quiet = self.meta.sim().until_quiet(Duration::from_millis(500), SETTLE).await;
-        assert!(quiet.is_ok(), "the stand-in kept accepting replies from a dead process");
-        self.replies()
-    }
-
-    /// Waits until every event in `0..n` has a reply and no inbox row is pending.
-    async fn wait_until_answered(&self, n: usize) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
-        let started = Instant::now();
-        loop {
-            let replies = self.replies();
-            let pending = self.db.store.inbox_counts().await.unwrap().into_iter().any(|(s, _)| s == "pending");
-            if replies.len() >= n && !pending {
-                return replies;
-            }
-            assert!(started.elapsed() < SETTLE, "{} of {n} events answered, pending rows: {pending}", replies.len());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// One webhook delivery as Meta saw it.

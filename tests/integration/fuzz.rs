@@ -67,7 +67,7 @@ proptest! {
             seed,
         });
         let body = generator.next_body();
-        let events = parse(&body).unwrap();
+        let events = parse(&body).unwrap().events;
         prop_assert_eq!(events.len(), batch);
         for e in events {
             prop_assert!(["104711112233445", "17841405822304914"].contains(&e.account_id.as_str()));

@@ -16,7 +16,8 @@ async fn durable() -> TestApp {
 /// Stores a pending inbox row for a text event to page A, as a commit does, without handing it to the
 /// engine; returns its id.
 async fn store_pending(app: &TestApp, sender: &str, mid: &str, text: &str, timestamp: i64) -> i64 {
-    let event = switchboard::webhook::parse(&text_event(PAGE_A, sender, mid, text, timestamp)).unwrap().remove(0);
+    let event =
+        switchboard::webhook::parse(&text_event(PAGE_A, sender, mid, text, timestamp)).unwrap().events.remove(0);
     let row = InboxRow {
         page_id: PAGE_A.to_owned(),
         dedup_key: event.dedup_key().unwrap(),

@@ -9,11 +9,13 @@
 
 mod app;
 mod browser;
+mod rig;
 mod support;
 
 mod cli;
 mod engine;
 mod faults;
+mod front_door;
 mod fuzz;
 mod inbox;
 mod onboarding;

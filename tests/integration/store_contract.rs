@@ -1,7 +1,7 @@
 //! The `Store` contract, run against both backends.
 
 use switchboard::domain::{ClientSlug, Email, Role};
-use switchboard::store::{AuditEntry, IntegrationStatus, NewUser, StoreError};
+use switchboard::store::{AuditEntry, IntegrationStatus, NewUser, StoreError, UnhandledRow};
 
 use crate::support::{TestDb, client, key_entry, new_integration, on_both_backends, page, ring};
 
@@ -18,6 +18,8 @@ on_both_backends!(
     inbox_stores_each_key_once_per_page_and_tracks_status,
     outbox_keeps_the_first_recording_and_marks_replies_sent_once,
     pruning_removes_only_finished_rows_past_retention_with_their_replies,
+    unhandled_parts_are_kept_once_summarized_listed_and_pruned,
+    old_oauth_states_are_pruned_and_recent_ones_kept,
 );
 
 async fn clients_are_created_listed_and_unique_by_slug(db: TestDb) {
@@ -344,4 +346,49 @@ async fn kept_writer_connections_give_way_when_the_server_drops_them_and_never_h
     tokio::time::timeout(std::time::Duration::from_secs(10), store.close())
         .await
         .expect("closing the store gives the kept connections back instead of waiting for them");
+}
+
+fn unhandled(kind: &str, raw: &str) -> UnhandledRow {
+    UnhandledRow {
+        object: "page".to_owned(),
+        kind: kind.to_owned(),
+        reason: "unknown_event".to_owned(),
+        detail: "entry 0, messaging item 1: event kind is not handled".to_owned(),
+        account_id: Some("104711112233445".to_owned()),
+        raw: raw.to_owned(),
+        raw_hash: format!("hash-of-{raw}"),
+    }
+}
+
+async fn unhandled_parts_are_kept_once_summarized_listed_and_pruned(db: TestDb) {
+    let store = db.store.as_ref();
+    let a = unhandled("app_roles", r#"{"app_roles":{}}"#);
+    let b = unhandled("game_play", r#"{"game_play":{}}"#);
+    store.unhandled_insert(&[a.clone(), b.clone()]).await.unwrap();
+    store.unhandled_insert(std::slice::from_ref(&a)).await.unwrap();
+    let recent = store.unhandled_recent(10).await.unwrap();
+    assert_eq!(recent.len(), 2, "a redelivered part is kept once");
+    assert_eq!((recent[0].kind.as_str(), recent[0].raw.as_str()), ("game_play", b.raw.as_str()), "newest first");
+    assert_eq!(recent[1].account_id.as_deref(), Some("104711112233445"));
+    let summary = store.unhandled_summary().await.unwrap();
+    let counts: Vec<(&str, i64)> = summary.iter().map(|s| (s.kind.as_str(), s.count)).collect();
+    assert_eq!(counts, [("app_roles", 1), ("game_play", 1)]);
+    assert!(summary[0].last_at <= switchboard::clock::now());
+    assert_eq!(store.unhandled_prune(switchboard::clock::now() - chrono::Duration::hours(1), 10).await.unwrap(), 0);
+    assert_eq!(store.unhandled_prune(switchboard::clock::now() + chrono::Duration::seconds(1), 10).await.unwrap(), 2);
+    assert!(store.unhandled_recent(10).await.unwrap().is_empty());
+}
+
+async fn old_oauth_states_are_pruned_and_recent_ones_kept(db: TestDb) {
+    let store = db.store.as_ref();
+    let c = client(store, "acme").await;
+    let expires = switchboard::clock::now() + chrono::Duration::minutes(10);
+    store.create_oauth_state(b"state-one", c.id, None, expires).await.unwrap();
+    store.create_oauth_state(b"state-two", c.id, None, expires).await.unwrap();
+    store.set_oauth_outcome(b"state-two", "{}").await.unwrap();
+    assert_eq!(store.prune_oauth_states(switchboard::clock::now() - chrono::Duration::hours(24)).await.unwrap(), 0);
+    assert_eq!(db.count("oauth_states").await, 2, "states younger than the cut-off are kept");
+    assert_eq!(store.prune_oauth_states(switchboard::clock::now() + chrono::Duration::seconds(1)).await.unwrap(), 2);
+    assert_eq!(db.count("oauth_states").await, 0);
+    assert!(store.oauth_outcome(b"state-two").await.unwrap().is_none());
 }

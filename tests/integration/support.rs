@@ -243,6 +243,11 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The address it listens on, host:port.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr.parse().unwrap()
+    }
+
     /// SIGTERM, then the exit status (bounded wait).
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

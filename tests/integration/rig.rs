@@ -1,0 +1,90 @@
+//! `Rig`: a database with the two seeded tenants and the Meta stand-in, for tests that run the real
+//! `switchboard serve` binary against them.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use meta_sim::{SimConfig, SimHandle};
+
+use crate::app::{REDIRECT, SECRET, VERIFY_TOKEN, seed_tenants};
+use crate::support::{Server, TestDb, key_entry, ring};
+
+/// How long anything may take to settle before the test fails.
+pub const SETTLE: Duration = Duration::from_secs(90);
+
+/// A database with the two seeded tenants, and the stand-in.
+pub struct Rig {
+    pub db: TestDb,
+    pub meta: SimHandle,
+    pub key_entry: String,
+    pub http: reqwest::Client,
+}
+
+impl Rig {
+    pub async fn new(db: TestDb) -> Self {
+        let meta = meta_sim::spawn(SimConfig { redirect_uris: vec![REDIRECT.to_owned()], ..SimConfig::default() })
+            .await
+            .unwrap();
+        let key_entry = key_entry("k1");
+        seed_tenants(db.store.as_ref(), &ring(&key_entry), &meta).await;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+        Self { db, meta, key_entry, http }
+    }
+
+    /// `switchboard serve` on this database and stand-in (durable inbox, the default).
+    pub fn serve(&self) -> Server {
+        self.serve_with(&[])
+    }
+
+    /// `serve`, with more environment variables.
+    pub fn serve_with(&self, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.env_clear().envs([
+            ("DATABASE_URL", self.db.url.as_str()),
+            ("SWITCHBOARD_ENCRYPTION_KEYS", self.key_entry.as_str()),
+            ("META_APP_ID", "1234567890"),
+            ("META_APP_SECRET", SECRET),
+            ("META_VERIFY_TOKEN", VERIFY_TOKEN),
+            ("META_GRAPH_URL", &self.meta.url()),
+            ("META_OAUTH_DIALOG_URL", &self.meta.url()),
+            ("SWITCHBOARD__ENGINE__SEND_RATE_PER_PAGE", "400"),
+            ("SWITCHBOARD__INBOX__SWEEP_INTERVAL_SECS", "3"),
+            ("SWITCHBOARD_LOG", "info"),
+        ]);
+        cmd.envs(env.iter().copied());
+        Server::start(cmd).unwrap()
+    }
+
+    /// Replies the stand-in accepted, per event index.
+    pub fn replies(&self) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
+        let mut by_event: HashMap<usize, Vec<meta_sim::SentMessage>> = HashMap::new();
+        for m in self.meta.sim().messages() {
+            if let Some(i) = m.recipient_id.strip_prefix('7').and_then(|n| n.parse().ok()) {
+                by_event.entry(i).or_default().push(m);
+            }
+        }
+        by_event
+    }
+
+    /// The replies the stand-in accepted, once no new one has arrived for half a second.
+    pub async fn settled_replies(&self) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
+        let quiet = self.meta.sim().until_quiet(Duration::from_millis(500), SETTLE).await;
+        assert!(quiet.is_ok(), "the stand-in kept accepting replies from a dead process");
+        self.replies()
+    }
+
+    /// Waits until every event in `0..n` has a reply and no inbox row is pending.
+    pub async fn wait_until_answered(&self, n: usize) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
+        let started = Instant::now();
+        loop {
+            let replies = self.replies();
+            let pending = self.db.store.inbox_counts().await.unwrap().into_iter().any(|(s, _)| s == "pending");
+            if replies.len() >= n && !pending {
+                return replies;
+            }
+            assert!(started.elapsed() < SETTLE, "{} of {n} events answered, pending rows: {pending}", replies.len());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
