@@ -23,6 +23,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("SWITCHBOARD_BIND", "server.bind"),
     ("SWITCHBOARD_PUBLIC_URL", "server.public_url"),
     ("SWITCHBOARD_TRUSTED_PROXIES", "server.trusted_proxies"),
+    ("SWITCHBOARD_METRICS_BIND", "server.metrics_bind"),
     ("SWITCHBOARD_ENCRYPTION_KEYS", "vault.keys"),
     ("SWITCHBOARD_KEY_FILE", "vault.key_file"),
     ("META_APP_ID", "meta.app_id"),
@@ -55,6 +56,47 @@ pub fn key_label(key: &str) -> String {
 
 fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key_label(key), problem: problem.into() }
+}
+
+/// The connect parameters a PostgreSQL URL may carry (what sqlx reads).
+const POSTGRES_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Keys whose values are secrets: an error about one never quotes its value.
+const SECRET_KEYS: &[&str] = &["database.url", "vault.keys", "meta.app_secret", "meta.verify_token"];
+
+/// A figment error as one line, without the value when the key is a secret (figment quotes values that have
+/// the wrong type).
+fn extraction_error(err: &figment::Error) -> ConfigError {
+    let key = err.path.join(".");
+    let key = if key.is_empty() { "configuration".to_owned() } else { key };
+    if SECRET_KEYS.contains(&key.as_str()) {
+        let problem = match &err.kind {
+            figment::error::Kind::InvalidType(_, expected) => format!("has the wrong type (expected {expected})"),
+            figment::error::Kind::MissingField(field) => format!("is missing {field}"),
+            _ => "is not valid (its value is a secret and is not shown)".to_owned(),
+        };
+        return invalid(&key, problem);
+    }
+    invalid(&key, err.kind.to_string())
 }
 
 #[derive(Deserialize)]
@@ -104,6 +146,7 @@ struct RawOAuth {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     bind: String,
+    metrics_bind: String,
     public_url: String,
     shutdown_grace_secs: u64,
     max_body_bytes: u64,
@@ -176,6 +219,9 @@ struct RawEngine {
     retry_base_ms: u64,
     throttle_fallback_secs: u64,
     relay_timeout_secs: u64,
+    relay_allow_private: bool,
+    relay_max_answer_bytes: usize,
+    relay_max_replies: usize,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +279,8 @@ pub struct OAuthSettings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub bind: SocketAddr,
+    /// Where `/metrics` is served (never on the public listener).
+    pub metrics_bind: SocketAddr,
     /// Without a trailing slash.
     pub public_url: Url,
     pub shutdown_grace: Duration,
@@ -283,6 +331,7 @@ pub struct EngineConfig {
     pub send_rate_per_page: u32,
     pub fallback_reply: String,
     pub relay_timeout: Duration,
+    pub relay: crate::relay::RelayLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,11 +364,7 @@ impl Settings {
                 figment = figment.merge(Serialized::default(key, value));
             }
         }
-        let raw: RawSettings = figment.extract().map_err(|err| {
-            let key = err.path.join(".");
-            let key = if key.is_empty() { "configuration".to_owned() } else { key };
-            invalid(&key, err.kind.to_string())
-        })?;
+        let raw: RawSettings = figment.extract().map_err(|err| extraction_error(&err))?;
         raw.validate()
     }
 
@@ -330,7 +375,7 @@ impl Settings {
             .merge(Toml::string(DEFAULT_TOML))
             .merge(Toml::string(overlay))
             .extract()
-            .map_err(|err| invalid(&err.path.join("."), err.kind.to_string()))?;
+            .map_err(|err| extraction_error(&err))?;
         raw.validate()
     }
 
@@ -355,6 +400,15 @@ impl RawSettings {
         let bind = self.server.bind.trim().parse::<SocketAddr>().map_err(|_| {
             invalid("server.bind", format!("{:?} is not a host:port address like 127.0.0.1:8080", self.server.bind))
         })?;
+        let metrics_bind = self.server.metrics_bind.trim().parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "server.metrics_bind",
+                format!("{:?} is not a host:port address like 127.0.0.1:9898", self.server.metrics_bind),
+            )
+        })?;
+        if metrics_bind == bind && bind.port() != 0 {
+            return Err(invalid("server.metrics_bind", "must differ from server.bind: /metrics is never public"));
+        }
         let public_url = parse_base_url("server.public_url", &self.server.public_url)?;
         if self.server.shutdown_grace_secs > 3600 {
             return Err(invalid("server.shutdown_grace_secs", "must be at most 3600 seconds"));
@@ -364,6 +418,19 @@ impl RawSettings {
         if !(db_url.starts_with("postgres://") || db_url.starts_with("postgresql://") || db_url.starts_with("sqlite:"))
         {
             return Err(invalid("database.url", "must start with postgres://, postgresql:// or sqlite:"));
+        }
+        // sqlx logs a connect parameter it does not know, value and all: refuse one here, naming only the key.
+        if !db_url.starts_with("sqlite:")
+            && let Ok(parsed) = Url::parse(db_url)
+            && let Some((key, _)) = parsed.query_pairs().find(|(k, _)| !POSTGRES_PARAMETERS.contains(&k.as_ref()))
+        {
+            return Err(invalid(
+                "database.url",
+                format!(
+                    "connect parameter {key:?} is not one PostgreSQL takes here ({})",
+                    POSTGRES_PARAMETERS.join(", ")
+                ),
+            ));
         }
         if !(1..=1000).contains(&self.database.max_connections) {
             return Err(invalid("database.max_connections", "must be between 1 and 1000"));
@@ -476,7 +543,18 @@ impl RawSettings {
             send_rate_per_page: e.send_rate_per_page,
             fallback_reply: e.fallback_reply.clone(),
             relay_timeout: Duration::from_secs(e.relay_timeout_secs),
+            relay: crate::relay::RelayLimits {
+                allow_private: e.relay_allow_private,
+                max_answer_bytes: e.relay_max_answer_bytes,
+                max_replies: e.relay_max_replies,
+            },
         };
+        if !(1024..=16 * 1024 * 1024).contains(&e.relay_max_answer_bytes) || !(1..=100).contains(&e.relay_max_replies) {
+            return Err(invalid(
+                "engine",
+                "relay_max_answer_bytes must be between 1024 and 16777216, and relay_max_replies between 1 and 100",
+            ));
+        }
 
         let o = &self.oauth;
         let scope_ok = |s: &String| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
@@ -555,6 +633,7 @@ impl RawSettings {
         Ok(Settings {
             server: ServerSettings {
                 bind,
+                metrics_bind,
                 public_url,
                 shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
                 max_body_bytes: self.server.max_body_bytes,
@@ -648,6 +727,22 @@ mod tests {
         assert!(parse_base_url("k", "ftp://x").is_err());
         assert!(parse_base_url("k", "https://x/?a=1").is_err());
         assert!(parse_base_url("k", "not a url").is_err());
+    }
+
+    #[test]
+    fn an_error_about_a_secret_never_quotes_its_value() {
+        for (section, key) in [("meta", "app_secret"), ("meta", "verify_token"), ("vault", "keys"), ("database", "url")]
+        {
+            for value in ["987654321987654321", "[\"s3cr3t-v4lue-9876\"]", "{ a = \"s3cr3t-v4lue-9876\" }", "true"] {
+                let err = Settings::from_toml(&format!("[{section}]\n{key} = {value}\n")).unwrap_err().to_string();
+                assert!(err.contains(&format!("{section}.{key}")), "{err}");
+                for leaked in ["987654321987654321", "s3cr3t-v4lue-9876", "true"] {
+                    assert!(!err.contains(leaked), "{section}.{key} = {value}: {err}");
+                }
+            }
+        }
+        let err = Settings::from_toml("[server]\nbind = 12345\n").unwrap_err().to_string();
+        assert!(err.contains("12345"), "a value that is no secret may be quoted: {err}");
     }
 
     #[test]

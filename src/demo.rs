@@ -33,7 +33,23 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     if settings.database.url.expose_secret().starts_with("sqlite:data/switchboard.db") {
         settings.database.url = SecretString::from("sqlite:data/demo.db".to_owned());
     }
+    // The demo's database gets a key file of its own next to it, made on the first run (the only place
+    // Switchboard makes a key by itself: `serve` without keys refuses to start).
+    if settings.vault.keys.is_none() && settings.vault.key_file.is_none() {
+        let url = settings.database.url.expose_secret().to_owned();
+        if let Some(db) = crate::store::sqlite::database_path(&url).filter(|_| url.starts_with("sqlite:")) {
+            let mut name = db.into_os_string();
+            name.push(".keys");
+            let path = std::path::PathBuf::from(name);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            crate::vault::KeySource::GenerateIfMissing(path.clone()).load()?;
+            settings.vault.key_file = Some(path);
+        }
+    }
     settings.server.public_url = public.parse().context("public URL")?;
+    settings.server.metrics_bind = "127.0.0.1:0".parse().context("metrics address")?;
     settings.meta.app_id = Some("1234567890".to_owned());
     settings.meta.app_secrets = vec![SecretString::from(app_secret.clone())];
     settings.meta.verify_token = Some(SecretString::from(random_token()));
@@ -41,6 +57,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     settings.meta.oauth_dialog_url = meta.url().parse().context("stand-in URL")?;
 
     let app = Application::build_with_listener(&settings, listener).await?;
+    let metrics = app.metrics_addr();
     let store = startup::open_store(&settings).await?;
     let slug = ClientSlug::parse("demo-outlet").context("slug")?;
     let client = match store.client_by_slug(&slug).await? {
@@ -57,6 +74,8 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             password_hash: hash,
             role: Role::Client,
             client_id: Some(client.id),
+            // Printed once for the person running the demo, who uses it right away.
+            must_change_password: false,
         })
         .await?;
 
@@ -65,6 +84,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     println!("  Sign in as: {email}");
     println!("  Password:   {password}   (shown once)");
     println!("  Meta stand-in: {}  (its state: {}/_sim/state)", meta.url(), meta.url());
+    println!("  Metrics:    http://{metrics}/metrics");
     println!(
         "Press \"Connect with Facebook\", continue on the stand-in's consent page, and watch the Pages come alive."
     );

@@ -4,13 +4,13 @@
 mod auth;
 pub mod body;
 mod error;
+mod headers;
 mod health;
 pub mod pages;
 pub mod webhook;
 
 use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_actors::Router;
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -18,6 +18,8 @@ use warp::reply::Response;
 
 pub use body::BodyBudget;
 pub use error::ApiError;
+pub use headers::SecurityHeaders;
+pub use health::metrics_routes;
 pub use webhook::WebhookState;
 
 use crate::store::Store;
@@ -32,7 +34,7 @@ pub struct HttpState {
     pub store: Arc<dyn Store>,
     pub router: Router,
     pub webhook: WebhookState,
-    pub metrics: PrometheusHandle,
+    pub security: SecurityHeaders,
     pub onboarding: crate::onboarding::Onboarding,
     pub portal: crate::portal::PortalState,
 }
@@ -44,6 +46,7 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
         metrics::counter!(HTTP_REQUESTS, "route" => route_label(info.path()), "status" => status_label(info.status().as_u16()))
             .increment(1);
     });
+    let security = state.security;
     // warp's `or` clones its second filter, state and all, for every request that reaches it, so each branch
     // after the webhook is boxed: its clone is one reference count, not a deep copy of its state. Measured:
     // unboxed, cloning and dropping the portal's and OAuth's state took a fifth of a webhook's CPU time.
@@ -52,12 +55,13 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(crate::portal::routes(state.portal, state.bodies).boxed())
         .unify()
-        .or(health::routes(state.store, state.router, state.metrics).boxed())
+        .or(health::routes(state.store, state.router).boxed())
         .unify()
         .recover(error::recover)
         .unify()
         .with(counted)
         .map(warp::Reply::into_response)
+        .map(move |response: Response| security.apply(response))
         .boxed()
 }
 
@@ -66,7 +70,6 @@ fn route_label(path: &str) -> &'static str {
         "/api/facebook-webhook" => "webhook",
         "/healthz" => "healthz",
         "/readyz" => "readyz",
-        "/metrics" => "metrics",
         p if p.starts_with("/api/auth/") => "auth",
         p if p.starts_with("/portal") => "portal",
         _ => "other",

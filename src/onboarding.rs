@@ -24,7 +24,11 @@ pub use links::{LinkError, OnboardLinks};
 use crate::config::{OAuthSettings, Settings};
 use crate::domain::PageId;
 use crate::graph::GraphClient;
-use crate::store::{AuditEntry, DeletionRequest, IntegrationStatus, NewIntegration, StateRejected, Store, StoreError};
+use crate::signed_request::{self, SignedRequestError};
+use crate::store::{
+    AuditEntry, CallbackClaim, DeletionRequest, IntegrationStatus, NewIntegration, NewOAuthState, RevokeIf,
+    StateRejected, Store, StoreError,
+};
 use crate::vault::KeyRing;
 
 /// What a callback did, stored for the result page (never a token).
@@ -80,11 +84,34 @@ pub enum CallbackError {
         StateRejected::Unknown => "this sign-in attempt is not known to us; start again from the portal",
         StateRejected::Expired => "this sign-in attempt took too long and expired; start again from the portal",
         StateRejected::AlreadyUsed => "this sign-in attempt was already used; start again from the portal",
+        StateRejected::OtherBrowser => "this Facebook sign-in was started in another browser (or this browser's \
+            cookies were cleared), so nothing was connected; open the link you were sent, or the portal, in this \
+            browser and connect again from there",
     })]
     State(StateRejected),
     #[error("storage is unavailable: {0}")]
     Store(#[from] StoreError),
 }
+
+/// Why a Meta callback (`signed_request`) was not handled.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaCallbackError {
+    #[error("{0}")]
+    Request(#[from] SignedRequestError),
+    #[error("storage is unavailable: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A flow started in a browser: where to send it, and the value its cookie must hold for the callback.
+#[derive(Debug, Clone)]
+pub struct Begun {
+    pub dialog: String,
+    pub browser: String,
+}
+
+/// The cookie that binds a Facebook Login to the browser that started it (`__Host-` prefixed on https).
+pub const BROWSER_COOKIE: &str = "sb_oauth";
+pub const BROWSER_COOKIE_SECURE: &str = "__Host-sb_oauth";
 
 /// What a token check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +181,11 @@ impl Onboarding {
     /// An onboarding link for a client, valid for `ttl`.
     pub fn onboard_link(&self, slug: &crate::domain::ClientSlug, ttl: std::time::Duration) -> String {
         let expires = crate::clock::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        self.onboard_link_until(slug, expires)
+    }
+
+    /// An onboarding link for a client, valid until `expires` (unix seconds).
+    pub fn onboard_link_until(&self, slug: &crate::domain::ClientSlug, expires: i64) -> String {
         format!(
             "{}/api/auth/facebook/start?{}",
             self.public_url.as_str().trim_end_matches('/'),
@@ -161,13 +193,51 @@ impl Onboarding {
         )
     }
 
-    /// Creates a state for `client_id` and returns the Facebook Login dialog URL to redirect to.
-    pub async fn begin(&self, client_id: i64, user_id: Option<i64>, rerequest: bool) -> Result<String, StoreError> {
+    /// The name of the browser-binding cookie for this deployment.
+    pub fn browser_cookie_name(&self) -> &'static str {
+        if self.public_url.scheme() == "https" { BROWSER_COOKIE_SECURE } else { BROWSER_COOKIE }
+    }
+
+    /// The `Set-Cookie` for a flow's browser value: HttpOnly, SameSite=Lax (sent on Facebook's redirect back,
+    /// a top-level navigation), as long as a state lives, Secure on https.
+    pub fn browser_cookie(&self, value: &str) -> String {
+        crate::portal::session::cookie(
+            self.browser_cookie_name(),
+            value,
+            self.oauth.state_ttl.as_secs(),
+            self.public_url.scheme() == "https",
+        )
+    }
+
+    /// Creates a state for `client_id`, bound to the browser that holds `browser` in its cookie (a new value
+    /// if it holds none, so flows started in several tabs of one browser all complete), and returns the
+    /// Facebook Login dialog URL. `link_expires` (unix seconds) is the expiry of the onboarding link the flow
+    /// started from: whatever the result page offers to try again inherits it.
+    pub async fn begin(
+        &self,
+        client_id: i64,
+        user_id: Option<i64>,
+        rerequest: bool,
+        browser: Option<&str>,
+        link_expires: Option<i64>,
+    ) -> Result<Begun, StoreError> {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).expect("the OS random source is available");
         let state = URL_SAFE_NO_PAD.encode(raw);
+        let browser = browser
+            .filter(|b| b.len() == 43 && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+            .map_or_else(crate::portal::session::random_token, str::to_owned);
         let expires = crate::clock::now() + ChronoDuration::from_std(self.oauth.state_ttl).unwrap_or_default();
-        self.store.create_oauth_state(&state_hash(&state), client_id, user_id, expires).await?;
+        self.store
+            .create_oauth_state(&NewOAuthState {
+                state_hash: state_hash(&state),
+                client_id,
+                user_id,
+                expires_at: expires,
+                browser_hash: state_hash(&browser),
+                link_expires_at: link_expires.and_then(|e| chrono::DateTime::from_timestamp(e, 0)),
+            })
+            .await?;
         let mut url = Url::parse(&format!(
             "{}/{}/dialog/oauth",
             self.dialog_url.as_str().trim_end_matches('/'),
@@ -188,14 +258,16 @@ impl Onboarding {
                 q.append_pair("auth_type", "rerequest");
             }
         }
-        Ok(url.into())
+        Ok(Begun { dialog: url.into(), browser })
     }
 
-    /// Handles the callback; returns the path of the result page.
-    pub async fn finish(&self, query: CallbackQuery) -> Result<String, CallbackError> {
+    /// Handles the callback in the browser holding `browser` in its cookie; returns the path of the result
+    /// page. A callback in another browser than the one that started the flow connects nothing.
+    pub async fn finish(&self, query: CallbackQuery, browser: Option<&str>) -> Result<String, CallbackError> {
         let state = query.state.as_deref().filter(|s| !s.is_empty()).ok_or(CallbackError::MissingState)?;
         let hash = state_hash(state);
-        let consumed = self.store.consume_oauth_state(&hash).await?.map_err(CallbackError::State)?;
+        let browser_hash = state_hash(browser.unwrap_or_default());
+        let consumed = self.store.consume_oauth_state(&hash, &browser_hash).await?.map_err(CallbackError::State)?;
         let client = self
             .store
             .client_by_id(consumed.client_id)
@@ -385,43 +457,54 @@ impl Onboarding {
         })
     }
 
-    /// Disconnects a page: unsubscribes it at Meta (best effort), wipes the ciphertext, marks it revoked,
-    /// stops its actor and audits. Returns a warning if Meta could not be told.
-    pub async fn disconnect(&self, page: &PageId, who: &str, reason: &str) -> Result<Option<String>, StoreError> {
+    /// Disconnects a page of client `owner` (the one the caller checked; `None`: whoever owns it now): wipes the
+    /// ciphertext and marks it revoked only if it still belongs to that client, stops its actor, unsubscribes it
+    /// at Meta (best effort) and audits. Returns a warning if Meta could not be told.
+    pub async fn disconnect(
+        &self,
+        page: &PageId,
+        owner: Option<i64>,
+        who: &str,
+        reason: &str,
+    ) -> Result<Option<String>, StoreError> {
         let integration =
             self.store.integration_by_page(page).await?.ok_or_else(|| StoreError::NotFound(format!("page {page}")))?;
-        let mut warning = None;
-        if let Some(sealed) = &integration.sealed_token {
-            match self.keys.open(page, sealed) {
-                Ok(token) => {
-                    if let Err(e) = self.graph.unsubscribe(page.as_str(), &token).await {
-                        warning = Some(format!("Meta was not told ({}); the page stays disconnected here", e.reason()));
-                    }
-                }
-                Err(e) => warning = Some(format!("the stored token could not be opened ({e})")),
-            }
+        let owner = owner.unwrap_or(integration.client_id);
+        // Opened before the row is revoked (which erases it), to tell Meta afterwards.
+        let token = integration.sealed_token.as_ref().map(|sealed| self.keys.open(page, sealed));
+        if integration.client_id != owner
+            || !self.store.revoke_integration(page, reason, RevokeIf::OwnedBy(owner)).await?
+        {
+            return Err(StoreError::Conflict(format!("page {page} changed hands meanwhile; nothing was disconnected")));
         }
-        self.store.revoke_integration(page, reason).await?;
         if let Some(router) = &self.router {
             router.disconnect(page);
         }
-        self.audit(
-            who.to_owned(),
-            "integration.disconnected",
-            Some(integration.client_id),
-            Some(page.clone()),
-            reason.to_owned(),
-        )
-        .await;
+        let warning = match token {
+            Some(Ok(token)) => self
+                .graph
+                .unsubscribe(page.as_str(), &token)
+                .await
+                .err()
+                .map(|e| format!("Meta was not told ({}); the page stays disconnected here", e.reason())),
+            Some(Err(e)) => Some(format!("the stored token could not be opened ({e})")),
+            None => None,
+        };
+        self.audit(who.to_owned(), "integration.disconnected", Some(owner), Some(page.clone()), reason.to_owned())
+            .await;
         Ok(warning)
     }
 
-    /// Meta's deauthorize callback: revokes every integration the Facebook user connected.
+    /// Meta's deauthorize callback: revokes every integration the Facebook user connected (each only if that
+    /// user is still the one who connected it).
     pub async fn deauthorize(&self, facebook_user_id: &str) -> Result<usize, StoreError> {
         let integrations = self.store.integrations_connected_by(facebook_user_id).await?;
         let mut revoked = 0;
         for i in integrations.iter().filter(|i| i.status != IntegrationStatus::Revoked) {
-            self.store.revoke_integration(&i.page_id, "the Facebook user who connected it removed the app").await?;
+            let reason = "the Facebook user who connected it removed the app";
+            if !self.store.revoke_integration(&i.page_id, reason, RevokeIf::ConnectedBy(facebook_user_id)).await? {
+                continue; // reconnected by someone else meanwhile
+            }
             if let Some(router) = &self.router {
                 router.disconnect(&i.page_id);
             }
@@ -439,16 +522,13 @@ impl Onboarding {
     }
 
     /// Meta's data-deletion callback: revokes the user's integrations, forgets that they connected them,
-    /// and records a confirmation code.
-    pub async fn delete_user_data(&self, facebook_user_id: &str) -> Result<String, StoreError> {
+    /// and records `code` as the confirmation.
+    async fn delete_user_data(&self, facebook_user_id: &str, code: &str) -> Result<(), StoreError> {
         let affected = self.deauthorize(facebook_user_id).await?;
         self.store.forget_connected_by(facebook_user_id).await?;
-        let mut raw = [0u8; 10];
-        getrandom::fill(&mut raw).expect("the OS random source is available");
-        let code = hex::encode_upper(raw);
         let now = crate::clock::now();
         let request = DeletionRequest {
-            confirmation_code: code.clone(),
+            confirmation_code: code.to_owned(),
             requested_at: now,
             completed_at: Some(now),
             integrations_affected: affected as i64,
@@ -462,7 +542,50 @@ impl Onboarding {
             format!("confirmation {code}, {affected} integration(s)"),
         )
         .await;
-        Ok(code)
+        Ok(())
+    }
+
+    /// Handles a Deauthorize Callback: verified, fresh, and not seen before (a replay changes nothing);
+    /// returns how many Pages were revoked.
+    pub async fn on_deauthorize(&self, signed: &str) -> Result<usize, MetaCallbackError> {
+        let request = signed_request::verify(signed, &self.app_secrets, crate::clock::now().timestamp())?;
+        let hash = state_hash(signed.trim());
+        if let CallbackClaim::Seen { .. } = self.store.claim_meta_callback(&hash, "deauthorize", None).await? {
+            tracing::info!("deauthorize callback replayed; nothing changed");
+            return Ok(0);
+        }
+        match self.deauthorize(&request.user_id).await {
+            Ok(revoked) => Ok(revoked),
+            Err(e) => {
+                // Handled again when Meta retries.
+                let _ = self.store.release_meta_callback(&hash).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Handles a Data Deletion Request: verified, fresh, and done once (a replay gets the same confirmation
+    /// code and changes nothing); returns the confirmation code.
+    pub async fn on_data_deletion(&self, signed: &str) -> Result<String, MetaCallbackError> {
+        let request = signed_request::verify(signed, &self.app_secrets, crate::clock::now().timestamp())?;
+        let hash = state_hash(signed.trim());
+        let mut raw = [0u8; 10];
+        getrandom::fill(&mut raw).expect("the OS random source is available");
+        let code = hex::encode_upper(raw);
+        match self.store.claim_meta_callback(&hash, "data_deletion", Some(&code)).await? {
+            CallbackClaim::Seen { confirmation_code: Some(code) } => return Ok(code),
+            CallbackClaim::Seen { confirmation_code: None } => {
+                return Err(StoreError::Corrupt("a data deletion claim has no confirmation code".to_owned()).into());
+            }
+            CallbackClaim::New => {}
+        }
+        match self.delete_user_data(&request.user_id, &code).await {
+            Ok(()) => Ok(code),
+            Err(e) => {
+                let _ = self.store.release_meta_callback(&hash).await;
+                Err(e.into())
+            }
+        }
     }
 
     /// The public status page address for a deletion request.
@@ -581,8 +704,8 @@ impl Onboarding {
 /// itself expires within `oauth.state_ttl_secs`, at most an hour).
 pub const STATE_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Deletes OAuth states older than [`STATE_KEPT`] every `every` (the first time right away), so states that
-/// were never used, and the outcomes of used ones, do not pile up.
+/// Deletes OAuth states older than [`STATE_KEPT`], and Meta callback claims past their window, every `every`
+/// (the first time right away), so neither piles up.
 pub async fn run_state_prune(store: Arc<dyn Store>, every: std::time::Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -593,6 +716,11 @@ pub async fn run_state_prune(store: Arc<dyn Store>, every: std::time::Duration) 
             Ok(0) => {}
             Ok(n) => tracing::info!(states = n, "pruned old OAuth states"),
             Err(e) => tracing::warn!(error = %e, "cannot prune OAuth states; will try again"),
+        }
+        // A claim only has to outlive the window in which its request would still be accepted.
+        let stale = crate::clock::now() - ChronoDuration::seconds(2 * signed_request::FRESH_FOR_SECS);
+        if let Err(e) = store.prune_meta_callbacks(stale).await {
+            tracing::warn!(error = %e, "cannot prune Meta callback claims; will try again");
         }
     }
 }

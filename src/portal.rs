@@ -1,6 +1,8 @@
 //! The client portal: sign-in, a client's Pages with their status and "Connect with Facebook", the
 //! operator's view of every tenant. Every handler checks on the server that the signed-in user may see
-//! and act on what it names: another client's page is a 404, operator pages are a 403 for client users.
+//! and act on what it names: another client's page is a 404, operator pages are a 403 for client users, and
+//! a client user whose account names no client is refused everywhere (fail closed), whatever the database
+//! holds. A user invited with a one-time password must choose their own before anything else.
 
 mod figures;
 pub mod session;
@@ -18,13 +20,16 @@ use warp::http::{StatusCode, Uri};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use self::session::{LOGIN_COOKIE, LoginThrottle, SESSION_COOKIE, cookie, hash, random_token, same};
+use self::session::{
+    DEVICE_COOKIE, DEVICE_TTL_SECS, LOGIN_COOKIE, LoginThrottle, SESSION_COOKIE, cookie, cookie_name, cookie_value,
+    hash, random_token, same,
+};
 use self::views::{ClientPanel, PageRow};
 use crate::domain::{ClientSlug, Email, PageId, Role};
 use crate::http::pages;
 use crate::onboarding::{Onboarding, Outcome};
 use crate::server::ClientAddr;
-use crate::store::{AuditEntry, Integration, NewUser, Session, Store, StoreError};
+use crate::store::{AuditEntry, Integration, NewUser, Session, Store, StoreError, User};
 
 type Form = HashMap<String, String>;
 
@@ -35,10 +40,20 @@ pub struct PortalState {
     pub onboarding: Onboarding,
     pub router: Router,
     pub metrics: PrometheusHandle,
-    /// Mark cookies Secure (the public URL is https).
+    /// Mark cookies Secure and `__Host-` (the public URL is https).
     pub secure: bool,
     pub throttle: Arc<LoginThrottle>,
     pub session_ttl: Duration,
+}
+
+impl PortalState {
+    fn cookie_name(&self, name: &'static str) -> String {
+        cookie_name(name, self.secure)
+    }
+
+    fn set_cookie(&self, name: &'static str, value: &str, max_age: u64) -> String {
+        cookie(&self.cookie_name(name), value, max_age, self.secure)
+    }
 }
 
 /// A signed-in request: the session and its raw id (to sign out).
@@ -48,77 +63,166 @@ struct Signed {
     id: String,
 }
 
+/// Whom a signed-in user acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Principal {
+    /// Every client.
+    Operator,
+    /// This client only.
+    Client(i64),
+}
+
+impl Signed {
+    fn user(&self) -> &User {
+        &self.session.user
+    }
+
+    /// Whom this user acts for. A client user without a client acts for nobody: refused, never an operator.
+    // The error is the answer to send (a 403 page), on a cold path: boxing it buys nothing.
+    #[allow(clippy::result_large_err)]
+    fn principal(&self) -> Result<Principal, Response> {
+        match (self.user().role, self.user().client_id) {
+            (Role::Operator, _) => Ok(Principal::Operator),
+            (Role::Client, Some(client)) => Ok(Principal::Client(client)),
+            (Role::Client, None) => Err(forbidden(
+                "This account is not linked to a business, so there is nothing to show. Ask an operator to fix it.",
+            )),
+        }
+    }
+
+    fn csrf_ok(&self, form: &Form) -> bool {
+        form.get("csrf").is_some_and(|t| same(t, &self.session.csrf_token))
+    }
+}
+
+/// A signed-in user who may use the portal now (not one who must first choose a password).
+#[allow(clippy::result_large_err)]
+fn ready(signed: Option<Signed>) -> Result<Signed, Response> {
+    let g = signed.ok_or_else(|| see_other("/portal/login"))?;
+    if g.user().must_change_password {
+        return Err(see_other("/portal/password"));
+    }
+    Ok(g)
+}
+
+/// A form POST by a ready user, with the session's CSRF token.
+#[allow(clippy::result_large_err)]
+fn checked(signed: Option<Signed>, form: &Form) -> Result<Signed, Response> {
+    let g = ready(signed)?;
+    if !g.csrf_ok(form) {
+        return Err(forbidden("This form has expired. Go back, reload the page and try again."));
+    }
+    Ok(g)
+}
+
+/// A form POST by an operator.
+#[allow(clippy::result_large_err)]
+fn operator(signed: Option<Signed>, form: &Form) -> Result<Signed, Response> {
+    let g = checked(signed, form)?;
+    match g.principal()? {
+        Principal::Operator => Ok(g),
+        Principal::Client(_) => Err(forbidden("Only operators can do this.")),
+    }
+}
+
 pub fn routes(
     state: PortalState,
     bodies: Arc<crate::http::BodyBudget>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let with = warp::any().map(move || state.clone());
-    let signed = warp::cookie::optional::<String>(SESSION_COOKIE).and(with.clone()).then(
-        |id: Option<String>, s: PortalState| async move {
-            let Some(id) = id else { return (None, s) };
-            match s.store.session(&hash(&id)).await {
-                Ok(Some(session)) => (Some(Signed { session, id }), s),
-                _ => (None, s),
-            }
-        },
-    );
+    let cookies = warp::header::optional::<String>("cookie");
+    let signed = cookies.and(with.clone()).then(|cookies: Option<String>, s: PortalState| async move {
+        let Some(id) = cookie_value(cookies.as_deref(), &s.cookie_name(SESSION_COOKIE)).map(str::to_owned) else {
+            return (None, s);
+        };
+        match s.store.session(&hash(&id)).await {
+            Ok(Some(session)) => (Some(Signed { session, id }), s),
+            _ => (None, s),
+        }
+    });
     let signed = signed.untuple_one();
     let form = crate::http::body::form(16 * 1024, bodies);
 
     let login_page = warp::path!("portal" / "login").and(warp::get()).and(with.clone()).map(|s: PortalState| {
         let csrf = random_token();
-        with_cookie(views::login(&csrf, None, StatusCode::OK), &cookie(LOGIN_COOKIE, &csrf, 3600, s.secure))
+        with_cookie(views::login(&csrf, None, StatusCode::OK), &s.set_cookie(LOGIN_COOKIE, &csrf, 3600))
     });
     let login = warp::path!("portal" / "login")
         .and(warp::post())
-        .and(warp::cookie::optional::<String>(LOGIN_COOKIE))
+        .and(cookies)
         .and(warp::ext::optional::<ClientAddr>())
         .and(form.clone())
         .and(with.clone())
-        .then(|token: Option<String>, client: Option<ClientAddr>, form: Form, s: PortalState| async move {
-            login(token, client, form, s).await
+        .then(|cookies: Option<String>, client: Option<ClientAddr>, form: Form, s: PortalState| async move {
+            login(cookies.as_deref(), client, form, s).await
         });
     let logout = warp::path!("portal" / "logout").and(warp::post()).and(signed.clone()).and(form.clone()).then(
         |signed: Option<Signed>, s: PortalState, form: Form| async move {
             match signed {
                 // A sign-out without the session's CSRF token changes nothing (no forced sign-outs).
-                Some(g) if !csrf_ok(&g, &form) => {
+                Some(g) if !g.csrf_ok(&form) => {
                     forbidden("This form has expired. Go back, reload the page and try again.")
                 }
                 Some(g) => {
                     let _ = s.store.delete_session(&hash(&g.id)).await;
-                    with_cookie(see_other("/portal/login"), &cookie(SESSION_COOKIE, "", 0, s.secure))
+                    with_cookie(see_other("/portal/login"), &s.set_cookie(SESSION_COOKIE, "", 0))
                 }
                 None => see_other("/portal/login"),
+            }
+        },
+    );
+    let password_page = warp::path!("portal" / "password").and(warp::get()).and(signed.clone()).map(
+        |signed: Option<Signed>, _s: PortalState| match signed {
+            None => see_other("/portal/login"),
+            Some(g) => views::password(&g.session.csrf_token, g.user().must_change_password, None),
+        },
+    );
+    let password = warp::path!("portal" / "password").and(warp::post()).and(signed.clone()).and(form.clone()).then(
+        |signed: Option<Signed>, s: PortalState, form: Form| async move {
+            match signed {
+                None => see_other("/portal/login"),
+                Some(g) if !g.csrf_ok(&form) => {
+                    forbidden("This form has expired. Go back, reload the page and try again.")
+                }
+                Some(g) => change_password(&g, &form, &s).await,
             }
         },
     );
     let home = warp::path!("portal").and(warp::get()).and(warp::query::<Form>()).and(signed.clone()).then(
         |q: Form, signed: Option<Signed>, s: PortalState| async move {
-            match signed {
-                None => see_other("/portal/login"),
-                Some(g) => home(&g, &q, &s).await.unwrap_or_else(unavailable),
+            match ready(signed) {
+                Err(response) => response,
+                Ok(g) => home(&g, &q, &s).await,
             }
         },
     );
-    let connect = warp::path!("portal" / "connect").and(warp::post()).and(signed.clone()).and(form.clone()).then(
-        |signed: Option<Signed>, s: PortalState, form: Form| async move {
-            let g = match checked(signed, &form) {
+    let connect =
+        warp::path!("portal" / "connect").and(warp::post()).and(signed.clone()).and(form.clone()).and(cookies).then(
+            |signed: Option<Signed>, s: PortalState, form: Form, cookies: Option<String>| async move {
+                let g = match checked(signed, &form) {
+                    Ok(g) => g,
+                    Err(response) => return response,
+                };
+                let client_id = match g.principal() {
+                    Ok(Principal::Client(id)) => id,
+                    Ok(Principal::Operator) => {
+                        return forbidden("Operators connect Pages by sending the client an onboarding link.");
+                    }
+                    Err(response) => return response,
+                };
+                let browser = cookie_value(cookies.as_deref(), s.onboarding.browser_cookie_name());
+                match s.onboarding.begin(client_id, Some(g.user().id), false, browser, None).await {
+                    Ok(begun) => with_cookie(see_other(&begun.dialog), &s.onboarding.browser_cookie(&begun.browser)),
+                    Err(e) => unavailable(e),
+                }
+            },
+        );
+    let confirm = warp::path!("portal" / "pages" / String / "disconnect").and(warp::get()).and(signed.clone()).then(
+        |page: String, signed: Option<Signed>, s: PortalState| async move {
+            let g = match ready(signed) {
                 Ok(g) => g,
                 Err(response) => return response,
             };
-            let Some(client_id) = g.session.user.client_id else {
-                return forbidden("Operators connect Pages by sending the client an onboarding link.");
-            };
-            match s.onboarding.begin(client_id, Some(g.session.user.id), false).await {
-                Ok(dialog) => see_other(&dialog),
-                Err(e) => unavailable(e),
-            }
-        },
-    );
-    let confirm = warp::path!("portal" / "pages" / String / "disconnect").and(warp::get()).and(signed.clone()).then(
-        |page: String, signed: Option<Signed>, s: PortalState| async move {
-            let Some(g) = signed else { return see_other("/portal/login") };
             match owned_page(&g, &page, &s).await {
                 Ok(i) => views::confirm_disconnect(&g.session.csrf_token, &i),
                 Err(response) => response,
@@ -138,9 +242,11 @@ pub fn routes(
                 Ok(i) => i,
                 Err(response) => return response,
             };
-            let who = format!("user:{}", g.session.user.id);
-            match s.onboarding.disconnect(&i.page_id, &who, "disconnected in the portal").await {
+            let who = format!("user:{}", g.user().id);
+            // Only if it still belongs to the client it was checked against.
+            match s.onboarding.disconnect(&i.page_id, Some(i.client_id), &who, "disconnected in the portal").await {
                 Ok(_) => see_other("/portal?notice=disconnected"),
+                Err(StoreError::Conflict(m) | StoreError::NotFound(m)) => pages::error(StatusCode::CONFLICT, &m),
                 Err(e) => unavailable(e),
             }
         });
@@ -191,7 +297,7 @@ pub fn routes(
                         "Onboarding link",
                         html! {
                             p { "Send this link to " (c.name) ". It works for 24 hours." }
-                            p { input type="text" readonly value=(link) id="link" style="width:100%"; }
+                            p { input type="text" class="wide" readonly value=(link) id="link"; }
                         },
                     )
                 }
@@ -199,7 +305,7 @@ pub fn routes(
                 Err(e) => unavailable(e),
             }
         });
-    let invite = warp::path!("portal" / "users").and(warp::post()).and(signed).and(form.clone()).then(
+    let invite = warp::path!("portal" / "users").and(warp::post()).and(signed).and(form).then(
         |signed: Option<Signed>, s: PortalState, form: Form| async move {
             let g = match operator(signed, &form) {
                 Ok(g) => g,
@@ -213,6 +319,10 @@ pub fn routes(
         .or(login)
         .unify()
         .or(logout)
+        .unify()
+        .or(password_page)
+        .unify()
+        .or(password)
         .unify()
         .or(home)
         .unify()
@@ -230,20 +340,22 @@ pub fn routes(
         .unify()
 }
 
-async fn login(token: Option<String>, client: Option<ClientAddr>, form: Form, s: PortalState) -> Response {
+async fn login(cookies: Option<&str>, client: Option<ClientAddr>, form: Form, s: PortalState) -> Response {
     let fresh = random_token();
     let again = |problem: &str, status| {
-        with_cookie(views::login(&fresh, Some(problem), status), &cookie(LOGIN_COOKIE, &fresh, 3600, s.secure))
+        with_cookie(views::login(&fresh, Some(problem), status), &s.set_cookie(LOGIN_COOKIE, &fresh, 3600))
     };
     let sent = form.get("csrf").map(String::as_str).unwrap_or_default();
-    if token.as_deref().is_none_or(|t| !same(t, sent)) {
+    if cookie_value(cookies, &s.cookie_name(LOGIN_COOKIE)).is_none_or(|t| !same(t, sent)) {
         return again("The sign-in form expired. Please try again.", StatusCode::FORBIDDEN);
     }
     let email = form.get("email").map(String::as_str).unwrap_or_default();
+    let account = email.trim().to_lowercase();
     let password = form.get("password").cloned().unwrap_or_default();
     // The client's address (what a trusted proxy forwarded), counted per IPv4 address or IPv6 /64.
     let address = client.map_or_else(|| "unknown".to_owned(), |c| c.key().to_string());
-    if let Err(wait) = s.throttle.attempt(&email.trim().to_lowercase(), &address) {
+    let device = cookie_value(cookies, &s.cookie_name(DEVICE_COOKIE));
+    if let Err(wait) = s.throttle.attempt(&account, &address, device) {
         return again(
             &format!("Too many sign-in attempts. Please wait {wait} seconds and try again."),
             StatusCode::TOO_MANY_REQUESTS,
@@ -267,7 +379,10 @@ async fn login(token: Option<String>, client: Option<ClientAddr>, form: Form, s:
     if let Err(e) = s.store.create_session(&hash(&id), user.id, &random_token(), expires).await {
         return unavailable(e);
     }
-    with_cookie(see_other("/portal"), &cookie(SESSION_COOKIE, &id, s.session_ttl.as_secs(), s.secure))
+    let next = if user.must_change_password { "/portal/password" } else { "/portal" };
+    let response = with_cookie(see_other(next), &s.set_cookie(SESSION_COOKIE, &id, s.session_ttl.as_secs()));
+    // This browser now knows the account: its attempts are counted on their own from now on.
+    with_cookie(response, &s.set_cookie(DEVICE_COOKIE, &s.throttle.device_cookie(&account), DEVICE_TTL_SECS))
 }
 
 /// An argon2id hash of a random string (made once), so a sign-in with an unknown e-mail costs as much as a
@@ -280,12 +395,55 @@ async fn dummy_hash() -> String {
         .clone()
 }
 
-async fn home(g: &Signed, q: &Form, s: &PortalState) -> Result<Response, StoreError> {
-    let user = &g.session.user;
+/// Sets the user's own password: the new one twice, and the current one unless they must change it now
+/// (they just signed in with it). Other sessions of the user end.
+async fn change_password(g: &Signed, form: &Form, s: &PortalState) -> Response {
+    let forced = g.user().must_change_password;
+    let field = |name: &str| form.get(name).cloned().unwrap_or_default();
+    let again = |problem: &str| {
+        let mut page = views::password(&g.session.csrf_token, forced, Some(problem));
+        *page.status_mut() = StatusCode::BAD_REQUEST;
+        page
+    };
+    if !forced {
+        let current = SecretString::from(field("current"));
+        if !crate::password::verify(current, g.user().password_hash.clone()).await.unwrap_or(false) {
+            return again("The current password is not right.");
+        }
+    }
+    let (new, repeated) = (field("new"), field("repeat"));
+    if new != repeated {
+        return again("The two new passwords are not the same.");
+    }
+    let new = SecretString::from(new);
+    if let Err(e) = crate::password::check_policy(&new) {
+        return again(&e.to_string());
+    }
+    let hash_of_new = match crate::password::hash(new).await {
+        Ok(h) => h,
+        Err(e) => return pages::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    if let Err(e) = s.store.set_password(g.user().id, &hash_of_new, &hash(&g.id)).await {
+        return unavailable(e);
+    }
+    audit(s, g, "user.password_changed", g.user().client_id, g.user().email.to_string()).await;
+    see_other("/portal?notice=password-changed")
+}
+
+async fn home(g: &Signed, q: &Form, s: &PortalState) -> Response {
+    match g.principal() {
+        Ok(principal) => home_of(g, principal, q, s).await.unwrap_or_else(unavailable),
+        Err(response) => response,
+    }
+}
+
+async fn home_of(g: &Signed, principal: Principal, q: &Form, s: &PortalState) -> Result<Response, StoreError> {
+    let user = g.user();
     let csrf = &g.session.csrf_token;
     let notice = match q.get("notice").map(String::as_str) {
         Some("disconnected") => Some("The Page was disconnected."),
         Some("client-added") => Some("The client was added."),
+        Some("password-changed") => Some("Your password was changed."),
         _ => None,
     };
     let integrations = s.store.list_integrations().await?;
@@ -296,8 +454,8 @@ async fn home(g: &Signed, q: &Form, s: &PortalState) -> Result<Response, StoreEr
         active: s.router.is_active(&i.page_id),
         integration: i,
     };
-    match (user.role, user.client_id) {
-        (Role::Client, Some(client_id)) => {
+    match principal {
+        Principal::Client(client_id) => {
             let client =
                 s.store.client_by_id(client_id).await?.ok_or_else(|| StoreError::NotFound("client".to_owned()))?;
             let outcome = match q.get("result").and_then(|h| hex::decode(h).ok()) {
@@ -312,7 +470,7 @@ async fn home(g: &Signed, q: &Form, s: &PortalState) -> Result<Response, StoreEr
             let rows: Vec<PageRow> = integrations.into_iter().filter(|i| i.client_id == client_id).map(row).collect();
             Ok(views::client_view(user, csrf, &client, &rows, outcome.as_ref(), notice))
         }
-        _ => {
+        Principal::Operator => {
             let mut panels: Vec<ClientPanel> = s
                 .store
                 .list_clients()
@@ -330,12 +488,31 @@ async fn home(g: &Signed, q: &Form, s: &PortalState) -> Result<Response, StoreEr
     }
 }
 
+/// Invites a user: the role must be chosen (there is no default), a client user names its client and an
+/// operator names none. The one-time password is shown once, and must be replaced at the first sign-in.
 async fn invite(g: &Signed, form: &Form, s: &PortalState) -> Response {
     let email = match Email::parse(form.get("email").map(String::as_str).unwrap_or_default()) {
         Ok(e) => e,
         Err(e) => return pages::error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let client = match form.get("client").map(String::as_str).filter(|c| !c.is_empty()) {
+    let client_slug = form.get("client").map(String::as_str).filter(|c| !c.is_empty());
+    let role = match (form.get("role").map(String::as_str), client_slug) {
+        (Some("client"), Some(_)) => Role::Client,
+        (Some("operator"), None) => Role::Operator,
+        (Some("client"), None) => {
+            return pages::error(StatusCode::BAD_REQUEST, "A client user needs a client: choose which one.");
+        }
+        (Some("operator"), Some(_)) => {
+            return pages::error(StatusCode::BAD_REQUEST, "An operator sees every client: leave the client empty.");
+        }
+        _ => {
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                "Choose whether the new user is an operator (every client) or a client user.",
+            );
+        }
+    };
+    let client = match client_slug {
         None => None,
         Some(slug) => match ClientSlug::parse(slug) {
             Ok(slug) => match s.store.client_by_slug(&slug).await {
@@ -351,15 +528,20 @@ async fn invite(g: &Signed, form: &Form, s: &PortalState) -> Response {
         Ok(h) => h,
         Err(e) => return pages::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let role = if client.is_some() { Role::Client } else { Role::Operator };
-    let new = NewUser { email, password_hash: hash, role, client_id: client.as_ref().map(|c| c.id) };
+    let new = NewUser {
+        email,
+        password_hash: hash,
+        role,
+        client_id: client.as_ref().map(|c| c.id),
+        must_change_password: true,
+    };
     match s.store.create_user(&new).await {
         Ok(u) => {
             audit(s, g, "user.created", u.client_id, format!("{} ({})", u.email, u.role)).await;
             views::show_once(
                 "User invited",
                 html! {
-                    p { "Give " strong { (u.email) } " this one-time password; it is not shown again:" }
+                    p { "Give " strong { (u.email) } " this one-time password; it is not shown again. They choose their own at their first sign-in:" }
                     p { code id="password" { (password) } }
                 },
             )
@@ -372,40 +554,20 @@ async fn invite(g: &Signed, form: &Form, s: &PortalState) -> Response {
 /// The integration of `page` if the user may act on it; otherwise the answer to send (404, not 403, so
 /// other clients' page ids are not confirmed).
 async fn owned_page(g: &Signed, page: &str, s: &PortalState) -> Result<Integration, Response> {
+    let principal = g.principal()?;
     let not_found = || pages::error(StatusCode::NOT_FOUND, "No such Page.");
     let page = PageId::parse(page).map_err(|_| not_found())?;
     let i = s.store.integration_by_page(&page).await.map_err(unavailable)?.ok_or_else(not_found)?;
-    let user = &g.session.user;
-    if user.role == Role::Operator || user.client_id == Some(i.client_id) { Ok(i) } else { Err(not_found()) }
-}
-
-fn csrf_ok(g: &Signed, form: &Form) -> bool {
-    form.get("csrf").is_some_and(|t| same(t, &g.session.csrf_token))
-}
-
-/// A signed-in POST with a valid CSRF token.
-// The error is the answer to send (a redirect or a 403 page), on a cold path: boxing it buys nothing.
-#[allow(clippy::result_large_err)]
-fn checked(signed: Option<Signed>, form: &Form) -> Result<Signed, Response> {
-    let g = signed.ok_or_else(|| see_other("/portal/login"))?;
-    if !csrf_ok(&g, form) {
-        return Err(forbidden("This form has expired. Go back, reload the page and try again."));
+    match principal {
+        Principal::Operator => Ok(i),
+        Principal::Client(client) if client == i.client_id => Ok(i),
+        Principal::Client(_) => Err(not_found()),
     }
-    Ok(g)
-}
-
-#[allow(clippy::result_large_err)]
-fn operator(signed: Option<Signed>, form: &Form) -> Result<Signed, Response> {
-    let g = checked(signed, form)?;
-    if g.session.user.role != Role::Operator {
-        return Err(forbidden("Only operators can do this."));
-    }
-    Ok(g)
 }
 
 async fn audit(s: &PortalState, g: &Signed, action: &str, client_id: Option<i64>, detail: String) {
     let entry = AuditEntry {
-        actor: format!("user:{}", g.session.user.id),
+        actor: format!("user:{}", g.user().id),
         action: action.to_owned(),
         client_id,
         page_id: None,
@@ -423,8 +585,11 @@ fn see_other(location: &str) -> Response {
     }
 }
 
-fn with_cookie(response: Response, set_cookie: &str) -> Response {
-    warp::reply::with_header(response, "set-cookie", set_cookie).into_response()
+fn with_cookie(mut response: Response, set_cookie: &str) -> Response {
+    if let Ok(value) = warp::http::HeaderValue::from_str(set_cookie) {
+        response.headers_mut().append("set-cookie", value);
+    }
+    response
 }
 
 fn forbidden(message: &str) -> Response {

@@ -105,7 +105,7 @@ async fn rotate_kind(
         let mut resealed = Vec::with_capacity(batch.len());
         for (id, owner, sealed) in batch {
             match kind.reseal(keys, id, &owner, &sealed) {
-                Ok(new) => resealed.push(Resealed { id, previous_key_id: sealed.key_id().clone(), sealed: new }),
+                Ok(new) => resealed.push(Resealed { id, previous: sealed.clone(), sealed: new }),
                 Err(err) => report.failed.push((owner, err.to_string())),
             }
         }

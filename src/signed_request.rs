@@ -1,6 +1,10 @@
 //! Meta's `signed_request` (deauthorize and data-deletion callbacks): `<b64url(sig)>.<b64url(payload)>`,
 //! `sig = HMAC-SHA256(app secret, payload as received)`, raw bytes; the payload is JSON with
-//! `algorithm: HMAC-SHA256` and the app-scoped `user_id`.
+//! `algorithm: HMAC-SHA256`, the app-scoped `user_id` and `issued_at`.
+//!
+//! A request must be fresh: issued within the last [`FRESH_FOR_SECS`] (and not more than [`SKEW_SECS`] in the
+//! future), so a captured one cannot be replayed later; within that window the callers refuse a request they
+//! have already handled.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
@@ -18,13 +22,23 @@ pub enum SignedRequestError {
     BadAlgorithm,
     #[error("signed_request payload has no user_id")]
     NoUser,
+    #[error("signed_request payload has no issued_at")]
+    NoIssuedAt,
+    #[error("signed_request was issued too long ago (or in the future); Meta sends a fresh one")]
+    Stale,
 }
+
+/// How long after `issued_at` a signed_request is accepted: Meta calls back as the person removes the app,
+/// so an hour covers its retries with room to spare.
+pub const FRESH_FOR_SECS: i64 = 3600;
+/// How far in the future `issued_at` may be (clocks differ).
+pub const SKEW_SECS: i64 = 300;
 
 /// The verified payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedRequest {
     pub user_id: String,
-    pub issued_at: Option<i64>,
+    pub issued_at: i64,
 }
 
 fn b64(input: &str) -> Option<Vec<u8>> {
@@ -32,8 +46,9 @@ fn b64(input: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(trimmed).or_else(|_| URL_SAFE.decode(input)).ok()
 }
 
-/// Verifies `signed` against any of `secrets` (in constant time) and decodes the payload.
-pub fn verify(signed: &str, secrets: &[SecretString]) -> Result<SignedRequest, SignedRequestError> {
+/// Verifies `signed` against any of `secrets` (in constant time), decodes the payload and checks that it was
+/// issued recently, as of `now` (unix seconds).
+pub fn verify(signed: &str, secrets: &[SecretString], now: i64) -> Result<SignedRequest, SignedRequestError> {
     let (sig, payload) = signed.trim().split_once('.').ok_or(SignedRequestError::Malformed)?;
     let sig = b64(sig).ok_or(SignedRequestError::Malformed)?;
     let mut matched = false;
@@ -55,7 +70,14 @@ pub fn verify(signed: &str, secrets: &[SecretString]) -> Result<SignedRequest, S
         serde_json::Value::Number(n) => n.to_string(),
         _ => return Err(SignedRequestError::NoUser),
     };
-    Ok(SignedRequest { user_id, issued_at: json["issued_at"].as_i64() })
+    let issued_at = json["issued_at"]
+        .as_i64()
+        .or_else(|| json["issued_at"].as_str().and_then(|s| s.parse().ok()))
+        .ok_or(SignedRequestError::NoIssuedAt)?;
+    if issued_at < now - FRESH_FOR_SECS || issued_at > now + SKEW_SECS {
+        return Err(SignedRequestError::Stale);
+    }
+    Ok(SignedRequest { user_id, issued_at })
 }
 
 /// Builds a signed_request as Meta does (for tests and the stand-in).
@@ -73,8 +95,14 @@ mod tests {
 
     const SECRET: &str = "fixture-app-secret-do-not-use";
 
+    const NOW: i64 = 1291836800;
+
     fn secrets() -> Vec<SecretString> {
         vec![SecretString::from(SECRET.to_owned())]
+    }
+
+    fn verify(signed: &str, secrets: &[SecretString]) -> Result<SignedRequest, SignedRequestError> {
+        super::verify(signed, secrets, NOW)
     }
 
     #[test]
@@ -83,11 +111,8 @@ mod tests {
             &json!({"algorithm":"HMAC-SHA256","expires":1291840400,"issued_at":1291836800,"user_id":"218471"}),
             SECRET,
         );
-        assert_eq!(
-            verify(&signed, &secrets()),
-            Ok(SignedRequest { user_id: "218471".into(), issued_at: Some(1291836800) })
-        );
-        let lower = sign(&json!({"algorithm":"hmac-sha256","user_id":"1"}), SECRET);
+        assert_eq!(verify(&signed, &secrets()), Ok(SignedRequest { user_id: "218471".into(), issued_at: 1291836800 }));
+        let lower = sign(&json!({"algorithm":"hmac-sha256","user_id":"1","issued_at":NOW}), SECRET);
         assert!(verify(&lower, &secrets()).is_ok(), "the algorithm name is case-insensitive, as in Meta's sample");
     }
 
@@ -95,24 +120,25 @@ mod tests {
     fn an_independent_vector_verifies() {
         // Computed with Python's hmac and base64 modules, not with this code:
         // payload = b64url('{"algorithm":"HMAC-SHA256","user_id":"218471"}'), sig = b64url(HMAC-SHA256(secret, payload)).
+        // It carries no issued_at, so it is refused as such, after its signature was found good.
         let signed = "imRzM_OMG4COsD4DVYNFchMRjpnqD77RnNceUPk8_Us.eyJhbGdvcml0aG0iOiJITUFDLVNIQTI1NiIsInVzZXJfaWQiOiIyMTg0NzEifQ";
-        assert_eq!(verify(signed, &secrets()).unwrap().user_id, "218471");
+        assert_eq!(verify(signed, &secrets()), Err(SignedRequestError::NoIssuedAt));
         let padded = "imRzM_OMG4COsD4DVYNFchMRjpnqD77RnNceUPk8_Us=.eyJhbGdvcml0aG0iOiJITUFDLVNIQTI1NiIsInVzZXJfaWQiOiIyMTg0NzEifQ";
-        assert!(verify(padded, &secrets()).is_ok(), "padding restored or not, both decode");
+        assert_eq!(verify(padded, &secrets()), Err(SignedRequestError::NoIssuedAt), "padding restored or not");
     }
 
     #[test]
     fn tampering_and_wrong_algorithms_are_rejected() {
-        let signed = sign(&json!({"algorithm":"HMAC-SHA256","user_id":"1"}), SECRET);
+        let signed = sign(&json!({"algorithm":"HMAC-SHA256","user_id":"1","issued_at":NOW}), SECRET);
         let (sig, _) = signed.split_once('.').unwrap();
         let forged = format!("{sig}.{}", URL_SAFE_NO_PAD.encode(r#"{"algorithm":"HMAC-SHA256","user_id":"2"}"#));
         assert_eq!(verify(&forged, &secrets()), Err(SignedRequestError::BadSignature));
         assert_eq!(
-            verify(&sign(&json!({"algorithm":"none","user_id":"1"}), SECRET), &secrets()),
+            verify(&sign(&json!({"algorithm":"none","user_id":"1","issued_at":NOW}), SECRET), &secrets()),
             Err(SignedRequestError::BadAlgorithm)
         );
         assert_eq!(
-            verify(&sign(&json!({"algorithm":"HMAC-SHA256"}), SECRET), &secrets()),
+            verify(&sign(&json!({"algorithm":"HMAC-SHA256","issued_at":NOW}), SECRET), &secrets()),
             Err(SignedRequestError::NoUser)
         );
         assert_eq!(verify("nodot", &secrets()), Err(SignedRequestError::Malformed));
@@ -120,5 +146,17 @@ mod tests {
             verify(&sign(&json!({"algorithm":"HMAC-SHA256","user_id":"1"}), "other-secret"), &secrets()),
             Err(SignedRequestError::BadSignature)
         );
+    }
+
+    #[test]
+    fn only_fresh_requests_are_accepted() {
+        let at = |issued_at: i64| sign(&json!({"algorithm":"HMAC-SHA256","user_id":"1","issued_at":issued_at}), SECRET);
+        assert!(verify(&at(NOW), &secrets()).is_ok());
+        assert!(verify(&at(NOW - FRESH_FOR_SECS), &secrets()).is_ok());
+        assert_eq!(verify(&at(NOW - FRESH_FOR_SECS - 1), &secrets()), Err(SignedRequestError::Stale));
+        assert!(verify(&at(NOW + SKEW_SECS), &secrets()).is_ok());
+        assert_eq!(verify(&at(NOW + SKEW_SECS + 1), &secrets()), Err(SignedRequestError::Stale));
+        let as_text = sign(&json!({"algorithm":"HMAC-SHA256","user_id":"1","issued_at":NOW.to_string()}), SECRET);
+        assert!(verify(&as_text, &secrets()).is_ok(), "issued_at as a numeric string, as Meta sends every field");
     }
 }

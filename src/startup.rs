@@ -46,7 +46,9 @@ pub async fn open_vault(settings: &Settings, store: &dyn Store) -> anyhow::Resul
     Ok(keys)
 }
 
-/// Where the key ring comes from. Only the SQLite demo default may generate one; PostgreSQL fails closed.
+/// Where the key ring comes from: the configured keys, or (an in-memory SQLite database, which keeps nothing)
+/// a key for this run only. Anything else without keys fails closed; only `switchboard demo` makes a key file
+/// of its own (see `demo`).
 pub fn key_source(settings: &Settings) -> Result<KeySource, VaultError> {
     if let Some(keys) = &settings.vault.keys {
         return Ok(KeySource::Inline(keys.clone()));
@@ -55,35 +57,44 @@ pub fn key_source(settings: &Settings) -> Result<KeySource, VaultError> {
         return Ok(KeySource::File(path.clone()));
     }
     let url = settings.database.url.expose_secret();
-    if url.starts_with("sqlite:") {
-        if store::sqlite::is_in_memory(url) {
-            return Ok(KeySource::Ephemeral);
-        }
-        if let Some(db) = store::sqlite::database_path(url) {
-            let mut name = db.into_os_string();
-            name.push(".keys");
-            return Ok(KeySource::GenerateIfMissing(name.into()));
-        }
+    if url.starts_with("sqlite:") && store::sqlite::is_in_memory(url) {
+        return Ok(KeySource::Ephemeral);
     }
     Err(VaultError::NoKey)
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for error messages.
+/// A database URL as it may be printed: without its password, in any form sqlx accepts (`user:pass@`,
+/// `?password=`, also as `pass` or `sslpassword`), and nothing of one that does not parse as a URL.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "(a database URL that is not a valid URL; not shown)".to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
     }
+    let secret = |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+    if url.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) { "***".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 /// The running server: a bound listener, the engine, and what the routes need.
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics`, on its own listener (loopback by default), never on the public one.
+    metrics_listener: TcpListener,
+    metrics_routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     store: Arc<dyn Store>,
     router: Router,
+    onboarding: Onboarding,
     inbox: Option<Inbox>,
     routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     limits: server::Limits,
@@ -106,6 +117,9 @@ impl Application {
     /// is set).
     pub async fn build_with_listener(settings: &Settings, listener: TcpListener) -> anyhow::Result<Self> {
         settings.require_for_serve()?;
+        let metrics_listener = TcpListener::bind(settings.server.metrics_bind)
+            .await
+            .with_context(|| format!("cannot listen on {} for metrics", settings.server.metrics_bind))?;
         let store = open_store(settings).await?;
         let keys = Arc::new(open_vault(settings, store.as_ref()).await?);
         tracing::info!(current_key = %keys.current_key_id(), "key ring loaded");
@@ -138,16 +152,20 @@ impl Application {
             router: router.clone(),
             metrics: metrics.clone(),
             secure: settings.server.public_url.scheme() == "https",
-            throttle: LoginThrottle::new(),
+            throttle: LoginThrottle::new(settings.meta.app_secrets.first().context("META_APP_SECRET is required")?),
             session_ttl: settings.session_ttl,
         };
+        let metrics_routes = http::metrics_routes(metrics);
         let routes = http::routes(HttpState {
             bodies: http::BodyBudget::new(settings.server.max_body_memory_bytes),
             store: store.clone(),
             router: router.clone(),
             webhook,
-            metrics,
-            onboarding,
+            security: http::SecurityHeaders::new(
+                &settings.meta.oauth_dialog_url,
+                settings.server.public_url.scheme() == "https",
+            ),
+            onboarding: onboarding.clone(),
             portal,
         });
         let server = &settings.server;
@@ -162,16 +180,37 @@ impl Application {
             trusted_proxies: server::TrustedProxies::new(server.trusted_proxies.clone()),
             shutdown_grace: server.shutdown_grace,
         };
-        Ok(Self { listener, store, router, inbox, routes, limits, background })
+        Ok(Self {
+            listener,
+            metrics_listener,
+            metrics_routes,
+            store,
+            router,
+            onboarding,
+            inbox,
+            routes,
+            limits,
+            background,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener.local_addr().expect("a bound listener has an address")
+    }
+
     /// The engine's facade (for tests and the CLI's in-process commands).
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// Onboarding, disconnects and Meta's callbacks, as the routes use them (for tests and tools).
+    pub fn onboarding(&self) -> &Onboarding {
+        &self.onboarding
     }
 
     /// The durable inbox (durable mode only).
@@ -183,7 +222,19 @@ impl Application {
     /// and stops the engine.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "switchboard listening");
+        tracing::info!(metrics = %self.metrics_addr(), "Prometheus metrics served at /metrics");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let metrics_limits =
+            server::Limits { max_connections: 64, max_connections_per_address: 0, ..self.limits.clone() };
+        let metrics = tokio::spawn(server::serve(
+            self.metrics_listener,
+            self.metrics_routes,
+            metrics_limits,
+            stop.clone().cancelled_owned(),
+        ));
         server::serve(self.listener, self.routes, self.limits.clone(), shutdown).await;
+        stop.cancel();
+        let _ = metrics.await;
         for task in &self.background {
             task.abort();
         }

@@ -16,9 +16,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use model::{
-    AuditEntry, AuditRecord, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow, Integration,
-    IntegrationStatus, NewIntegration, NewReply, NewUser, OAuthOutcome, Resealed, ResponderSetting, SealedRelaySecret,
-    SealedRow, Session, StateRejected, UnhandledRecord, UnhandledRow, UnhandledSummary, User,
+    AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow,
+    Integration, IntegrationStatus, NewIntegration, NewOAuthState, NewReply, NewUser, OAuthOutcome, Resealed,
+    ResponderSetting, RevokeIf, SealedRelaySecret, SealedRow, Session, StateRejected, UnhandledRecord, UnhandledRow,
+    UnhandledSummary, User,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -99,6 +100,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &NewUser) -> Result<User, StoreError>;
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Sets a user's own password (clearing `must_change_password`) and ends their other sessions.
+    async fn set_password(&self, user_id: i64, password_hash: &str, keep_session: &[u8]) -> Result<(), StoreError>;
 
     /// Starts a session (only the hash of its id is stored).
     async fn create_session(
@@ -128,24 +131,23 @@ pub trait Store: Send + Sync + 'static {
         audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError>;
 
-    /// Wipes the page's ciphertext and marks it revoked with `reason`; false when there is no such page.
-    async fn revoke_integration(&self, page: &PageId, reason: &str) -> Result<bool, StoreError>;
+    /// Wipes the page's ciphertext and marks it revoked with `reason`, if it still matches `only`; false when
+    /// there is no such page or it no longer matches (nothing is written then).
+    async fn revoke_integration(&self, page: &PageId, reason: &str, only: RevokeIf<'_>) -> Result<bool, StoreError>;
     /// Integrations connected by this Facebook user (app-scoped id), any status.
     async fn integrations_connected_by(&self, facebook_user_id: &str) -> Result<Vec<Integration>, StoreError>;
     /// Forgets which Facebook user connected the pages (data deletion); returns how many rows changed.
     async fn forget_connected_by(&self, facebook_user_id: &str) -> Result<u64, StoreError>;
 
-    /// Stores the hash of a new OAuth state for `client_id` (and the portal user, if any), valid until
-    /// `expires_at`.
-    async fn create_oauth_state(
+    /// Stores a new OAuth state (its hash, and the hash of its browser's value).
+    async fn create_oauth_state(&self, state: &NewOAuthState) -> Result<(), StoreError>;
+    /// Consumes a state atomically, from the browser that started it: only the first caller within its
+    /// lifetime gets it. From another browser nothing is consumed.
+    async fn consume_oauth_state(
         &self,
         state_hash: &[u8],
-        client_id: i64,
-        user_id: Option<i64>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Consumes a state atomically: only the first caller within its lifetime gets it.
-    async fn consume_oauth_state(&self, state_hash: &[u8]) -> Result<Result<ConsumedState, StateRejected>, StoreError>;
+        browser_hash: &[u8],
+    ) -> Result<Result<ConsumedState, StateRejected>, StoreError>;
     /// Records what the callback did, for the result page.
     async fn set_oauth_outcome(&self, state_hash: &[u8], outcome: &str) -> Result<(), StoreError>;
     async fn oauth_outcome(&self, state_hash: &[u8]) -> Result<Option<OAuthOutcome>, StoreError>;
@@ -153,6 +155,18 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_oauth_states(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     async fn record_deletion(&self, request: &DeletionRequest, facebook_user_id: &str) -> Result<(), StoreError>;
+    /// Claims a `signed_request` callback by its hash: `New` the first time (with the confirmation code to
+    /// answer replays with, for a data deletion), `Seen` for a replay.
+    async fn claim_meta_callback(
+        &self,
+        request_hash: &[u8],
+        kind: &str,
+        confirmation_code: Option<&str>,
+    ) -> Result<CallbackClaim, StoreError>;
+    /// Forgets a claim whose handling failed, so Meta's retry is handled again.
+    async fn release_meta_callback(&self, request_hash: &[u8]) -> Result<(), StoreError>;
+    /// Deletes callback claims received before `before` (older requests are refused as stale anyway).
+    async fn prune_meta_callbacks(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     async fn deletion_request(&self, confirmation_code: &str) -> Result<Option<DeletionRequest>, StoreError>;
 
     /// The distinct key ids that stored secrets (page tokens and relay secrets) were sealed with.
@@ -164,8 +178,8 @@ pub trait Store: Send + Sync + 'static {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<SealedRow>, StoreError>;
-    /// Replaces the given tokens in one transaction. A row whose key id changed since it was read is
-    /// skipped (someone else re-sealed it). Returns how many rows were updated.
+    /// Replaces the given tokens in one transaction. A row whose ciphertext changed since it was read is
+    /// skipped (a reconnect or another rotation wrote it). Returns how many rows were updated.
     async fn reseal_tokens(&self, rows: &[Resealed]) -> Result<u64, StoreError>;
     /// Up to `limit` relay secrets not under `current`, with client id greater than `after_client_id`.
     async fn relay_secrets_to_rotate(
@@ -174,7 +188,7 @@ pub trait Store: Send + Sync + 'static {
         after_client_id: i64,
         limit: i64,
     ) -> Result<Vec<SealedRelaySecret>, StoreError>;
-    /// Replaces relay secrets in one transaction (skipping any whose key id changed); `id` is the client id.
+    /// Replaces relay secrets in one transaction (skipping any whose ciphertext changed); `id` is the client id.
     async fn reseal_relay_secrets(&self, rows: &[Resealed]) -> Result<u64, StoreError>;
 
     /// Commits events to the webhook inbox in one transaction; for each, the new row's id, or `None` when

@@ -24,11 +24,7 @@ pub struct StoreTenants {
 
 impl StoreTenants {
     pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>, config: EngineConfig) -> Self {
-        let relay_http = reqwest::Client::builder()
-            .timeout(config.relay_timeout)
-            .user_agent(concat!("switchboard-relay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a plain HTTP client builds");
+        let relay_http = crate::relay::http_client(config.relay_timeout, config.relay);
         Self { store, keys, config, relay_http }
     }
 
@@ -52,7 +48,7 @@ impl StoreTenants {
             ResponderSetting::Relay { url, secret } => {
                 let secret =
                     self.keys.open_relay_secret(client_id, &secret).map_err(|e| LoadError::Unusable(e.to_string()))?;
-                Arc::new(RelayResponder::new(self.relay_http.clone(), url, secret, client_slug))
+                Arc::new(RelayResponder::new(self.relay_http.clone(), url, secret, client_slug, self.config.relay))
             }
         };
         Ok((responder, settings.send_rate_per_second))

@@ -34,7 +34,7 @@ const RELAY_SECRET: &[u8] = b"switchboard/relay-secret/v1";
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error(
-        "no encryption key configured: set SWITCHBOARD_ENCRYPTION_KEYS or vault.key_file (make one with `switchboard keygen`)"
+        "no encryption key configured: set SWITCHBOARD_ENCRYPTION_KEYS or vault.key_file (make one with `switchboard keygen`); only `switchboard demo` makes a key of its own"
     )]
     NoKey,
     #[error("encryption key entry #{position} is malformed: {problem}")]
@@ -311,7 +311,7 @@ pub enum KeySource {
     Inline(SecretString),
     /// `vault.key_file`: must exist.
     File(PathBuf),
-    /// The embedded SQLite default only: load this file, or create it with a new key (mode 0600).
+    /// `switchboard demo` only: load this file, or create it with a new key (mode 0600).
     GenerateIfMissing(PathBuf),
     /// An in-memory SQLite database: a key that lives exactly as long as the data it protects.
     Ephemeral,

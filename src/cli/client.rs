@@ -164,10 +164,8 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
             Some(serde_json::to_string(&rules)?)
         }
         ResponderArgs::Relay { url } => {
-            let parsed = url::Url::parse(url).map_err(|e| UsageError(format!("--url: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(UsageError("--url must be an http:// or https:// URL".to_owned()).into());
-            }
+            crate::relay::check_url(url, settings.engine.relay.allow_private)
+                .map_err(|e| UsageError(format!("--url {e}")))?;
             None
         }
     };

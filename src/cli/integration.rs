@@ -76,7 +76,7 @@ fn parse_page(raw: &str) -> anyhow::Result<PageId> {
 async fn disconnect(settings: &Settings, page_id: &str) -> anyhow::Result<()> {
     let page = parse_page(page_id)?;
     let tools = super::Tools::open(settings).await?;
-    match tools.onboarding.disconnect(&page, "cli", "disconnected by an operator").await {
+    match tools.onboarding.disconnect(&page, None, "cli", "disconnected by an operator").await {
         Ok(warning) => {
             println!("page {page} disconnected: token erased, status revoked");
             if let Some(w) = warning {
@@ -85,6 +85,7 @@ async fn disconnect(settings: &Settings, page_id: &str) -> anyhow::Result<()> {
             Ok(())
         }
         Err(StoreError::NotFound(_)) => Err(UsageError(format!("no integration for page {page}")).into()),
+        Err(StoreError::Conflict(m)) => Err(UsageError(m).into()),
         Err(e) => Err(e.into()),
     }
 }

@@ -45,7 +45,14 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> anyhow::Result<()> {
     };
     let password_hash = password::hash(password).await?;
     let user = store
-        .create_user(&NewUser { email, password_hash, role, client_id: client.as_ref().map(|c| c.id) })
+        // The operator typed it on stdin for the user, who may keep it: no forced change.
+        .create_user(&NewUser {
+            email,
+            password_hash,
+            role,
+            client_id: client.as_ref().map(|c| c.id),
+            must_change_password: false,
+        })
         .await
         .map_err(|e| match e {
             StoreError::Conflict(msg) => anyhow::Error::new(UsageError(msg)),

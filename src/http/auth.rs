@@ -11,10 +11,14 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ApiError;
 use super::pages;
 use crate::domain::ClientSlug;
-use crate::onboarding::{CallbackQuery, Onboarding};
-use crate::signed_request;
+use crate::onboarding::{CallbackQuery, MetaCallbackError, Onboarding};
 
 type Query = HashMap<String, String>;
+
+/// The value of cookie `name` in a `Cookie` header.
+fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    header?.split(';').find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
+}
 
 pub fn routes(
     onboarding: Onboarding,
@@ -22,17 +26,24 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let form = super::body::form(16 * 1024, bodies);
     let with = warp::any().map(move || onboarding.clone());
+    let cookies = warp::header::optional::<String>("cookie");
     let start = warp::path!("api" / "auth" / "facebook" / "start")
         .and(warp::get())
         .and(warp::query::<Query>())
+        .and(cookies)
         .and(with.clone())
-        .and_then(|q: Query, o: Onboarding| async move { start(&q, &o).await });
+        .and_then(|q: Query, cookies: Option<String>, o: Onboarding| async move {
+            let browser = cookie(cookies.as_deref(), o.browser_cookie_name());
+            start(&q, browser, &o).await
+        });
     let callback = warp::path!("api" / "auth" / "facebook" / "callback")
         .and(warp::get())
         .and(warp::query::<CallbackQuery>())
+        .and(cookies)
         .and(with.clone())
-        .and_then(|q: CallbackQuery, o: Onboarding| async move {
-            let path = o.finish(q).await.map_err(|e| warp::reject::custom(ApiError::from(e)))?;
+        .and_then(|q: CallbackQuery, cookies: Option<String>, o: Onboarding| async move {
+            let browser = cookie(cookies.as_deref(), o.browser_cookie_name());
+            let path = o.finish(q, browser).await.map_err(|e| warp::reject::custom(ApiError::from(e)))?;
             Ok::<_, Rejection>(redirect(&path))
         });
     let deauthorize = warp::path!("api" / "auth" / "facebook" / "deauthorize")
@@ -67,7 +78,7 @@ pub fn routes(
     start.or(callback).unify().or(deauthorize).unify().or(deletion_status).unify().or(result).unify()
 }
 
-async fn start(q: &Query, o: &Onboarding) -> Result<Response, Rejection> {
+async fn start(q: &Query, browser: Option<&str>, o: &Onboarding) -> Result<Response, Rejection> {
     let get = |k: &str| q.get(k).map(String::as_str);
     let slug = o
         .links()
@@ -78,20 +89,26 @@ async fn start(q: &Query, o: &Onboarding) -> Result<Response, Rejection> {
         Err(_) => None,
     };
     let client = client.ok_or_else(|| warp::reject::custom(ApiError::UnknownClient(slug.clone())))?;
-    let dialog = o.begin(client.id, None, get("rerequest") == Some("1")).await.map_err(unavailable)?;
-    Ok(redirect(&dialog))
+    // Verified above, so the flow (and whatever its result page offers) ends when the link does.
+    let link_expires = get("expires").and_then(|e| e.parse::<i64>().ok());
+    let begun =
+        o.begin(client.id, None, get("rerequest") == Some("1"), browser, link_expires).await.map_err(unavailable)?;
+    Ok(warp::reply::with_header(redirect(&begun.dialog), "set-cookie", o.browser_cookie(&begun.browser))
+        .into_response())
 }
 
 async fn meta_callback(form: &Query, o: &Onboarding, delete: bool) -> Result<Response, Rejection> {
     let signed = form.get("signed_request").map(String::as_str).unwrap_or_default();
-    let request = signed_request::verify(signed, o.app_secrets())
-        .map_err(|e| warp::reject::custom(ApiError::SignedRequest(e)))?;
+    let failed = |e: MetaCallbackError| match e {
+        MetaCallbackError::Request(e) => warp::reject::custom(ApiError::SignedRequest(e)),
+        MetaCallbackError::Store(e) => unavailable(e),
+    };
     if delete {
-        let code = o.delete_user_data(&request.user_id).await.map_err(unavailable)?;
+        let code = o.on_data_deletion(signed).await.map_err(failed)?;
         let body = json!({ "url": o.deletion_status_url(&code), "confirmation_code": code });
         Ok(warp::reply::json(&body).into_response())
     } else {
-        let revoked = o.deauthorize(&request.user_id).await.map_err(unavailable)?;
+        let revoked = o.on_deauthorize(signed).await.map_err(failed)?;
         tracing::info!(revoked, "deauthorize callback handled");
         Ok(warp::reply::json(&json!({ "success": true })).into_response())
     }
@@ -107,14 +124,19 @@ async fn connect_result(key: &str, o: &Onboarding) -> Result<Response, Rejection
         return Err(not_found());
     }
     let outcome: crate::onboarding::Outcome = serde_json::from_str(&stored.outcome).map_err(|_| not_found())?;
+    // "Connect again" is the link the flow started from, with its own expiry: a public page never hands out
+    // a link that lives longer than the one the operator sent.
     let retry = match outcome.kind.as_str() {
-        "connected" if outcome.refused.is_empty() => None,
-        kind => ClientSlug::parse(&outcome.client_slug).ok().map(|slug| {
-            let link = o.onboard_link(&slug, std::time::Duration::from_secs(3600));
-            if kind == "missing_permissions" { format!("{link}&rerequest=1") } else { link }
-        }),
+        "connected" if outcome.refused.is_empty() => pages::Retry::NotNeeded,
+        kind => match (ClientSlug::parse(&outcome.client_slug), stored.link_expires_at) {
+            (Ok(slug), Some(expires)) if expires > crate::clock::now() => {
+                let link = o.onboard_link_until(&slug, expires.timestamp());
+                pages::Retry::Link(if kind == "missing_permissions" { format!("{link}&rerequest=1") } else { link })
+            }
+            _ => pages::Retry::Expired,
+        },
     };
-    Ok(pages::outcome(&outcome, retry.as_deref()))
+    Ok(pages::outcome(&outcome, &retry))
 }
 
 fn redirect(location: &str) -> Response {

@@ -17,17 +17,27 @@ pub fn layout(title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Switchboard" }
-                style { (maud::PreEscaped(CSS)) }
+                link rel="stylesheet" href=(STYLESHEET_PATH);
             }
             body { main { (body) } }
         }
     }
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1c1e21}\
+/// Where the pages' one stylesheet is served: the Content-Security-Policy allows styles from this origin only,
+/// so there is no inline style (and no script at all).
+pub const STYLESHEET_PATH: &str = "/assets/switchboard.css";
+
+/// The stylesheet, served at [`STYLESHEET_PATH`].
+pub const STYLESHEET: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1c1e21}\
 main{max-width:40rem;margin:0 auto;padding:1.5rem 1rem}h1{font-size:1.4rem}\
 .banner{padding:.8rem 1rem;border-radius:.4rem;margin:1rem 0}.ok{background:#e7f6ea}.warn{background:#fff4e0}.err{background:#fdecec}\
 a.button,button{display:inline-block;background:#1877f2;color:#fff;border:0;border-radius:.4rem;padding:.6rem 1rem;font-size:1rem;text-decoration:none}\
+button.quiet{background:#606770}button.danger{background:#c0392b}\
+header.top{display:flex;justify-content:space-between;align-items:center;flex-wrap:wrap}\
+.card{background:#fff;border-radius:.4rem;padding:.8rem 1rem;margin:.8rem 0}.tight{margin:.2rem 0}\
+.row{border-top:1px solid #ddd;padding:.4rem 0}.badge{padding:.2rem .5rem}.badge.small{padding:.1rem .4rem}\
+.spaced{margin-top:.5rem}input.wide{width:100%}\
 ul{padding-left:1.2rem}li{margin:.3rem 0}";
 
 pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
@@ -45,8 +55,18 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// What the result page offers to try again.
+pub enum Retry {
+    /// Everything was connected.
+    NotNeeded,
+    /// The link the flow started from, still valid.
+    Link(String),
+    /// The link the flow started from has expired (or the flow did not start from one).
+    Expired,
+}
+
 /// What happened in a Facebook Login, in plain words.
-pub fn outcome(o: &Outcome, retry_link: Option<&str>) -> Response {
+pub fn outcome(o: &Outcome, retry: &Retry) -> Response {
     let (class, headline) = match o.kind.as_str() {
         "connected" if o.refused.is_empty() => ("ok", "Your Facebook connection is set up"),
         "connected" => ("warn", "Some Pages were connected"),
@@ -76,7 +96,11 @@ pub fn outcome(o: &Outcome, retry_link: Option<&str>) -> Response {
                 h2 { "Not connected" }
                 ul id="refused" { @for p in &o.refused { li { strong { (p.name) } " (" (p.id) "): " (p.reason) } } }
             }
-            @if let Some(link) = retry_link { p { a class="button" href=(link) { "Connect with Facebook again" } } }
+            @match retry {
+                Retry::Link(link) => p { a class="button" href=(link) { "Connect with Facebook again" } },
+                Retry::Expired => p id="expired" { "The link you were sent has expired. Ask for a new one to connect again." },
+                Retry::NotNeeded => {},
+            }
         },
     )
 }

@@ -39,12 +39,12 @@ pub fn login(csrf: &str, problem: Option<&str>, status: StatusCode) -> Response 
 
 fn header(user: &User, csrf: &str, title: &str) -> Markup {
     html! {
-        header style="display:flex;justify-content:space-between;align-items:center;flex-wrap:wrap" {
+        header class="top" {
             h1 { (title) }
             form method="post" action="/portal/logout" {
                 input type="hidden" name="csrf" value=(csrf);
                 span { (user.email) " " }
-                button type="submit" id="sign-out" style="background:#606770" { "Sign out" }
+                button type="submit" id="sign-out" class="quiet" { "Sign out" }
             }
         }
     }
@@ -128,10 +128,10 @@ pub fn client_view(
             @for row in rows {
                 @let i = &row.integration;
                 @let (label, class, words) = status_words(i);
-                section class="page" data-page=(i.page_id) style="background:#fff;border-radius:.4rem;padding:.8rem 1rem;margin:.8rem 0" {
-                    h3 style="margin:.2rem 0" { (i.page_name.clone().unwrap_or_else(|| i.page_id.to_string())) " " small { "(" (i.page_id) ")" } }
+                section class="page card" data-page=(i.page_id) {
+                    h3 class="tight" { (i.page_name.clone().unwrap_or_else(|| i.page_id.to_string())) " " small { "(" (i.page_id) ")" } }
                     @if let Some(ig) = &i.instagram_account_id { p { "Instagram account " (ig) } }
-                    p { span class={"badge banner " (class)} data-status=(i.status) style="padding:.2rem .5rem" { (label) } " since " (when(i.status_changed_at)) }
+                    p { span class={"badge banner " (class)} data-status=(i.status) { (label) } " since " (when(i.status_changed_at)) }
                     p class="reason" { (words) }
                     p { "Last message received: " (last_event(&row.stats)) " · Replies in the last hour: " (row.stats.replies_last_hour) }
                     @if i.status != IntegrationStatus::Revoked {
@@ -153,7 +153,7 @@ pub fn confirm_disconnect(csrf: &str, i: &Integration) -> Response {
             p { "Switchboard will stop answering messages to this Page, unsubscribe it at Facebook and erase its access token. You can connect it again later." }
             form method="post" action={"/portal/pages/" (i.page_id) "/disconnect"} {
                 input type="hidden" name="csrf" value=(csrf);
-                button type="submit" id="confirm-disconnect" style="background:#c0392b" { "Disconnect " (name) }
+                button type="submit" id="confirm-disconnect" class="danger" { "Disconnect " (name) }
                 " " a href="/portal" { "Cancel" }
             }
         },
@@ -173,15 +173,15 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
             (header(user, csrf, "All clients"))
             (banner(None, notice))
             @for panel in panels {
-                section class="client" data-client=(panel.client.slug) style="background:#fff;border-radius:.4rem;padding:.8rem 1rem;margin:.8rem 0" {
-                    h2 style="margin:.2rem 0" { (panel.client.name) " " small { "(" (panel.client.slug) ")" } }
+                section class="client card" data-client=(panel.client.slug) {
+                    h2 class="tight" { (panel.client.name) " " small { "(" (panel.client.slug) ")" } }
                     @if panel.rows.is_empty() { p { "No Page connected." } }
                     @for row in &panel.rows {
                         @let i = &row.integration;
                         @let (label, class, words) = status_words(i);
-                        div class="page" data-page=(i.page_id) style="border-top:1px solid #ddd;padding:.4rem 0" {
+                        div class="page row" data-page=(i.page_id) {
                             strong { (i.page_name.clone().unwrap_or_else(|| i.page_id.to_string())) } " (" (i.page_id) ") "
-                            span class={"banner " (class)} data-status=(i.status) style="padding:.1rem .4rem" { (label) }
+                            span class={"badge small banner " (class)} data-status=(i.status) { (label) }
                             br; small { (words) }
                             br; small class="figures" {
                                 "events " (row.figures.events) " · replies " (row.figures.replies) " · send errors " (row.figures.errors)
@@ -191,7 +191,7 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
                             }
                         }
                     }
-                    form method="post" action={"/portal/clients/" (panel.client.slug) "/link"} style="margin-top:.5rem" {
+                    form method="post" action={"/portal/clients/" (panel.client.slug) "/link"} class="spaced" {
                         input type="hidden" name="csrf" value=(csrf);
                         button type="submit" { "Create an onboarding link" }
                     }
@@ -207,11 +207,39 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
             form method="post" action="/portal/users" {
                 input type="hidden" name="csrf" value=(csrf);
                 p { label { "E-mail " input type="email" name="email" required; } }
-                p { label { "Client " select name="client" {
-                    option value="" { "— operator (all clients) —" }
+                p { label { "Role " select name="role" required {
+                    option value="" disabled selected { "Choose a role…" }
+                    option value="client" { "Client user (one business)" }
+                    option value="operator" { "Operator (every client)" }
+                } } }
+                p { label { "Client (for a client user) " select name="client" {
+                    option value="" { "—" }
                     @for panel in panels { option value=(panel.client.slug) { (panel.client.name) } }
                 } } }
                 button type="submit" id="invite" { "Invite" }
+            }
+        },
+    )
+}
+
+/// Choosing a new password: forced at the first sign-in with a one-time password (no current password asked,
+/// it was just typed), voluntary otherwise.
+pub fn password(csrf: &str, forced: bool, problem: Option<&str>) -> Response {
+    pages::page(
+        StatusCode::OK,
+        "Choose a password",
+        html! {
+            h1 { "Choose a password" }
+            @if forced { p class="banner warn" id="must-change" { "You signed in with a one-time password. Choose your own to continue." } }
+            @if let Some(p) = problem { p class="banner err" id="problem" { (p) } }
+            form method="post" action="/portal/password" {
+                input type="hidden" name="csrf" value=(csrf);
+                @if !forced {
+                    p { label { "Current password" br; input type="password" name="current" autocomplete="current-password" required; } }
+                }
+                p { label { "New password (12 characters or more)" br; input type="password" name="new" autocomplete="new-password" minlength="12" required; } }
+                p { label { "New password again" br; input type="password" name="repeat" autocomplete="new-password" minlength="12" required; } }
+                button type="submit" id="set-password" { "Save the password" }
             }
         },
     )

@@ -6,7 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{ClientSlug, Email, PageId, Role};
-use crate::vault::{KeyId, SealedToken};
+use crate::vault::SealedToken;
 
 /// A tenant: one client business.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -24,6 +24,9 @@ pub struct NewUser {
     pub password_hash: String,
     pub role: Role,
     pub client_id: Option<i64>,
+    /// The password was made for them (an invitation's one-time password): they must choose their own at
+    /// their first sign-in.
+    pub must_change_password: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -33,6 +36,7 @@ pub struct User {
     pub password_hash: String,
     pub role: Role,
     pub client_id: Option<i64>,
+    pub must_change_password: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -43,6 +47,7 @@ impl fmt::Debug for User {
             .field("email", &self.email)
             .field("role", &self.role)
             .field("client_id", &self.client_id)
+            .field("must_change_password", &self.must_change_password)
             .finish_non_exhaustive()
     }
 }
@@ -133,11 +138,12 @@ pub struct SealedRow {
     pub sealed: SealedToken,
 }
 
-/// A token re-sealed under the current key, to be written back if its row still holds `previous_key_id`.
+/// A secret re-sealed under the current key, to be written back only if its row still holds exactly what was
+/// read (`previous`: key id and ciphertext), so a reconnect that wrote a new secret meanwhile is never undone.
 #[derive(Debug, Clone)]
 pub struct Resealed {
     pub id: i64,
-    pub previous_key_id: KeyId,
+    pub previous: SealedToken,
     pub sealed: SealedToken,
 }
 
@@ -187,12 +193,47 @@ pub struct SealedRelaySecret {
     pub sealed: SealedToken,
 }
 
+/// Which integrations a revocation may change: only one that still belongs to what it was checked against,
+/// in the same statement (no check-then-act race with a reconnect by someone else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeIf<'a> {
+    /// The page still belongs to this client.
+    OwnedBy(i64),
+    /// The page was still connected by this Facebook user (app-scoped id).
+    ConnectedBy(&'a str),
+}
+
+/// A new OAuth state: only hashes are stored.
+#[derive(Debug, Clone)]
+pub struct NewOAuthState {
+    pub state_hash: Vec<u8>,
+    pub client_id: i64,
+    /// The portal user who started it, if it was started from the portal.
+    pub user_id: Option<i64>,
+    pub expires_at: DateTime<Utc>,
+    /// The SHA-256 of the value the starting browser holds in its cookie.
+    pub browser_hash: Vec<u8>,
+    /// The expiry of the onboarding link it was started from, if any.
+    pub link_expires_at: Option<DateTime<Utc>>,
+}
+
 /// Why an OAuth state could not be consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateRejected {
     Unknown,
     Expired,
     AlreadyUsed,
+    /// The callback came to another browser than the one that started the flow.
+    OtherBrowser,
+}
+
+/// Whether a `signed_request` callback is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackClaim {
+    /// First seen now: handle it.
+    New,
+    /// Seen before (a replay): change nothing; a data deletion answers with this confirmation code.
+    Seen { confirmation_code: Option<String> },
 }
 
 /// A consumed OAuth state: whose flow it was.
@@ -208,6 +249,8 @@ pub struct OAuthOutcome {
     pub client_id: i64,
     pub created_at: DateTime<Utc>,
     pub outcome: String,
+    /// The expiry of the onboarding link the flow started from, if any: "Connect again" inherits it.
+    pub link_expires_at: Option<DateTime<Utc>>,
 }
 
 /// A data-deletion request Meta sent for a Facebook user.

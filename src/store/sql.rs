@@ -78,6 +78,7 @@ pub(crate) struct UserRow {
     password_hash: String,
     role: String,
     client_id: Option<i64>,
+    must_change_password: bool,
     created_at: DateTime<Utc>,
 }
 
@@ -90,6 +91,7 @@ impl TryFrom<UserRow> for User {
             password_hash: row.password_hash,
             role: corrupt("users.role", Role::parse(&row.role))?,
             client_id: row.client_id,
+            must_change_password: row.must_change_password,
             created_at: row.created_at,
         })
     }
@@ -405,15 +407,16 @@ macro_rules! sql_store {
 
             async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {
                 let row: UserRow = sqlx::query_as(
-                    "INSERT INTO users (email, password_hash, role, client_id, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     RETURNING id, email, password_hash, role, client_id, created_at",
+                    "INSERT INTO users (email, password_hash, role, client_id, must_change_password, created_at) \
+                     VALUES ($1, $2, $3, $4, $6, $5) \
+                     RETURNING id, email, password_hash, role, client_id, must_change_password, created_at",
                 )
                 .bind(user.email.as_str())
                 .bind(&user.password_hash)
                 .bind(user.role.as_str())
                 .bind(user.client_id)
                 .bind($crate::clock::now())
+                .bind(user.must_change_password)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| StoreError::from_sqlx(e, || format!("a user with e-mail {} already exists", user.email)))?;
@@ -422,7 +425,7 @@ macro_rules! sql_store {
 
             async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
                 let row: Option<UserRow> = sqlx::query_as(
-                    "SELECT id, email, password_hash, role, client_id, created_at FROM users WHERE email = $1",
+                    "SELECT id, email, password_hash, role, client_id, must_change_password, created_at FROM users WHERE email = $1",
                 )
                 .bind(email.as_str())
                 .fetch_optional(&self.pool)
@@ -432,11 +435,32 @@ macro_rules! sql_store {
 
             async fn list_users(&self) -> Result<Vec<User>, StoreError> {
                 let rows: Vec<UserRow> = sqlx::query_as(
-                    "SELECT id, email, password_hash, role, client_id, created_at FROM users ORDER BY email",
+                    "SELECT id, email, password_hash, role, client_id, must_change_password, created_at FROM users ORDER BY email",
                 )
                 .fetch_all(&self.pool)
                 .await?;
                 collect(rows)
+            }
+
+            async fn set_password(
+                &self,
+                user_id: i64,
+                password_hash: &str,
+                keep_session: &[u8],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE users SET password_hash = $2, must_change_password = FALSE WHERE id = $1")
+                    .bind(user_id)
+                    .bind(password_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
+                    .bind(user_id)
+                    .bind(keep_session)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn create_session(
@@ -471,7 +495,7 @@ macro_rules! sql_store {
                 .await?;
                 let Some((user_id, csrf_token, expires_at)) = row else { return Ok(None) };
                 let user: Option<UserRow> = sqlx::query_as(
-                    "SELECT id, email, password_hash, role, client_id, created_at FROM users WHERE id = $1",
+                    "SELECT id, email, password_hash, role, client_id, must_change_password, created_at FROM users WHERE id = $1",
                 )
                 .bind(user_id)
                 .fetch_optional(&self.pool)
@@ -581,17 +605,29 @@ macro_rules! sql_store {
                 Ok(true)
             }
 
-            async fn revoke_integration(&self, page: &PageId, reason: &str) -> Result<bool, StoreError> {
+            async fn revoke_integration(
+                &self,
+                page: &PageId,
+                reason: &str,
+                only: $crate::store::RevokeIf<'_>,
+            ) -> Result<bool, StoreError> {
                 let now = $crate::clock::now();
+                let (client_id, connected_by) = match only {
+                    $crate::store::RevokeIf::OwnedBy(client) => (Some(client), None),
+                    $crate::store::RevokeIf::ConnectedBy(user) => (None, Some(user)),
+                };
                 let done = sqlx::query(
                     "UPDATE client_integrations SET encrypted_access_token = NULL, token_key_id = NULL, \
                          status = 'revoked', status_reason = $2, updated_at = $3, \
                          status_changed_at = CASE WHEN status = 'revoked' THEN status_changed_at ELSE $3 END \
-                     WHERE facebook_page_id = $1",
+                     WHERE facebook_page_id = $1 AND client_id = COALESCE($4, client_id) \
+                         AND ($5 IS NULL OR connected_by = $5)",
                 )
                 .bind(page.as_str())
                 .bind(reason)
                 .bind(now)
+                .bind(client_id)
+                .bind(connected_by)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -614,22 +650,18 @@ macro_rules! sql_store {
                 Ok(done.rows_affected())
             }
 
-            async fn create_oauth_state(
-                &self,
-                state_hash: &[u8],
-                client_id: i64,
-                user_id: Option<i64>,
-                expires_at: DateTime<Utc>,
-            ) -> Result<(), StoreError> {
+            async fn create_oauth_state(&self, state: &$crate::store::NewOAuthState) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO oauth_states (state_hash, client_id, user_id, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO oauth_states (state_hash, client_id, user_id, created_at, expires_at, browser_hash, \
+                         link_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
-                .bind(state_hash)
-                .bind(client_id)
-                .bind(user_id)
+                .bind(&state.state_hash)
+                .bind(state.client_id)
+                .bind(state.user_id)
                 .bind($crate::clock::now())
-                .bind(expires_at)
+                .bind(state.expires_at)
+                .bind(&state.browser_hash)
+                .bind(state.link_expires_at)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -638,28 +670,32 @@ macro_rules! sql_store {
             async fn consume_oauth_state(
                 &self,
                 state_hash: &[u8],
+                browser_hash: &[u8],
             ) -> Result<Result<ConsumedState, StateRejected>, StoreError> {
                 let now = $crate::clock::now();
                 let consumed: Option<(i64, Option<i64>)> = sqlx::query_as(
                     "UPDATE oauth_states SET used_at = $2 \
-                     WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING client_id, user_id",
+                     WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 AND browser_hash = $3 \
+                     RETURNING client_id, user_id",
                 )
                 .bind(state_hash)
                 .bind(now)
+                .bind(browser_hash)
                 .fetch_optional(&self.pool)
                 .await?;
                 if let Some((client_id, user_id)) = consumed {
                     return Ok(Ok(ConsumedState { client_id, user_id }));
                 }
-                let why: Option<(Option<DateTime<Utc>>,)> =
-                    sqlx::query_as("SELECT used_at FROM oauth_states WHERE state_hash = $1")
+                let why: Option<(Option<DateTime<Utc>>, DateTime<Utc>, Option<Vec<u8>>)> =
+                    sqlx::query_as("SELECT used_at, expires_at, browser_hash FROM oauth_states WHERE state_hash = $1")
                         .bind(state_hash)
                         .fetch_optional(&self.pool)
                         .await?;
                 Ok(Err(match why {
                     None => StateRejected::Unknown,
-                    Some((Some(_),)) => StateRejected::AlreadyUsed,
-                    Some((None,)) => StateRejected::Expired,
+                    Some((Some(_), _, _)) => StateRejected::AlreadyUsed,
+                    Some((None, expires_at, _)) if expires_at <= now => StateRejected::Expired,
+                    Some((None, _, _)) => StateRejected::OtherBrowser,
                 }))
             }
 
@@ -673,14 +709,14 @@ macro_rules! sql_store {
             }
 
             async fn oauth_outcome(&self, state_hash: &[u8]) -> Result<Option<OAuthOutcome>, StoreError> {
-                let row: Option<(i64, DateTime<Utc>, Option<String>)> = sqlx::query_as(
-                    "SELECT client_id, created_at, outcome FROM oauth_states WHERE state_hash = $1",
+                let row: Option<(i64, DateTime<Utc>, Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
+                    "SELECT client_id, created_at, outcome, link_expires_at FROM oauth_states WHERE state_hash = $1",
                 )
                 .bind(state_hash)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.and_then(|(client_id, created_at, outcome)| {
-                    outcome.map(|outcome| OAuthOutcome { client_id, created_at, outcome })
+                Ok(row.and_then(|(client_id, created_at, outcome, link_expires_at)| {
+                    outcome.map(|outcome| OAuthOutcome { client_id, created_at, outcome, link_expires_at })
                 }))
             }
 
@@ -705,6 +741,47 @@ macro_rules! sql_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(())
+            }
+
+            async fn claim_meta_callback(
+                &self,
+                request_hash: &[u8],
+                kind: &str,
+                confirmation_code: Option<&str>,
+            ) -> Result<$crate::store::CallbackClaim, StoreError> {
+                let claimed = sqlx::query(
+                    "INSERT INTO meta_callbacks (request_hash, kind, received_at, confirmation_code) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (request_hash) DO NOTHING",
+                )
+                .bind(request_hash)
+                .bind(kind)
+                .bind($crate::clock::now())
+                .bind(confirmation_code)
+                .execute(&self.pool)
+                .await?;
+                if claimed.rows_affected() == 1 {
+                    return Ok($crate::store::CallbackClaim::New);
+                }
+                let seen: Option<(Option<String>,)> =
+                    sqlx::query_as("SELECT confirmation_code FROM meta_callbacks WHERE request_hash = $1")
+                        .bind(request_hash)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok($crate::store::CallbackClaim::Seen { confirmation_code: seen.and_then(|(code,)| code) })
+            }
+
+            async fn release_meta_callback(&self, request_hash: &[u8]) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM meta_callbacks WHERE request_hash = $1")
+                    .bind(request_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn prune_meta_callbacks(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                let done =
+                    sqlx::query("DELETE FROM meta_callbacks WHERE received_at < $1").bind(before).execute(&self.pool).await?;
+                Ok(done.rows_affected())
             }
 
             async fn deletion_request(&self, confirmation_code: &str) -> Result<Option<DeletionRequest>, StoreError> {
@@ -756,7 +833,7 @@ macro_rules! sql_store {
             async fn reseal_tokens(&self, rows: &[Resealed]) -> Result<u64, StoreError> {
                 self.reseal(
                     "UPDATE client_integrations SET encrypted_access_token = $1, token_key_id = $2 \
-                     WHERE id = $3 AND token_key_id = $4",
+                     WHERE id = $3 AND token_key_id = $4 AND encrypted_access_token = $5",
                     rows,
                 )
                 .await
@@ -784,7 +861,7 @@ macro_rules! sql_store {
             async fn reseal_relay_secrets(&self, rows: &[Resealed]) -> Result<u64, StoreError> {
                 self.reseal(
                     "UPDATE client_settings SET relay_secret = $1, relay_key_id = $2 \
-                     WHERE client_id = $3 AND relay_key_id = $4",
+                     WHERE client_id = $3 AND relay_key_id = $4 AND relay_secret = $5",
                     rows,
                 )
                 .await
@@ -983,8 +1060,8 @@ macro_rules! sql_store {
         }
 
         impl $store {
-            /// Writes re-sealed secrets with `sql` (`$1` ciphertext, `$2` key id, `$3` row id, `$4` the key id
-            /// it was read with) in one transaction; returns how many rows still had that key id.
+            /// Writes re-sealed secrets with `sql` (`$1` ciphertext, `$2` key id, `$3` row id, `$4` and `$5` the
+            /// key id and ciphertext it was read with) in one transaction; returns how many rows still held them.
             async fn reseal(&self, sql: &'static str, rows: &[Resealed]) -> Result<u64, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let mut updated = 0;
@@ -993,7 +1070,8 @@ macro_rules! sql_store {
                         .bind(row.sealed.to_stored())
                         .bind(row.sealed.key_id().as_str())
                         .bind(row.id)
-                        .bind(row.previous_key_id.as_str())
+                        .bind(row.previous.key_id().as_str())
+                        .bind(row.previous.to_stored())
                         .execute(&mut *tx)
                         .await?;
                     updated += done.rows_affected();

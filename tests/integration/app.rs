@@ -21,9 +21,12 @@ pub const IG_A: &str = "17841405822304914";
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: std::net::SocketAddr,
     pub db: TestDb,
     pub meta: SimHandle,
     pub router: Router,
+    pub onboarding: switchboard::onboarding::Onboarding,
     /// The durable inbox (durable mode, the default).
     pub inbox: Option<switchboard::inbox::Inbox>,
     pub http: reqwest::Client,
@@ -71,6 +74,7 @@ pub async fn spawn_app(options: Options) -> TestApp {
         r#"
 [server]
 bind = "127.0.0.1:0"
+metrics_bind = "127.0.0.1:0"
 public_url = "{public}"
 shutdown_grace_secs = 2
 {server_extra}
@@ -87,19 +91,24 @@ graph_url = "{sim}"
 oauth_dialog_url = "{sim}"
 [engine]
 retry_base_ms = 20
+{relay}
 {extra}
 "#,
         db_url = db.url,
         key = entry,
         sim = meta.url(),
+        // The tests' relay bots run on loopback, unless a test wants the production rule.
+        relay = if options.toml.contains("relay_allow_private") { "" } else { "relay_allow_private = true" },
         extra = options.toml,
         server_extra = options.server_toml,
     );
     let settings = switchboard::config::Settings::from_toml(&toml).unwrap();
     let app = Application::build_with_listener(&settings, listener).await.unwrap();
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let router = app.router().clone();
     let inbox = app.inbox().cloned();
+    let onboarding = app.onboarding().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         app.run_until_stopped(async move {
@@ -108,8 +117,23 @@ retry_base_ms = 20
         .await
         .unwrap();
     });
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { addr, db, meta, router, inbox, http, keys, key_entry: entry, clients, stop: Some(stop) }
+    // One browser: it keeps its cookies (the OAuth flow's binding, the portal session) like a real one.
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    TestApp {
+        addr,
+        metrics_addr,
+        onboarding,
+        db,
+        meta,
+        router,
+        inbox,
+        http,
+        keys,
+        key_entry: entry,
+        clients,
+        stop: Some(stop),
+    }
 }
 
 impl TestApp {
@@ -164,7 +188,8 @@ impl TestApp {
     }
 
     pub async fn metrics(&self) -> String {
-        self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        self.http.get(url).send().await.unwrap().text().await.unwrap()
     }
 }
 

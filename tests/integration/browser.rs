@@ -133,7 +133,13 @@ async fn a_client_connects_cancels_and_sees_a_dead_token_in_a_real_browser() {
     let email = Email::parse("owner@woodstock.example").unwrap();
     app.db
         .store
-        .create_user(&NewUser { email, password_hash: hash, role: Role::Client, client_id: Some(client.id) })
+        .create_user(&NewUser {
+            email,
+            password_hash: hash,
+            role: Role::Client,
+            client_id: Some(client.id),
+            must_change_password: false,
+        })
         .await
         .unwrap();
     let c = browser(&driver).await;
@@ -175,5 +181,34 @@ async fn a_client_connects_cancels_and_sees_a_dead_token_in_a_real_browser() {
     let body = wait_for_text(&c, "Needs reconnection").await;
     assert!(body.contains("password of the account that connected it changed"), "{body}");
     shots.take(&c, "07-needs-reconnection").await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facebook_dialog_forwarded_to_another_browser_connects_nothing_in_a_real_browser() {
+    let Some(driver) = chromedriver() else { return };
+    let app: TestApp = spawn_app(Options { connect: false, ..Options::default() }).await;
+    crate::support::client(app.db.store.as_ref(), "rural-king").await;
+    // The attacker opens Rural King's onboarding link in their own client and keeps the dialog URL…
+    let links = switchboard::onboarding::OnboardLinks::new(&SecretString::from(crate::app::SECRET.to_owned()));
+    let slug = switchboard::domain::ClientSlug::parse("rural-king").unwrap();
+    let start = app
+        .url(&format!("/api/auth/facebook/start?{}", links.sign(&slug, switchboard::clock::now().timestamp() + 600)));
+    let resp = app.http.get(&start).send().await.unwrap();
+    let dialog = resp.headers()["location"].to_str().unwrap().to_owned();
+    // …and sends it to the admin of the Woodstock Outlet Page, who consents in their own browser.
+    let c = browser(&driver).await;
+    let shots = Shots::new();
+    c.goto(&dialog).await.unwrap();
+    wait_for_text(&c, "Switchboard is requesting access").await;
+    c.find(Locator::Id("continue")).await.unwrap().click().await.unwrap();
+    let body = wait_for_text(&c, "started in another browser").await;
+    assert!(body.contains("nothing was connected"), "{body}");
+    shots.take(&c, "08-forwarded-dialog-refused").await;
+    assert!(app.db.store.list_integrations().await.unwrap().is_empty(), "no Page landed in the attacker's tenant");
+
+    // The refusal page is styled by the one stylesheet the Content-Security-Policy allows, and runs no script.
+    let background = c.execute("return getComputedStyle(document.body).backgroundColor;", vec![]).await.unwrap();
+    assert_eq!(background, json!("rgb(246, 247, 249)"), "the stylesheet loaded under the policy");
     c.close().await.unwrap();
 }

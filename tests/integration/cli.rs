@@ -118,29 +118,41 @@ fn invalid_settings_name_the_key_and_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_runs_on_sqlite_with_no_setup_and_stops_on_sigterm() {
+async fn serve_on_sqlite_fails_closed_without_a_key_and_runs_with_one() {
     let dir = tempfile::tempdir().unwrap();
+    let out = run(switchboard(dir.path()).arg("serve").envs(APP_ENV));
+    assert_one_line_error(&out, 1, "no encryption key configured");
+    assert!(!dir.path().join("data/switchboard.db.keys").exists(), "only `switchboard demo` makes a key of its own");
+
     let mut cmd = switchboard(dir.path());
-    cmd.envs(APP_ENV);
+    cmd.envs(APP_ENV).env("SWITCHBOARD_ENCRYPTION_KEYS", key_entry("k1"));
     let server = Server::start(cmd).unwrap();
     assert_eq!(get(&server.url("/healthz")).await, (200, "ok\n".to_owned()));
     assert_eq!(get(&server.url("/readyz")).await, (200, "ready\n".to_owned()));
     assert_eq!(get(&server.url("/nope")).await.0, 404);
+    assert_eq!(get(&server.url("/metrics")).await.0, 404, "metrics are not served on the public listener");
+    let (status, metrics) = get(&server.metrics_url()).await;
+    assert!(status == 200 && metrics.contains("switchboard_http_requests_total"), "{status}: {metrics}");
     assert!(server.terminate().success());
+    assert!(dir.path().join("data/switchboard.db").exists());
+}
 
-    let db = dir.path().join("data/switchboard.db");
-    let keys = dir.path().join("data/switchboard.db.keys");
-    assert!(db.exists() && keys.exists());
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+#[test]
+fn a_database_url_is_never_printed_with_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgres://switchboard:hunter2-s3cret@127.0.0.1:1/switchboard",
+        "postgres://switchboard@127.0.0.1:1/switchboard?password=hunter2-s3cret",
+        "postgres://switchboard@127.0.0.1:1/switchboard?sslmode=disable&PASSWORD=hunter2-s3cret",
+        "postgres://switchboard:hunter2-s3cret@[not-an-address/switchboard",
+        "postgres://switchboard:hunter2-s3cret@127.0.0.1:notaport/switchboard",
+    ] {
+        let out = run(switchboard(dir.path()).arg("migrate").env("DATABASE_URL", url));
+        let stderr = stderr(&out);
+        assert!(!out.status.success(), "{url}");
+        assert!(!stderr.contains("hunter2") && !stdout(&out).contains("hunter2"), "{url}: {stderr}");
+        assert!(stderr.contains("database"), "the error still says what failed: {stderr}");
     }
-    let first_key = std::fs::read_to_string(&keys).unwrap();
-    let mut cmd = switchboard(dir.path());
-    cmd.envs(APP_ENV);
-    Server::start(cmd).unwrap().terminate();
-    assert_eq!(std::fs::read_to_string(&keys).unwrap(), first_key, "the demo key is reused, never replaced");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,6 +380,13 @@ async fn demo_prints_working_credentials_drives_events_and_stops_on_ctrl_c() {
             .unwrap()
     };
     let (portal, email, password) = (value("Portal:"), value("Sign in as:"), value("Password:"));
+    let keys = dir.path().join("data/demo.db.keys");
+    assert!(keys.exists(), "the demo makes a key file of its own for its database");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+    }
     let meta = lines
         .iter()
         .find_map(|l| l.split_once("Meta stand-in: "))

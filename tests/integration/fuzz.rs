@@ -76,20 +76,20 @@ proptest! {
 
     #[test]
     fn signed_request_verification_never_panics(input in "\\PC{0,200}") {
-        let _ = signed_request::verify(&input, &[SecretString::from("fixture-app-secret-do-not-use".to_owned())]);
+        let _ = signed_request::verify(&input, &[SecretString::from("fixture-app-secret-do-not-use".to_owned())], 1_767_225_600);
     }
 
     #[test]
     fn signed_requests_round_trip_and_any_change_is_refused(user in "[0-9]{1,20}", flip in 0usize..80) {
         let secret = "fixture-app-secret-do-not-use";
         let secrets = [SecretString::from(secret.to_owned())];
-        let signed = signed_request::sign(&serde_json::json!({"algorithm": "HMAC-SHA256", "user_id": user}), secret);
-        prop_assert_eq!(signed_request::verify(&signed, &secrets).unwrap().user_id, user);
+        let signed = signed_request::sign(&serde_json::json!({"algorithm": "HMAC-SHA256", "user_id": user, "issued_at": 1_767_225_600}), secret);
+        prop_assert_eq!(signed_request::verify(&signed, &secrets, 1_767_225_600).unwrap().user_id, user);
         let mut bytes = signed.into_bytes();
         let i = flip % bytes.len();
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
         let changed = String::from_utf8(bytes).unwrap();
-        if let Ok(ok) = signed_request::verify(&changed, &secrets) {
+        if let Ok(ok) = signed_request::verify(&changed, &secrets, 1_767_225_600) {
             // Only a change that decodes to the same bytes (base64 padding bits) may still verify.
             prop_assert!(ok.user_id.chars().all(|c| c.is_ascii_digit()));
         }

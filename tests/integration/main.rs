@@ -17,6 +17,7 @@ mod engine;
 mod faults;
 mod front_door;
 mod fuzz;
+mod hostile;
 mod inbox;
 mod onboarding;
 mod portal;

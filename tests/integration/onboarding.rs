@@ -133,7 +133,18 @@ async fn replayed_expired_and_forged_states_are_refused_with_nothing_stored() {
     let expired_state = "an-expired-state-value-with-enough-entropy-1234";
     let wo = app.db.store.client_by_slug(&ClientSlug::parse("woodstock-outlet").unwrap()).await.unwrap().unwrap();
     let past = switchboard::clock::now() - chrono::Duration::seconds(1);
-    app.db.store.create_oauth_state(&state_hash(expired_state), wo.id, None, past).await.unwrap();
+    app.db
+        .store
+        .create_oauth_state(&switchboard::store::NewOAuthState {
+            state_hash: state_hash(expired_state),
+            client_id: wo.id,
+            user_id: None,
+            expires_at: past,
+            browser_hash: state_hash("some browser"),
+            link_expires_at: None,
+        })
+        .await
+        .unwrap();
     let (status, page) =
         land(&app, &app.url(&format!("/api/auth/facebook/callback?code=abc&state={expired_state}"))).await;
     assert_eq!(status, 400);
@@ -221,12 +232,23 @@ async fn deauthorize_verifies_the_signed_request_and_revokes_that_users_pages() 
     assert_eq!(post(wrong_alg).await.unwrap().status().as_u16(), 400);
     assert!(app.db.store.list_integrations().await.unwrap().iter().all(|i| i.status == IntegrationStatus::Connected));
 
-    let genuine = signed(json!({"algorithm":"HMAC-SHA256","issued_at":1,"user_id":"10215241773831025"}), SECRET);
-    assert_eq!(post(genuine).await.unwrap().status().as_u16(), 200);
+    let now = switchboard::clock::now().timestamp();
+    let stale = signed(json!({"algorithm":"HMAC-SHA256","issued_at":now - 7200,"user_id":"10215241773831025"}), SECRET);
+    let resp = post(stale).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "a request issued two hours ago is refused");
+    assert!(resp.text().await.unwrap().contains("too long ago"));
+    assert!(app.db.store.list_integrations().await.unwrap().iter().all(|i| i.status == IntegrationStatus::Connected));
+
+    let genuine = signed(json!({"algorithm":"HMAC-SHA256","issued_at":now,"user_id":"10215241773831025"}), SECRET);
+    assert_eq!(post(genuine.clone()).await.unwrap().status().as_u16(), 200);
     for row in app.db.store.list_integrations().await.unwrap() {
         assert_eq!(row.status, IntegrationStatus::Revoked);
         assert!(row.sealed_token.is_none(), "the token is erased");
     }
+    // A replay changes nothing and adds no row.
+    let audit = app.db.count("audit_log").await;
+    assert_eq!(post(genuine).await.unwrap().status().as_u16(), 200);
+    assert_eq!(app.db.count("audit_log").await, audit, "the replay wrote nothing");
     assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", "m_after", "hi", 1)).await.0, 200);
     assert!(app.settle().await.is_empty(), "a revoked page is not answered");
 }
@@ -235,14 +257,12 @@ async fn deauthorize_verifies_the_signed_request_and_revokes_that_users_pages() 
 async fn data_deletion_answers_a_status_url_and_confirmation_code() {
     let app = fresh_app().await;
     onboard(&app, "woodstock-outlet", ALL_SCOPES).await;
-    let body = signed(json!({"algorithm":"HMAC-SHA256","user_id":"10215241773831025"}), SECRET);
-    let resp = app
-        .http
-        .post(app.url("/api/auth/facebook/data-deletion"))
-        .form(&[("signed_request", body)])
-        .send()
-        .await
-        .unwrap();
+    let now = switchboard::clock::now().timestamp();
+    let body = signed(json!({"algorithm":"HMAC-SHA256","issued_at":now,"user_id":"10215241773831025"}), SECRET);
+    let post = |body: String| {
+        app.http.post(app.url("/api/auth/facebook/data-deletion")).form(&[("signed_request", body)]).send()
+    };
+    let resp = post(body.clone()).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let answer: Value = resp.json().await.unwrap();
@@ -258,6 +278,15 @@ async fn data_deletion_answers_a_status_url_and_confirmation_code() {
     assert!(rows.iter().all(|r| r.connected_by.is_none() && r.status == IntegrationStatus::Revoked));
     let resp = app.http.get(app.url("/api/auth/facebook/data-deletion/status?code=NOPE")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 404);
+
+    // Meta sending the same request again gets the same answer, and nothing is added or changed.
+    let (requests, audit) = (app.db.count("data_deletion_requests").await, app.db.count("audit_log").await);
+    let again: Value = post(body).await.unwrap().json().await.unwrap();
+    assert_eq!(again, answer, "the same confirmation code");
+    assert_eq!(app.db.count("data_deletion_requests").await, requests, "no second deletion request");
+    assert_eq!(app.db.count("audit_log").await, audit, "no audit row either");
+    let no_time = signed(json!({"algorithm":"HMAC-SHA256","user_id":"10215241773831025"}), SECRET);
+    assert_eq!(post(no_time).await.unwrap().status().as_u16(), 400, "a request without issued_at is refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,30 +9,36 @@ use switchboard::store::{IntegrationStatus, NewUser};
 
 use crate::app::{Options, PAGE_A, PAGE_B, TestApp, spawn_app};
 
-const PASSWORD: &str = "a long enough passphrase";
+pub(crate) const PASSWORD: &str = "a long enough passphrase";
 
-async fn add_user(app: &TestApp, email: &str, client: Option<i64>) {
+pub(crate) async fn add_user(app: &TestApp, email: &str, client: Option<i64>) {
     let hash = switchboard::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
     let role = if client.is_some() { Role::Client } else { Role::Operator };
     app.db
         .store
-        .create_user(&NewUser { email: Email::parse(email).unwrap(), password_hash: hash, role, client_id: client })
+        .create_user(&NewUser {
+            email: Email::parse(email).unwrap(),
+            password_hash: hash,
+            role,
+            client_id: client,
+            must_change_password: false,
+        })
         .await
         .unwrap();
 }
 
 /// A browser-like client: keeps cookies, does not follow redirects.
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-fn field(html: &str, name: &str) -> String {
+pub(crate) fn field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in {html}")) + marker.len();
     html[start..].split('"').next().unwrap().to_owned()
 }
 
-async fn sign_in(app: &TestApp, b: &reqwest::Client, email: &str, password: &str) -> reqwest::Response {
+pub(crate) async fn sign_in(app: &TestApp, b: &reqwest::Client, email: &str, password: &str) -> reqwest::Response {
     let page = b.get(app.url("/portal/login")).send().await.unwrap().text().await.unwrap();
     let csrf = field(&page, "csrf");
     b.post(app.url("/portal/login"))
@@ -42,7 +48,7 @@ async fn sign_in(app: &TestApp, b: &reqwest::Client, email: &str, password: &str
         .unwrap()
 }
 
-async fn page(app: &TestApp, b: &reqwest::Client, path: &str) -> (u16, String) {
+pub(crate) async fn page(app: &TestApp, b: &reqwest::Client, path: &str) -> (u16, String) {
     let resp = b.get(app.url(path)).send().await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
@@ -231,7 +237,12 @@ async fn operators_see_every_tenant_with_its_figures_and_manage_clients() {
     assert!(link.contains("/api/auth/facebook/start?client=farm-supply-co"), "{link}");
     let resp = b
         .post(app.url("/portal/users"))
-        .form(&[("csrf", csrf.as_str()), ("email", "owner@farm.example"), ("client", "farm-supply-co")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "owner@farm.example"),
+            ("role", "client"),
+            ("client", "farm-supply-co"),
+        ])
         .send()
         .await
         .unwrap();

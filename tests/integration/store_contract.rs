@@ -1,7 +1,7 @@
 //! The `Store` contract, run against both backends.
 
 use switchboard::domain::{ClientSlug, Email, Role};
-use switchboard::store::{AuditEntry, IntegrationStatus, NewUser, StoreError, UnhandledRow};
+use switchboard::store::{AuditEntry, IntegrationStatus, NewOAuthState, NewUser, StoreError, UnhandledRow};
 
 use crate::support::{TestDb, client, key_entry, new_integration, on_both_backends, page, ring};
 
@@ -46,6 +46,7 @@ async fn users_are_unique_by_email_and_client_users_need_a_client(db: TestDb) {
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
         role: Role::Client,
         client_id: Some(acme.id),
+        must_change_password: false,
     };
     let created = store.create_user(&user).await.unwrap();
     assert_eq!(created.email.as_str(), "owner@acme.example");
@@ -383,8 +384,19 @@ async fn old_oauth_states_are_pruned_and_recent_ones_kept(db: TestDb) {
     let store = db.store.as_ref();
     let c = client(store, "acme").await;
     let expires = switchboard::clock::now() + chrono::Duration::minutes(10);
-    store.create_oauth_state(b"state-one", c.id, None, expires).await.unwrap();
-    store.create_oauth_state(b"state-two", c.id, None, expires).await.unwrap();
+    for hash in [b"state-one", b"state-two"] {
+        store
+            .create_oauth_state(&NewOAuthState {
+                state_hash: hash.to_vec(),
+                client_id: c.id,
+                user_id: None,
+                expires_at: expires,
+                browser_hash: b"browser".to_vec(),
+                link_expires_at: None,
+            })
+            .await
+            .unwrap();
+    }
     store.set_oauth_outcome(b"state-two", "{}").await.unwrap();
     assert_eq!(store.prune_oauth_states(switchboard::clock::now() - chrono::Duration::hours(24)).await.unwrap(), 0);
     assert_eq!(db.count("oauth_states").await, 2, "states younger than the cut-off are kept");

@@ -206,13 +206,18 @@ pub fn new_integration(keys: &KeyRing, client: &Client, page_id: &str, token: &s
 pub struct Server {
     child: Child,
     addr: String,
+    metrics: Option<String>,
     log: std::sync::mpsc::Receiver<String>,
 }
 
 impl Server {
     /// Starts `serve` on 127.0.0.1:0 and waits for the address it logs.
     pub fn start(mut cmd: Command) -> Result<Self, String> {
-        cmd.arg("serve").env("SWITCHBOARD_BIND", "127.0.0.1:0").stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("serve")
+            .env("SWITCHBOARD_BIND", "127.0.0.1:0")
+            .env("SWITCHBOARD_METRICS_BIND", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -222,12 +227,16 @@ impl Server {
             }
         });
         let mut seen = Vec::new();
+        let mut addr = None;
         loop {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) => {
-                    if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
-                        let addr = addr.split_whitespace().next().unwrap().to_owned();
-                        return Ok(Self { child, addr, log: rx });
+                    if let Some(a) = line.split(" addr=").nth(1).filter(|_| line.contains("listening")) {
+                        addr = Some(a.split_whitespace().next().unwrap().to_owned());
+                    } else if let Some(m) = line.split(" metrics=").nth(1).filter(|_| line.contains("/metrics")) {
+                        let metrics = Some(m.split_whitespace().next().unwrap().to_owned());
+                        let addr = addr.take().expect("the public address is logged first");
+                        return Ok(Self { child, addr, metrics, log: rx });
                     }
                     seen.push(line);
                 }
@@ -246,6 +255,11 @@ impl Server {
     /// The address it listens on, host:port.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr.parse().unwrap()
+    }
+
+    /// `/metrics` on its own listener.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics.as_deref().unwrap_or_default())
     }
 
     /// SIGTERM, then the exit status (bounded wait).

@@ -13,6 +13,7 @@ on_both_backends!(
     rotation_moves_every_row_to_the_new_key_and_is_idempotent,
     rotation_resumes_after_a_partial_run,
     token_key_ids_list_every_key_in_use,
+    rotation_never_undoes_a_reconnect_under_the_same_key,
 );
 
 const TOKEN: &str = "EAAGm0PX4ZCpsBAVeryRealLookingPageToken1234567890";
@@ -93,7 +94,7 @@ async fn rotation_resumes_after_a_partial_run(db: TestDb) {
         .iter()
         .map(|row| Resealed {
             id: row.id,
-            previous_key_id: row.sealed.key_id().clone(),
+            previous: row.sealed.clone(),
             sealed: rotated.seal(&row.page_id, &rotated.open(&row.page_id, &row.sealed).unwrap()).unwrap(),
         })
         .collect();
@@ -112,12 +113,35 @@ async fn rotation_resumes_after_a_partial_run(db: TestDb) {
     // A row re-sealed concurrently (say, a reconnect) since it was read is not overwritten.
     let stale = Resealed {
         id: first_batch[0].id,
-        previous_key_id: first_batch[0].sealed.key_id().clone(),
+        previous: first_batch[0].sealed.clone(),
         sealed: old.seal(&page("2000"), &AccessToken::new("stale".to_owned())).unwrap(),
     };
     assert_eq!(store.reseal_tokens(&[stale]).await.unwrap(), 0);
     let row = store.integration_by_page(&page("2000")).await.unwrap().unwrap();
     assert_eq!(rotated.open(&row.page_id, row.sealed_token.as_ref().unwrap()).unwrap().expose(), "t0");
+}
+
+/// A rotation that read a token, then a reconnect (by a server still sealing under the old key) that wrote a
+/// new token under that same key id: the rotation's write must not bring the old token back.
+async fn rotation_never_undoes_a_reconnect_under_the_same_key(db: TestDb) {
+    let store = db.store.as_ref();
+    let acme = client(store, "acme").await;
+    let old_entry = key_entry("old");
+    let old = ring(&old_entry);
+    store.upsert_integration(&new_integration(&old, &acme, "3000", "the-old-token")).await.unwrap();
+    let rotated = ring(&format!("{},{old_entry}", key_entry("new")));
+    let read = store.sealed_tokens_to_rotate(rotated.current_key_id(), 0, 10).await.unwrap();
+    assert_eq!(read.len(), 1);
+    // The reconnect, sealed under "old" again by a process whose ring was not rotated yet.
+    store.upsert_integration(&new_integration(&old, &acme, "3000", "the-new-token")).await.unwrap();
+    let resealed = Resealed {
+        id: read[0].id,
+        previous: read[0].sealed.clone(),
+        sealed: rotated.seal(&read[0].page_id, &rotated.open(&read[0].page_id, &read[0].sealed).unwrap()).unwrap(),
+    };
+    assert_eq!(store.reseal_tokens(&[resealed]).await.unwrap(), 0, "the row changed since it was read");
+    let row = store.integration_by_page(&page("3000")).await.unwrap().unwrap();
+    assert_eq!(rotated.open(&row.page_id, row.sealed_token.as_ref().unwrap()).unwrap().expose(), "the-new-token");
 }
 
 async fn token_key_ids_list_every_key_in_use(db: TestDb) {
