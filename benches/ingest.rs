@@ -122,7 +122,7 @@ fn switchboard(
         let key = switchboard::vault::generate_key_entry(&switchboard::vault::KeyId::parse("bench").expect("id"));
         let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
         let toml = format!(
-            "[database]\nurl = \"{db}\"\n[vault]\nkeys = \"{key}\"\n[meta]\napp_id = \"1234567890\"\napp_secret = \"{SECRET}\"\n\
+            "[server]\nmetrics_bind = \"127.0.0.1:0\"\n[database]\nurl = \"{db}\"\n[vault]\nkeys = \"{key}\"\n[meta]\napp_id = \"1234567890\"\napp_secret = \"{SECRET}\"\n\
              verify_token = \"vt\"\ngraph_url = \"{graph_url}\"\n[engine]\nsend_rate_per_page = {send_rate}\n\
              [inbox]\nmode = \"{mode}\"\ncommit_writers = {writers}\n[log]\nfilter = \"error\"\n",
             mode = if durable { "durable" } else { "memory" },
