@@ -7,37 +7,23 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use switchboard::domain::{ClientSlug, Email, PageId, Role};
-use switchboard::onboarding::OnboardLinks;
+use switchboard::domain::{Email, PageId, Role};
 use switchboard::store::{IntegrationStatus, ResponderSetting, RevokeIf, StoreError};
 
-use crate::app::{Options, PAGE_A, PAGE_B, SECRET, TestApp, decide, spawn_app, text_event};
+use crate::app::{Options, PAGE_A, PAGE_B, TestApp, decide, spawn_app, text_event};
+use crate::onboarding::{fresh_app, link_until, location};
 use crate::portal::{PASSWORD, add_user, browser, field, page, sign_in};
-use crate::support::client;
-
-fn link(app: &TestApp, slug: &str, expires: i64) -> String {
-    let links = OnboardLinks::new(&SecretString::from(SECRET.to_owned()));
-    app.url(&format!("/api/auth/facebook/start?{}", links.sign(&ClientSlug::parse(slug).unwrap(), expires)))
-}
-
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers().get("location").expect("a redirect").to_str().unwrap().to_owned()
-}
-
-async fn fresh_app() -> TestApp {
-    let app = spawn_app(Options { connect: false, ..Options::default() }).await;
-    client(app.db.store.as_ref(), "woodstock-outlet").await;
-    client(app.db.store.as_ref(), "rural-king").await;
-    app
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dialog_forwarded_to_another_browser_connects_nothing() {
     let app = fresh_app().await;
     // The attacker holds Rural King's onboarding link and starts the flow in their own browser…
     let attacker = browser();
-    let resp =
-        attacker.get(link(&app, "rural-king", switchboard::clock::now().timestamp() + 3600)).send().await.unwrap();
+    let resp = attacker
+        .get(link_until(&app, "rural-king", switchboard::clock::now().timestamp() + 3600))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 302);
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
@@ -69,7 +55,7 @@ async fn connect_again_never_outlives_the_link_the_flow_started_from() {
     let app = fresh_app().await;
     let b = browser();
     let expires = switchboard::clock::now().timestamp() + 3;
-    let resp = b.get(link(&app, "woodstock-outlet", expires)).send().await.unwrap();
+    let resp = b.get(link_until(&app, "woodstock-outlet", expires)).send().await.unwrap();
     let dialog = url::Url::parse(&location(&resp)).unwrap();
     let state: HashMap<String, String> = dialog.query_pairs().into_owned().collect();
     // "Cancelled", straight to the callback, without Facebook.

@@ -15,12 +15,16 @@ use crate::support::client;
 const ALL_SCOPES: &[&str] = meta_sim::config::KNOWN_SCOPES;
 
 fn link(app: &TestApp, slug: &str, expires_in: i64) -> String {
+    link_until(app, slug, switchboard::clock::now().timestamp() + expires_in)
+}
+
+/// An onboarding link for `slug`, valid until `expires` (unix seconds).
+pub(crate) fn link_until(app: &TestApp, slug: &str, expires: i64) -> String {
     let links = OnboardLinks::new(&SecretString::from(SECRET.to_owned()));
-    let expires = switchboard::clock::now().timestamp() + expires_in;
     app.url(&format!("/api/auth/facebook/start?{}", links.sign(&ClientSlug::parse(slug).unwrap(), expires)))
 }
 
-fn location(resp: &reqwest::Response) -> String {
+pub(crate) fn location(resp: &reqwest::Response) -> String {
     resp.headers().get("location").expect("a redirect").to_str().unwrap().to_owned()
 }
 
@@ -63,7 +67,7 @@ async fn onboard(app: &TestApp, slug: &str, scopes: &[&str]) -> String {
     page
 }
 
-async fn fresh_app() -> TestApp {
+pub(crate) async fn fresh_app() -> TestApp {
     let app = spawn_app(Options { connect: false, ..Options::default() }).await;
     client(app.db.store.as_ref(), "woodstock-outlet").await;
     client(app.db.store.as_ref(), "rural-king").await;
