@@ -130,7 +130,7 @@ fn switchboard(
         );
         let settings = Settings::from_toml(&toml).expect("settings");
         let store = switchboard::startup::open_store(&settings).await.expect("store");
-        let ring = switchboard::startup::open_vault(&settings, store.as_ref()).await.expect("vault");
+        let ring = switchboard::startup::open_vault(&settings, &store).await.expect("vault");
         let client = store.create_client("Bench", &ClientSlug::parse("bench").expect("slug")).await.expect("client");
         for i in 0..PAGES {
             let page = PageId::parse(&page_id(i)).expect("page");

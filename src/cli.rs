@@ -134,7 +134,7 @@ impl Tools {
     async fn open(settings: &Settings) -> anyhow::Result<Self> {
         settings.require_for_serve()?;
         let store = startup::open_store(settings).await?;
-        let keys = std::sync::Arc::new(startup::open_vault(settings, store.as_ref()).await?);
+        let keys = std::sync::Arc::new(startup::open_vault(settings, &store).await?);
         let graph = std::sync::Arc::new(startup::graph_client(settings)?);
         Ok(Self { onboarding: crate::onboarding::Onboarding::new(settings, store, keys, graph, None) })
     }

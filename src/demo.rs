@@ -98,7 +98,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Every two seconds, one signed message per connected demo Page, as Meta would send it.
-async fn drive_events(store: Arc<dyn Store>, client_id: i64, webhook: String, secret: String, sim: Arc<meta_sim::Sim>) {
+async fn drive_events(store: Store, client_id: i64, webhook: String, secret: String, sim: Arc<meta_sim::Sim>) {
     let http = reqwest::Client::new();
     let mut seed = 1;
     loop {

@@ -31,7 +31,7 @@ pub const HTTP_REQUESTS: &str = "switchboard_http_requests_total";
 pub struct HttpState {
     /// The memory every request body being read shares.
     pub bodies: Arc<BodyBudget>,
-    pub store: Arc<dyn Store>,
+    pub store: Store,
     pub router: Router,
     pub webhook: WebhookState,
     pub security: SecurityHeaders,

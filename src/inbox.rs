@@ -216,7 +216,7 @@ impl InFlight {
 #[derive(Clone)]
 pub struct Inbox {
     writer: GroupCommit<InboxRow, Option<i64>>,
-    store: Arc<dyn Store>,
+    store: Store,
     router: Router,
     in_flight: Arc<InFlight>,
     events: Arc<StoreEvents>,
@@ -226,7 +226,7 @@ pub struct Inbox {
 impl Inbox {
     /// Starts the writer task. `in_flight` must be the one `events` (the engine's sink) reports to.
     pub fn start(
-        store: Arc<dyn Store>,
+        store: Store,
         router: Router,
         in_flight: Arc<InFlight>,
         events: Arc<StoreEvents>,
@@ -388,14 +388,14 @@ const PROGRESS_LINGER: Duration = Duration::from_millis(5);
 
 /// The engine's view of the inbox and outbox, on the store.
 pub struct StoreEvents {
-    store: Arc<dyn Store>,
+    store: Store,
     record: GroupCommit<NewReply, RecordedReply>,
     progress: GroupCommit<Progress, ()>,
     in_flight: Arc<InFlight>,
 }
 
 impl StoreEvents {
-    pub fn new(store: Arc<dyn Store>, in_flight: Arc<InFlight>) -> Self {
+    pub fn new(store: Store, in_flight: Arc<InFlight>) -> Self {
         let record = {
             let store = store.clone();
             GroupCommit::start(1, Duration::ZERO, move |rows: Vec<NewReply>| {
@@ -417,7 +417,7 @@ impl StoreEvents {
                         all.finished.extend(batch.finished);
                         all.released.extend(batch.released);
                     }
-                    write_progress(store.as_ref(), &all).await;
+                    write_progress(&store, &all).await;
                     in_flight.finished(all.finished.iter().map(|(id, _)| *id).chain(all.released));
                     Ok(vec![(); n])
                 }
@@ -429,7 +429,7 @@ impl StoreEvents {
 
 /// Writes progress, retrying until storage takes it: a reply not marked sent would be sent again after a
 /// restart. Later progress queues behind this (and is then written together).
-async fn write_progress(store: &dyn Store, progress: &Progress) {
+async fn write_progress(store: &Store, progress: &Progress) {
     let mut delay = Duration::from_millis(50);
     loop {
         match store.inbox_progress(&progress.sent, &progress.finished).await {
@@ -480,7 +480,7 @@ impl EventSink for StoreEvents {
 
 /// Deletes finished inbox rows (and their replies) and kept unhandled parts older than `retention`, in
 /// batches, until none are left; returns how many. Pending rows are kept whatever their age.
-pub async fn prune(store: &dyn Store, retention: Duration) -> Result<u64, StoreError> {
+pub async fn prune(store: &Store, retention: Duration) -> Result<u64, StoreError> {
     const BATCH: i64 = 5000;
     let before = crate::clock::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let mut total = 0;
@@ -494,12 +494,12 @@ pub async fn prune(store: &dyn Store, retention: Duration) -> Result<u64, StoreE
 }
 
 /// Prunes every `every` (the first time right away), logging what it removed.
-pub async fn run_prune(store: Arc<dyn Store>, retention: Duration, every: Duration) {
+pub async fn run_prune(store: Store, retention: Duration, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match prune(store.as_ref(), retention).await {
+        match prune(&store, retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned finished inbox rows past retention"),
             Err(err) => tracing::warn!(error = %err, "cannot prune the inbox; will try again"),

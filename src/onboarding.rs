@@ -125,7 +125,7 @@ pub enum CheckResult {
 /// Everything onboarding needs.
 #[derive(Clone)]
 pub struct Onboarding {
-    store: Arc<dyn Store>,
+    store: Store,
     keys: Arc<KeyRing>,
     graph: Arc<GraphClient>,
     router: Option<Router>,
@@ -141,7 +141,7 @@ impl Onboarding {
     /// `router` is `None` in CLI processes, which have no engine (the server's reconcile picks changes up).
     pub fn new(
         settings: &Settings,
-        store: Arc<dyn Store>,
+        store: Store,
         keys: Arc<KeyRing>,
         graph: Arc<GraphClient>,
         router: Option<Router>,
@@ -169,7 +169,7 @@ impl Onboarding {
         &self.links
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
@@ -706,7 +706,7 @@ pub const STATE_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 
 
 /// Deletes OAuth states older than [`STATE_KEPT`], and Meta callback claims past their window, every `every`
 /// (the first time right away), so neither piles up.
-pub async fn run_state_prune(store: Arc<dyn Store>, every: std::time::Duration) {
+pub async fn run_state_prune(store: Store, every: std::time::Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -736,7 +736,7 @@ fn actor(user_id: Option<i64>) -> String {
 
 /// Keeps the engine's directory in step with the store (pages connected or disconnected by another
 /// process, such as the CLI), forever.
-pub async fn run_reconcile(store: Arc<dyn Store>, router: Router, interval: std::time::Duration) {
+pub async fn run_reconcile(store: Store, router: Router, interval: std::time::Duration) {
     loop {
         tokio::time::sleep(interval).await;
         match store.list_integrations().await {

@@ -36,7 +36,7 @@ type Form = HashMap<String, String>;
 /// What the portal needs.
 #[derive(Clone)]
 pub struct PortalState {
-    pub store: Arc<dyn Store>,
+    pub store: Store,
     pub onboarding: Onboarding,
     pub router: Router,
     pub metrics: PrometheusHandle,

@@ -27,13 +27,13 @@ trait SealedKind: Sync {
     /// (row id, who it belongs to, sealed) for rows not under `current`, after `after`.
     async fn batch(
         &self,
-        store: &dyn Store,
+        store: &Store,
         current: &KeyId,
         after: i64,
         limit: i64,
     ) -> Result<Vec<(i64, String, SealedToken)>, StoreError>;
     fn reseal(&self, keys: &KeyRing, id: i64, owner: &str, sealed: &SealedToken) -> Result<SealedToken, VaultError>;
-    async fn write(&self, store: &dyn Store, rows: &[Resealed]) -> Result<u64, StoreError>;
+    async fn write(&self, store: &Store, rows: &[Resealed]) -> Result<u64, StoreError>;
 }
 
 struct PageTokens;
@@ -43,7 +43,7 @@ struct RelaySecrets;
 impl SealedKind for PageTokens {
     async fn batch(
         &self,
-        store: &dyn Store,
+        store: &Store,
         current: &KeyId,
         after: i64,
         limit: i64,
@@ -55,7 +55,7 @@ impl SealedKind for PageTokens {
         let page = crate::domain::PageId::parse(owner).map_err(|_| VaultError::Malformed("page id"))?;
         keys.seal(&page, &keys.open(&page, sealed)?)
     }
-    async fn write(&self, store: &dyn Store, rows: &[Resealed]) -> Result<u64, StoreError> {
+    async fn write(&self, store: &Store, rows: &[Resealed]) -> Result<u64, StoreError> {
         store.reseal_tokens(rows).await
     }
 }
@@ -64,7 +64,7 @@ impl SealedKind for PageTokens {
 impl SealedKind for RelaySecrets {
     async fn batch(
         &self,
-        store: &dyn Store,
+        store: &Store,
         current: &KeyId,
         after: i64,
         limit: i64,
@@ -75,13 +75,13 @@ impl SealedKind for RelaySecrets {
     fn reseal(&self, keys: &KeyRing, id: i64, _owner: &str, sealed: &SealedToken) -> Result<SealedToken, VaultError> {
         keys.seal_relay_secret(id, &keys.open_relay_secret(id, sealed)?)
     }
-    async fn write(&self, store: &dyn Store, rows: &[Resealed]) -> Result<u64, StoreError> {
+    async fn write(&self, store: &Store, rows: &[Resealed]) -> Result<u64, StoreError> {
         store.reseal_relay_secrets(rows).await
     }
 }
 
 /// Re-seals page tokens, then relay secrets.
-pub async fn rotate_all(store: &dyn Store, keys: &KeyRing, batch_size: u32) -> Result<RotationReport, StoreError> {
+pub async fn rotate_all(store: &Store, keys: &KeyRing, batch_size: u32) -> Result<RotationReport, StoreError> {
     let mut report = RotationReport::default();
     for kind in [&PageTokens as &dyn SealedKind, &RelaySecrets] {
         rotate_kind(kind, store, keys, i64::from(batch_size.max(1)), &mut report).await?;
@@ -91,7 +91,7 @@ pub async fn rotate_all(store: &dyn Store, keys: &KeyRing, batch_size: u32) -> R
 
 async fn rotate_kind(
     kind: &dyn SealedKind,
-    store: &dyn Store,
+    store: &Store,
     keys: &KeyRing,
     batch_size: i64,
     report: &mut RotationReport,

@@ -29,7 +29,7 @@ use crate::vault::{KeyRing, KeySource, VaultError};
 use crate::webhook::WebhookSecrets;
 
 /// Connects to the configured database and applies pending migrations.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let url = settings.database.url.expose_secret();
     let store = store::connect(url, settings.database.max_connections)
         .await
@@ -39,7 +39,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Loads the key ring and checks that it holds every key id found in stored tokens.
-pub async fn open_vault(settings: &Settings, store: &dyn Store) -> anyhow::Result<KeyRing> {
+pub async fn open_vault(settings: &Settings, store: &Store) -> anyhow::Result<KeyRing> {
     let keys = key_source(settings)?.load()?;
     let stored = store.token_key_ids().await.context("cannot read stored key ids")?;
     keys.check_known(&stored)?;
@@ -92,7 +92,7 @@ pub struct Application {
     /// `/metrics`, on its own listener (loopback by default), never on the public one.
     metrics_listener: TcpListener,
     metrics_routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
-    store: Arc<dyn Store>,
+    store: Store,
     router: Router,
     onboarding: Onboarding,
     inbox: Option<Inbox>,
@@ -121,7 +121,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {} for metrics", settings.server.metrics_bind))?;
         let store = open_store(settings).await?;
-        let keys = Arc::new(open_vault(settings, store.as_ref()).await?);
+        let keys = Arc::new(open_vault(settings, &store).await?);
         tracing::info!(current_key = %keys.current_key_id(), "key ring loaded");
         let metrics = metrics_handle();
         let graph = Arc::new(graph_client(settings)?);
@@ -270,7 +270,7 @@ pub fn graph_client(settings: &Settings) -> anyhow::Result<GraphClient> {
 /// the inbox, with every pending event handed to the engine.
 pub async fn start_engine(
     settings: &Settings,
-    store: Arc<dyn Store>,
+    store: Store,
     keys: Arc<KeyRing>,
     graph: Arc<dyn GraphApi>,
 ) -> anyhow::Result<(Router, Option<Inbox>)> {

@@ -1,19 +1,36 @@
-//! Storage: one `Store` trait, two real backends.
+//! Storage: everything Switchboard keeps, on PostgreSQL (production) or SQLite (the embedded default).
 //!
-//! PostgreSQL is the production backend; SQLite is the embedded default so `switchboard serve` runs on a
-//! fresh machine. Both run the same SQL text (written once in `store/sql.rs`; SQLite accepts `$N`
-//! placeholders), each with its own migrations under `migrations/{postgres,sqlite}`. This module never
-//! sees a plaintext token: integrations carry only `SealedToken`s, sealed and opened by the vault.
+//! [`Store`] is one handle (cheap to clone) whose methods live in one file per kind of record: `clients`,
+//! `users` (and sessions), `integrations`, `oauth` (states), `callbacks` (Meta's signed requests and data
+//! deletions), `rotation` (sealed secrets), `inbox` (and its outbox), `unhandled`, `audit`. Each statement is
+//! written once for both backends, which share `$N` placeholders, `INSERT … ON CONFLICT … DO UPDATE … WHERE`
+//! and `RETURNING` (SQLite 3.35+): [`on!`] runs it on whichever pool the store holds. Only the group-committed
+//! writes differ per backend (one array statement per group on PostgreSQL, one statement per row on SQLite),
+//! behind the small [`Batched`] trait (`postgres.rs`, `sqlite.rs`). Timestamps are bound from the
+//! application's clock, never taken from the database's, so both backends store the same instants. This module
+//! never sees a plaintext token: integrations carry only `SealedToken`s, sealed and opened by the vault.
 
+mod audit;
+mod callbacks;
+mod clients;
+mod inbox;
+mod integrations;
 mod model;
+mod oauth;
 mod postgres;
-pub(crate) mod sql;
+mod rotation;
+mod rows;
 pub mod sqlite;
+mod unhandled;
+mod users;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 
 pub use model::{
     AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow,
@@ -21,12 +38,9 @@ pub use model::{
     ResponderSetting, RevokeIf, SealedRelaySecret, SealedRow, Session, StateRejected, UnhandledRecord, UnhandledRow,
     UnhandledSummary, User,
 };
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
-
-use crate::domain::{ClientSlug, Email, PageId};
-use crate::vault::KeyId;
 pub use switchboard_actors::RecordedReply;
+
+use crate::domain::PageId;
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,179 +88,99 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Everything Switchboard keeps. Implementations must be safe to share across tasks.
+/// The pool of one backend.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs `body` with `pool` bound to the store's pool of either backend: the statements in it are written
+/// once and type-checked for both (`on!(self, |pool| sqlx::query(…).execute(pool).await)`).
+macro_rules! on {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Postgres($pool) => $body,
+            $crate::store::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use on;
+
+/// The writes that are group-committed (many rows per call), the one place the backends differ: PostgreSQL
+/// writes a group in one statement over arrays (one round trip), SQLite one statement per row in a transaction
+/// (it runs in-process, so a statement costs no round trip).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    fn backend(&self) -> Backend;
-    /// Applies pending migrations for this backend.
-    async fn migrate(&self) -> Result<(), StoreError>;
-    /// A round trip to the database (for `/readyz`).
-    async fn ping(&self) -> Result<(), StoreError>;
-    /// Closes the pool, waiting for connections in use to be returned.
-    async fn close(&self);
-
-    async fn create_client(&self, name: &str, slug: &ClientSlug) -> Result<Client, StoreError>;
-    async fn client_by_slug(&self, slug: &ClientSlug) -> Result<Option<Client>, StoreError>;
-    async fn client_by_id(&self, id: i64) -> Result<Option<Client>, StoreError>;
-
-    /// The client's engine settings, if any were set.
-    async fn client_settings(&self, client_id: i64) -> Result<Option<ClientSettings>, StoreError>;
-    /// Chooses the client's responder (keeping its send rate).
-    async fn set_responder(&self, client_id: i64, responder: &ResponderSetting) -> Result<(), StoreError>;
-    /// Sets (or with `None` clears) the client's per-page send rate.
-    async fn set_send_rate(&self, client_id: i64, rate: Option<u32>) -> Result<(), StoreError>;
-    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
-
-    async fn create_user(&self, user: &NewUser) -> Result<User, StoreError>;
-    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
-    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
-    /// Sets a user's own password (clearing `must_change_password`) and ends their other sessions.
-    async fn set_password(&self, user_id: i64, password_hash: &str, keep_session: &[u8]) -> Result<(), StoreError>;
-
-    /// Starts a session (only the hash of its id is stored).
-    async fn create_session(
-        &self,
-        id_hash: &[u8],
-        user_id: i64,
-        csrf_token: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// The unexpired session with this id hash, with its user.
-    async fn session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError>;
-    async fn delete_session(&self, id_hash: &[u8]) -> Result<(), StoreError>;
-
-    /// Inserts or updates the integration of `new.page_id`. A reconnect by the owning client updates the
-    /// row in place (and clears needs_reauth); a page owned by another client is refused with
-    /// `PageOwnedByAnotherClient` and that row is left untouched, unless it was revoked.
-    async fn upsert_integration(&self, new: &NewIntegration) -> Result<Integration, StoreError>;
-    async fn integration_by_page(&self, page: &PageId) -> Result<Option<Integration>, StoreError>;
-    async fn list_integrations(&self) -> Result<Vec<Integration>, StoreError>;
-    /// Sets the status of an integration, and appends `audit` in the same transaction when given; returns
-    /// false (writing nothing) when there is no such page.
-    async fn set_integration_status(
-        &self,
-        page: &PageId,
-        status: IntegrationStatus,
-        reason: Option<&str>,
-        audit: Option<&AuditEntry>,
-    ) -> Result<bool, StoreError>;
-
-    /// Wipes the page's ciphertext and marks it revoked with `reason`, if it still matches `only`; false when
-    /// there is no such page or it no longer matches (nothing is written then).
-    async fn revoke_integration(&self, page: &PageId, reason: &str, only: RevokeIf<'_>) -> Result<bool, StoreError>;
-    /// Integrations connected by this Facebook user (app-scoped id), any status.
-    async fn integrations_connected_by(&self, facebook_user_id: &str) -> Result<Vec<Integration>, StoreError>;
-    /// Forgets which Facebook user connected the pages (data deletion); returns how many rows changed.
-    async fn forget_connected_by(&self, facebook_user_id: &str) -> Result<u64, StoreError>;
-
-    /// Stores a new OAuth state (its hash, and the hash of its browser's value).
-    async fn create_oauth_state(&self, state: &NewOAuthState) -> Result<(), StoreError>;
-    /// Consumes a state atomically, from the browser that started it: only the first caller within its
-    /// lifetime gets it. From another browser nothing is consumed.
-    async fn consume_oauth_state(
-        &self,
-        state_hash: &[u8],
-        browser_hash: &[u8],
-    ) -> Result<Result<ConsumedState, StateRejected>, StoreError>;
-    /// Records what the callback did, for the result page.
-    async fn set_oauth_outcome(&self, state_hash: &[u8], outcome: &str) -> Result<(), StoreError>;
-    async fn oauth_outcome(&self, state_hash: &[u8]) -> Result<Option<OAuthOutcome>, StoreError>;
-    /// Deletes OAuth states (used or not, with their outcomes) created before `before`; returns how many.
-    async fn prune_oauth_states(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-
-    async fn record_deletion(&self, request: &DeletionRequest, facebook_user_id: &str) -> Result<(), StoreError>;
-    /// Claims a `signed_request` callback by its hash: `New` the first time (with the confirmation code to
-    /// answer replays with, for a data deletion), `Seen` for a replay.
-    async fn claim_meta_callback(
-        &self,
-        request_hash: &[u8],
-        kind: &str,
-        confirmation_code: Option<&str>,
-    ) -> Result<CallbackClaim, StoreError>;
-    /// Forgets a claim whose handling failed, so Meta's retry is handled again.
-    async fn release_meta_callback(&self, request_hash: &[u8]) -> Result<(), StoreError>;
-    /// Deletes callback claims received before `before` (older requests are refused as stale anyway).
-    async fn prune_meta_callbacks(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-    async fn deletion_request(&self, confirmation_code: &str) -> Result<Option<DeletionRequest>, StoreError>;
-
-    /// The distinct key ids that stored secrets (page tokens and relay secrets) were sealed with.
-    async fn token_key_ids(&self) -> Result<Vec<String>, StoreError>;
-    /// Up to `limit` sealed tokens not under `current`, with row id greater than `after_id`, by id.
-    async fn sealed_tokens_to_rotate(
-        &self,
-        current: &KeyId,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<SealedRow>, StoreError>;
-    /// Replaces the given tokens in one transaction. A row whose ciphertext changed since it was read is
-    /// skipped (a reconnect or another rotation wrote it). Returns how many rows were updated.
-    async fn reseal_tokens(&self, rows: &[Resealed]) -> Result<u64, StoreError>;
-    /// Up to `limit` relay secrets not under `current`, with client id greater than `after_client_id`.
-    async fn relay_secrets_to_rotate(
-        &self,
-        current: &KeyId,
-        after_client_id: i64,
-        limit: i64,
-    ) -> Result<Vec<SealedRelaySecret>, StoreError>;
-    /// Replaces relay secrets in one transaction (skipping any whose ciphertext changed); `id` is the client id.
-    async fn reseal_relay_secrets(&self, rows: &[Resealed]) -> Result<u64, StoreError>;
-
-    /// Commits events to the webhook inbox in one transaction; for each, the new row's id, or `None` when
-    /// the page already has that dedup key (a redelivery).
-    async fn inbox_insert(&self, rows: &[InboxRow]) -> Result<Vec<Option<i64>>, StoreError>;
-    /// Marks inbox rows done (`failure` = `None`) or failed with the reason, in one transaction.
-    async fn inbox_finish(&self, rows: &[(i64, Option<String>)]) -> Result<(), StoreError> {
-        self.inbox_progress(&[], rows).await
-    }
-    /// In one transaction: replies Meta accepted (outbox row, its message_id) and finished inbox rows (done
-    /// when `failure` is `None`). Rows already sent or finished are left as they are.
-    async fn inbox_progress(
+pub(crate) trait Batched: Send + Sync {
+    /// Inserts inbox rows in order; a row whose (page, key) is stored already, or appears earlier in `rows`,
+    /// gets `None`.
+    async fn insert_inbox_rows(&self, rows: &[InboxRow], now: DateTime<Utc>) -> Result<Vec<Option<i64>>, StoreError>;
+    /// Marks replies sent and inbox rows finished.
+    async fn write_progress(
         &self,
         sent: &[(i64, Option<String>)],
         finished: &[(i64, Option<String>)],
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Records replies in the outbox in one transaction; for each, the stored row (a reply recorded
-    /// before under the same inbox id and seq is returned as it was stored).
-    async fn replies_record(&self, rows: &[NewReply]) -> Result<Vec<RecordedReply>, StoreError>;
-    /// The replies recorded for an inbox row, in order.
-    async fn replies_of(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, StoreError>;
-    /// Deletes up to `limit` inbox rows (and their replies) finished before `before`, oldest first;
-    /// returns how many. Pending rows are never deleted.
-    async fn inbox_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
-    /// Pending rows received before `received_before` (id, event JSON), oldest first.
-    async fn inbox_pending(&self, received_before: DateTime<Utc>, limit: i64)
-    -> Result<Vec<(i64, String)>, StoreError>;
-    /// The ids of pending rows received before `received_before`, oldest first (cheap: no event bodies).
-    async fn inbox_pending_ids(&self, received_before: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError>;
-    /// The event of a row that is still pending, if it is.
-    async fn inbox_pending_event(&self, id: i64) -> Result<Option<String>, StoreError>;
-    /// Rows per status.
-    async fn inbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
-    /// Puts failed rows (of one client's pages, or all) back to pending; returns how many.
-    async fn inbox_requeue_failed(&self, client_id: Option<i64>) -> Result<u64, StoreError>;
+    /// Records each (inbox id, seq) once; a reply recorded before is returned as first recorded.
+    async fn record_replies(&self, rows: &[NewReply], now: DateTime<Utc>) -> Result<Vec<RecordedReply>, StoreError>;
+    /// Before the pool closes: gives back any connection kept between writes.
+    fn release(&self) {}
+}
 
-    /// Keeps parts of webhook bodies Switchboard does not understand, in one transaction; a part kept before
-    /// (same `raw_hash`) is not kept again.
-    async fn unhandled_insert(&self, rows: &[UnhandledRow]) -> Result<(), StoreError>;
-    /// Kept unhandled parts per (object, kind, reason), most frequent first.
-    async fn unhandled_summary(&self) -> Result<Vec<UnhandledSummary>, StoreError>;
-    /// The newest kept unhandled parts.
-    async fn unhandled_recent(&self, limit: i64) -> Result<Vec<UnhandledRecord>, StoreError>;
-    /// Deletes up to `limit` unhandled parts received before `before`; returns how many.
-    async fn unhandled_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+/// Everything Switchboard keeps. Cheap to clone; all clones share the pool.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    batched: Arc<dyn Batched>,
+}
 
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
-    /// The newest audit rows first.
-    async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, StoreError>;
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl Store {
+    /// Connects to the database named by `url` (`postgres://…` or `sqlite:…`).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = postgres::connect(url, max_connections).await?;
+            Ok(Self { batched: Arc::new(postgres::PgBatched::new(pool.clone())), db: Db::Postgres(pool) })
+        } else if url.starts_with("sqlite:") {
+            let pool = sqlite::connect(url, max_connections).await?;
+            Ok(Self { batched: Arc::new(sqlite::SqliteBatched::new(pool.clone())), db: Db::Sqlite(pool) })
+        } else {
+            Err(StoreError::Conflict("database URL must start with postgres://, postgresql:// or sqlite:".to_owned()))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies pending migrations for this backend.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A round trip to the database (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(drop).map_err(StoreError::Unavailable))
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.batched.release();
+        on!(self, |pool| pool.close().await);
+    }
 }
 
 /// Connects to the database named by `url` (`postgres://…` or `sqlite:…`).
-pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
-    } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
-    } else {
-        Err(StoreError::Conflict("database URL must start with postgres://, postgresql:// or sqlite:".to_owned()))
-    }
+pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+    Store::connect(url, max_connections).await
 }

@@ -16,14 +16,14 @@ use crate::vault::KeyRing;
 
 /// Loads tenants from the store, opening tokens with the vault.
 pub struct StoreTenants {
-    store: Arc<dyn Store>,
+    store: Store,
     keys: Arc<KeyRing>,
     config: EngineConfig,
     relay_http: reqwest::Client,
 }
 
 impl StoreTenants {
-    pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>, config: EngineConfig) -> Self {
+    pub fn new(store: Store, keys: Arc<KeyRing>, config: EngineConfig) -> Self {
         let relay_http = crate::relay::http_client(config.relay_timeout, config.relay);
         Self { store, keys, config, relay_http }
     }
@@ -92,11 +92,11 @@ impl TenantSource for StoreTenants {
 
 /// Records status changes the engine discovers, with an audit row each.
 pub struct StoreStatus {
-    store: Arc<dyn Store>,
+    store: Store,
 }
 
 impl StoreStatus {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Store) -> Self {
         Self { store }
     }
 

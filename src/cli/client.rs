@@ -93,9 +93,9 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
                     })?),
                 };
             let store = startup::open_store(settings).await?;
-            let client = find_client(store.as_ref(), &slug).await?;
+            let client = find_client(&store, &slug).await?;
             store.set_send_rate(client.id, rate).await?;
-            audit(store.as_ref(), client.id, "client.rate_set", format!("{rate:?}")).await?;
+            audit(&store, client.id, "client.rate_set", format!("{rate:?}")).await?;
             match rate {
                 Some(r) => println!("client {} now sends at most {r} calls per second per page", client.slug),
                 None => println!("client {} now uses the default send rate", client.slug),
@@ -107,10 +107,10 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
                 return Err(UsageError("--ttl must be more than 0 and at most 30d".to_owned()).into());
             }
             let tools = super::Tools::open(settings).await?;
-            let client = find_client(tools.onboarding.store().as_ref(), &slug).await?;
+            let client = find_client(tools.onboarding.store(), &slug).await?;
             println!("{}", tools.onboarding.onboard_link(&client.slug, ttl));
             audit(
-                tools.onboarding.store().as_ref(),
+                tools.onboarding.store(),
                 client.id,
                 "client.onboard_link",
                 format!("valid for {}", humantime::format_duration(ttl)),
@@ -136,12 +136,12 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
     }
 }
 
-async fn find_client(store: &dyn crate::store::Store, slug: &str) -> anyhow::Result<crate::store::Client> {
+async fn find_client(store: &crate::store::Store, slug: &str) -> anyhow::Result<crate::store::Client> {
     let slug = ClientSlug::parse(slug).map_err(|e| UsageError(format!("slug: {e}")))?;
     Ok(store.client_by_slug(&slug).await?.ok_or_else(|| UsageError(format!("no client with slug {slug}")))?)
 }
 
-async fn audit(store: &dyn crate::store::Store, client_id: i64, action: &str, detail: String) -> anyhow::Result<()> {
+async fn audit(store: &crate::store::Store, client_id: i64, action: &str, detail: String) -> anyhow::Result<()> {
     let entry = AuditEntry {
         actor: CLI_ACTOR.to_owned(),
         action: action.to_owned(),
@@ -170,7 +170,7 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
         }
     };
     let store = startup::open_store(settings).await?;
-    let client = find_client(store.as_ref(), slug).await?;
+    let client = find_client(&store, slug).await?;
     let responder = match (args, setting) {
         (ResponderArgs::Rules { .. }, Some(rules_json)) => ResponderSetting::Rules { rules_json },
         (ResponderArgs::Relay { url }, _) => {
@@ -178,7 +178,7 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
             if secrecy::ExposeSecret::expose_secret(&secret).len() < 16 {
                 return Err(UsageError("the relay secret must be at least 16 characters".to_owned()).into());
             }
-            let keys = startup::open_vault(settings, store.as_ref()).await?;
+            let keys = startup::open_vault(settings, &store).await?;
             ResponderSetting::Relay { url, secret: keys.seal_relay_secret(client.id, &secret)? }
         }
         (ResponderArgs::Rules { .. }, None) => unreachable!("rules are parsed above"),
@@ -188,7 +188,7 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
         ResponderSetting::Rules { .. } => "rules",
         ResponderSetting::Relay { .. } => "relay",
     };
-    audit(store.as_ref(), client.id, "client.responder_set", kind.to_owned()).await?;
+    audit(&store, client.id, "client.responder_set", kind.to_owned()).await?;
     println!("client {} now answers with {kind}; running tenants pick it up when they next start", client.slug);
     Ok(())
 }

@@ -33,8 +33,8 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
 
 pub async fn rotate(settings: &Settings, args: &RotateArgs) -> anyhow::Result<()> {
     let store = startup::open_store(settings).await?;
-    let keys = startup::open_vault(settings, store.as_ref()).await?;
-    let report = rotation::rotate_all(store.as_ref(), &keys, args.batch_size).await.context("rotation stopped")?;
+    let keys = startup::open_vault(settings, &store).await?;
+    let report = rotation::rotate_all(&store, &keys, args.batch_size).await.context("rotation stopped")?;
     let current = keys.current_key_id();
     store
         .append_audit(&AuditEntry {

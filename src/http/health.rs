@@ -2,8 +2,6 @@
 //! stylesheet, and `/metrics` (Prometheus text), which is served on its own listener (`server.metrics_bind`,
 //! loopback by default), never on the public one.
 
-use std::sync::Arc;
-
 use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_actors::Router;
 use warp::http::StatusCode;
@@ -12,7 +10,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::store::Store;
 
-pub fn routes(store: Arc<dyn Store>, router: Router) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(store: Store, router: Router) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::with_status("ok\n", StatusCode::OK).into_response());

@@ -1,21 +1,29 @@
-//! The PostgreSQL backend: production storage.
+//! The PostgreSQL backend's group-committed writes: each group is one statement over arrays, so one round trip
+//! and one implicit transaction however many rows it holds, on a connection kept between writes.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::Postgres;
-use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::time::Instant;
 
-use super::Backend;
-use super::StoreError;
-use super::sql::sql_store;
+use super::{Batched, InboxRow, NewReply, RecordedReply, StoreError};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+/// Connects to PostgreSQL.
+pub(super) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(StoreError::Unavailable)
+}
 
-pub struct PgStore {
+pub(super) struct PgBatched {
     pool: PgPool,
     /// Connections the group-commit writes keep between writes (see `writer`).
     kept: std::sync::Mutex<Kept>,
@@ -43,15 +51,9 @@ const RETURN_AFTER: Duration = Duration::from_secs(300);
 /// A recorded reply as its insert returns it: (id, inbox_id, seq, body, sent).
 type RecordedRow = (i64, i64, i32, String, bool);
 
-impl PgStore {
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-            .map_err(StoreError::Unavailable)?;
-        Ok(Self { pool, kept: std::sync::Mutex::default() })
+impl PgBatched {
+    pub(super) fn new(pool: PgPool) -> Self {
+        Self { pool, kept: std::sync::Mutex::default() }
     }
 
     /// A connection for a group-commit write. sqlx tests a pooled connection with a round trip when it is
@@ -86,29 +88,18 @@ impl PgStore {
     fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
         self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
-    /// Before the pool closes: gives the kept connections back, and keeps none from now on.
-    fn release_writers(&self) {
+#[async_trait]
+impl Batched for PgBatched {
+    /// Gives the kept connections back, and keeps none from now on (else `pool.close()` waits for them).
+    fn release(&self) {
         let mut kept = self.kept();
         kept.closed = true;
         kept.writers.clear();
     }
 
-    /// The pool, for tests and tools that inspect the raw tables.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    // The group-committed writes: each group is one statement over arrays, so one round trip and one
-    // implicit transaction however many rows it holds.
-
-    /// Inserts the rows in order; a row whose (page, key) is stored already, or appeared earlier in `rows`,
-    /// gets `None`.
-    async fn insert_inbox_rows(
-        &self,
-        rows: &[crate::store::InboxRow],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<Option<i64>>, StoreError> {
+    async fn insert_inbox_rows(&self, rows: &[InboxRow], now: DateTime<Utc>) -> Result<Vec<Option<i64>>, StoreError> {
         let pages: Vec<&str> = rows.iter().map(|r| r.page_id.as_str()).collect();
         let keys: Vec<&str> = rows.iter().map(|r| r.dedup_key.as_str()).collect();
         let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
@@ -142,7 +133,7 @@ impl PgStore {
         &self,
         sent: &[(i64, Option<String>)],
         finished: &[(i64, Option<String>)],
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (sent_ids, message_ids): (Vec<i64>, Vec<Option<&str>>) =
             sent.iter().map(|(id, m)| (*id, m.as_deref())).unzip();
@@ -171,16 +162,10 @@ impl PgStore {
         Ok(())
     }
 
-    /// Records each (inbox_id, seq) once; a reply recorded before, here or earlier in `rows`, is returned as
-    /// first recorded.
-    async fn record_replies(
-        &self,
-        rows: &[crate::store::NewReply],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<crate::store::RecordedReply>, StoreError> {
+    async fn record_replies(&self, rows: &[NewReply], now: DateTime<Utc>) -> Result<Vec<RecordedReply>, StoreError> {
         // One statement may not touch a row twice, so send each (inbox_id, seq) once: its first copy.
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
-        let unique: Vec<&crate::store::NewReply> = rows.iter().filter(|r| seen.insert((r.inbox_id, r.seq))).collect();
+        let unique: Vec<&NewReply> = rows.iter().filter(|r| seen.insert((r.inbox_id, r.seq))).collect();
         let inbox_ids: Vec<i64> = unique.iter().map(|r| r.inbox_id).collect();
         let seqs: Vec<i32> = unique.iter().map(|r| r.seq).collect();
         let bodies: Vec<&str> = unique.iter().map(|r| r.text.as_str()).collect();
@@ -200,9 +185,9 @@ impl PgStore {
         .await;
         self.after_write(writer, &recorded);
         let recorded = recorded?;
-        let by_key: HashMap<(i64, i32), crate::store::RecordedReply> = recorded
+        let by_key: HashMap<(i64, i32), RecordedReply> = recorded
             .into_iter()
-            .map(|(id, inbox_id, seq, text, sent)| ((inbox_id, seq), crate::store::RecordedReply { id, text, sent }))
+            .map(|(id, inbox_id, seq, text, sent)| ((inbox_id, seq), RecordedReply { id, text, sent }))
             .collect();
         rows.iter()
             .map(|r| {
@@ -213,5 +198,3 @@ impl PgStore {
             .collect()
     }
 }
-
-sql_store!(PgStore, Backend::Postgres, MIGRATOR);

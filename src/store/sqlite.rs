@@ -1,64 +1,54 @@
-//! The SQLite backend: the embedded default, so Switchboard runs with no database set up.
-//! WAL mode lets readers proceed while one writer commits; foreign keys are enforced.
+//! The SQLite backend: the embedded default, so Switchboard runs with no database set up. WAL mode lets
+//! readers proceed while one writer commits; foreign keys are enforced. Its group-committed writes are one
+//! statement per row in a transaction: SQLite runs in-process, so a statement costs no round trip.
 
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::Backend;
-use super::StoreError;
-use super::sql::sql_store;
+use super::{Batched, InboxRow, NewReply, RecordedReply, StoreError};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+/// Opens (creating it and its directory if missing) the database a `sqlite:` URL names.
+pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(StoreError::Unavailable)?
+        .create_if_missing(true)
+        .foreign_keys(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5));
+    let in_memory = is_in_memory(url);
+    if !in_memory && let Some(parent) = options.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+    }
+    // An in-memory database lives in its one connection: keep exactly one, forever.
+    if in_memory {
+        SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+    } else {
+        SqlitePoolOptions::new().max_connections(max_connections)
+    }
+    .acquire_timeout(Duration::from_secs(5))
+    .connect_with(options)
+    .await
+    .map_err(StoreError::Unavailable)
+}
 
-pub struct SqliteStore {
+pub(super) struct SqliteBatched {
     pool: SqlitePool,
 }
 
-impl SqliteStore {
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(StoreError::Unavailable)?
-            .create_if_missing(true)
-            .foreign_keys(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
-        let in_memory = is_in_memory(url);
-        if !in_memory && let Some(parent) = options.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
-        }
-        // An in-memory database lives in its one connection: keep exactly one, forever.
-        let pool = if in_memory {
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(max_connections)
-        }
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .map_err(StoreError::Unavailable)?;
-        Ok(Self { pool })
+impl SqliteBatched {
+    pub(super) fn new(pool: SqlitePool) -> Self {
+        Self { pool }
     }
+}
 
-    /// The pool, for tests and tools that inspect the raw tables.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Nothing to give back: SQLite's writes take their connections from the pool each time.
-    fn release_writers(&self) {}
-
-    // The group-committed writes, one statement per row in one transaction: SQLite runs in-process, so a
-    // statement costs no round trip.
-
-    async fn insert_inbox_rows(
-        &self,
-        rows: &[crate::store::InboxRow],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<Option<i64>>, StoreError> {
+#[async_trait]
+impl Batched for SqliteBatched {
+    async fn insert_inbox_rows(&self, rows: &[InboxRow], now: DateTime<Utc>) -> Result<Vec<Option<i64>>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::Unavailable)?;
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
@@ -84,7 +74,7 @@ impl SqliteStore {
         &self,
         sent: &[(i64, Option<String>)],
         finished: &[(i64, Option<String>)],
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for (id, message_id) in sent {
@@ -110,11 +100,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn record_replies(
-        &self,
-        rows: &[crate::store::NewReply],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<crate::store::RecordedReply>, StoreError> {
+    async fn record_replies(&self, rows: &[NewReply], now: DateTime<Utc>) -> Result<Vec<RecordedReply>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut recorded = Vec::with_capacity(rows.len());
         for row in rows {
@@ -130,7 +116,7 @@ impl SqliteStore {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-            recorded.push(crate::store::RecordedReply { id, text, sent });
+            recorded.push(RecordedReply { id, text, sent });
         }
         tx.commit().await?;
         Ok(recorded)
@@ -147,5 +133,3 @@ pub fn database_path(url: &str) -> Option<std::path::PathBuf> {
 pub fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
-
-sql_store!(SqliteStore, Backend::Sqlite, MIGRATOR);

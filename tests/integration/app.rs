@@ -66,7 +66,7 @@ pub async fn spawn_app(options: Options) -> TestApp {
     let meta = meta_sim::spawn(SimConfig { redirect_uris: vec![REDIRECT.to_owned()], ..options.sim }).await.unwrap();
     let entry = key_entry("k1");
     let keys = ring(&entry);
-    let clients = if options.connect { seed_tenants(db.store.as_ref(), &keys, &meta).await } else { Vec::new() };
+    let clients = if options.connect { seed_tenants(&db.store, &keys, &meta).await } else { Vec::new() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let public = format!("http://{}", listener.local_addr().unwrap());
     meta.sim().register_redirect_uri(&format!("{public}/api/auth/facebook/callback"));
@@ -211,7 +211,7 @@ pub async fn sim_page_tokens(meta: &SimHandle) -> HashMap<String, String> {
 
 /// Clients "woodstock-outlet" (page A, with Instagram account IG_A) and "rural-king" (page B), their pages
 /// connected with real tokens from the stand-in.
-pub async fn seed_tenants(store: &dyn Store, keys: &KeyRing, meta: &SimHandle) -> Vec<Client> {
+pub async fn seed_tenants(store: &Store, keys: &KeyRing, meta: &SimHandle) -> Vec<Client> {
     let tokens = sim_page_tokens(meta).await;
     let mut clients = Vec::new();
     for (slug, page, ig) in [("woodstock-outlet", PAGE_A, Some(IG_A)), ("rural-king", PAGE_B, None)] {
@@ -223,7 +223,7 @@ pub async fn seed_tenants(store: &dyn Store, keys: &KeyRing, meta: &SimHandle) -
 }
 
 /// Stores an integration for `page` with `token` sealed, as the OAuth callback will.
-pub async fn connect(store: &dyn Store, keys: &KeyRing, client: &Client, page: &str, ig: Option<&str>, token: &str) {
+pub async fn connect(store: &Store, keys: &KeyRing, client: &Client, page: &str, ig: Option<&str>, token: &str) {
     let page_id = PageId::parse(page).unwrap();
     store
         .upsert_integration(&NewIntegration {

@@ -128,7 +128,7 @@ async fn connect_through_consent(c: &Client, shots: &Shots, button: &str, shot: 
 async fn a_client_connects_cancels_and_sees_a_dead_token_in_a_real_browser() {
     let Some(driver) = chromedriver() else { return };
     let app: TestApp = spawn_app(Options { connect: false, ..Options::default() }).await;
-    let client = crate::support::client(app.db.store.as_ref(), "woodstock-outlet").await;
+    let client = crate::support::client(&app.db.store, "woodstock-outlet").await;
     let hash = switchboard::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
     let email = Email::parse("owner@woodstock.example").unwrap();
     app.db
@@ -188,7 +188,7 @@ async fn a_client_connects_cancels_and_sees_a_dead_token_in_a_real_browser() {
 async fn a_facebook_dialog_forwarded_to_another_browser_connects_nothing_in_a_real_browser() {
     let Some(driver) = chromedriver() else { return };
     let app: TestApp = spawn_app(Options { connect: false, ..Options::default() }).await;
-    crate::support::client(app.db.store.as_ref(), "rural-king").await;
+    crate::support::client(&app.db.store, "rural-king").await;
     // The attacker opens Rural King's onboarding link in their own client and keeps the dialog URL…
     let links = switchboard::onboarding::OnboardLinks::new(&SecretString::from(crate::app::SECRET.to_owned()));
     let slug = switchboard::domain::ClientSlug::parse("rural-king").unwrap();

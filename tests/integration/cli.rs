@@ -181,7 +181,7 @@ async fn serve_on_postgres_fails_closed_without_a_key_and_runs_with_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_to_start_when_stored_tokens_use_an_unknown_key() {
     let db = TestDb::postgres().await;
-    let acme = client(db.store.as_ref(), "acme").await;
+    let acme = client(&db.store, "acme").await;
     db.store.upsert_integration(&new_integration(&ring(&key_entry("retired")), &acme, "1", "t")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = run(switchboard(dir.path())
@@ -265,7 +265,7 @@ async fn client_user_and_integration_commands_work_on_sqlite() {
 async fn rotate_keys_reports_counts_and_is_idempotent_on_postgres() {
     let db = TestDb::postgres().await;
     let old = key_entry("old");
-    let acme = client(db.store.as_ref(), "acme").await;
+    let acme = client(&db.store, "acme").await;
     for i in 0..3 {
         db.store.upsert_integration(&new_integration(&ring(&old), &acme, &format!("{}", 10 + i), "t")).await.unwrap();
     }
@@ -302,7 +302,7 @@ async fn responder_and_rate_commands_store_per_client_settings() {
         cmd.env("DATABASE_URL", &db.url).env("SWITCHBOARD_ENCRYPTION_KEYS", &entry);
         cmd
     };
-    let acme = client(db.store.as_ref(), "acme").await;
+    let acme = client(&db.store, "acme").await;
 
     std::fs::write(dir.join("rules.json"), r#"{"keywords":[{"match":["hours"],"reply":"9 to 5"}],"fallback":"Hi!"}"#)
         .unwrap();

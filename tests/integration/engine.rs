@@ -426,15 +426,8 @@ async fn reconnect_swaps_the_token_in_place_and_sends_what_was_queued() {
 
     // The client reconnects: a new token is stored and the live actor reloads it in place.
     let tokens = crate::app::sim_page_tokens(&app.meta).await;
-    crate::app::connect(
-        app.db.store.as_ref(),
-        &app.keys,
-        &app.clients[0],
-        PAGE_A,
-        Some(crate::app::IG_A),
-        &tokens[PAGE_A],
-    )
-    .await;
+    crate::app::connect(&app.db.store, &app.keys, &app.clients[0], PAGE_A, Some(crate::app::IG_A), &tokens[PAGE_A])
+        .await;
     app.router.connected(page.clone(), None, "woodstock-outlet");
     let sent = app.wait_for_sent(2, WAIT).await;
     let mut recipients: Vec<&str> = sent.iter().map(|m| m.recipient_id.as_str()).collect();

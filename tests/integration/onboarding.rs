@@ -69,8 +69,8 @@ async fn onboard(app: &TestApp, slug: &str, scopes: &[&str]) -> String {
 
 pub(crate) async fn fresh_app() -> TestApp {
     let app = spawn_app(Options { connect: false, ..Options::default() }).await;
-    client(app.db.store.as_ref(), "woodstock-outlet").await;
-    client(app.db.store.as_ref(), "rural-king").await;
+    client(&app.db.store, "woodstock-outlet").await;
+    client(&app.db.store, "rural-king").await;
     app
 }
 
@@ -303,7 +303,7 @@ async fn operators_check_disconnect_and_send_links_from_the_cli() {
         ..Options::default()
     })
     .await;
-    client(app.db.store.as_ref(), "woodstock-outlet").await;
+    client(&app.db.store, "woodstock-outlet").await;
     let dir = tempfile::tempdir().unwrap();
     let cli = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))

@@ -159,7 +159,7 @@ async fn a_client_user_sees_and_acts_on_its_own_pages_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_from_the_portal_returns_with_a_banner_and_status_updates() {
     let app = spawn_app(Options { connect: false, ..Options::default() }).await;
-    let wo = crate::support::client(app.db.store.as_ref(), "woodstock-outlet").await;
+    let wo = crate::support::client(&app.db.store, "woodstock-outlet").await;
     add_user(&app, "owner@woodstock.example", Some(wo.id)).await;
     let b = browser();
     sign_in(&app, &b, "owner@woodstock.example", PASSWORD).await;

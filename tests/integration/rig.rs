@@ -27,7 +27,7 @@ impl Rig {
             .await
             .unwrap();
         let key_entry = key_entry("k1");
-        seed_tenants(db.store.as_ref(), &ring(&key_entry), &meta).await;
+        seed_tenants(&db.store, &ring(&key_entry), &meta).await;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
         Self { db, meta, key_entry, http }
     }

@@ -23,7 +23,7 @@ on_both_backends!(
 );
 
 async fn clients_are_created_listed_and_unique_by_slug(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let wo = store.create_client("Woodstock Outlet", &ClientSlug::parse("woodstock-outlet").unwrap()).await.unwrap();
     let rk = store.create_client("Rural King", &ClientSlug::parse("rural-king").unwrap()).await.unwrap();
     assert_ne!(wo.id, rk.id);
@@ -39,7 +39,7 @@ async fn clients_are_created_listed_and_unique_by_slug(db: TestDb) {
 }
 
 async fn users_are_unique_by_email_and_client_users_need_a_client(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let acme = client(store, "acme").await;
     let user = NewUser {
         email: Email::parse("Owner@Acme.example").unwrap(),
@@ -64,7 +64,7 @@ async fn users_are_unique_by_email_and_client_users_need_a_client(db: TestDb) {
 }
 
 async fn reconnect_updates_the_row_in_place_and_clears_needs_reauth(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let keys = ring(&key_entry("k1"));
     let acme = client(store, "acme").await;
     let first = store.upsert_integration(&new_integration(&keys, &acme, "104711112233445", "token-one")).await.unwrap();
@@ -91,7 +91,7 @@ async fn reconnect_updates_the_row_in_place_and_clears_needs_reauth(db: TestDb) 
 }
 
 async fn page_owned_by_another_client_is_refused_and_left_untouched(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let keys = ring(&key_entry("k1"));
     let owner = client(store, "owner").await;
     let intruder = client(store, "intruder").await;
@@ -106,7 +106,7 @@ async fn page_owned_by_another_client_is_refused_and_left_untouched(db: TestDb) 
 }
 
 async fn revoked_page_may_be_connected_by_another_client(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let keys = ring(&key_entry("k1"));
     let old = client(store, "old-owner").await;
     let new = client(store, "new-owner").await;
@@ -119,7 +119,7 @@ async fn revoked_page_may_be_connected_by_another_client(db: TestDb) {
 }
 
 async fn upsert_for_an_unknown_client_is_not_found(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let keys = ring(&key_entry("k1"));
     let mut ghost = client(store, "real").await;
     ghost.id += 1000;
@@ -129,7 +129,7 @@ async fn upsert_for_an_unknown_client_is_not_found(db: TestDb) {
 }
 
 async fn status_changes_record_reason_and_time(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let keys = ring(&key_entry("k1"));
     let acme = client(store, "acme").await;
     let created = store.upsert_integration(&new_integration(&keys, &acme, "42", "t")).await.unwrap();
@@ -167,7 +167,7 @@ async fn status_changes_record_reason_and_time(db: TestDb) {
 }
 
 async fn instagram_account_is_linked_to_one_page_only(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let keys = ring(&key_entry("k1"));
     let acme = client(store, "acme").await;
     let mut a = new_integration(&keys, &acme, "1", "t");
@@ -181,7 +181,7 @@ async fn instagram_account_is_linked_to_one_page_only(db: TestDb) {
 }
 
 async fn audit_log_lists_newest_first(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let acme = client(store, "acme").await;
     for action in ["client.created", "integration.connected"] {
         store
@@ -204,7 +204,7 @@ async fn audit_log_lists_newest_first(db: TestDb) {
 
 async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
     use switchboard::store::InboxRow;
-    let store = db.store.as_ref();
+    let store = &db.store;
     let row = |page: &str, key: &str| InboxRow {
         page_id: page.into(),
         dedup_key: key.into(),
@@ -240,7 +240,7 @@ async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
 
 async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb) {
     use switchboard::store::{InboxRow, NewReply, RecordedReply};
-    let store = db.store.as_ref();
+    let store = &db.store;
     let row = InboxRow { page_id: "1".into(), dedup_key: "m:a".into(), event: "{}".into(), done: false };
     let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
     let reply = |seq: i32, text: &str| NewReply { inbox_id, seq, text: text.into() };
@@ -293,7 +293,7 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
 
 async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db: TestDb) {
     use switchboard::store::{InboxRow, NewReply};
-    let store = db.store.as_ref();
+    let store = &db.store;
     let rows: Vec<InboxRow> = (0..5)
         .map(|i| InboxRow { page_id: "1".into(), dedup_key: format!("m:{i}"), event: "{}".into(), done: false })
         .collect();
@@ -320,7 +320,7 @@ async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db
 async fn kept_writer_connections_give_way_when_the_server_drops_them_and_never_hold_up_close() {
     use switchboard::store::InboxRow;
     let db = TestDb::postgres().await;
-    let store = db.store.as_ref();
+    let store = &db.store;
     let row = |key: &str| InboxRow { page_id: "1".into(), dedup_key: key.into(), event: "{}".into(), done: false };
     store.inbox_insert(&[row("m:1")]).await.unwrap();
     store.inbox_insert(&[row("m:2")]).await.unwrap();
@@ -362,7 +362,7 @@ fn unhandled(kind: &str, raw: &str) -> UnhandledRow {
 }
 
 async fn unhandled_parts_are_kept_once_summarized_listed_and_pruned(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let a = unhandled("app_roles", r#"{"app_roles":{}}"#);
     let b = unhandled("game_play", r#"{"game_play":{}}"#);
     store.unhandled_insert(&[a.clone(), b.clone()]).await.unwrap();
@@ -381,7 +381,7 @@ async fn unhandled_parts_are_kept_once_summarized_listed_and_pruned(db: TestDb) 
 }
 
 async fn old_oauth_states_are_pruned_and_recent_ones_kept(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let c = client(store, "acme").await;
     let expires = switchboard::clock::now() + chrono::Duration::minutes(10);
     for hash in [b"state-one", b"state-two"] {

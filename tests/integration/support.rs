@@ -3,7 +3,6 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ pub fn admin_url() -> String {
 /// A database of its own for one test, dropped when the test ends.
 pub struct TestDb {
     pub url: String,
-    pub store: Arc<dyn Store>,
+    pub store: Store,
     kind: Kind,
 }
 
@@ -183,7 +182,7 @@ pub fn ring(spec: &str) -> KeyRing {
     KeyRing::parse(&SecretString::from(spec.to_owned())).unwrap()
 }
 
-pub async fn client(store: &dyn Store, slug: &str) -> Client {
+pub async fn client(store: &Store, slug: &str) -> Client {
     store.create_client(&format!("Client {slug}"), &ClientSlug::parse(slug).unwrap()).await.unwrap()
 }
 

@@ -19,7 +19,7 @@ on_both_backends!(
 const TOKEN: &str = "EAAGm0PX4ZCpsBAVeryRealLookingPageToken1234567890";
 
 async fn stored_table_never_holds_the_plaintext_token(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let keys = ring(&key_entry("k1"));
     let acme = client(store, "acme").await;
     for i in 0..5 {
@@ -35,7 +35,7 @@ async fn stored_table_never_holds_the_plaintext_token(db: TestDb) {
 }
 
 async fn ciphertext_copied_onto_another_page_fails_to_open(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let keys = ring(&key_entry("k1"));
     let acme = client(store, "acme").await;
     let a = store.upsert_integration(&new_integration(&keys, &acme, "104711112233445", TOKEN)).await.unwrap();
@@ -49,7 +49,7 @@ async fn ciphertext_copied_onto_another_page_fails_to_open(db: TestDb) {
 }
 
 async fn rotation_moves_every_row_to_the_new_key_and_is_idempotent(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let old = key_entry("old");
     let acme = client(store, "acme").await;
     for i in 0..7 {
@@ -76,7 +76,7 @@ async fn rotation_moves_every_row_to_the_new_key_and_is_idempotent(db: TestDb) {
 }
 
 async fn rotation_resumes_after_a_partial_run(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let old_entry = key_entry("old");
     let old = ring(&old_entry);
     let acme = client(store, "acme").await;
@@ -124,7 +124,7 @@ async fn rotation_resumes_after_a_partial_run(db: TestDb) {
 /// A rotation that read a token, then a reconnect (by a server still sealing under the old key) that wrote a
 /// new token under that same key id: the rotation's write must not bring the old token back.
 async fn rotation_never_undoes_a_reconnect_under_the_same_key(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let acme = client(store, "acme").await;
     let old_entry = key_entry("old");
     let old = ring(&old_entry);
@@ -145,7 +145,7 @@ async fn rotation_never_undoes_a_reconnect_under_the_same_key(db: TestDb) {
 }
 
 async fn token_key_ids_list_every_key_in_use(db: TestDb) {
-    let store = db.store.as_ref();
+    let store = &db.store;
     let acme = client(store, "acme").await;
     assert!(store.token_key_ids().await.unwrap().is_empty());
     store.upsert_integration(&new_integration(&ring(&key_entry("b")), &acme, "1", "t")).await.unwrap();

@@ -1,0 +1,118 @@
+//! Clients (tenants) and their engine settings: responder and send rate.
+
+use super::rows::{ClientRow, ClientSettingsRow, collect};
+use super::{Client, ClientSettings, ResponderSetting, Store, StoreError, on};
+use crate::domain::ClientSlug;
+
+impl Store {
+    pub async fn create_client(&self, name: &str, slug: &ClientSlug) -> Result<Client, StoreError> {
+        on!(self, |pool| {
+            let row: ClientRow = sqlx::query_as(
+                "INSERT INTO clients (name, slug, created_at) VALUES ($1, $2, $3) \
+                 RETURNING id, name, slug, created_at",
+            )
+            .bind(name)
+            .bind(slug.as_str())
+            .bind(crate::clock::now())
+            .fetch_one(pool)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, || format!("a client with slug {slug} already exists")))?;
+            row.try_into()
+        })
+    }
+
+    pub async fn client_by_slug(&self, slug: &ClientSlug) -> Result<Option<Client>, StoreError> {
+        on!(self, |pool| {
+            let row: Option<ClientRow> =
+                sqlx::query_as("SELECT id, name, slug, created_at FROM clients WHERE slug = $1")
+                    .bind(slug.as_str())
+                    .fetch_optional(pool)
+                    .await?;
+            row.map(Client::try_from).transpose()
+        })
+    }
+
+    pub async fn client_by_id(&self, id: i64) -> Result<Option<Client>, StoreError> {
+        on!(self, |pool| {
+            let row: Option<ClientRow> = sqlx::query_as("SELECT id, name, slug, created_at FROM clients WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.map(Client::try_from).transpose()
+        })
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+        on!(self, |pool| {
+            let rows: Vec<ClientRow> =
+                sqlx::query_as("SELECT id, name, slug, created_at FROM clients ORDER BY slug").fetch_all(pool).await?;
+            collect(rows)
+        })
+    }
+
+    /// The client's engine settings, if any were set.
+    pub async fn client_settings(&self, client_id: i64) -> Result<Option<ClientSettings>, StoreError> {
+        on!(self, |pool| {
+            let row: Option<ClientSettingsRow> = sqlx::query_as(
+                "SELECT client_id, responder_kind, rules_json, relay_url, relay_secret, relay_key_id, \
+                 send_rate_per_second FROM client_settings WHERE client_id = $1",
+            )
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(ClientSettings::try_from).transpose()
+        })
+    }
+
+    /// Chooses the client's responder (keeping its send rate).
+    pub async fn set_responder(&self, client_id: i64, responder: &ResponderSetting) -> Result<(), StoreError> {
+        on!(self, |pool| {
+            let (kind, rules, url, secret, key_id) = match responder {
+                ResponderSetting::Rules { rules_json } => ("rules", Some(rules_json.as_str()), None, None, None),
+                ResponderSetting::Relay { url, secret } => {
+                    ("relay", None, Some(url.as_str()), Some(secret.to_stored()), Some(secret.key_id().as_str()))
+                }
+            };
+            // Choosing rules keeps the relay settings (and the other way round), so switching back is
+            // one command; the kind decides which one answers.
+            sqlx::query(
+                "INSERT INTO client_settings (client_id, responder_kind, rules_json, relay_url, relay_secret, \
+                     relay_key_id, updated_at) VALUES ($1, $2, COALESCE($3, '{}'), $4, $5, $6, $7) \
+                 ON CONFLICT (client_id) DO UPDATE SET responder_kind = excluded.responder_kind, \
+                     rules_json = COALESCE($3, client_settings.rules_json), \
+                     relay_url = COALESCE($4, client_settings.relay_url), \
+                     relay_secret = COALESCE($5, client_settings.relay_secret), \
+                     relay_key_id = COALESCE($6, client_settings.relay_key_id), \
+                     updated_at = excluded.updated_at",
+            )
+            .bind(client_id)
+            .bind(kind)
+            .bind(rules)
+            .bind(url)
+            .bind(secret)
+            .bind(key_id)
+            .bind(crate::clock::now())
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Sets (or with `None` clears) the client's per-page send rate.
+    pub async fn set_send_rate(&self, client_id: i64, rate: Option<u32>) -> Result<(), StoreError> {
+        on!(self, |pool| {
+            let rate = rate.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
+            sqlx::query(
+                "INSERT INTO client_settings (client_id, send_rate_per_second, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (client_id) DO UPDATE SET send_rate_per_second = excluded.send_rate_per_second, \
+                     updated_at = excluded.updated_at",
+            )
+            .bind(client_id)
+            .bind(rate)
+            .bind(crate::clock::now())
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! The durable webhook inbox and its reply outbox: the group-committed writes go to the backend's [`Batched`]
+//! writer; reading pending rows, replies, counts, replay and pruning are written once here.
+
+use chrono::{DateTime, Utc};
+
+use super::{InboxRow, NewReply, RecordedReply, Store, StoreError, on};
+
+/// The oldest `$2` inbox rows finished before `$1`: one pruning batch, whose replies go first, then the rows.
+macro_rules! prune_batch {
+    () => {
+        "(SELECT id FROM webhook_inbox WHERE finished_at < $1 ORDER BY id LIMIT $2)"
+    };
+}
+
+impl Store {
+    /// Commits events to the webhook inbox in one transaction; for each, the new row's id, or `None` when
+    /// the page already has that dedup key (a redelivery).
+    pub async fn inbox_insert(&self, rows: &[InboxRow]) -> Result<Vec<Option<i64>>, StoreError> {
+        self.batched.insert_inbox_rows(rows, crate::clock::now()).await
+    }
+
+    /// Marks inbox rows done (`failure` = `None`) or failed with the reason, in one transaction.
+    pub async fn inbox_finish(&self, rows: &[(i64, Option<String>)]) -> Result<(), StoreError> {
+        self.inbox_progress(&[], rows).await
+    }
+
+    /// In one transaction: replies Meta accepted (outbox row, its message_id) and finished inbox rows (done
+    /// when `failure` is `None`). Rows already sent or finished are left as they are.
+    pub async fn inbox_progress(
+        &self,
+        sent: &[(i64, Option<String>)],
+        finished: &[(i64, Option<String>)],
+    ) -> Result<(), StoreError> {
+        self.batched.write_progress(sent, finished, crate::clock::now()).await
+    }
+
+    /// Records replies in the outbox in one transaction; for each, the stored row (a reply recorded
+    /// before under the same inbox id and seq is returned as it was stored).
+    pub async fn replies_record(&self, rows: &[NewReply]) -> Result<Vec<RecordedReply>, StoreError> {
+        self.batched.record_replies(rows, crate::clock::now()).await
+    }
+
+    /// The replies recorded for an inbox row, in order.
+    pub async fn replies_of(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, StoreError> {
+        on!(self, |pool| {
+            let rows: Vec<(i64, String, bool)> = sqlx::query_as(
+                "SELECT id, body, sent_at IS NOT NULL FROM webhook_replies WHERE inbox_id = $1 ORDER BY seq",
+            )
+            .bind(inbox_id)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(|(id, text, sent)| RecordedReply { id, text, sent }).collect())
+        })
+    }
+
+    /// Deletes up to `limit` inbox rows (and their replies) finished before `before`, oldest first;
+    /// returns how many. Pending rows are never deleted.
+    pub async fn inbox_prune(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        on!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(concat!("DELETE FROM webhook_replies WHERE inbox_id IN ", prune_batch!()))
+                .bind(before)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await?;
+            let done = sqlx::query(concat!("DELETE FROM webhook_inbox WHERE id IN ", prune_batch!()))
+                .bind(before)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    /// Pending rows received before `received_before` (id, event JSON), oldest first.
+    pub async fn inbox_pending(
+        &self,
+        received_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        on!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT id, event FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 \
+                 ORDER BY id LIMIT $2",
+            )
+            .bind(received_before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// The ids of pending rows received before `received_before`, oldest first (cheap: no event bodies).
+    pub async fn inbox_pending_ids(&self, received_before: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
+        on!(self, |pool| {
+            let rows: Vec<(i64,)> = sqlx::query_as(
+                "SELECT id FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 ORDER BY id LIMIT $2",
+            )
+            .bind(received_before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(|(id,)| id).collect())
+        })
+    }
+
+    /// The event of a row that is still pending, if it is.
+    pub async fn inbox_pending_event(&self, id: i64) -> Result<Option<String>, StoreError> {
+        on!(self, |pool| {
+            let row: Option<(String,)> =
+                sqlx::query_as("SELECT event FROM webhook_inbox WHERE id = $1 AND status = 'pending'")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(row.map(|(event,)| event))
+        })
+    }
+
+    /// Rows per status.
+    pub async fn inbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        on!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT status, CAST(count(*) AS BIGINT) FROM webhook_inbox GROUP BY status ORDER BY status",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Puts failed rows (of one client's pages, or all) back to pending; returns how many.
+    pub async fn inbox_requeue_failed(&self, client_id: Option<i64>) -> Result<u64, StoreError> {
+        on!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE webhook_inbox SET status = 'pending', reason = NULL, finished_at = NULL \
+                 WHERE status = 'failed' AND ($1 IS NULL OR page_id IN \
+                     (SELECT facebook_page_id FROM client_integrations WHERE client_id = $1))",
+            )
+            .bind(client_id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+}
