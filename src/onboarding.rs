@@ -549,7 +549,7 @@ impl Onboarding {
     /// returns how many Pages were revoked.
     pub async fn on_deauthorize(&self, signed: &str) -> Result<usize, MetaCallbackError> {
         let request = signed_request::verify(signed, &self.app_secrets, crate::clock::now().timestamp())?;
-        let hash = state_hash(signed.trim());
+        let hash = request.key;
         if let CallbackClaim::Seen { .. } = self.store.claim_meta_callback(&hash, "deauthorize", None).await? {
             tracing::info!("deauthorize callback replayed; nothing changed");
             return Ok(0);
@@ -568,7 +568,7 @@ impl Onboarding {
     /// code and changes nothing); returns the confirmation code.
     pub async fn on_data_deletion(&self, signed: &str) -> Result<String, MetaCallbackError> {
         let request = signed_request::verify(signed, &self.app_secrets, crate::clock::now().timestamp())?;
-        let hash = state_hash(signed.trim());
+        let hash = request.key;
         let mut raw = [0u8; 10];
         getrandom::fill(&mut raw).expect("the OS random source is available");
         let code = hex::encode_upper(raw);

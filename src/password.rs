@@ -40,9 +40,14 @@ pub fn check_policy(password: &SecretString) -> Result<(), PasswordError> {
     Ok(())
 }
 
+/// Hashes run at once at most: each takes 19 MiB and a core for tens of milliseconds, so sign-in attempts
+/// from many addresses queue here rather than exhaust memory.
+static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// Hashes a password to a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) with a random salt.
 pub async fn hash(password: SecretString) -> Result<String, PasswordError> {
     check_policy(&password)?;
+    let _turn = AT_ONCE.acquire().await.map_err(|e| PasswordError::Hash(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         argon2()
             .hash_password(password.expose_secret().as_bytes())
@@ -59,6 +64,7 @@ pub async fn verify(password: SecretString, stored: String) -> Result<bool, Pass
     if password.expose_secret().len() > MAX_LEN {
         return Ok(false);
     }
+    let _turn = AT_ONCE.acquire().await.map_err(|e| PasswordError::Hash(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         match argon2().verify_password(password.expose_secret().as_bytes(), stored.as_str()) {
             Ok(()) => Ok(true),

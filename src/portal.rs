@@ -349,8 +349,9 @@ async fn login(cookies: Option<&str>, client: Option<ClientAddr>, form: Form, s:
     if cookie_value(cookies, &s.cookie_name(LOGIN_COOKIE)).is_none_or(|t| !same(t, sent)) {
         return again("The sign-in form expired. Please try again.", StatusCode::FORBIDDEN);
     }
-    let email = form.get("email").map(String::as_str).unwrap_or_default();
-    let account = email.trim().to_lowercase();
+    let email = Email::parse(form.get("email").map(String::as_str).unwrap_or_default()).ok();
+    // What arrives is counted under a bounded key: a parsed e-mail, or one key for all that are not e-mails.
+    let account = email.as_ref().map_or_else(String::new, |e| e.as_str().to_lowercase());
     let password = form.get("password").cloned().unwrap_or_default();
     // The client's address (what a trusted proxy forwarded), counted per IPv4 address or IPv6 /64.
     let address = client.map_or_else(|| "unknown".to_owned(), |c| c.key().to_string());
@@ -361,9 +362,9 @@ async fn login(cookies: Option<&str>, client: Option<ClientAddr>, form: Form, s:
             StatusCode::TOO_MANY_REQUESTS,
         );
     }
-    let user = match Email::parse(email) {
-        Ok(e) => s.store.user_by_email(&e).await.unwrap_or(None),
-        Err(_) => None,
+    let user = match &email {
+        Some(e) => s.store.user_by_email(e).await.unwrap_or(None),
+        None => None,
     };
     // Verify against a real hash even for unknown e-mails, so timing does not reveal which exist.
     let stored = match &user {

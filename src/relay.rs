@@ -134,14 +134,12 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         let [x, y] = [segments[1], segments[2]];
         return is_public_v4(Ipv4Addr::new((x >> 8) as u8, x as u8, (y >> 8) as u8, y as u8));
     }
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (segments[0] & 0xfe00) == 0xfc00 // unique local (fd00:ec2::254 is a metadata service)
-        || (segments[0] & 0xffc0) == 0xfe80 // link-local
-        || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
-        || (segments[0] == 0x2001 && segments[1] == 0) // Teredo
-        || segments[..4] == [0x100, 0, 0, 0]) // discard
+    // Only global unicast (2000::/3) is public; everything outside it (IPv4-compatible and SIIT forms,
+    // local-use NAT64, site-local, unique local, link-local, multicast, …) is not. Within it, documentation
+    // and Teredo are not either.
+    (segments[0] & 0xe000) == 0x2000
+        && !(segments[0] == 0x2001 && segments[1] == 0x0db8)
+        && !(segments[0] == 0x2001 && segments[1] == 0)
 }
 
 /// A resolver that answers only with public addresses: a name that resolves to nothing else is an error, so

@@ -186,7 +186,7 @@ pub async fn serve(
 impl Shared {
     /// More than half the slots are taken.
     fn pressed(&self) -> bool {
-        self.slots.available_permits() < self.limits.max_connections / 2
+        self.slots.available_permits() * 2 < self.limits.max_connections
     }
 }
 
@@ -270,7 +270,7 @@ fn handle(
     let busy = clock.busy();
     let shared = shared.clone();
     let client = if proxied {
-        let forwarded = request.headers().get("x-forwarded-for").map(|v| v.as_bytes());
+        let forwarded = request.headers().get_all("x-forwarded-for").iter().map(|v| v.as_bytes());
         shared.limits.trusted_proxies.client(peer.ip(), forwarded)
     } else {
         peer.ip()

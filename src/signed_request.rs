@@ -39,6 +39,9 @@ pub const SKEW_SECS: i64 = 300;
 pub struct SignedRequest {
     pub user_id: String,
     pub issued_at: i64,
+    /// What identifies this request: the SHA-256 of its payload as received (the signature covers those exact
+    /// bytes, while the signature itself can be written more than one way, with or without `=` padding).
+    pub key: [u8; 32],
 }
 
 fn b64(input: &str) -> Option<Vec<u8>> {
@@ -77,7 +80,8 @@ pub fn verify(signed: &str, secrets: &[SecretString], now: i64) -> Result<Signed
     if issued_at < now - FRESH_FOR_SECS || issued_at > now + SKEW_SECS {
         return Err(SignedRequestError::Stale);
     }
-    Ok(SignedRequest { user_id, issued_at })
+    let key = <Sha256 as sha2::Digest>::digest(payload.as_bytes()).into();
+    Ok(SignedRequest { user_id, issued_at, key })
 }
 
 /// Builds a signed_request as Meta does (for tests and the stand-in).
@@ -111,7 +115,8 @@ mod tests {
             &json!({"algorithm":"HMAC-SHA256","expires":1291840400,"issued_at":1291836800,"user_id":"218471"}),
             SECRET,
         );
-        assert_eq!(verify(&signed, &secrets()), Ok(SignedRequest { user_id: "218471".into(), issued_at: 1291836800 }));
+        let verified = verify(&signed, &secrets()).unwrap();
+        assert_eq!((verified.user_id.as_str(), verified.issued_at), ("218471", 1291836800));
         let lower = sign(&json!({"algorithm":"hmac-sha256","user_id":"1","issued_at":NOW}), SECRET);
         assert!(verify(&lower, &secrets()).is_ok(), "the algorithm name is case-insensitive, as in Meta's sample");
     }
@@ -146,6 +151,14 @@ mod tests {
             verify(&sign(&json!({"algorithm":"HMAC-SHA256","user_id":"1"}), "other-secret"), &secrets()),
             Err(SignedRequestError::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_request_is_the_same_request_however_its_signature_is_padded() {
+        let signed = sign(&json!({"algorithm":"HMAC-SHA256","user_id":"1","issued_at":NOW}), SECRET);
+        let (sig, payload) = signed.split_once('.').unwrap();
+        let padded = format!("{sig}==.{payload}");
+        assert_eq!(verify(&padded, &secrets()).unwrap().key, verify(&signed, &secrets()).unwrap().key);
     }
 
     #[test]

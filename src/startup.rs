@@ -60,6 +60,18 @@ pub fn key_source(settings: &Settings) -> Result<KeySource, VaultError> {
     if url.starts_with("sqlite:") && store::sqlite::is_in_memory(url) {
         return Ok(KeySource::Ephemeral);
     }
+    // Earlier versions made `<database>.keys` for any SQLite file: name it rather than leave the operator to
+    // find it.
+    if url.starts_with("sqlite:")
+        && let Some(db) = store::sqlite::database_path(url)
+    {
+        let mut name = db.into_os_string();
+        name.push(".keys");
+        let path = std::path::PathBuf::from(name);
+        if path.is_file() {
+            return Err(VaultError::KeyFileNotConfigured(path));
+        }
+    }
     Err(VaultError::NoKey)
 }
 

@@ -37,6 +37,11 @@ pub enum VaultError {
         "no encryption key configured: set SWITCHBOARD_ENCRYPTION_KEYS or vault.key_file (make one with `switchboard keygen`); only `switchboard demo` makes a key of its own"
     )]
     NoKey,
+    #[error(
+        "no encryption key configured, but {0} is there, made for this database by an earlier version: set \
+         vault.key_file (SWITCHBOARD_KEY_FILE) to it"
+    )]
+    KeyFileNotConfigured(std::path::PathBuf),
     #[error("encryption key entry #{position} is malformed: {problem}")]
     MalformedKey { position: usize, problem: String },
     #[error("encryption key id {0:?} appears twice in the key ring")]

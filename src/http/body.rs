@@ -2,10 +2,12 @@
 //!
 //! Every route that reads a body states its largest size (`Content-Length` is required; more is 413, none is
 //! 411) and takes that many bytes from one budget shared by all requests (`server.max_body_memory_bytes`)
-//! before it reads anything. A client address may hold at most a quarter of the budget at once, so one
-//! address trickling large bodies cannot leave none for Meta's webhooks. A request that finds no room waits
-//! up to [`WAIT`], then gets 503 (Meta retries). So the bodies that requests, authenticated or not, can pin at
-//! once never exceed the budget.
+//! before it reads anything; the body is read into one buffer of exactly that size. A client address may hold
+//! at most a quarter of the budget at once, and a body must arrive at [`MIN_RATE`] bytes a second at least
+//! (after [`GRACE`]), or the request gets 408: so holding the budget takes several addresses each sending
+//! megabytes a second, not a few connections trickling bytes. A request that finds no room waits up to
+//! [`WAIT`], then gets 503 (Meta retries). So the bodies that requests, authenticated or not, can pin at once
+//! never exceed the budget.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,11 @@ use crate::server::{AddressKey, ClientAddr};
 
 /// How long a request waits for room in the budget before it is refused.
 pub const WAIT: Duration = Duration::from_secs(1);
+/// The time any body may take, on top of what its size takes at [`MIN_RATE`].
+pub const GRACE: Duration = Duration::from_secs(5);
+/// The slowest a body may arrive, in bytes a second (Meta sends from data centres, far faster; a portal form is
+/// a few hundred bytes).
+pub const MIN_RATE: u64 = 256 * 1024;
 
 /// The bytes every request body in flight may hold together, and each address's share of them.
 pub struct BodyBudget {
@@ -92,7 +99,7 @@ impl std::ops::Deref for Body {
     }
 }
 
-/// The body of a request of at most `max` bytes, read once the budget has room for it.
+/// The body of a request of at most `max` bytes, read once the budget has room for it, within its deadline.
 pub fn limited(max: u64, budget: Arc<BodyBudget>) -> impl Filter<Extract = (Body,), Error = Rejection> + Clone {
     warp::body::content_length_limit(max)
         .and(warp::header::optional::<u64>("content-length"))
@@ -100,11 +107,43 @@ pub fn limited(max: u64, budget: Arc<BodyBudget>) -> impl Filter<Extract = (Body
         .and_then(move |len: Option<u64>, client: Option<ClientAddr>| {
             let budget = budget.clone();
             async move {
-                budget.take(client.map(ClientAddr::key), len.unwrap_or(0)).await.map_err(warp::reject::custom)
+                let len = len.unwrap_or(0);
+                budget.take(client.map(ClientAddr::key), len).await.map(|p| (p, len)).map_err(warp::reject::custom)
             }
         })
-        .and(warp::body::bytes())
-        .map(|permit: BodyPermit, bytes: Bytes| Body { bytes, _permit: permit })
+        .untuple_one()
+        .and(warp::body::stream())
+        .and_then(|permit: BodyPermit, len: u64, stream| async move {
+            let deadline = tokio::time::Instant::now() + GRACE + Duration::from_secs(len / MIN_RATE);
+            let bytes = read(stream, len, deadline).await.map_err(warp::reject::custom)?;
+            Ok::<_, Rejection>(Body { bytes, _permit: permit })
+        })
+}
+
+/// Reads a body of `len` bytes (its `Content-Length`) into one buffer, by `deadline`.
+async fn read(
+    stream: impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>>,
+    len: u64,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt as _;
+    let mut body = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => return Err(ApiError::SlowBody),
+            Ok(None) => return Ok(body.freeze()),
+            Ok(Some(Err(_))) => return Err(ApiError::BodyCutOff),
+            Ok(Some(Ok(mut chunk))) => {
+                while chunk.has_remaining() {
+                    let piece = chunk.chunk();
+                    body.extend_from_slice(piece);
+                    let n = piece.len();
+                    chunk.advance(n);
+                }
+            }
+        }
+    }
 }
 
 /// A URL-encoded form of at most `max` bytes, read within the budget (a field given twice keeps its last value).

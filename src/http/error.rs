@@ -35,6 +35,10 @@ pub enum ApiError {
     /// Too much is in flight (request bodies): try again shortly.
     #[error("{0}; please try again shortly")]
     Busy(&'static str),
+    #[error("the request body arrived too slowly")]
+    SlowBody,
+    #[error("the request body was cut off")]
+    BodyCutOff,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -50,6 +54,8 @@ impl ApiError {
             }
             ApiError::Callback(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::SlowBody => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyCutOff => StatusCode::BAD_REQUEST,
         }
     }
 

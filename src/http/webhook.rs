@@ -24,6 +24,8 @@ use crate::webhook::{Parsed, Reason, Unhandled, WebhookSecrets, parse};
 pub const SIGNATURE_FAILURES: &str = "switchboard_webhook_signature_failures_total";
 /// Parts of signed bodies Switchboard does not understand, by object, kind and reason (all from fixed sets).
 pub const UNHANDLED: &str = "switchboard_webhook_unhandled_total";
+/// Parts not understood that could not be kept (the events of their body were committed and acknowledged).
+pub const UNHANDLED_NOT_KEPT: &str = "switchboard_webhook_unhandled_not_kept_total";
 
 /// What the webhook routes need.
 #[derive(Clone)]
@@ -108,7 +110,13 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
             inbox.commit(&refs).await
         } else {
             let (ids, kept) = tokio::join!(inbox.commit(&refs), inbox.keep_unhandled(&unhandled));
-            kept.and(ids)
+            if kept.is_err() {
+                // The events are what Meta's 200 promises; the copy of what was not understood is for an
+                // operator. Answering 503 for it would have Meta redeliver the whole body, again and again
+                // if the part can never be kept.
+                metrics::counter!(UNHANDLED_NOT_KEPT).increment(unhandled.len() as u64);
+            }
+            ids
         };
         let ids = ids.map_err(|_| warp::reject::custom(ApiError::Unavailable))?;
         for ((route, event), id) in owned.into_iter().zip(ids) {

@@ -70,18 +70,22 @@ impl TrustedProxies {
     }
 
     /// The client behind `peer`: `peer` itself unless it is trusted; then the rightmost forwarded address
-    /// that is not a trusted proxy. An entry that is not an address ends the walk at the hop that added it.
-    pub fn client(&self, peer: IpAddr, forwarded_for: Option<&[u8]>) -> IpAddr {
+    /// that is not a trusted proxy. `forwarded_for` is every `X-Forwarded-For` line in order (some proxies add
+    /// a line of their own rather than append to the client's): they are read as one list, from its end. An
+    /// entry that is not an address ends the walk at the hop that added it.
+    pub fn client<'a>(&self, peer: IpAddr, forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>) -> IpAddr {
         if !self.contains(peer) {
             return peer;
         }
-        let Some(header) = forwarded_for.and_then(|h| std::str::from_utf8(h).ok()) else { return peer };
         let mut client = peer;
-        for entry in header.rsplit(',') {
-            match parse_forwarded(entry.trim()) {
-                Some(ip) if self.contains(ip) => client = ip,
-                Some(ip) => return ip,
-                None => return client,
+        for line in forwarded_for.rev() {
+            let Ok(line) = std::str::from_utf8(line) else { return client };
+            for entry in line.rsplit(',') {
+                match parse_forwarded(entry.trim()) {
+                    Some(ip) if self.contains(ip) => client = ip,
+                    Some(ip) => return ip,
+                    None => return client,
+                }
             }
         }
         client
@@ -162,14 +166,18 @@ mod tests {
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies_and_read_from_the_right() {
         let trusted = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
-        let xff = Some(b"6.6.6.6, 203.0.113.7, 10.1.1.1".as_slice());
-        assert_eq!(trusted.client(ip("198.51.100.1"), xff), ip("198.51.100.1"), "an untrusted peer is the client");
-        assert_eq!(trusted.client(ip("10.0.0.2"), xff), ip("203.0.113.7"), "the rightmost untrusted entry");
-        assert_eq!(trusted.client(ip("::1"), Some(b"[2001:db8::5]:443".as_slice())), ip("2001:db8::5"));
-        assert_eq!(trusted.client(ip("10.0.0.2"), None), ip("10.0.0.2"), "no header: the proxy itself");
-        assert_eq!(trusted.client(ip("10.0.0.2"), Some(b"garbage, 10.2.2.2".as_slice())), ip("10.2.2.2"));
-        assert_eq!(trusted.client(ip("::ffff:10.0.0.2"), Some(b"192.0.2.1".as_slice())), ip("192.0.2.1"));
-        assert_eq!(TrustedProxies::default().client(ip("10.0.0.2"), xff), ip("10.0.0.2"), "none trusted");
+        let lines = |l: &'static [&'static str]| l.iter().map(|s| s.as_bytes());
+        const XFF: [&str; 1] = ["6.6.6.6, 203.0.113.7, 10.1.1.1"];
+        let xff = &XFF;
+        assert_eq!(trusted.client(ip("198.51.100.1"), lines(xff)), ip("198.51.100.1"), "an untrusted peer");
+        assert_eq!(trusted.client(ip("10.0.0.2"), lines(xff)), ip("203.0.113.7"), "the rightmost untrusted entry");
+        assert_eq!(trusted.client(ip("::1"), lines(&["[2001:db8::5]:443"])), ip("2001:db8::5"));
+        assert_eq!(trusted.client(ip("10.0.0.2"), lines(&[])), ip("10.0.0.2"), "no header: the proxy itself");
+        assert_eq!(trusted.client(ip("10.0.0.2"), lines(&["garbage, 10.2.2.2"])), ip("10.2.2.2"));
+        assert_eq!(trusted.client(ip("::ffff:10.0.0.2"), lines(&["192.0.2.1"])), ip("192.0.2.1"));
+        assert_eq!(TrustedProxies::default().client(ip("10.0.0.2"), lines(xff)), ip("10.0.0.2"), "none trusted");
+        // A client's own line first, the proxy's line after it: the proxy's is the one believed.
+        assert_eq!(trusted.client(ip("10.0.0.2"), lines(&["1.2.3.4", "203.0.113.9"])), ip("203.0.113.9"));
     }
 
     #[test]

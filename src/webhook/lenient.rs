@@ -54,7 +54,7 @@ impl Time {
     }
 
     fn normalized(raw: i64) -> Self {
-        if raw.abs() < SECONDS_BELOW { Self(raw.saturating_mul(1000)) } else { Self(raw) }
+        if raw.unsigned_abs() < SECONDS_BELOW.unsigned_abs() { Self(raw.saturating_mul(1000)) } else { Self(raw) }
     }
 }
 
@@ -142,6 +142,7 @@ mod tests {
         assert!(time(r#""soon""#).is_err());
         assert!(time("true").is_err());
         assert!(time("1e300").is_err());
+        assert_eq!(time("-9223372036854775808").unwrap(), i64::MIN, "no overflow at the edge");
     }
 
     #[test]

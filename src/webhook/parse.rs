@@ -386,7 +386,7 @@ fn entry_of(raw: &RawValue, channel: Channel, object: &'static str, where_: &str
             return;
         }
     };
-    let account_raw = entry.id.map(|id| shortened(id.0));
+    let account_raw = entry.id.map(|id| id.0);
     let account = match account_raw.as_deref().map(PageId::parse) {
         Some(Ok(account)) => account,
         _ => {
@@ -395,7 +395,7 @@ fn entry_of(raw: &RawValue, channel: Channel, object: &'static str, where_: &str
                 kind: "entry",
                 reason: Reason::BadEntryId,
                 detail: format!("{where_}: id is missing or not a Page or Instagram account id"),
-                account: account_raw,
+                account: account_raw.map(shortened),
                 raw: raw.get().to_owned(),
             });
             return;
@@ -485,12 +485,10 @@ fn change_of(
     });
 }
 
-/// An id as sent, cut to 64 characters: what is kept and logged of an id that may not be one.
-fn shortened(mut id: String) -> String {
-    if let Some((cut, _)) = id.char_indices().nth(64) {
-        id.truncate(cut);
-    }
-    id
+/// An id as sent, cut to 64 characters and without control characters (a NUL cannot be stored in a text
+/// column, a newline would forge log lines): what is kept and logged of an id that may not be one.
+fn shortened(id: String) -> String {
+    id.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 /// Why an item that parsed is still not an event.

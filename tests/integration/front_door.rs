@@ -184,6 +184,11 @@ async fn trickled_bodies_from_one_address_cannot_take_the_memory_other_webhooks_
     let body = text_event(PAGE_A, "7100000003", "m_trickle_1", "hi", 1_767_225_600_000);
     assert_eq!(post_signed(&client(Some(OTHER_ADDRESS)), addr, body).await.0, 200);
     assert!(started.elapsed() < Duration::from_secs(1), "another address's webhook is read at once");
+    // A body must arrive at 256 KiB/s at least, after 5 s of grace: the trickled 1 MiB is cut off at 9 s.
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(15), holders[0].read(&mut buf)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("too slowly"), "{answer}");
     drop(holders);
     server.terminate();
 }

@@ -157,6 +157,8 @@ fn one_odd_event_costs_only_itself() {
     assert!(parsed.unhandled[1].raw.contains("m_bad"), "the raw item is kept");
     assert!(parsed.unhandled.iter().all(|u| !u.detail.contains("no mid")), "a detail never quotes a value");
     assert_eq!(parsed.unhandled[4].account.as_deref(), Some("not-a-page"));
+    let nul = one_unhandled(r#"{"object":"page","entry":[{"id":"12\u0000\n34","messaging":[]}]}"#);
+    assert_eq!(nul.account.as_deref(), Some("1234"), "no control character is kept or logged");
 }
 
 #[test]
