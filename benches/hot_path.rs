@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use secrecy::SecretString;
 use switchboard::domain::{AccessToken, PageId};
-use switchboard::vault::{self, KeyId, KeyRing};
-use switchboard::webhook::{WebhookSecrets, parse};
+use switchboard::meta::webhook::{WebhookSecrets, parse};
+use switchboard::secrets::vault::{self, KeyId, KeyRing};
 use switchboard_actors::limiter::SendLimiter;
 use switchboard_actors::{
     EngineDeps, EngineSettings, GraphApi, GraphFailure, InboundEvent, LoadError, NoInbox, OutgoingMessage, Responder,

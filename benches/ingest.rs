@@ -25,9 +25,9 @@ use meta_sim::webhook::{GenConfig, GenPage, Generator, Kind};
 use secrecy::SecretString;
 use switchboard::config::Settings;
 use switchboard::domain::{AccessToken, ClientSlug, PageId};
+use switchboard::meta::webhook::{WebhookSecrets, parse};
 use switchboard::startup::Application;
 use switchboard::store::NewIntegration;
-use switchboard::webhook::{WebhookSecrets, parse};
 use warp::Filter as _;
 
 const SECRET: &str = "bench-app-secret-0123456789";
@@ -119,7 +119,9 @@ fn switchboard(
     send_rate: u32,
 ) -> std::net::SocketAddr {
     on_one_core(move |listener| async move {
-        let key = switchboard::vault::generate_key_entry(&switchboard::vault::KeyId::parse("bench").expect("id"));
+        let key = switchboard::secrets::vault::generate_key_entry(
+            &switchboard::secrets::vault::KeyId::parse("bench").expect("id"),
+        );
         let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
         let toml = format!(
             "[server]\nmetrics_bind = \"127.0.0.1:0\"\n[database]\nurl = \"{db}\"\n[vault]\nkeys = \"{key}\"\n[meta]\napp_id = \"1234567890\"\napp_secret = \"{SECRET}\"\n\

@@ -320,7 +320,7 @@ pub struct MetaSettings {
     pub graph_url: Url,
     pub oauth_dialog_url: Url,
     pub api_version: String,
-    pub proof: crate::graph::ProofMode,
+    pub proof: crate::meta::graph::ProofMode,
     pub graph_timeout: Duration,
 }
 
@@ -331,7 +331,7 @@ pub struct EngineConfig {
     pub send_rate_per_page: u32,
     pub fallback_reply: String,
     pub relay_timeout: Duration,
-    pub relay: crate::relay::RelayLimits,
+    pub relay: crate::engine::relay::RelayLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -459,8 +459,8 @@ impl RawSettings {
         }
 
         let proof = match self.meta.appsecret_proof.as_str() {
-            "classic" => crate::graph::ProofMode::Classic,
-            "timestamped" => crate::graph::ProofMode::Timestamped,
+            "classic" => crate::meta::graph::ProofMode::Classic,
+            "timestamped" => crate::meta::graph::ProofMode::Timestamped,
             other => {
                 return Err(invalid("meta.appsecret_proof", format!("{other:?} is not one of classic, timestamped")));
             }
@@ -543,7 +543,7 @@ impl RawSettings {
             send_rate_per_page: e.send_rate_per_page,
             fallback_reply: e.fallback_reply.clone(),
             relay_timeout: Duration::from_secs(e.relay_timeout_secs),
-            relay: crate::relay::RelayLimits {
+            relay: crate::engine::relay::RelayLimits {
                 allow_private: e.relay_allow_private,
                 max_answer_bytes: e.relay_max_answer_bytes,
                 max_replies: e.relay_max_replies,

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::domain::{ClientSlug, Email, Role};
-use crate::portal::session::random_token;
+use crate::http::portal::session::random_token;
 use crate::startup::{self, Application};
 use crate::store::{IntegrationStatus, NewUser, Store};
 
@@ -44,7 +44,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             }
-            crate::vault::KeySource::GenerateIfMissing(path.clone()).load()?;
+            crate::secrets::vault::KeySource::GenerateIfMissing(path.clone()).load()?;
             settings.vault.key_file = Some(path);
         }
     }
@@ -67,7 +67,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let email =
         Email::parse(&format!("demo-{}@switchboard.local", &random_token()[..6].to_lowercase())).context("email")?;
     let password = random_token()[..16].to_owned();
-    let hash = crate::password::hash(SecretString::from(password.clone())).await?;
+    let hash = crate::secrets::password::hash(SecretString::from(password.clone())).await?;
     store
         .create_user(&NewUser {
             email: email.clone(),

@@ -1,12 +1,14 @@
 //! The HTTP front door: every route the server answers, assembled in one place, with request counting
 //! and the one `recover` that maps failures to status codes.
 
-mod auth;
 pub mod body;
 mod error;
 mod headers;
 mod health;
-pub mod pages;
+pub mod html;
+mod oauth;
+pub mod portal;
+pub mod server;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -36,7 +38,7 @@ pub struct HttpState {
     pub webhook: WebhookState,
     pub security: SecurityHeaders,
     pub onboarding: crate::onboarding::Onboarding,
-    pub portal: crate::portal::PortalState,
+    pub portal: crate::http::portal::PortalState,
 }
 
 /// All routes, with rejections mapped to status codes in one place and every request counted by route
@@ -51,9 +53,9 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     // after the webhook is boxed: its clone is one reference count, not a deep copy of its state. Measured:
     // unboxed, cloning and dropping the portal's and OAuth's state took a fifth of a webhook's CPU time.
     webhook::routes(state.webhook, state.bodies.clone())
-        .or(auth::routes(state.onboarding, state.bodies.clone()).boxed())
+        .or(oauth::routes(state.onboarding, state.bodies.clone()).boxed())
         .unify()
-        .or(crate::portal::routes(state.portal, state.bodies).boxed())
+        .or(portal::routes(state.portal, state.bodies).boxed())
         .unify()
         .or(health::routes(state.store, state.router).boxed())
         .unify()

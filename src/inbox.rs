@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 use switchboard_actors::{Dispatched, EventSink, InboundEvent, PageId, Progress, RecordedReply, Router};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::meta::webhook::{RAW_LIMIT, Unhandled};
 use crate::store::{InboxRow, NewReply, Store, StoreError, UnhandledRow};
-use crate::webhook::{RAW_LIMIT, Unhandled};
 
 /// The most items one group commit writes.
 const MAX_ITEMS: usize = 1000;

@@ -23,13 +23,13 @@ pub use links::{LinkError, OnboardLinks};
 
 use crate::config::{OAuthSettings, Settings};
 use crate::domain::PageId;
-use crate::graph::GraphClient;
-use crate::signed_request::{self, SignedRequestError};
+use crate::meta::graph::GraphClient;
+use crate::meta::signed_request::{self, SignedRequestError};
+use crate::secrets::vault::KeyRing;
 use crate::store::{
     AuditEntry, CallbackClaim, DeletionRequest, IntegrationStatus, NewIntegration, NewOAuthState, RevokeIf,
     StateRejected, Store, StoreError,
 };
-use crate::vault::KeyRing;
 
 /// What a callback did, stored for the result page (never a token).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,7 +201,7 @@ impl Onboarding {
     /// The `Set-Cookie` for a flow's browser value: HttpOnly, SameSite=Lax (sent on Facebook's redirect back,
     /// a top-level navigation), as long as a state lives, Secure on https.
     pub fn browser_cookie(&self, value: &str) -> String {
-        crate::portal::session::cookie(
+        crate::http::portal::session::cookie(
             self.browser_cookie_name(),
             value,
             self.oauth.state_ttl.as_secs(),
@@ -226,7 +226,7 @@ impl Onboarding {
         let state = URL_SAFE_NO_PAD.encode(raw);
         let browser = browser
             .filter(|b| b.len() == 43 && b.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
-            .map_or_else(crate::portal::session::random_token, str::to_owned);
+            .map_or_else(crate::http::portal::session::random_token, str::to_owned);
         let expires = crate::clock::now() + ChronoDuration::from_std(self.oauth.state_ttl).unwrap_or_default();
         self.store
             .create_oauth_state(&NewOAuthState {
@@ -402,7 +402,7 @@ impl Onboarding {
         name: &str,
         instagram: Option<PageId>,
         token: &AccessToken,
-        info: &crate::graph::pages::TokenInfo,
+        info: &crate::meta::graph::pages::TokenInfo,
         user_id: Option<i64>,
     ) -> Result<ConnectedPage, String> {
         let sealed = self.keys.seal(page_id, token).map_err(|e| e.to_string())?;

@@ -16,17 +16,17 @@ use switchboard_actors::{EngineDeps, GraphApi, Router};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::graph::GraphClient;
+use crate::engine::{StoreStatus, StoreTenants};
+use crate::http::portal::PortalState;
+use crate::http::portal::session::LoginThrottle;
+use crate::http::server;
 use crate::http::{self, HttpState, WebhookState};
 use crate::inbox::{InFlight, Inbox, StoreEvents};
+use crate::meta::graph::GraphClient;
+use crate::meta::webhook::WebhookSecrets;
 use crate::onboarding::{Onboarding, run_reconcile};
-use crate::portal::PortalState;
-use crate::portal::session::LoginThrottle;
-use crate::server;
+use crate::secrets::vault::{KeyRing, KeySource, VaultError};
 use crate::store::{self, IntegrationStatus, Store};
-use crate::tenants::{StoreStatus, StoreTenants};
-use crate::vault::{KeyRing, KeySource, VaultError};
-use crate::webhook::WebhookSecrets;
 
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {

@@ -164,7 +164,7 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
             Some(serde_json::to_string(&rules)?)
         }
         ResponderArgs::Relay { url } => {
-            crate::relay::check_url(url, settings.engine.relay.allow_private)
+            crate::engine::relay::check_url(url, settings.engine.relay.allow_private)
                 .map_err(|e| UsageError(format!("--url {e}")))?;
             None
         }

@@ -5,10 +5,10 @@ use secrecy::ExposeSecret as _;
 
 use super::{CLI_ACTOR, UsageError};
 use crate::config::Settings;
-use crate::rotation;
+use crate::secrets::rotation;
+use crate::secrets::vault::{self, KeyId};
 use crate::startup;
 use crate::store::AuditEntry;
-use crate::vault::{self, KeyId};
 
 #[derive(Debug, clap::Args)]
 pub struct KeygenArgs {

@@ -4,7 +4,7 @@
 use super::{CLI_ACTOR, UsageError};
 use crate::config::Settings;
 use crate::domain::{ClientSlug, Email, Role};
-use crate::password;
+use crate::secrets::password;
 use crate::startup;
 use crate::store::{AuditEntry, NewUser, StoreError};
 

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
-use crate::server::{AddressKey, ClientAddr};
+use crate::http::server::{AddressKey, ClientAddr};
 
 /// How long a request waits for room in the budget before it is refused.
 pub const WAIT: Duration = Duration::from_secs(1);

@@ -7,10 +7,10 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
-use super::pages;
+use super::html;
+use crate::meta::signed_request::SignedRequestError;
+use crate::meta::webhook::{ParseError, SignatureError};
 use crate::onboarding::{CallbackError, LinkError};
-use crate::signed_request::SignedRequestError;
-use crate::webhook::{ParseError, SignatureError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -71,7 +71,7 @@ impl ApiError {
 /// Maps rejections to answers.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     if let Some(e) = rejection.find::<ApiError>().filter(|e| e.for_people()) {
-        return Ok(pages::error(e.status(), &e.to_string()));
+        return Ok(html::error(e.status(), &e.to_string()));
     }
     let (status, message) = if let Some(e) = rejection.find::<ApiError>() {
         (e.status(), e.to_string())

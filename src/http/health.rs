@@ -30,7 +30,7 @@ pub fn routes(store: Store, router: Router) -> impl Filter<Extract = (Response,)
         }
     });
     let stylesheet = warp::path!("assets" / "switchboard.css").and(warp::get()).map(|| {
-        let css = warp::reply::with_header(super::pages::STYLESHEET, "content-type", "text/css; charset=utf-8");
+        let css = warp::reply::with_header(super::html::STYLESHEET, "content-type", "text/css; charset=utf-8");
         warp::reply::with_header(css, "cache-control", "public, max-age=3600").into_response()
     });
     healthz.or(readyz).unify().or(stylesheet).unify()

@@ -19,7 +19,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::body::{Body, BodyBudget, limited};
 use super::error::ApiError;
-use crate::webhook::{Parsed, Reason, Unhandled, WebhookSecrets, parse};
+use crate::meta::webhook::{Parsed, Reason, Unhandled, WebhookSecrets, parse};
 
 pub const SIGNATURE_FAILURES: &str = "switchboard_webhook_signature_failures_total";
 /// Parts of signed bodies Switchboard does not understand, by object, kind and reason (all from fixed sets).

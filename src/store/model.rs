@@ -6,7 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{ClientSlug, Email, PageId, Role};
-use crate::vault::SealedToken;
+use crate::secrets::vault::SealedToken;
 
 /// A tenant: one client business.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

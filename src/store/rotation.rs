@@ -3,7 +3,7 @@
 
 use super::rows::{RelaySecretRow, SealedTokenRow, collect};
 use super::{Resealed, SealedRelaySecret, SealedRow, Store, StoreError, on};
-use crate::vault::KeyId;
+use crate::secrets::vault::KeyId;
 
 impl Store {
     /// The distinct key ids that stored secrets (page tokens and relay secrets) were sealed with.

@@ -9,7 +9,7 @@ use super::model::{
     SealedRow, User,
 };
 use crate::domain::{ClientSlug, Email, PageId, Role};
-use crate::vault::SealedToken;
+use crate::secrets::vault::SealedToken;
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use meta_sim::{SimConfig, SimHandle};
 use switchboard::domain::{AccessToken, PageId};
+use switchboard::secrets::vault::KeyRing;
 use switchboard::startup::Application;
 use switchboard::store::{Client, NewIntegration, Store};
-use switchboard::vault::KeyRing;
 use switchboard_actors::Router;
 
 use crate::support::{TestDb, key_entry, ring};

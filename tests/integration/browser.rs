@@ -129,7 +129,7 @@ async fn a_client_connects_cancels_and_sees_a_dead_token_in_a_real_browser() {
     let Some(driver) = chromedriver() else { return };
     let app: TestApp = spawn_app(Options { connect: false, ..Options::default() }).await;
     let client = crate::support::client(&app.db.store, "woodstock-outlet").await;
-    let hash = switchboard::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
+    let hash = switchboard::secrets::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
     let email = Email::parse("owner@woodstock.example").unwrap();
     app.db
         .store

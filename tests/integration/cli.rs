@@ -219,7 +219,9 @@ async fn client_user_and_integration_commands_work_on_sqlite() {
     let user = db.store.user_by_email(&switchboard::domain::Email::parse("ops@example.com").unwrap()).await.unwrap();
     let user = user.expect("the operator was stored");
     assert!(
-        switchboard::password::verify("a long enough passphrase".to_owned().into(), user.password_hash).await.unwrap()
+        switchboard::secrets::password::verify("a long enough passphrase".to_owned().into(), user.password_hash)
+            .await
+            .unwrap()
     );
 
     let add_client_user = ["user", "add", "--email", "owner@woodstock.example", "--role", "client"];

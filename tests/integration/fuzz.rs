@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use secrecy::SecretString;
-use switchboard::signed_request;
-use switchboard::webhook::parse;
+use switchboard::meta::signed_request;
+use switchboard::meta::webhook::parse;
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256);

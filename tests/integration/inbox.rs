@@ -17,7 +17,7 @@ async fn durable() -> TestApp {
 /// engine; returns its id.
 async fn store_pending(app: &TestApp, sender: &str, mid: &str, text: &str, timestamp: i64) -> i64 {
     let event =
-        switchboard::webhook::parse(&text_event(PAGE_A, sender, mid, text, timestamp)).unwrap().events.remove(0);
+        switchboard::meta::webhook::parse(&text_event(PAGE_A, sender, mid, text, timestamp)).unwrap().events.remove(0);
     let row = InboxRow {
         page_id: PAGE_A.to_owned(),
         dedup_key: event.dedup_key().unwrap(),

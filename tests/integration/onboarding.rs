@@ -217,7 +217,7 @@ async fn bad_links_are_refused_with_a_clear_page_and_nothing_stored() {
 }
 
 fn signed(payload: Value, secret: &str) -> String {
-    switchboard::signed_request::sign(&payload, secret)
+    switchboard::meta::signed_request::sign(&payload, secret)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use crate::app::{Options, PAGE_A, PAGE_B, TestApp, spawn_app};
 pub(crate) const PASSWORD: &str = "a long enough passphrase";
 
 pub(crate) async fn add_user(app: &TestApp, email: &str, client: Option<i64>) {
-    let hash = switchboard::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
+    let hash = switchboard::secrets::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
     let role = if client.is_some() { Role::Client } else { Role::Operator };
     app.db
         .store

@@ -9,8 +9,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use sqlx::Connection as _;
 use switchboard::domain::{AccessToken, ClientSlug, PageId};
+use switchboard::secrets::vault::{self, KeyId, KeyRing};
 use switchboard::store::{self, Client, NewIntegration, Store};
-use switchboard::vault::{self, KeyId, KeyRing};
 
 /// The PostgreSQL server tests create their databases on.
 pub fn admin_url() -> String {

@@ -1,9 +1,9 @@
 //! The vault and the store together: what lands in the database, and key rotation.
 
 use switchboard::domain::AccessToken;
-use switchboard::rotation;
+use switchboard::secrets::rotation;
+use switchboard::secrets::vault::VaultError;
 use switchboard::store::Resealed;
-use switchboard::vault::VaultError;
 
 use crate::support::{TestDb, client, key_entry, new_integration, on_both_backends, page, ring};
 

@@ -7,8 +7,8 @@
 
 use async_trait::async_trait;
 
+use crate::secrets::vault::{KeyId, KeyRing, SealedToken, VaultError};
 use crate::store::{Resealed, Store, StoreError};
-use crate::vault::{KeyId, KeyRing, SealedToken, VaultError};
 
 /// What a rotation run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

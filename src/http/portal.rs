@@ -26,9 +26,9 @@ use self::session::{
 };
 use self::views::{ClientPanel, PageRow};
 use crate::domain::{ClientSlug, Email, PageId, Role};
-use crate::http::pages;
+use crate::http::html;
+use crate::http::server::ClientAddr;
 use crate::onboarding::{Onboarding, Outcome};
-use crate::server::ClientAddr;
 use crate::store::{AuditEntry, Integration, NewUser, Session, Store, StoreError, User};
 
 type Form = HashMap<String, String>;
@@ -246,7 +246,7 @@ pub fn routes(
             // Only if it still belongs to the client it was checked against.
             match s.onboarding.disconnect(&i.page_id, Some(i.client_id), &who, "disconnected in the portal").await {
                 Ok(_) => see_other("/portal?notice=disconnected"),
-                Err(StoreError::Conflict(m) | StoreError::NotFound(m)) => pages::error(StatusCode::CONFLICT, &m),
+                Err(StoreError::Conflict(m) | StoreError::NotFound(m)) => html::error(StatusCode::CONFLICT, &m),
                 Err(e) => unavailable(e),
             }
         });
@@ -260,7 +260,7 @@ pub fn routes(
             let slug = match ClientSlug::from_name(name) {
                 Ok(slug) if !name.is_empty() && name.chars().count() <= 200 => slug,
                 _ => {
-                    return pages::error(
+                    return html::error(
                         StatusCode::BAD_REQUEST,
                         "A client needs a name of 1 to 200 characters with letters or digits.",
                     );
@@ -271,7 +271,7 @@ pub fn routes(
                     audit(&s, &g, "client.created", Some(c.id), format!("{} ({})", c.name, c.slug)).await;
                     see_other("/portal?notice=client-added")
                 }
-                Err(StoreError::Conflict(m)) => pages::error(StatusCode::CONFLICT, &m),
+                Err(StoreError::Conflict(m)) => html::error(StatusCode::CONFLICT, &m),
                 Err(e) => unavailable(e),
             }
         },
@@ -301,7 +301,7 @@ pub fn routes(
                         },
                     )
                 }
-                Ok(None) => pages::error(StatusCode::NOT_FOUND, "No such client."),
+                Ok(None) => html::error(StatusCode::NOT_FOUND, "No such client."),
                 Err(e) => unavailable(e),
             }
         });
@@ -371,7 +371,7 @@ async fn login(cookies: Option<&str>, client: Option<ClientAddr>, form: Form, s:
         Some(u) => u.password_hash.clone(),
         None => dummy_hash().await,
     };
-    let ok = crate::password::verify(SecretString::from(password), stored).await.unwrap_or(false);
+    let ok = crate::secrets::password::verify(SecretString::from(password), stored).await.unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
         return again("The e-mail or the password is not right.", StatusCode::UNAUTHORIZED);
     };
@@ -391,7 +391,9 @@ async fn login(cookies: Option<&str>, client: Option<ClientAddr>, form: Form, s:
 async fn dummy_hash() -> String {
     static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     DUMMY
-        .get_or_init(|| async { crate::password::hash(SecretString::from(random_token())).await.unwrap_or_default() })
+        .get_or_init(|| async {
+            crate::secrets::password::hash(SecretString::from(random_token())).await.unwrap_or_default()
+        })
         .await
         .clone()
 }
@@ -408,7 +410,7 @@ async fn change_password(g: &Signed, form: &Form, s: &PortalState) -> Response {
     };
     if !forced {
         let current = SecretString::from(field("current"));
-        if !crate::password::verify(current, g.user().password_hash.clone()).await.unwrap_or(false) {
+        if !crate::secrets::password::verify(current, g.user().password_hash.clone()).await.unwrap_or(false) {
             return again("The current password is not right.");
         }
     }
@@ -417,12 +419,12 @@ async fn change_password(g: &Signed, form: &Form, s: &PortalState) -> Response {
         return again("The two new passwords are not the same.");
     }
     let new = SecretString::from(new);
-    if let Err(e) = crate::password::check_policy(&new) {
+    if let Err(e) = crate::secrets::password::check_policy(&new) {
         return again(&e.to_string());
     }
-    let hash_of_new = match crate::password::hash(new).await {
+    let hash_of_new = match crate::secrets::password::hash(new).await {
         Ok(h) => h,
-        Err(e) => return pages::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => return html::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     if let Err(e) = s.store.set_password(g.user().id, &hash_of_new, &hash(&g.id)).await {
         return unavailable(e);
@@ -494,20 +496,20 @@ async fn home_of(g: &Signed, principal: Principal, q: &Form, s: &PortalState) ->
 async fn invite(g: &Signed, form: &Form, s: &PortalState) -> Response {
     let email = match Email::parse(form.get("email").map(String::as_str).unwrap_or_default()) {
         Ok(e) => e,
-        Err(e) => return pages::error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return html::error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let client_slug = form.get("client").map(String::as_str).filter(|c| !c.is_empty());
     let role = match (form.get("role").map(String::as_str), client_slug) {
         (Some("client"), Some(_)) => Role::Client,
         (Some("operator"), None) => Role::Operator,
         (Some("client"), None) => {
-            return pages::error(StatusCode::BAD_REQUEST, "A client user needs a client: choose which one.");
+            return html::error(StatusCode::BAD_REQUEST, "A client user needs a client: choose which one.");
         }
         (Some("operator"), Some(_)) => {
-            return pages::error(StatusCode::BAD_REQUEST, "An operator sees every client: leave the client empty.");
+            return html::error(StatusCode::BAD_REQUEST, "An operator sees every client: leave the client empty.");
         }
         _ => {
-            return pages::error(
+            return html::error(
                 StatusCode::BAD_REQUEST,
                 "Choose whether the new user is an operator (every client) or a client user.",
             );
@@ -518,16 +520,16 @@ async fn invite(g: &Signed, form: &Form, s: &PortalState) -> Response {
         Some(slug) => match ClientSlug::parse(slug) {
             Ok(slug) => match s.store.client_by_slug(&slug).await {
                 Ok(Some(c)) => Some(c),
-                Ok(None) => return pages::error(StatusCode::BAD_REQUEST, "No such client."),
+                Ok(None) => return html::error(StatusCode::BAD_REQUEST, "No such client."),
                 Err(e) => return unavailable(e),
             },
-            Err(_) => return pages::error(StatusCode::BAD_REQUEST, "No such client."),
+            Err(_) => return html::error(StatusCode::BAD_REQUEST, "No such client."),
         },
     };
     let password = random_token()[..20].to_owned();
-    let hash = match crate::password::hash(SecretString::from(password.clone())).await {
+    let hash = match crate::secrets::password::hash(SecretString::from(password.clone())).await {
         Ok(h) => h,
-        Err(e) => return pages::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => return html::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     let new = NewUser {
         email,
@@ -547,7 +549,7 @@ async fn invite(g: &Signed, form: &Form, s: &PortalState) -> Response {
                 },
             )
         }
-        Err(StoreError::Conflict(m)) => pages::error(StatusCode::CONFLICT, &m),
+        Err(StoreError::Conflict(m)) => html::error(StatusCode::CONFLICT, &m),
         Err(e) => unavailable(e),
     }
 }
@@ -556,7 +558,7 @@ async fn invite(g: &Signed, form: &Form, s: &PortalState) -> Response {
 /// other clients' page ids are not confirmed).
 async fn owned_page(g: &Signed, page: &str, s: &PortalState) -> Result<Integration, Response> {
     let principal = g.principal()?;
-    let not_found = || pages::error(StatusCode::NOT_FOUND, "No such Page.");
+    let not_found = || html::error(StatusCode::NOT_FOUND, "No such Page.");
     let page = PageId::parse(page).map_err(|_| not_found())?;
     let i = s.store.integration_by_page(&page).await.map_err(unavailable)?.ok_or_else(not_found)?;
     match principal {
@@ -582,7 +584,7 @@ async fn audit(s: &PortalState, g: &Signed, action: &str, client_id: Option<i64>
 fn see_other(location: &str) -> Response {
     match location.parse::<Uri>() {
         Ok(uri) => warp::redirect::see_other(uri).into_response(),
-        Err(_) => pages::error(StatusCode::INTERNAL_SERVER_ERROR, "could not build the redirect"),
+        Err(_) => html::error(StatusCode::INTERNAL_SERVER_ERROR, "could not build the redirect"),
     }
 }
 
@@ -594,10 +596,10 @@ fn with_cookie(mut response: Response, set_cookie: &str) -> Response {
 }
 
 fn forbidden(message: &str) -> Response {
-    pages::error(StatusCode::FORBIDDEN, message)
+    html::error(StatusCode::FORBIDDEN, message)
 }
 
 fn unavailable(e: StoreError) -> Response {
     tracing::error!(error = %e, "portal storage error");
-    pages::error(StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable; please try again shortly.")
+    html::error(StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable; please try again shortly.")
 }

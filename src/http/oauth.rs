@@ -9,7 +9,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
-use super::pages;
+use super::html;
 use crate::domain::ClientSlug;
 use crate::onboarding::{CallbackQuery, MetaCallbackError, Onboarding};
 
@@ -65,7 +65,7 @@ pub fn routes(
         .and_then(|q: Query, o: Onboarding| async move {
             let code = q.get("code").map(String::as_str).unwrap_or_default();
             match o.store().deletion_request(code).await.map_err(unavailable)? {
-                Some(request) => Ok(pages::deletion_status(&request)),
+                Some(request) => Ok(html::deletion_status(&request)),
                 None => {
                     Err(warp::reject::custom(ApiError::NotFound("no data deletion request has this code".to_owned())))
                 }
@@ -127,22 +127,22 @@ async fn connect_result(key: &str, o: &Onboarding) -> Result<Response, Rejection
     // "Connect again" is the link the flow started from, with its own expiry: a public page never hands out
     // a link that lives longer than the one the operator sent.
     let retry = match outcome.kind.as_str() {
-        "connected" if outcome.refused.is_empty() => pages::Retry::NotNeeded,
+        "connected" if outcome.refused.is_empty() => html::Retry::NotNeeded,
         kind => match (ClientSlug::parse(&outcome.client_slug), stored.link_expires_at) {
             (Ok(slug), Some(expires)) if expires > crate::clock::now() => {
                 let link = o.onboard_link_until(&slug, expires.timestamp());
-                pages::Retry::Link(if kind == "missing_permissions" { format!("{link}&rerequest=1") } else { link })
+                html::Retry::Link(if kind == "missing_permissions" { format!("{link}&rerequest=1") } else { link })
             }
-            _ => pages::Retry::Expired,
+            _ => html::Retry::Expired,
         },
     };
-    Ok(pages::outcome(&outcome, &retry))
+    Ok(html::outcome(&outcome, &retry))
 }
 
 fn redirect(location: &str) -> Response {
     match location.parse::<Uri>() {
         Ok(uri) => warp::redirect::found(uri).into_response(),
-        Err(_) => pages::error(StatusCode::INTERNAL_SERVER_ERROR, "could not build the redirect"),
+        Err(_) => html::error(StatusCode::INTERNAL_SERVER_ERROR, "could not build the redirect"),
     }
 }
 

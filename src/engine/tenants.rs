@@ -10,9 +10,9 @@ use switchboard_actors::{
 };
 
 use crate::config::EngineConfig;
-use crate::relay::RelayResponder;
+use crate::engine::relay::RelayResponder;
+use crate::secrets::vault::KeyRing;
 use crate::store::{AuditEntry, IntegrationStatus, ResponderSetting, Store};
-use crate::vault::KeyRing;
 
 /// Loads tenants from the store, opening tokens with the vault.
 pub struct StoreTenants {
@@ -24,7 +24,7 @@ pub struct StoreTenants {
 
 impl StoreTenants {
     pub fn new(store: Store, keys: Arc<KeyRing>, config: EngineConfig) -> Self {
-        let relay_http = crate::relay::http_client(config.relay_timeout, config.relay);
+        let relay_http = crate::engine::relay::http_client(config.relay_timeout, config.relay);
         Self { store, keys, config, relay_http }
     }
 

@@ -7,7 +7,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::figures::TenantFigures;
-use crate::http::pages;
+use crate::http::html;
 use crate::onboarding::Outcome;
 use crate::store::{Client, Integration, IntegrationStatus, User};
 use switchboard_actors::stats::StatsSnapshot;
@@ -21,7 +21,7 @@ pub struct PageRow {
 }
 
 pub fn login(csrf: &str, problem: Option<&str>, status: StatusCode) -> Response {
-    pages::page(
+    html::page(
         status,
         "Sign in",
         html! {
@@ -113,7 +113,7 @@ pub fn client_view(
     outcome: Option<&Outcome>,
     notice: Option<&str>,
 ) -> Response {
-    pages::page(
+    html::page(
         StatusCode::OK,
         &client.name,
         html! {
@@ -145,7 +145,7 @@ pub fn client_view(
 
 pub fn confirm_disconnect(csrf: &str, i: &Integration) -> Response {
     let name = i.page_name.clone().unwrap_or_else(|| i.page_id.to_string());
-    pages::page(
+    html::page(
         StatusCode::OK,
         "Disconnect a Page",
         html! {
@@ -166,7 +166,7 @@ pub struct ClientPanel {
 }
 
 pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Option<&str>) -> Response {
-    pages::page(
+    html::page(
         StatusCode::OK,
         "Operator",
         html! {
@@ -225,7 +225,7 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
 /// Choosing a new password: forced at the first sign-in with a one-time password (no current password asked,
 /// it was just typed), voluntary otherwise.
 pub fn password(csrf: &str, forced: bool, problem: Option<&str>) -> Response {
-    pages::page(
+    html::page(
         StatusCode::OK,
         "Choose a password",
         html! {
@@ -246,7 +246,7 @@ pub fn password(csrf: &str, forced: bool, problem: Option<&str>) -> Response {
 }
 
 pub fn show_once(title: &str, lines: Markup) -> Response {
-    pages::page(
+    html::page(
         StatusCode::OK,
         title,
         html! {
