@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use switchboard_actors::{Dispatched, EventSink, InboundEvent, PageId, Progress, RecordedReply, Router};
+use switchboard_actors::{
+    Dispatched, EventSink, InboundEvent, InboxId, PageId, Progress, RecordedReply, Router, SinkError,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::meta::webhook::{RAW_LIMIT, Unhandled};
@@ -161,7 +163,7 @@ fn answer<O>(answers: Vec<(usize, Reply<O>)>, n: usize, result: Result<Vec<O>, S
 /// Inbox events the engine holds: handed over and not finished, with when they were handed over and to
 /// which tenant.
 pub struct InFlight {
-    held: dashmap::DashMap<i64, Held>,
+    held: dashmap::DashMap<InboxId, Held>,
     /// How long after its tenant failed an event counts as lost: past the Send API calls still in flight.
     lost_grace: Duration,
 }
@@ -178,11 +180,11 @@ impl InFlight {
         Self { held: dashmap::DashMap::new(), lost_grace }
     }
 
-    fn handed(&self, id: i64, page: PageId) {
+    fn handed(&self, id: InboxId, page: PageId) {
         self.held.insert(id, Held { since: tokio::time::Instant::now(), page, lost_at: None });
     }
 
-    fn finished(&self, ids: impl IntoIterator<Item = i64>) {
+    fn finished(&self, ids: impl IntoIterator<Item = InboxId>) {
         for id in ids {
             self.held.remove(&id);
         }
@@ -200,7 +202,7 @@ impl InFlight {
 
     /// Not held, held by a tenant that failed at least `lost_grace` ago, or held for longer than `stale`
     /// (the engine lost it some other way).
-    fn due(&self, id: i64, stale: Duration) -> bool {
+    fn due(&self, id: InboxId, stale: Duration) -> bool {
         self.held.get(&id).is_none_or(|held| {
             held.since.elapsed() >= stale || held.lost_at.is_some_and(|at| at.elapsed() >= self.lost_grace)
         })
@@ -215,7 +217,7 @@ impl InFlight {
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Inbox {
-    writer: GroupCommit<InboxRow, Option<i64>>,
+    writer: GroupCommit<InboxRow, Option<InboxId>>,
     store: Store,
     router: Router,
     in_flight: Arc<InFlight>,
@@ -257,7 +259,7 @@ impl Inbox {
 
     /// Commits `events` (with their tenant page) and returns each one's inbox id, `None` for one already
     /// stored (a redelivery). `Err` means the commit failed or did not finish in time: answer 503.
-    pub async fn commit(&self, events: &[(&InboundEvent, &str)]) -> Result<Vec<Option<i64>>, String> {
+    pub async fn commit(&self, events: &[(&InboundEvent, &str)]) -> Result<Vec<Option<InboxId>>, String> {
         let rows = events.iter().map(|(e, page)| row(e, page)).collect::<Result<Vec<_>, _>>()?;
         self.writer.submit_by(rows, Some(tokio::time::Instant::now() + self.commit_timeout)).await
     }
@@ -278,7 +280,7 @@ impl Inbox {
 
     /// Hands a committed event of tenant `page` to the engine. One the router could not take (its tenant is
     /// quarantined, or its start buffer is full) is not held: the next sweep hands it over again.
-    pub fn dispatch(&self, mut event: InboundEvent, id: i64, page: PageId) {
+    pub fn dispatch(&self, mut event: InboundEvent, id: InboxId, page: PageId) {
         event.inbox_id = Some(id);
         self.in_flight.handed(id, page);
         if self.router.dispatch(event) != Dispatched::Routed {
@@ -450,11 +452,11 @@ pub const PROGRESS_RETRIES: &str = "switchboard_inbox_progress_retries_total";
 
 #[async_trait]
 impl EventSink for StoreEvents {
-    async fn recorded(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, String> {
-        self.store.replies_of(inbox_id).await.map_err(|e| e.to_string())
+    async fn recorded(&self, inbox_id: InboxId) -> Result<Vec<RecordedReply>, SinkError> {
+        self.store.replies_of(inbox_id).await.map_err(|e| SinkError::Unavailable(e.to_string()))
     }
 
-    async fn record(&self, events: &[(i64, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, String> {
+    async fn record(&self, events: &[(InboxId, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
         let rows = events
             .iter()
             .flat_map(|(inbox_id, texts)| {
@@ -465,7 +467,7 @@ impl EventSink for StoreEvents {
                 })
             })
             .collect();
-        let mut recorded = self.record.submit(rows).await?.into_iter();
+        let mut recorded = self.record.submit(rows).await.map_err(SinkError::Unavailable)?.into_iter();
         Ok(events.iter().map(|(_, texts)| recorded.by_ref().take(texts.len()).collect()).collect())
     }
 

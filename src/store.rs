@@ -38,7 +38,7 @@ pub use model::{
     ResponderSetting, RevokeIf, SealedRelaySecret, SealedRow, Session, StateRejected, UnhandledRecord, UnhandledRow,
     UnhandledSummary, User,
 };
-pub use switchboard_actors::RecordedReply;
+pub use switchboard_actors::{InboxId, RecordedReply, ReplyId};
 
 use crate::domain::PageId;
 
@@ -114,12 +114,16 @@ pub(crate) use on;
 pub(crate) trait Batched: Send + Sync {
     /// Inserts inbox rows in order; a row whose (page, key) is stored already, or appears earlier in `rows`,
     /// gets `None`.
-    async fn insert_inbox_rows(&self, rows: &[InboxRow], now: DateTime<Utc>) -> Result<Vec<Option<i64>>, StoreError>;
+    async fn insert_inbox_rows(
+        &self,
+        rows: &[InboxRow],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<InboxId>>, StoreError>;
     /// Marks replies sent and inbox rows finished.
     async fn write_progress(
         &self,
-        sent: &[(i64, Option<String>)],
-        finished: &[(i64, Option<String>)],
+        sent: &[(ReplyId, Option<String>)],
+        finished: &[(InboxId, Option<String>)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Records each (inbox id, seq) once; a reply recorded before is returned as first recorded.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::PageId;
+use crate::ids::InboxId;
 
 /// Where an event came from and where the reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -18,7 +19,7 @@ pub enum Channel {
 pub struct InboundEvent {
     /// The event's row in the durable inbox, when there is one (never serialized: it is the row's key).
     #[serde(skip)]
-    pub inbox_id: Option<i64>,
+    pub inbox_id: Option<InboxId>,
     /// Handed over again from the inbox after a restart: its replies may be recorded (and sent) already.
     #[serde(skip)]
     pub recovered: bool,

@@ -2,18 +2,28 @@
 //!
 //! One supervised ractor actor per connected Page holds that tenant's decrypted token, runs its bot on
 //! each event in order, and sends the replies through the Graph API at the tenant's own pace (GCRA),
-//! pausing when Meta throttles and stopping when Meta rejects the token. The `Router` routes events by
-//! page (or Instagram account) id and starts tenants lazily; the `TenantSupervisor` restarts failed ones.
+//! pausing when Meta throttles and stopping when Meta rejects the token.
+//!
+//! - `router`: the facade the root crate uses (dispatch, connect, disconnect, figures, shutdown);
+//! - `registry`: which account id belongs to which tenant, and each tenant's running actor or waiting events;
+//! - `supervisor`: starts tenants on demand and restarts (or quarantines) failed ones;
+//! - `tenant` (`respond`, `send`, `marks`): one Page's state, its bot, its sending, its inbox marks;
+//! - `context`: what the parts share, and the narrow slice a tenant gets;
+//! - `ports`: the traits the root crate implements, and Meta's error classes.
 //!
 //! This crate must never depend on an HTTP server or a SQL driver: storage, the Graph API, status
 //! updates and relay bots reach it through the traits in `ports`, which the root crate implements.
 
+pub mod backoff;
+mod context;
 mod dedup;
 pub mod event;
+mod ids;
 pub mod limiter;
 pub mod metrics;
 mod page;
 pub mod ports;
+mod registry;
 mod router;
 pub mod rules;
 mod settings;
@@ -23,11 +33,13 @@ mod supervisor;
 mod tenant;
 mod token;
 
+pub use backoff::Backoff;
 pub use event::{Channel, EventKind, InboundEvent};
+pub use ids::{InboxId, ReplyId};
 pub use page::{PageId, PageIdError};
 pub use ports::{
-    EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, OutgoingMessage, Progress, RecordedReply,
-    Responder, SendOk, StatusSink, TenantProfile, TenantSource, Usage,
+    BotError, EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, OutgoingMessage, Progress,
+    RecordedReply, Responder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, Usage,
 };
 pub use router::{Dispatched, EngineDeps, Route, Router};
 pub use rules::{KeywordRule, Rules, RulesResponder};

@@ -1,7 +1,11 @@
 //! Metric names and the per-tenant handles. Per-tenant series carry `client` (slug) and `page` labels,
 //! so their number is bounded by the number of integrations; no label ever carries a token or a user id.
 
+use std::sync::Arc;
+
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+use crate::stats::TenantStats;
 
 pub const EVENTS: &str = "switchboard_webhook_events_total";
 pub const REPLIES_SENT: &str = "switchboard_replies_sent_total";
@@ -20,8 +24,10 @@ pub const EVENTS_DROPPED: &str = "switchboard_events_dropped_total";
 
 const KINDS: [&str; 7] = ["message", "echo", "postback", "read", "delivery", "reaction", "other"];
 
-/// Handles registered once per running tenant, so the per-event path only increments.
+/// Handles registered once per running tenant, so the per-event path only increments; the tenant's figures
+/// for the portal move with them.
 pub struct TenantMetrics {
+    stats: Arc<TenantStats>,
     client: String,
     page: String,
     events: [Counter; 7],
@@ -33,9 +39,10 @@ pub struct TenantMetrics {
 }
 
 impl TenantMetrics {
-    pub fn new(client: &str, page: &str) -> Self {
+    pub fn new(client: &str, page: &str, stats: Arc<TenantStats>) -> Self {
         let (c, p) = (client.to_owned(), page.to_owned());
         Self {
+            stats,
             events: KINDS.map(|kind| counter!(EVENTS, "client" => c.clone(), "page" => p.clone(), "kind" => kind)),
             replies: counter!(REPLIES_SENT, "client" => c.clone(), "page" => p.clone()),
             throttled: counter!(THROTTLED_PAUSES, "client" => c.clone(), "page" => p.clone()),
@@ -47,10 +54,12 @@ impl TenantMetrics {
         }
     }
 
-    pub fn event(&self, kind: &'static str, at_unix_secs: f64) {
+    /// An event of `kind` (Meta's `timestamp` in seconds) reached the tenant at `received_ms`.
+    pub fn event(&self, kind: &'static str, at_unix_secs: f64, received_ms: i64) {
         let i = KINDS.iter().position(|k| *k == kind).unwrap_or(KINDS.len() - 1);
         self.events[i].increment(1);
         self.last_event.set(at_unix_secs);
+        self.stats.event(received_ms);
     }
 
     pub fn ignored(&self, reason: &'static str) {
@@ -61,11 +70,13 @@ impl TenantMetrics {
     pub fn sent(&self, latency: std::time::Duration) {
         self.replies.increment(1);
         self.latency.record(latency.as_secs_f64());
+        self.stats.replied();
     }
 
     pub fn send_error(&self, code: String) {
         counter!(SEND_ERRORS, "client" => self.client.clone(), "page" => self.page.clone(), "code" => code)
             .increment(1);
+        self.stats.send_error();
     }
 
     pub fn dropped(&self, reason: &'static str, n: u64) {
@@ -75,9 +86,11 @@ impl TenantMetrics {
 
     pub fn throttled(&self) {
         self.throttled.increment(1);
+        self.stats.throttled();
     }
 
     pub fn queue_depth(&self, depth: usize) {
         self.queue_depth.set(depth as f64);
+        self.stats.queue_depth(depth);
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::event::{Channel, InboundEvent};
+use crate::ids::{InboxId, ReplyId};
 use crate::{AccessToken, PageId};
 
 /// Everything a tenant actor needs to run, loaded when it starts (and again on reconnect).
@@ -161,17 +162,40 @@ pub trait StatusSink: Send + Sync + 'static {
     async fn permission_error(&self, page: &PageId, reason: &str);
 }
 
+/// Why a bot gave no answer. The event is finished as failed with this reason, which names the problem
+/// whole (for people: no token, no customer's words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BotError {
+    /// The bot could not be reached, or its address may not be used.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The bot answered, but not with replies Switchboard may send.
+    #[error("{0}")]
+    BadAnswer(String),
+}
+
 /// A tenant's bot: the replies to an event (possibly none).
 #[async_trait]
 pub trait Responder: Send + Sync + 'static {
-    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, String>;
+    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError>;
+}
+
+/// Why the durable inbox or its outbox did not take what the engine asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// Storage is unavailable (or did not answer in time); worth trying again.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    /// This engine has no durable inbox.
+    #[error("this engine has no durable inbox")]
+    NoInbox,
 }
 
 /// A reply to an inbox event, recorded in the outbox before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedReply {
     /// The outbox row.
-    pub id: i64,
+    pub id: ReplyId,
     pub text: String,
     /// Meta accepted it already (its message_id is stored): never send it again.
     pub sent: bool,
@@ -182,13 +206,13 @@ pub struct RecordedReply {
 pub struct Progress {
     /// Replies Meta accepted: (outbox row, Meta's message_id when it gave one). Reported by the send task
     /// itself, as soon as Meta answers.
-    pub sent: Vec<(i64, Option<String>)>,
+    pub sent: Vec<(ReplyId, Option<String>)>,
     /// Events finished: done (`None`) once every reply was sent (or there was none), or failed with the
     /// reason.
-    pub finished: Vec<(i64, Option<String>)>,
-    /// Events given up without finishing (storage refused their replies): still pending, to be handed over
-    /// again later.
-    pub released: Vec<i64>,
+    pub finished: Vec<(InboxId, Option<String>)>,
+    /// Events given up without finishing (storage refused their replies, the page's backlog was full): still
+    /// pending, to be handed over again later.
+    pub released: Vec<InboxId>,
 }
 
 impl Progress {
@@ -201,12 +225,12 @@ impl Progress {
 #[async_trait]
 pub trait EventSink: Send + Sync + 'static {
     /// The replies already recorded for an event handed over again after a restart, in order (empty if
-    /// none were). `Err` means storage is unavailable.
-    async fn recorded(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, String>;
+    /// none were).
+    async fn recorded(&self, inbox_id: InboxId) -> Result<Vec<RecordedReply>, SinkError>;
     /// Records the replies to events, (inbox id, texts) each, before any of them is sent; returns each
     /// event's recorded replies, in order. Idempotent: recording an event's replies again returns the rows
     /// stored first (their text, and whether they were sent).
-    async fn record(&self, events: &[(i64, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, String>;
+    async fn record(&self, events: &[(InboxId, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, SinkError>;
     /// Stores sent replies and finished events. Must not lose them: an implementation retries until
     /// storage takes them (a reply not marked sent would be sent again after a restart).
     async fn progress(&self, progress: Progress);
@@ -220,12 +244,12 @@ pub struct NoInbox;
 
 #[async_trait]
 impl EventSink for NoInbox {
-    async fn recorded(&self, _: i64) -> Result<Vec<RecordedReply>, String> {
-        Err("this engine has no durable inbox".to_owned())
+    async fn recorded(&self, _: InboxId) -> Result<Vec<RecordedReply>, SinkError> {
+        Err(SinkError::NoInbox)
     }
 
-    async fn record(&self, _: &[(i64, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, String> {
-        Err("this engine has no durable inbox".to_owned())
+    async fn record(&self, _: &[(InboxId, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
+        Err(SinkError::NoInbox)
     }
 
     async fn progress(&self, _: Progress) {}

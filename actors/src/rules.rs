@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventKind, InboundEvent};
-use crate::ports::Responder;
+use crate::ports::{BotError, Responder};
 
 /// A client's rules, as stored (JSON) and set with `switchboard client set-responder SLUG rules`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +98,7 @@ impl RulesResponder {
 
 #[async_trait]
 impl Responder for RulesResponder {
-    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, String> {
+    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError> {
         Ok(self.reply(event).into_iter().collect())
     }
 }

@@ -1,14 +1,21 @@
-//! Per-tenant figures for people (the portal): when the last event arrived and how many replies went out
-//! in the last hour. Kept by the router, so they survive a tenant's actor stopping when idle.
+//! Per-tenant figures for people (the portal): when the last event arrived, replies in the last hour, and
+//! the running totals the metrics count too (events, replies, send errors, throttled pauses, queue depth).
+//! Kept per page by the engine, so they survive a tenant's actor stopping when idle; the portal reads them
+//! here rather than from the rendered metrics.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// A tenant's live figures.
 pub struct TenantStats {
     last_event_ms: AtomicI64,
     /// Replies per minute over the last hour, as (minute number, count) in a ring.
     replies: Mutex<[(i64, u32); 60]>,
+    events_total: AtomicU64,
+    replies_total: AtomicU64,
+    send_errors: AtomicU64,
+    throttled: AtomicU64,
+    queue_depth: AtomicU64,
 }
 
 /// A copy of a tenant's figures at one instant.
@@ -17,6 +24,13 @@ pub struct StatsSnapshot {
     /// Unix milliseconds of the last webhook event, if one arrived since start.
     pub last_event_ms: Option<i64>,
     pub replies_last_hour: u32,
+    /// Since the process started.
+    pub events: u64,
+    pub replies: u64,
+    pub send_errors: u64,
+    pub throttled: u64,
+    /// Replies waiting or in flight now.
+    pub queue_depth: u64,
 }
 
 fn now_ms() -> i64 {
@@ -25,16 +39,39 @@ fn now_ms() -> i64 {
 
 impl Default for TenantStats {
     fn default() -> Self {
-        Self { last_event_ms: AtomicI64::new(0), replies: Mutex::new([(i64::MIN, 0); 60]) }
+        Self {
+            last_event_ms: AtomicI64::new(0),
+            replies: Mutex::new([(i64::MIN, 0); 60]),
+            events_total: AtomicU64::new(0),
+            replies_total: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            queue_depth: AtomicU64::new(0),
+        }
     }
 }
 
 impl TenantStats {
+    /// An event reached the tenant at `at_ms` (unix milliseconds).
     pub fn event(&self, at_ms: i64) {
         self.last_event_ms.fetch_max(at_ms, Ordering::Relaxed);
+        self.events_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn send_error(&self) {
+        self.send_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn queue_depth(&self, depth: usize) {
+        self.queue_depth.store(depth as u64, Ordering::Relaxed);
     }
 
     pub fn replied(&self) {
+        self.replies_total.fetch_add(1, Ordering::Relaxed);
         let minute = now_ms() / 60_000;
         let mut ring = self.replies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let slot = &mut ring[(minute % 60) as usize];
@@ -50,7 +87,15 @@ impl TenantStats {
         let ring = self.replies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let replies_last_hour = ring.iter().filter(|(m, _)| minute.saturating_sub(*m) < 60).map(|(_, n)| n).sum();
         let last = self.last_event_ms.load(Ordering::Relaxed);
-        StatsSnapshot { last_event_ms: (last > 0).then_some(last), replies_last_hour }
+        StatsSnapshot {
+            last_event_ms: (last > 0).then_some(last),
+            replies_last_hour,
+            events: self.events_total.load(Ordering::Relaxed),
+            replies: self.replies_total.load(Ordering::Relaxed),
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            queue_depth: self.queue_depth.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -66,6 +111,10 @@ mod tests {
         stats.event(1000);
         stats.replied();
         stats.replied();
-        assert_eq!(stats.snapshot(), StatsSnapshot { last_event_ms: Some(2000), replies_last_hour: 2 });
+        stats.send_error();
+        stats.queue_depth(3);
+        let snapshot = stats.snapshot();
+        assert_eq!((snapshot.last_event_ms, snapshot.replies_last_hour), (Some(2000), 2));
+        assert_eq!((snapshot.events, snapshot.replies, snapshot.send_errors, snapshot.queue_depth), (2, 2, 1, 3));
     }
 }

@@ -1,27 +1,30 @@
-//! The supervisor of tenant actors. It starts a tenant on demand and restarts one that panicked or failed,
-//! with exponential backoff and a restart budget per tenant (at most N restarts within a window). A
-//! tenant that spends its budget is quarantined for a while; no failure of one tenant ever stops the
-//! supervisor or another tenant. Restarts are counted per tenant.
+//! The supervisor of tenant actors. It owns them: it starts a tenant on demand (linked to itself, with the
+//! tenant's context), and restarts one that panicked or failed, with exponential backoff and a restart budget
+//! per tenant (at most N restarts within a window). A tenant that spends its budget is quarantined for a
+//! while; no failure of one tenant ever stops the supervisor or another tenant. Restarts are counted per
+//! tenant.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 
 use crate::PageId;
+use crate::backoff::Backoff;
+use crate::context::Shared;
 use crate::metrics::ACTOR_RESTARTS;
-use crate::router::Router;
-use crate::tenant::{TenantActor, TenantArgs};
+use crate::tenant::TenantActor;
 
-pub enum SupervisorMsg {
+pub(crate) enum SupervisorMsg {
     /// Start the tenant for this page if it is not running.
     Start(PageId),
 }
 
-pub struct TenantSupervisor;
+pub(crate) struct TenantSupervisor;
 
-pub struct SupervisorState {
-    router: Router,
+pub(crate) struct SupervisorState {
+    shared: Arc<Shared>,
     running: HashMap<PageId, ActorId>,
     by_actor: HashMap<ActorId, PageId>,
     restarts: HashMap<PageId, VecDeque<Instant>>,
@@ -30,14 +33,14 @@ pub struct SupervisorState {
 impl Actor for TenantSupervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
-    type Arguments = Router;
+    type Arguments = Arc<Shared>;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<SupervisorMsg>,
-        router: Router,
+        shared: Arc<Shared>,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        Ok(SupervisorState { router, running: HashMap::new(), by_actor: HashMap::new(), restarts: HashMap::new() })
+        Ok(SupervisorState { shared, running: HashMap::new(), by_actor: HashMap::new(), restarts: HashMap::new() })
     }
 
     async fn handle(
@@ -47,22 +50,25 @@ impl Actor for TenantSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         let SupervisorMsg::Start(page) = msg;
-        if state.running.contains_key(&page) || !state.router.is_starting(&page) {
+        let registry = &state.shared.registry;
+        if state.running.contains_key(&page) || !registry.is_starting(&page) {
             return Ok(());
         }
-        let args = TenantArgs { page: page.clone(), router: state.router.clone() };
+        let ctx = state.shared.context(page.clone());
         // Tenant start-up does no I/O (the integration loads in a task), so this returns at once.
-        match Actor::spawn_linked(None, TenantActor, args, myself.get_cell()).await {
+        match Actor::spawn_linked(None, TenantActor, ctx, myself.get_cell()).await {
             Ok((actor, _)) => {
                 state.running.insert(page.clone(), actor.get_id());
                 state.by_actor.insert(actor.get_id(), page.clone());
-                if !state.router.activate(&page, actor.clone()) {
+                if registry.activate(&page, actor.clone()) {
+                    metrics::gauge!(crate::metrics::ACTIVE_ACTORS).increment(1.0);
+                } else {
                     actor.stop(Some("disconnected while starting".to_owned()));
                 }
             }
             Err(err) => {
                 tracing::error!(%page, error = %err, "cannot spawn tenant actor");
-                state.router.quarantine(&page);
+                registry.quarantine(&page, Instant::now() + state.shared.settings.quarantine);
             }
         }
         Ok(())
@@ -75,41 +81,50 @@ impl Actor for TenantSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                let Some(page) = forget(state, &cell) else { return Ok(()) };
-                // Its mailbox died with it: the durable inbox hands what it held over again.
-                state.router.deps().events.lost(&page);
-                let client = state.router.client_of(&page).map(|c| c.to_string()).unwrap_or_default();
-                metrics::counter!(ACTOR_RESTARTS, "client" => client, "page" => page.as_str().to_owned()).increment(1);
-                let settings = &state.router.deps().settings;
-                let now = Instant::now();
-                let recent = state.restarts.entry(page.clone()).or_default();
-                while recent.front().is_some_and(|t| now.duration_since(*t) > settings.restart_window) {
-                    recent.pop_front();
-                }
-                recent.push_back(now);
-                if recent.len() > settings.restart_max {
-                    tracing::error!(%page, error = %err, restarts = recent.len(), "tenant keeps failing; quarantined");
-                    state.restarts.remove(&page);
-                    state.router.actor_gone(&page, cell.get_id(), false);
-                    state.router.quarantine(&page);
-                    return Ok(());
-                }
-                let delay = settings.restart_backoff.saturating_mul(1 << (recent.len() - 1).min(10));
-                tracing::warn!(%page, error = %err, ?delay, "tenant failed; restarting");
-                state.router.actor_gone(&page, cell.get_id(), true);
-                myself.send_after(delay, move || SupervisorMsg::Start(page));
-            }
+            SupervisionEvent::ActorFailed(cell, err) => failed(&myself, state, &cell, &err.to_string()),
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(page) = forget(state, &cell) {
                     tracing::debug!(%page, ?reason, "tenant stopped");
-                    state.router.actor_gone(&page, cell.get_id(), false);
+                    gone(state, &page, cell.get_id(), false);
                 }
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// A tenant failed: its mailbox died with it (the durable inbox hands over again what it held); it restarts
+/// after a backoff, or is quarantined once it spent its budget.
+fn failed(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, cell: &ActorCell, err: &str) {
+    let Some(page) = forget(state, cell) else { return };
+    state.shared.ports.events.lost(&page);
+    let client = state.shared.registry.client_of(&page).map(|c| c.to_string()).unwrap_or_default();
+    metrics::counter!(ACTOR_RESTARTS, "client" => client, "page" => page.as_str().to_owned()).increment(1);
+    let settings = state.shared.settings.clone();
+    let now = Instant::now();
+    let recent = state.restarts.entry(page.clone()).or_default();
+    while recent.front().is_some_and(|t| now.duration_since(*t) > settings.restart_window) {
+        recent.pop_front();
+    }
+    recent.push_back(now);
+    let restarts = recent.len();
+    if restarts > settings.restart_max {
+        tracing::error!(%page, error = %err, restarts, "tenant keeps failing; quarantined");
+        state.restarts.remove(&page);
+        gone(state, &page, cell.get_id(), false);
+        state.shared.registry.quarantine(&page, now + settings.quarantine);
+        return;
+    }
+    let delay = Backoff::new(settings.restart_backoff, settings.retry_max).delay(restarts as u32);
+    tracing::warn!(%page, error = %err, ?delay, "tenant failed; restarting");
+    gone(state, &page, cell.get_id(), true);
+    myself.send_after(delay, move || SupervisorMsg::Start(page));
+}
+
+fn gone(state: &SupervisorState, page: &PageId, actor: ActorId, restart: bool) {
+    metrics::gauge!(crate::metrics::ACTIVE_ACTORS).decrement(1.0);
+    state.shared.registry.actor_gone(page, actor, restart);
 }
 
 fn forget(state: &mut SupervisorState, cell: &ActorCell) -> Option<PageId> {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    AccessToken, Channel, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi, GraphFailure, InboundEvent,
-    LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, Responder, Router, RulesResponder, SendOk,
-    StatusSink, TenantProfile, TenantSource, Usage,
+    AccessToken, BotError, Channel, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi, GraphFailure,
+    InboundEvent, InboxId, LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, ReplyId, Responder,
+    Router, RulesResponder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, Usage,
 };
 use tokio::time::Instant;
 
@@ -53,7 +53,7 @@ struct SlowBot;
 
 #[async_trait]
 impl Responder for SlowBot {
-    async fn respond(&self, _: &InboundEvent) -> Result<Vec<String>, String> {
+    async fn respond(&self, _: &InboundEvent) -> Result<Vec<String>, BotError> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         Ok(vec!["ok".into()])
     }
@@ -203,14 +203,14 @@ struct SlowInbox {
 
 #[async_trait]
 impl EventSink for SlowInbox {
-    async fn recorded(&self, _: i64) -> Result<Vec<RecordedReply>, String> {
+    async fn recorded(&self, _: InboxId) -> Result<Vec<RecordedReply>, SinkError> {
         Ok(vec![])
     }
 
-    async fn record(&self, events: &[(i64, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, String> {
+    async fn record(&self, events: &[(InboxId, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
         let first = {
             let mut calls = self.calls.lock().unwrap();
-            calls.push(events.iter().map(|(id, _)| *id).collect());
+            calls.push(events.iter().map(|(id, _)| id.0).collect());
             calls.len() == 1
         };
         if first {
@@ -219,14 +219,17 @@ impl EventSink for SlowInbox {
         Ok(events
             .iter()
             .map(|(id, texts)| {
-                texts.iter().map(|text| RecordedReply { id: *id * 100, text: text.clone(), sent: false }).collect()
+                texts
+                    .iter()
+                    .map(|text| RecordedReply { id: ReplyId(id.0 * 100), text: text.clone(), sent: false })
+                    .collect()
             })
             .collect())
     }
 
     async fn progress(&self, progress: Progress) {
-        self.finished.lock().unwrap().extend(progress.finished);
-        self.released.lock().unwrap().extend(progress.released);
+        self.finished.lock().unwrap().extend(progress.finished.into_iter().map(|(id, failure)| (id.0, failure)));
+        self.released.lock().unwrap().extend(progress.released.into_iter().map(|id| id.0));
     }
 }
 
@@ -261,7 +264,7 @@ async fn slow_inbox_engine_with(
 
 /// An inbox event (row `id`) from `sender` at `timestamp`.
 fn inbox_event(id: i64, sender: &str, timestamp: i64) -> InboundEvent {
-    InboundEvent { inbox_id: Some(id), sender: sender.into(), timestamp, ..message(&format!("m{id}")) }
+    InboundEvent { inbox_id: Some(InboxId(id)), sender: sender.into(), timestamp, ..message(&format!("m{id}")) }
 }
 
 #[tokio::test(start_paused = true)]

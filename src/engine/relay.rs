@@ -20,7 +20,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
-use switchboard_actors::{InboundEvent, Responder};
+use switchboard_actors::{BotError, InboundEvent, Responder};
 
 pub const SIGNATURE_HEADER: &str = "x-switchboard-signature-256";
 
@@ -188,10 +188,11 @@ pub fn sign(secret: &SecretString, body: &[u8]) -> String {
 
 #[async_trait]
 impl Responder for RelayResponder {
-    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, String> {
-        check_url(&self.url, self.limits.allow_private).map_err(|e| format!("the relay URL {e}"))?;
+    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError> {
+        check_url(&self.url, self.limits.allow_private)
+            .map_err(|e| BotError::Unreachable(format!("the relay URL {e}")))?;
         let body = serde_json::to_vec(&serde_json::json!({ "client": self.client_slug, "event": event }))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| BotError::Unreachable(e.to_string()))?;
         let mut response = self
             .http
             .post(&self.url)
@@ -200,22 +201,24 @@ impl Responder for RelayResponder {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("relay bot unreachable: {}", causes(&e.without_url())))?;
+            .map_err(|e| BotError::Unreachable(format!("relay bot unreachable: {}", causes(&e.without_url()))))?;
         let status = response.status();
         if status.is_redirection() {
-            return Err(format!("relay bot answered {status}, a redirect, which is not followed"));
+            return Err(BotError::BadAnswer(format!("relay bot answered {status}, a redirect, which is not followed")));
         }
         if !status.is_success() {
-            return Err(format!("relay bot answered {status}"));
+            return Err(BotError::BadAnswer(format!("relay bot answered {status}")));
         }
         let cap = self.limits.max_answer_bytes;
-        let too_large = || format!("relay bot's answer is larger than {cap} bytes");
+        let too_large = || BotError::BadAnswer(format!("relay bot's answer is larger than {cap} bytes"));
         if response.content_length().is_some_and(|n| n > cap as u64) {
             return Err(too_large());
         }
         let mut answer = Vec::new();
-        while let Some(chunk) =
-            response.chunk().await.map_err(|e| format!("relay bot's answer was cut off: {}", e.without_url()))?
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| BotError::BadAnswer(format!("relay bot's answer was cut off: {}", e.without_url())))?
         {
             if answer.len() + chunk.len() > cap {
                 return Err(too_large());
@@ -223,14 +226,14 @@ impl Responder for RelayResponder {
             answer.extend_from_slice(&chunk);
         }
         let answer: RelayAnswer = serde_json::from_slice(&answer)
-            .map_err(|_| "relay bot's answer is not {\"replies\": [text, …]}".to_owned())?;
+            .map_err(|_| BotError::BadAnswer("relay bot's answer is not {\"replies\": [text, …]}".to_owned()))?;
         let replies: Vec<String> = answer.replies.into_iter().filter(|r| !r.trim().is_empty()).collect();
         if replies.len() > self.limits.max_replies {
-            return Err(format!(
+            return Err(BotError::BadAnswer(format!(
                 "relay bot answered {} replies; at most {} are sent for one message",
                 replies.len(),
                 self.limits.max_replies
-            ));
+            )));
         }
         Ok(replies)
     }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{InboxRow, NewReply, RecordedReply, Store, StoreError, on};
+use super::{InboxId, InboxRow, NewReply, RecordedReply, ReplyId, Store, StoreError, on};
 
 /// The oldest `$2` inbox rows finished before `$1`: one pruning batch, whose replies go first, then the rows.
 macro_rules! prune_batch {
@@ -15,12 +15,12 @@ macro_rules! prune_batch {
 impl Store {
     /// Commits events to the webhook inbox in one transaction; for each, the new row's id, or `None` when
     /// the page already has that dedup key (a redelivery).
-    pub async fn inbox_insert(&self, rows: &[InboxRow]) -> Result<Vec<Option<i64>>, StoreError> {
+    pub async fn inbox_insert(&self, rows: &[InboxRow]) -> Result<Vec<Option<InboxId>>, StoreError> {
         self.batched.insert_inbox_rows(rows, crate::clock::now()).await
     }
 
     /// Marks inbox rows done (`failure` = `None`) or failed with the reason, in one transaction.
-    pub async fn inbox_finish(&self, rows: &[(i64, Option<String>)]) -> Result<(), StoreError> {
+    pub async fn inbox_finish(&self, rows: &[(InboxId, Option<String>)]) -> Result<(), StoreError> {
         self.inbox_progress(&[], rows).await
     }
 
@@ -28,8 +28,8 @@ impl Store {
     /// when `failure` is `None`). Rows already sent or finished are left as they are.
     pub async fn inbox_progress(
         &self,
-        sent: &[(i64, Option<String>)],
-        finished: &[(i64, Option<String>)],
+        sent: &[(ReplyId, Option<String>)],
+        finished: &[(InboxId, Option<String>)],
     ) -> Result<(), StoreError> {
         self.batched.write_progress(sent, finished, crate::clock::now()).await
     }
@@ -41,15 +41,15 @@ impl Store {
     }
 
     /// The replies recorded for an inbox row, in order.
-    pub async fn replies_of(&self, inbox_id: i64) -> Result<Vec<RecordedReply>, StoreError> {
+    pub async fn replies_of(&self, inbox_id: InboxId) -> Result<Vec<RecordedReply>, StoreError> {
         on!(self, |pool| {
             let rows: Vec<(i64, String, bool)> = sqlx::query_as(
                 "SELECT id, body, sent_at IS NOT NULL FROM webhook_replies WHERE inbox_id = $1 ORDER BY seq",
             )
-            .bind(inbox_id)
+            .bind(inbox_id.0)
             .fetch_all(pool)
             .await?;
-            Ok(rows.into_iter().map(|(id, text, sent)| RecordedReply { id, text, sent }).collect())
+            Ok(rows.into_iter().map(|(id, text, sent)| RecordedReply { id: ReplyId(id), text, sent }).collect())
         })
     }
 
@@ -78,21 +78,26 @@ impl Store {
         &self,
         received_before: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
+    ) -> Result<Vec<(InboxId, String)>, StoreError> {
         on!(self, |pool| {
-            Ok(sqlx::query_as(
+            let rows: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT id, event FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 \
                  ORDER BY id LIMIT $2",
             )
             .bind(received_before)
             .bind(limit)
             .fetch_all(pool)
-            .await?)
+            .await?;
+            Ok(rows.into_iter().map(|(id, event)| (InboxId(id), event)).collect())
         })
     }
 
     /// The ids of pending rows received before `received_before`, oldest first (cheap: no event bodies).
-    pub async fn inbox_pending_ids(&self, received_before: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn inbox_pending_ids(
+        &self,
+        received_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<InboxId>, StoreError> {
         on!(self, |pool| {
             let rows: Vec<(i64,)> = sqlx::query_as(
                 "SELECT id FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 ORDER BY id LIMIT $2",
@@ -101,16 +106,16 @@ impl Store {
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            Ok(rows.into_iter().map(|(id,)| id).collect())
+            Ok(rows.into_iter().map(|(id,)| InboxId(id)).collect())
         })
     }
 
     /// The event of a row that is still pending, if it is.
-    pub async fn inbox_pending_event(&self, id: i64) -> Result<Option<String>, StoreError> {
+    pub async fn inbox_pending_event(&self, id: InboxId) -> Result<Option<String>, StoreError> {
         on!(self, |pool| {
             let row: Option<(String,)> =
                 sqlx::query_as("SELECT event FROM webhook_inbox WHERE id = $1 AND status = 'pending'")
-                    .bind(id)
+                    .bind(id.0)
                     .fetch_optional(pool)
                     .await?;
             Ok(row.map(|(event,)| event))

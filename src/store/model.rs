@@ -287,7 +287,7 @@ pub struct InboxRow {
 /// A reply to record in the outbox before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReply {
-    pub inbox_id: i64,
+    pub inbox_id: super::InboxId,
     /// The reply's place among the event's replies, from 0.
     pub seq: i32,
     pub text: String,

@@ -11,7 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::time::Instant;
 
-use super::{Batched, InboxRow, NewReply, RecordedReply, StoreError};
+use super::{Batched, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
 
 /// Connects to PostgreSQL.
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
@@ -99,7 +99,11 @@ impl Batched for PgBatched {
         kept.writers.clear();
     }
 
-    async fn insert_inbox_rows(&self, rows: &[InboxRow], now: DateTime<Utc>) -> Result<Vec<Option<i64>>, StoreError> {
+    async fn insert_inbox_rows(
+        &self,
+        rows: &[InboxRow],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<InboxId>>, StoreError> {
         let pages: Vec<&str> = rows.iter().map(|r| r.page_id.as_str()).collect();
         let keys: Vec<&str> = rows.iter().map(|r| r.dedup_key.as_str()).collect();
         let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
@@ -123,22 +127,22 @@ impl Batched for PgBatched {
         .await;
         self.after_write(writer, &inserted);
         let inserted = inserted?;
-        let mut ids: HashMap<(&str, &str), i64> =
-            inserted.iter().map(|(id, page, key)| ((page.as_str(), key.as_str()), *id)).collect();
+        let mut ids: HashMap<(&str, &str), InboxId> =
+            inserted.iter().map(|(id, page, key)| ((page.as_str(), key.as_str()), InboxId(*id))).collect();
         // The first row with a key took the id (rows are inserted in order); later copies were duplicates.
         Ok(rows.iter().map(|r| ids.remove(&(r.page_id.as_str(), r.dedup_key.as_str()))).collect())
     }
 
     async fn write_progress(
         &self,
-        sent: &[(i64, Option<String>)],
-        finished: &[(i64, Option<String>)],
+        sent: &[(ReplyId, Option<String>)],
+        finished: &[(InboxId, Option<String>)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (sent_ids, message_ids): (Vec<i64>, Vec<Option<&str>>) =
-            sent.iter().map(|(id, m)| (*id, m.as_deref())).unzip();
+            sent.iter().map(|(id, m)| (id.0, m.as_deref())).unzip();
         let (finished_ids, reasons): (Vec<i64>, Vec<Option<&str>>) =
-            finished.iter().map(|(id, r)| (*id, r.as_deref())).unzip();
+            finished.iter().map(|(id, r)| (id.0, r.as_deref())).unzip();
         let mut writer = self.writer().await?;
         let done = sqlx::query(
             "WITH sent AS ( \
@@ -166,7 +170,7 @@ impl Batched for PgBatched {
         // One statement may not touch a row twice, so send each (inbox_id, seq) once: its first copy.
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
         let unique: Vec<&NewReply> = rows.iter().filter(|r| seen.insert((r.inbox_id, r.seq))).collect();
-        let inbox_ids: Vec<i64> = unique.iter().map(|r| r.inbox_id).collect();
+        let inbox_ids: Vec<i64> = unique.iter().map(|r| r.inbox_id.0).collect();
         let seqs: Vec<i32> = unique.iter().map(|r| r.seq).collect();
         let bodies: Vec<&str> = unique.iter().map(|r| r.text.as_str()).collect();
         // A no-op update on conflict, so the row recorded first is returned.
@@ -185,9 +189,11 @@ impl Batched for PgBatched {
         .await;
         self.after_write(writer, &recorded);
         let recorded = recorded?;
-        let by_key: HashMap<(i64, i32), RecordedReply> = recorded
+        let by_key: HashMap<(InboxId, i32), RecordedReply> = recorded
             .into_iter()
-            .map(|(id, inbox_id, seq, text, sent)| ((inbox_id, seq), RecordedReply { id, text, sent }))
+            .map(|(id, inbox_id, seq, text, sent)| {
+                ((InboxId(inbox_id), seq), RecordedReply { id: ReplyId(id), text, sent })
+            })
             .collect();
         rows.iter()
             .map(|r| {

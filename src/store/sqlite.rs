@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Batched, InboxRow, NewReply, RecordedReply, StoreError};
+use super::{Batched, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
 
 /// Opens (creating it and its directory if missing) the database a `sqlite:` URL names.
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePool, StoreError> {
@@ -48,7 +48,11 @@ impl SqliteBatched {
 
 #[async_trait]
 impl Batched for SqliteBatched {
-    async fn insert_inbox_rows(&self, rows: &[InboxRow], now: DateTime<Utc>) -> Result<Vec<Option<i64>>, StoreError> {
+    async fn insert_inbox_rows(
+        &self,
+        rows: &[InboxRow],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<InboxId>>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::Unavailable)?;
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
@@ -64,7 +68,7 @@ impl Batched for SqliteBatched {
             .bind(row.done)
             .fetch_optional(&mut *tx)
             .await?;
-            ids.push(id.map(|(id,)| id));
+            ids.push(id.map(|(id,)| InboxId(id)));
         }
         tx.commit().await?;
         Ok(ids)
@@ -72,14 +76,14 @@ impl Batched for SqliteBatched {
 
     async fn write_progress(
         &self,
-        sent: &[(i64, Option<String>)],
-        finished: &[(i64, Option<String>)],
+        sent: &[(ReplyId, Option<String>)],
+        finished: &[(InboxId, Option<String>)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for (id, message_id) in sent {
             sqlx::query("UPDATE webhook_replies SET message_id = $2, sent_at = $3 WHERE id = $1 AND sent_at IS NULL")
-                .bind(id)
+                .bind(id.0)
                 .bind(message_id.as_deref())
                 .bind(now)
                 .execute(&mut *tx)
@@ -90,7 +94,7 @@ impl Batched for SqliteBatched {
                 "UPDATE webhook_inbox SET status = CASE WHEN $2 IS NULL THEN 'done' ELSE 'failed' END, \
                      reason = $2, finished_at = $3 WHERE id = $1 AND status = 'pending'",
             )
-            .bind(id)
+            .bind(id.0)
             .bind(failure.as_deref())
             .bind(now)
             .execute(&mut *tx)
@@ -110,13 +114,13 @@ impl Batched for SqliteBatched {
                  ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
                  RETURNING id, body, sent_at IS NOT NULL",
             )
-            .bind(row.inbox_id)
+            .bind(row.inbox_id.0)
             .bind(row.seq)
             .bind(&row.text)
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-            recorded.push(RecordedReply { id, text, sent });
+            recorded.push(RecordedReply { id: ReplyId(id), text, sent });
         }
         tx.commit().await?;
         Ok(recorded)

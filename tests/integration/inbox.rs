@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchboard::store::{InboxRow, NewReply};
+use switchboard::store::{InboxId, InboxRow, NewReply};
 
 use crate::app::{Options, PAGE_A, TestApp, fixture, spawn_app, text_event};
 
@@ -15,7 +15,7 @@ async fn durable() -> TestApp {
 
 /// Stores a pending inbox row for a text event to page A, as a commit does, without handing it to the
 /// engine; returns its id.
-async fn store_pending(app: &TestApp, sender: &str, mid: &str, text: &str, timestamp: i64) -> i64 {
+async fn store_pending(app: &TestApp, sender: &str, mid: &str, text: &str, timestamp: i64) -> InboxId {
     let event =
         switchboard::meta::webhook::parse(&text_event(PAGE_A, sender, mid, text, timestamp)).unwrap().events.remove(0);
     let row = InboxRow {
@@ -185,7 +185,7 @@ async fn operators_see_inbox_counts_and_replay_dead_letters_from_the_cli() {
             done: false,
         })
         .collect();
-    let ids: Vec<i64> = app.db.store.inbox_insert(&rows).await.unwrap().into_iter().flatten().collect();
+    let ids: Vec<InboxId> = app.db.store.inbox_insert(&rows).await.unwrap().into_iter().flatten().collect();
     app.db
         .store
         .inbox_finish(&ids.iter().map(|id| (*id, Some("Meta error 551".to_owned()))).collect::<Vec<_>>())

@@ -1,7 +1,7 @@
 //! The `Store` contract, run against both backends.
 
 use switchboard::domain::{ClientSlug, Email, Role};
-use switchboard::store::{AuditEntry, IntegrationStatus, NewOAuthState, NewUser, StoreError, UnhandledRow};
+use switchboard::store::{AuditEntry, InboxId, IntegrationStatus, NewOAuthState, NewUser, StoreError, UnhandledRow};
 
 use crate::support::{TestDb, client, key_entry, new_integration, on_both_backends, page, ring};
 
@@ -217,9 +217,9 @@ async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
     let again = store.inbox_insert(&[row("1", "m:a"), row("1", "m:c")]).await.unwrap();
     assert_eq!(again[0], None, "a key already stored is a redelivery");
     assert!(again[1].is_some());
-    assert_eq!(store.inbox_insert(&[]).await.unwrap(), Vec::<Option<i64>>::new());
+    assert_eq!(store.inbox_insert(&[]).await.unwrap(), Vec::<Option<InboxId>>::new());
 
-    let pending: Vec<i64> =
+    let pending: Vec<InboxId> =
         store.inbox_pending(chrono::Utc::now(), 10).await.unwrap().into_iter().map(|(id, _)| id).collect();
     assert_eq!(pending.len(), 4);
     assert!(pending.windows(2).all(|w| w[0] < w[1]), "oldest first");
@@ -272,7 +272,7 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
         Some("m_sent_1")
     );
     assert_eq!(store.inbox_counts().await.unwrap(), vec![("done".to_owned(), 1)]);
-    assert!(store.replies_of(inbox_id + 1000).await.unwrap().is_empty());
+    assert!(store.replies_of(InboxId(inbox_id.0 + 1000)).await.unwrap().is_empty());
 
     // One group may carry the same reply twice (two recordings of one event): both get the first copy.
     let other = InboxRow { page_id: "1".into(), dedup_key: "m:b".into(), event: "{}".into(), done: false };
@@ -297,7 +297,7 @@ async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db
     let rows: Vec<InboxRow> = (0..5)
         .map(|i| InboxRow { page_id: "1".into(), dedup_key: format!("m:{i}"), event: "{}".into(), done: false })
         .collect();
-    let ids: Vec<i64> = store.inbox_insert(&rows).await.unwrap().into_iter().flatten().collect();
+    let ids: Vec<InboxId> = store.inbox_insert(&rows).await.unwrap().into_iter().flatten().collect();
     store.replies_record(&[NewReply { inbox_id: ids[0], seq: 0, text: "hi".into() }]).await.unwrap();
     store.inbox_finish(&[(ids[0], None), (ids[1], Some("551".into())), (ids[2], None)]).await.unwrap();
 

@@ -1,0 +1,79 @@
+//! What the engine's parts share, and the narrow slice of it a tenant gets.
+//!
+//! [`Shared`] is built once per engine: the ports to the outside world, the settings, each page's figures,
+//! the tracker of every task a tenant starts, and the registry. The supervisor makes a [`TenantContext`] from
+//! it for each tenant it starts: the tenant's own page and figures, the ports and settings, the task tracker,
+//! and of the registry only the right to retire its own actor.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use ractor::ActorId;
+use tokio_util::task::TaskTracker;
+
+use crate::PageId;
+use crate::ports::{EventSink, GraphApi, StatusSink, TenantSource};
+use crate::registry::Registry;
+use crate::settings::EngineSettings;
+use crate::stats::TenantStats;
+
+/// The engine's view of the outside world.
+pub(crate) struct Ports {
+    pub source: Arc<dyn TenantSource>,
+    pub graph: Arc<dyn GraphApi>,
+    pub status: Arc<dyn StatusSink>,
+    pub events: Arc<dyn EventSink>,
+}
+
+/// What the router, the supervisor and (through [`TenantContext`]) the tenants share.
+pub(crate) struct Shared {
+    pub ports: Arc<Ports>,
+    pub settings: Arc<EngineSettings>,
+    pub registry: Registry,
+    /// Per page, kept while the process runs (a tenant's actor comes and goes).
+    pub stats: DashMap<PageId, Arc<TenantStats>>,
+    /// Every task a tenant starts (loading its integration, asking its bot, a Send API call, a report to
+    /// storage). Shutdown waits for them, so answers Meta gave reach storage.
+    pub tasks: TaskTracker,
+}
+
+impl Shared {
+    pub fn stats_for(&self, page: &PageId) -> Arc<TenantStats> {
+        self.stats.entry(page.clone()).or_default().clone()
+    }
+
+    /// The context of the tenant of `page`.
+    pub fn context(&self, page: PageId) -> TenantContext {
+        TenantContext {
+            stats: self.stats_for(&page),
+            ports: self.ports.clone(),
+            settings: self.settings.clone(),
+            tasks: self.tasks.clone(),
+            registry: self.registry.clone(),
+            page,
+        }
+    }
+}
+
+/// What one tenant may use.
+pub(crate) struct TenantContext {
+    pub page: PageId,
+    pub ports: Arc<Ports>,
+    pub settings: Arc<EngineSettings>,
+    pub stats: Arc<TenantStats>,
+    tasks: TaskTracker,
+    registry: Registry,
+}
+
+impl TenantContext {
+    /// Runs `work` as a task shutdown waits for.
+    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(work);
+    }
+
+    /// Retires this tenant's actor `actor` if the registry still routes to it (an idle tenant stopping).
+    pub fn retire(&self, actor: ActorId) -> bool {
+        self.registry.retire(&self.page, actor)
+    }
+}

@@ -1,0 +1,212 @@
+//! Sending: replies wait in the tenant's outbox and go out as fast as the pause (Meta's throttling), the GCRA
+//! limiter and the in-flight cap allow, never two to the same person at once. Meta's answer decides what
+//! happens next, by its class only (`FailureClass`): sent, retried with backoff, paused, the tenant blocked
+//! until the client reconnects, or the one reply dropped.
+
+use std::time::Duration;
+
+use ractor::ActorRef;
+use tokio::time::Instant;
+
+use super::{QueuedSend, Reply, TenantMsg, TenantState, marks};
+use crate::backoff::jitter;
+use crate::event::InboundEvent;
+use crate::ids::ReplyId;
+use crate::ports::{FailureClass, GraphFailure, OutgoingMessage, Progress, SendOk};
+
+/// Queues a reply to `event` (a full queue drops it, and counts it).
+pub(super) fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Reply) {
+    if state.outbox.len() >= state.ctx.settings.send_queue_capacity {
+        if let Some(m) = &state.metrics {
+            m.dropped("queue_full", 1);
+        }
+        marks::settle(state, event.inbox_id, Some("the send queue was full".to_owned()));
+        return;
+    }
+    let page_id = state.profile.as_ref().map_or_else(|| state.ctx.page.clone(), |p| p.page_id.clone());
+    state.outbox.push_back(QueuedSend {
+        message: OutgoingMessage { page_id, channel: event.channel, recipient: event.sender.clone(), text: reply.text },
+        attempts: 0,
+        inbox_id: event.inbox_id,
+        reply_id: reply.reply_id,
+    });
+}
+
+/// Starts as many sends as the pause, the limiter and the in-flight cap allow.
+pub(super) fn pump(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
+    if state.blocked() || state.outbox.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    if let Some(until) = state.paused_until {
+        if until > now {
+            schedule_pump(myself, state, until);
+            return;
+        }
+        state.paused_until = None;
+    }
+    while state.in_flight < state.ctx.settings.max_in_flight {
+        let Some(index) = state.outbox.iter().position(|q| !state.busy.contains(&q.message.recipient)) else { break };
+        if let Err(wait) = state.limiter.check() {
+            schedule_pump(myself, state, now + wait);
+            break;
+        }
+        let Some(item) = state.outbox.remove(index) else { break };
+        if !start_send(myself, state, item) {
+            break;
+        }
+    }
+}
+
+/// Makes the Send API call for `item` as a task; false (and `item` back in the queue) without a token.
+fn start_send(myself: &ActorRef<TenantMsg>, state: &mut TenantState, item: QueuedSend) -> bool {
+    let Some(token) = state.profile.as_ref().and_then(|p| p.token.clone()) else {
+        state.outbox.push_front(item);
+        return false;
+    };
+    state.in_flight += 1;
+    state.busy.insert(item.message.recipient.clone());
+    let (graph, sink) = (state.ctx.ports.graph.clone(), state.ctx.ports.events.clone());
+    let me = myself.clone();
+    state.ctx.spawn(async move {
+        let started = Instant::now();
+        let result = graph.send_message(&token, &item.message).await;
+        let elapsed = started.elapsed();
+        let mark = sent_mark(&item, &result);
+        let _ = me.send_message(TenantMsg::SendDone { item, result, elapsed });
+        // Meta's answer goes to storage from here, not through the actor, so it is stored even if the actor
+        // stops (a shutdown, a crash) before it handles SendDone; shutdown waits for this task.
+        if let Some(mark) = mark {
+            sink.progress(Progress { sent: vec![mark], ..Progress::default() }).await;
+        }
+    });
+    true
+}
+
+/// Pumps again at `at`, unless a pump is due earlier already.
+fn schedule_pump(myself: &ActorRef<TenantMsg>, state: &mut TenantState, at: Instant) {
+    if state.pump_at.is_some_and(|scheduled| scheduled <= at) {
+        return;
+    }
+    state.pump_at = Some(at);
+    myself.send_after(at.saturating_duration_since(Instant::now()), || TenantMsg::Pump);
+}
+
+/// What Meta answered to one call.
+pub(super) fn on_sent(
+    myself: &ActorRef<TenantMsg>,
+    state: &mut TenantState,
+    item: QueuedSend,
+    result: Result<SendOk, GraphFailure>,
+    elapsed: Duration,
+) {
+    let failure = match result {
+        Ok(ok) => return delivered(state, &item, Some(ok), elapsed),
+        Err(failure) => failure,
+    };
+    if let Some(m) = &state.metrics {
+        m.send_error(failure.code_label());
+    }
+    match failure.class() {
+        FailureClass::Throttled => {
+            state.busy.remove(&item.message.recipient);
+            let regain = failure.usage.and_then(|u| u.regain).unwrap_or(state.ctx.settings.throttle_fallback);
+            tracing::warn!(page = %state.ctx.page, code = %failure.code_label(), ?regain, "Meta throttled this page; pausing");
+            pause(state, regain);
+            state.outbox.push_front(item);
+        }
+        FailureClass::Transient => retry_or_drop(myself, state, item, &failure),
+        FailureClass::AlreadyDelivered => delivered(state, &item, None, elapsed),
+        FailureClass::AuthInvalid | FailureClass::PermissionDenied => block(state, item, &failure),
+        FailureClass::DropMessage => {
+            state.busy.remove(&item.message.recipient);
+            tracing::info!(page = %state.ctx.page, reason = %failure.reason(), "reply dropped");
+            if let Some(m) = &state.metrics {
+                m.dropped("message_error", 1);
+            }
+            marks::settle(state, item.inbox_id, Some(failure.reason()));
+        }
+    }
+}
+
+/// Meta took the reply (or answered that it already had it); pauses if its usage report says to.
+fn delivered(state: &mut TenantState, item: &QueuedSend, ok: Option<SendOk>, elapsed: Duration) {
+    state.busy.remove(&item.message.recipient);
+    if let Some(m) = &state.metrics {
+        m.sent(elapsed);
+    }
+    marks::settle(state, item.inbox_id, None);
+    if let Some(usage) = ok.and_then(|ok| ok.usage)
+        && usage.max_pct >= state.ctx.settings.usage_pause_pct
+        && let Some(regain) = usage.regain
+    {
+        pause(state, regain);
+    }
+}
+
+/// A transient failure: tried again after a backoff, up to `max_send_attempts` attempts in all.
+fn retry_or_drop(myself: &ActorRef<TenantMsg>, state: &mut TenantState, mut item: QueuedSend, failure: &GraphFailure) {
+    item.attempts += 1;
+    if item.attempts >= state.ctx.settings.max_send_attempts {
+        state.busy.remove(&item.message.recipient);
+        tracing::warn!(page = %state.ctx.page, reason = %failure.reason(), "reply failed for good after retries");
+        if let Some(m) = &state.metrics {
+            m.dropped("retries_exhausted", 1);
+        }
+        marks::settle(state, item.inbox_id, Some(failure.reason()));
+    } else {
+        // The person stays busy until the retry: their next reply waits behind this one.
+        let delay = state.backoff().delay(item.attempts);
+        myself.send_after(delay, move || TenantMsg::Retry(item));
+    }
+}
+
+/// The token is dead or a permission is missing: the tenant stops calling Meta until the client reconnects
+/// (the reply waits), and the integration's new status is reported once.
+fn block(state: &mut TenantState, item: QueuedSend, failure: &GraphFailure) {
+    state.busy.remove(&item.message.recipient);
+    state.outbox.push_front(item);
+    let reason = failure.reason();
+    let auth = failure.class() == FailureClass::AuthInvalid;
+    if let Some(p) = state.profile.as_mut() {
+        if auth {
+            p.token = None;
+        }
+        if p.blocked.is_some() {
+            return; // already reported
+        }
+        p.blocked = Some(reason.clone());
+    }
+    tracing::warn!(page = %state.ctx.page, %reason, "tenant stops sending until the client reconnects");
+    let status = state.ctx.ports.status.clone();
+    let page = state.ctx.page.clone();
+    state.ctx.spawn(async move {
+        if auth {
+            status.needs_reauth(&page, &reason).await;
+        } else {
+            status.permission_error(&page, &reason).await;
+        }
+    });
+}
+
+/// The outbox mark for a reply Meta sent: its row and Meta's message_id (none when Meta answered "already
+/// delivered" without one).
+fn sent_mark(item: &QueuedSend, result: &Result<SendOk, GraphFailure>) -> Option<(ReplyId, Option<String>)> {
+    let id = item.reply_id?;
+    match result {
+        Ok(ok) => Some((id, Some(ok.message_id.clone()).filter(|m| !m.is_empty()))),
+        Err(failure) if failure.class() == FailureClass::AlreadyDelivered => Some((id, None)),
+        Err(_) => None,
+    }
+}
+
+/// Pauses the page for `regain` (plus up to a tenth more), unless it is paused longer already.
+fn pause(state: &mut TenantState, regain: Duration) {
+    let until = Instant::now() + regain + jitter(regain / 10);
+    if state.paused_until.is_none_or(|p| p < until) {
+        state.paused_until = Some(until);
+        if let Some(m) = &state.metrics {
+            m.throttled();
+        }
+    }
+}
