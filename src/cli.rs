@@ -97,9 +97,6 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Who the audit log names for actions taken from the command line.
-const CLI_ACTOR: &str = "cli";
-
 /// One line from stdin (prompted without echo on a terminal); the trailing newline is not part of it.
 /// Secrets are read this way, never from argv (where shell history and `ps` would keep them).
 fn read_secret_line(what: &str) -> anyhow::Result<secrecy::SecretString> {

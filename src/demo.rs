@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::domain::{ClientSlug, Email, Role};
-use crate::http::portal::session::random_token;
+use crate::secrets::tokens::random_token;
 use crate::startup::{self, Application};
 use crate::store::{IntegrationStatus, NewUser, Store};
 

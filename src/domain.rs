@@ -1,10 +1,12 @@
 //! Domain newtypes with parsing constructors: past the edge (CLI, HTTP, database rows), code holds only
 //! valid values. Page ids come from the actors crate, which both crates share.
 
+mod actor;
 mod client_slug;
 mod email;
 mod role;
 
+pub use actor::{Actor, ActorError};
 pub use client_slug::{ClientSlug, ClientSlugError};
 pub use email::{Email, EmailError};
 pub use role::{Role, RoleError};

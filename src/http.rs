@@ -2,6 +2,7 @@
 //! and the one `recover` that maps failures to status codes.
 
 pub mod body;
+pub mod cookies;
 mod error;
 mod headers;
 mod health;

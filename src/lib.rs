@@ -4,6 +4,7 @@
 //! storage (PostgreSQL and SQLite behind one trait), the token vault, portal passwords, the HTTP front
 //! door and the command line. The per-tenant actor engine lives in the `switchboard-actors` crate.
 
+pub mod background;
 pub mod cli;
 pub mod clock;
 pub mod config;

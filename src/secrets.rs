@@ -3,4 +3,5 @@
 
 pub mod password;
 pub mod rotation;
+pub mod tokens;
 pub mod vault;

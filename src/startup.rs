@@ -15,16 +15,17 @@ use secrecy::ExposeSecret as _;
 use switchboard_actors::{EngineDeps, GraphApi, Router};
 use tokio::net::TcpListener;
 
-use crate::config::Settings;
-use crate::engine::{StoreStatus, StoreTenants};
+use crate::background::{Background, First};
+use crate::config::{InboxMode, Settings};
+use crate::engine::{StoreEvents, StoreStatus, StoreTenants, reconcile};
 use crate::http::portal::PortalState;
 use crate::http::portal::session::LoginThrottle;
 use crate::http::server;
 use crate::http::{self, HttpState, WebhookState};
-use crate::inbox::{InFlight, Inbox, StoreEvents};
+use crate::inbox::{InFlight, Inbox};
 use crate::meta::graph::GraphClient;
 use crate::meta::webhook::WebhookSecrets;
-use crate::onboarding::{Onboarding, run_reconcile};
+use crate::onboarding::Onboarding;
 use crate::secrets::vault::{KeyRing, KeySource, VaultError};
 use crate::store::{self, IntegrationStatus, Store};
 
@@ -110,8 +111,8 @@ pub struct Application {
     inbox: Option<Inbox>,
     routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
     limits: server::Limits,
-    /// Token health and directory reconcile: stopped with the server.
-    background: Vec<tokio::task::JoinHandle<()>>,
+    /// Token health, directory reconcile, pruning, the inbox sweeper, metrics upkeep: stopped with the server.
+    background: Background,
 }
 
 impl Application {
@@ -139,16 +140,7 @@ impl Application {
         let graph = Arc::new(graph_client(settings)?);
         let (router, inbox) = start_engine(settings, store.clone(), keys.clone(), graph.clone()).await?;
         let onboarding = Onboarding::new(settings, store.clone(), keys, graph, Some(router.clone()));
-        let mut background = vec![
-            tokio::spawn(onboarding.clone().run_token_health(settings.oauth.token_check_interval)),
-            tokio::spawn(run_reconcile(store.clone(), router.clone(), settings.oauth.reconcile_interval)),
-            tokio::spawn(crate::inbox::run_prune(store.clone(), settings.inbox.retention, Duration::from_secs(3600))),
-            tokio::spawn(crate::onboarding::run_state_prune(store.clone(), Duration::from_secs(3600))),
-        ];
-        if let Some(inbox) = &inbox {
-            let (every, stale) = (settings.inbox.sweep_interval, settings.inbox.stale_after);
-            background.push(tokio::spawn(inbox.clone().run_sweeper(every, stale)));
-        }
+        let background = background_jobs(settings, &store, &router, &onboarding, inbox.as_ref(), &metrics);
 
         let webhook = WebhookState {
             secrets: Arc::new(WebhookSecrets::new(&settings.meta.app_secrets)),
@@ -156,7 +148,7 @@ impl Application {
             router: router.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             inbox: inbox.clone(),
-            durable_receipts: settings.inbox.durable_receipts,
+            durable_receipts: settings.inbox.receipts == InboxMode::Durable,
         };
         let portal = PortalState {
             store: store.clone(),
@@ -247,9 +239,7 @@ impl Application {
         server::serve(self.listener, self.routes, self.limits.clone(), shutdown).await;
         stop.cancel();
         let _ = metrics.await;
-        for task in &self.background {
-            task.abort();
-        }
+        self.background.stop().await;
         self.router.shutdown().await;
         if let Some(inbox) = &self.inbox
             && tokio::time::timeout(self.limits.shutdown_grace, inbox.flush()).await.is_err()
@@ -303,7 +293,7 @@ pub async fn start_engine(
         router.register(i.page_id.clone(), i.instagram_account_id.clone(), i.client_slug.as_str());
     }
     tracing::info!(pages = router.known_pages(), "engine started");
-    if !settings.inbox.durable {
+    if settings.inbox.mode == InboxMode::Memory {
         return Ok((router, None));
     }
     let inbox = Inbox::start(
@@ -321,6 +311,54 @@ pub async fn start_engine(
     Ok((router, Some(inbox)))
 }
 
+/// The server's periodic jobs, on the one timer idiom (see `background`).
+fn background_jobs(
+    settings: &Settings,
+    store: &Store,
+    router: &Router,
+    onboarding: &Onboarding,
+    inbox: Option<&Inbox>,
+    metrics: &PrometheusHandle,
+) -> Background {
+    const HOURLY: Duration = Duration::from_secs(3600);
+    let jobs = Background::new();
+    let token_check = settings.oauth.token_check_interval;
+    let onboarding = onboarding.clone();
+    jobs.every(token_check, First::Now, move || {
+        let onboarding = onboarding.clone();
+        async move { onboarding.check_round(token_check).await }
+    });
+    let (s, r) = (store.clone(), router.clone());
+    jobs.every(settings.oauth.reconcile_interval, First::AfterPeriod, move || {
+        let (store, router) = (s.clone(), r.clone());
+        async move { reconcile(&store, &router).await }
+    });
+    let (s, retention) = (store.clone(), settings.inbox.retention);
+    jobs.every(HOURLY, First::Now, move || {
+        let store = s.clone();
+        async move { crate::inbox::prune_logged(&store, retention).await }
+    });
+    let s = store.clone();
+    jobs.every(HOURLY, First::Now, move || {
+        let store = s.clone();
+        async move { crate::onboarding::prune_states(&store).await }
+    });
+    if let Some(inbox) = inbox {
+        let (every, stale, inbox) = (settings.inbox.sweep_interval, settings.inbox.stale_after, inbox.clone());
+        jobs.every(every, First::AfterPeriod, move || {
+            let inbox = inbox.clone();
+            async move { inbox.sweep(every, stale).await }
+        });
+    }
+    // Keeps the histograms' windows rolling while nobody scrapes.
+    let metrics = metrics.clone();
+    jobs.every(Duration::from_secs(5), First::AfterPeriod, move || {
+        metrics.run_upkeep();
+        std::future::ready(())
+    });
+    jobs
+}
+
 /// The process-wide Prometheus recorder (installed once; later calls share it).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -332,19 +370,11 @@ pub fn metrics_handle() -> PrometheusHandle {
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )
                 .expect("bucket list is not empty");
-            let handle = match builder.install_recorder() {
+            match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder is installed (only in tests that set their own): export an empty one.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            };
-            let upkeep = handle.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                    upkeep.run_upkeep();
-                }
-            });
-            handle
+            }
         })
         .clone()
 }

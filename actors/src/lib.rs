@@ -9,7 +9,8 @@
 //! - `supervisor`: starts tenants on demand and restarts (or quarantines) failed ones;
 //! - `tenant` (`respond`, `send`, `marks`): one Page's state, its bot, its sending, its inbox marks;
 //! - `context`: what the parts share, and the narrow slice a tenant gets;
-//! - `ports`: the traits the root crate implements, and Meta's error classes.
+//! - `ports`: the traits the root crate implements, and Meta's error classes;
+//! - `backoff` and `timer`: the one way to wait before trying again, and the one way to run a job every period.
 //!
 //! This crate must never depend on an HTTP server or a SQL driver: storage, the Graph API, status
 //! updates and relay bots reach it through the traits in `ports`, which the root crate implements.
@@ -31,6 +32,7 @@ pub mod split;
 pub mod stats;
 mod supervisor;
 mod tenant;
+pub mod timer;
 mod token;
 
 pub use backoff::Backoff;

@@ -218,16 +218,11 @@ impl Router {
 /// running tenant's memory). Ends when the router shuts down.
 async fn idle_checks(shared: Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
     let every = shared.settings.idle_timeout.max(std::time::Duration::from_millis(10)) / 2;
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    crate::timer::every(every, crate::timer::First::AfterPeriod, stop, || {
         for actor in shared.registry.running_actors() {
             let _ = actor.send_message(TenantMsg::IdleCheck);
         }
-    }
+        std::future::ready(())
+    })
+    .await;
 }

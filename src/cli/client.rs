@@ -1,8 +1,8 @@
 //! `client add` and `client list`.
 
-use super::{CLI_ACTOR, UsageError};
+use super::UsageError;
 use crate::config::Settings;
-use crate::domain::ClientSlug;
+use crate::domain::{Actor, ClientSlug};
 use crate::startup;
 use crate::store::AuditEntry;
 
@@ -73,7 +73,7 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             })?;
             store
                 .append_audit(&AuditEntry {
-                    actor: CLI_ACTOR.to_owned(),
+                    actor: Actor::Cli,
                     action: "client.created".to_owned(),
                     client_id: Some(client.id),
                     page_id: None,
@@ -142,13 +142,8 @@ async fn find_client(store: &crate::store::Store, slug: &str) -> anyhow::Result<
 }
 
 async fn audit(store: &crate::store::Store, client_id: i64, action: &str, detail: String) -> anyhow::Result<()> {
-    let entry = AuditEntry {
-        actor: CLI_ACTOR.to_owned(),
-        action: action.to_owned(),
-        client_id: Some(client_id),
-        page_id: None,
-        detail,
-    };
+    let entry =
+        AuditEntry { actor: Actor::Cli, action: action.to_owned(), client_id: Some(client_id), page_id: None, detail };
     Ok(store.append_audit(&entry).await?)
 }
 

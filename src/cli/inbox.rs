@@ -1,8 +1,8 @@
 //! `inbox stats`, `inbox unhandled [--limit N] [--json]` and `inbox replay --failed [--client SLUG]`.
 
-use super::{CLI_ACTOR, UsageError};
+use super::UsageError;
 use crate::config::Settings;
-use crate::domain::ClientSlug;
+use crate::domain::{Actor, ClientSlug};
 use crate::startup;
 use crate::store::AuditEntry;
 
@@ -102,7 +102,7 @@ pub async fn run(settings: &Settings, cmd: InboxCommand) -> anyhow::Result<()> {
             let n = store.inbox_requeue_failed(client_id).await?;
             store
                 .append_audit(&AuditEntry {
-                    actor: CLI_ACTOR.to_owned(),
+                    actor: Actor::Cli,
                     action: "inbox.replayed".to_owned(),
                     client_id,
                     page_id: None,

@@ -2,7 +2,7 @@
 
 use super::UsageError;
 use crate::config::Settings;
-use crate::domain::PageId;
+use crate::domain::{Actor, PageId};
 use crate::onboarding::CheckResult;
 use crate::startup;
 use crate::store::Integration;
@@ -76,7 +76,7 @@ fn parse_page(raw: &str) -> anyhow::Result<PageId> {
 async fn disconnect(settings: &Settings, page_id: &str) -> anyhow::Result<()> {
     let page = parse_page(page_id)?;
     let tools = super::Tools::open(settings).await?;
-    match tools.onboarding.disconnect(&page, None, "cli", "disconnected by an operator").await {
+    match tools.onboarding.disconnect(&page, None, Actor::Cli, "disconnected by an operator").await {
         Ok(warning) => {
             println!("page {page} disconnected: token erased, status revoked");
             if let Some(w) = warning {

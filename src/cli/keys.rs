@@ -3,8 +3,9 @@
 use anyhow::Context as _;
 use secrecy::ExposeSecret as _;
 
-use super::{CLI_ACTOR, UsageError};
+use super::UsageError;
 use crate::config::Settings;
+use crate::domain::Actor;
 use crate::secrets::rotation;
 use crate::secrets::vault::{self, KeyId};
 use crate::startup;
@@ -38,7 +39,7 @@ pub async fn rotate(settings: &Settings, args: &RotateArgs) -> anyhow::Result<()
     let current = keys.current_key_id();
     store
         .append_audit(&AuditEntry {
-            actor: CLI_ACTOR.to_owned(),
+            actor: Actor::Cli,
             action: "vault.rotated".to_owned(),
             client_id: None,
             page_id: None,

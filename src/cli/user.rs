@@ -1,9 +1,9 @@
 //! `user add`: portal users. The password is read from standard input (never from argv, where it would
 //! land in shell history and `ps`).
 
-use super::{CLI_ACTOR, UsageError};
+use super::UsageError;
 use crate::config::Settings;
-use crate::domain::{ClientSlug, Email, Role};
+use crate::domain::{Actor, ClientSlug, Email, Role};
 use crate::secrets::password;
 use crate::startup;
 use crate::store::{AuditEntry, NewUser, StoreError};
@@ -60,7 +60,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> anyhow::Result<()> {
         })?;
     store
         .append_audit(&AuditEntry {
-            actor: CLI_ACTOR.to_owned(),
+            actor: Actor::Cli,
             action: "user.created".to_owned(),
             client_id: user.client_id,
             page_id: None,

@@ -10,6 +10,7 @@ use switchboard_actors::{
 };
 
 use crate::config::EngineConfig;
+use crate::domain::Actor;
 use crate::engine::relay::RelayResponder;
 use crate::secrets::vault::KeyRing;
 use crate::store::{AuditEntry, IntegrationStatus, ResponderSetting, Store};
@@ -106,7 +107,7 @@ impl StoreStatus {
             _ => None,
         };
         let entry = AuditEntry {
-            actor: "system".to_owned(),
+            actor: Actor::System,
             action: action.to_owned(),
             client_id,
             page_id: Some(page.clone()),

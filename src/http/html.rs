@@ -6,7 +6,7 @@ use warp::Reply as _;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use crate::onboarding::Outcome;
+use crate::onboarding::{Outcome, OutcomeKind};
 use crate::store::DeletionRequest;
 
 pub fn layout(title: &str, body: Markup) -> Markup {
@@ -67,12 +67,12 @@ pub enum Retry {
 
 /// What happened in a Facebook Login, in plain words.
 pub fn outcome(o: &Outcome, retry: &Retry) -> Response {
-    let (class, headline) = match o.kind.as_str() {
-        "connected" if o.refused.is_empty() => ("ok", "Your Facebook connection is set up"),
-        "connected" => ("warn", "Some Pages were connected"),
-        "cancelled" => ("warn", "Nothing was connected"),
-        "missing_permissions" => ("err", "Nothing was connected: permissions are missing"),
-        _ => ("err", "Nothing was connected"),
+    let class = o.tone().class();
+    let headline = match o.kind {
+        OutcomeKind::Connected if o.refused.is_empty() => "Your Facebook connection is set up",
+        OutcomeKind::Connected => "Some Pages were connected",
+        OutcomeKind::MissingPermissions => "Nothing was connected: permissions are missing",
+        OutcomeKind::Cancelled | OutcomeKind::Failed => "Nothing was connected",
     };
     page(
         StatusCode::OK,

@@ -8,16 +8,27 @@ use warp::http::{StatusCode, Uri};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use super::cookies;
 use super::error::ApiError;
 use super::html;
 use crate::domain::ClientSlug;
-use crate::onboarding::{CallbackQuery, MetaCallbackError, Onboarding};
+use crate::onboarding::{CallbackQuery, MetaCallbackError, Onboarding, OutcomeKind};
 
 type Query = HashMap<String, String>;
 
-/// The value of cookie `name` in a `Cookie` header.
-fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
-    header?.split(';').find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
+/// The cookie that binds a Facebook Login to the browser that started it (`__Host-` prefixed on https).
+const BROWSER_COOKIE: &str = "sb_oauth";
+const BROWSER_COOKIE_SECURE: &str = "__Host-sb_oauth";
+
+/// The name of the browser-binding cookie for this deployment.
+pub fn browser_cookie_name(o: &Onboarding) -> &'static str {
+    if o.secure() { BROWSER_COOKIE_SECURE } else { BROWSER_COOKIE }
+}
+
+/// The `Set-Cookie` for a flow's browser value: HttpOnly, SameSite=Lax (sent on Facebook's redirect back, a
+/// top-level navigation), as long as a state lives, Secure on https.
+pub fn browser_cookie(o: &Onboarding, value: &str) -> String {
+    cookies::cookie(browser_cookie_name(o), value, o.state_ttl().as_secs(), o.secure())
 }
 
 pub fn routes(
@@ -33,7 +44,7 @@ pub fn routes(
         .and(cookies)
         .and(with.clone())
         .and_then(|q: Query, cookies: Option<String>, o: Onboarding| async move {
-            let browser = cookie(cookies.as_deref(), o.browser_cookie_name());
+            let browser = cookies::cookie_value(cookies.as_deref(), browser_cookie_name(&o));
             start(&q, browser, &o).await
         });
     let callback = warp::path!("api" / "auth" / "facebook" / "callback")
@@ -42,7 +53,7 @@ pub fn routes(
         .and(cookies)
         .and(with.clone())
         .and_then(|q: CallbackQuery, cookies: Option<String>, o: Onboarding| async move {
-            let browser = cookie(cookies.as_deref(), o.browser_cookie_name());
+            let browser = cookies::cookie_value(cookies.as_deref(), browser_cookie_name(&o));
             let path = o.finish(q, browser).await.map_err(|e| warp::reject::custom(ApiError::from(e)))?;
             Ok::<_, Rejection>(redirect(&path))
         });
@@ -93,7 +104,7 @@ async fn start(q: &Query, browser: Option<&str>, o: &Onboarding) -> Result<Respo
     let link_expires = get("expires").and_then(|e| e.parse::<i64>().ok());
     let begun =
         o.begin(client.id, None, get("rerequest") == Some("1"), browser, link_expires).await.map_err(unavailable)?;
-    Ok(warp::reply::with_header(redirect(&begun.dialog), "set-cookie", o.browser_cookie(&begun.browser))
+    Ok(warp::reply::with_header(redirect(&begun.dialog), "set-cookie", browser_cookie(o, &begun.browser))
         .into_response())
 }
 
@@ -126,12 +137,16 @@ async fn connect_result(key: &str, o: &Onboarding) -> Result<Response, Rejection
     let outcome: crate::onboarding::Outcome = serde_json::from_str(&stored.outcome).map_err(|_| not_found())?;
     // "Connect again" is the link the flow started from, with its own expiry: a public page never hands out
     // a link that lives longer than the one the operator sent.
-    let retry = match outcome.kind.as_str() {
-        "connected" if outcome.refused.is_empty() => html::Retry::NotNeeded,
+    let retry = match outcome.kind {
+        OutcomeKind::Connected if outcome.refused.is_empty() => html::Retry::NotNeeded,
         kind => match (ClientSlug::parse(&outcome.client_slug), stored.link_expires_at) {
             (Ok(slug), Some(expires)) if expires > crate::clock::now() => {
                 let link = o.onboard_link_until(&slug, expires.timestamp());
-                html::Retry::Link(if kind == "missing_permissions" { format!("{link}&rerequest=1") } else { link })
+                html::Retry::Link(if kind == OutcomeKind::MissingPermissions {
+                    format!("{link}&rerequest=1")
+                } else {
+                    link
+                })
             }
             _ => html::Retry::Expired,
         },

@@ -20,15 +20,14 @@ use warp::http::{StatusCode, Uri};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use self::session::{
-    DEVICE_COOKIE, DEVICE_TTL_SECS, LOGIN_COOKIE, LoginThrottle, SESSION_COOKIE, cookie, cookie_name, cookie_value,
-    hash, random_token, same,
-};
+use self::session::{DEVICE_COOKIE, DEVICE_TTL_SECS, LOGIN_COOKIE, LoginThrottle, SESSION_COOKIE};
 use self::views::{ClientPanel, PageRow};
-use crate::domain::{ClientSlug, Email, PageId, Role};
-use crate::http::html;
+use crate::domain::{Actor, ClientSlug, Email, PageId, Role};
+use crate::http::cookies::{cookie, cookie_name, cookie_value};
 use crate::http::server::ClientAddr;
+use crate::http::{html, oauth};
 use crate::onboarding::{Onboarding, Outcome};
+use crate::secrets::tokens::{hash, random_token, same};
 use crate::store::{AuditEntry, Integration, NewUser, Session, Store, StoreError, User};
 
 type Form = HashMap<String, String>;
@@ -210,9 +209,11 @@ pub fn routes(
                     }
                     Err(response) => return response,
                 };
-                let browser = cookie_value(cookies.as_deref(), s.onboarding.browser_cookie_name());
+                let browser = cookie_value(cookies.as_deref(), oauth::browser_cookie_name(&s.onboarding));
                 match s.onboarding.begin(client_id, Some(g.user().id), false, browser, None).await {
-                    Ok(begun) => with_cookie(see_other(&begun.dialog), &s.onboarding.browser_cookie(&begun.browser)),
+                    Ok(begun) => {
+                        with_cookie(see_other(&begun.dialog), &oauth::browser_cookie(&s.onboarding, &begun.browser))
+                    }
                     Err(e) => unavailable(e),
                 }
             },
@@ -242,9 +243,9 @@ pub fn routes(
                 Ok(i) => i,
                 Err(response) => return response,
             };
-            let who = format!("user:{}", g.user().id);
+            let who = Actor::User(g.user().id);
             // Only if it still belongs to the client it was checked against.
-            match s.onboarding.disconnect(&i.page_id, Some(i.client_id), &who, "disconnected in the portal").await {
+            match s.onboarding.disconnect(&i.page_id, Some(i.client_id), who, "disconnected in the portal").await {
                 Ok(_) => see_other("/portal?notice=disconnected"),
                 Err(StoreError::Conflict(m) | StoreError::NotFound(m)) => html::error(StatusCode::CONFLICT, &m),
                 Err(e) => unavailable(e),
@@ -569,13 +570,8 @@ async fn owned_page(g: &Signed, page: &str, s: &PortalState) -> Result<Integrati
 }
 
 async fn audit(s: &PortalState, g: &Signed, action: &str, client_id: Option<i64>, detail: String) {
-    let entry = AuditEntry {
-        actor: format!("user:{}", g.user().id),
-        action: action.to_owned(),
-        client_id,
-        page_id: None,
-        detail,
-    };
+    let entry =
+        AuditEntry { actor: Actor::User(g.user().id), action: action.to_owned(), client_id, page_id: None, detail };
     if let Err(e) = s.store.append_audit(&entry).await {
         tracing::error!(error = %e, "cannot write audit row");
     }

@@ -12,7 +12,7 @@ macro_rules! insert_audit {
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind($at)
-        .bind(&$entry.actor)
+        .bind($entry.actor.to_string())
         .bind(&$entry.action)
         .bind($entry.client_id)
         .bind($entry.page_id.as_ref().map(PageId::as_str))
@@ -39,7 +39,7 @@ impl Store {
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            Ok(rows.into_iter().map(AuditRecord::from).collect())
+            rows.into_iter().map(AuditRecord::try_from).collect()
         })
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ClientSlug, Email, PageId, Role};
+use crate::domain::{Actor, ClientSlug, Email, PageId, Role};
 use crate::secrets::vault::SealedToken;
 
 /// A tenant: one client business.
@@ -150,8 +150,7 @@ pub struct Resealed {
 /// An audit row to append. `detail` is free text for people and must never contain a secret.
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
-    /// Who did it: `cli`, `user:<id>`, `meta`, `system`.
-    pub actor: String,
+    pub actor: Actor,
     pub action: String,
     pub client_id: Option<i64>,
     pub page_id: Option<PageId>,
@@ -162,7 +161,7 @@ pub struct AuditEntry {
 pub struct AuditRecord {
     pub id: i64,
     pub at: DateTime<Utc>,
-    pub actor: String,
+    pub actor: Actor,
     pub action: String,
     pub client_id: Option<i64>,
     pub page_id: Option<String>,

@@ -8,7 +8,7 @@ use super::model::{
     AuditRecord, Client, ClientSettings, Integration, IntegrationStatus, ResponderSetting, SealedRelaySecret,
     SealedRow, User,
 };
-use crate::domain::{ClientSlug, Email, PageId, Role};
+use crate::domain::{Actor, ClientSlug, Email, PageId, Role};
 use crate::secrets::vault::SealedToken;
 
 #[derive(sqlx::FromRow)]
@@ -196,17 +196,19 @@ pub(crate) struct AuditRow {
     detail: String,
 }
 
-impl From<AuditRow> for AuditRecord {
-    fn from(row: AuditRow) -> Self {
-        AuditRecord {
+impl TryFrom<AuditRow> for AuditRecord {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        Ok(AuditRecord {
             id: row.id,
             at: row.at,
-            actor: row.actor,
+            actor: corrupt("audit_log.actor", Actor::parse(&row.actor))?,
             action: row.action,
             client_id: row.client_id,
             page_id: row.facebook_page_id,
             detail: row.detail,
-        }
+        })
     }
 }
 

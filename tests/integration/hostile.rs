@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use switchboard::domain::{Email, PageId, Role};
+use switchboard::domain::{Actor, Email, PageId, Role};
 use switchboard::store::{IntegrationStatus, ResponderSetting, RevokeIf, StoreError};
 
 use crate::app::{Options, PAGE_A, PAGE_B, TestApp, decide, spawn_app, text_event};
@@ -246,10 +246,10 @@ async fn disconnect_and_deauthorize_change_only_what_they_checked() {
     assert!(!app.db.store.revoke_integration(&page_a, "x", RevokeIf::ConnectedBy("someone-else")).await.unwrap());
     assert_eq!(app.db.store.integration_by_page(&page_a).await.unwrap().unwrap().status, IntegrationStatus::Connected);
     let onboarding = &app.onboarding;
-    let err = onboarding.disconnect(&page_a, Some(rural_king), "test", "x").await.unwrap_err();
+    let err = onboarding.disconnect(&page_a, Some(rural_king), Actor::Cli, "x").await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("changed hands")), "{err}");
     assert_eq!(app.db.store.integration_by_page(&page_a).await.unwrap().unwrap().status, IntegrationStatus::Connected);
-    assert!(onboarding.disconnect(&page_a, Some(woodstock), "test", "x").await.is_ok());
+    assert!(onboarding.disconnect(&page_a, Some(woodstock), Actor::Cli, "x").await.is_ok());
     assert_eq!(app.db.store.integration_by_page(&page_a).await.unwrap().unwrap().status, IntegrationStatus::Revoked);
     assert_eq!(
         app.db.store.integration_by_page(&PageId::parse(PAGE_B).unwrap()).await.unwrap().unwrap().status,

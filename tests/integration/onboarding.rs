@@ -6,7 +6,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use switchboard::domain::{ClientSlug, PageId};
-use switchboard::onboarding::{OnboardLinks, state_hash};
+use switchboard::onboarding::OnboardLinks;
+use switchboard::secrets::tokens::hash as state_hash;
 use switchboard::store::IntegrationStatus;
 
 use crate::app::{IG_A, Options, PAGE_A, PAGE_B, SECRET, TestApp, spawn_app, text_event};

@@ -1,6 +1,6 @@
 //! The `Store` contract, run against both backends.
 
-use switchboard::domain::{ClientSlug, Email, Role};
+use switchboard::domain::{Actor, ClientSlug, Email, Role};
 use switchboard::store::{AuditEntry, InboxId, IntegrationStatus, NewOAuthState, NewUser, StoreError, UnhandledRow};
 
 use crate::support::{TestDb, client, key_entry, new_integration, on_both_backends, page, ring};
@@ -135,7 +135,7 @@ async fn status_changes_record_reason_and_time(db: TestDb) {
     let created = store.upsert_integration(&new_integration(&keys, &acme, "42", "t")).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let entry = AuditEntry {
-        actor: "system".to_owned(),
+        actor: Actor::System,
         action: "integration.error".to_owned(),
         client_id: Some(acme.id),
         page_id: Some(page("42")),
@@ -186,7 +186,7 @@ async fn audit_log_lists_newest_first(db: TestDb) {
     for action in ["client.created", "integration.connected"] {
         store
             .append_audit(&AuditEntry {
-                actor: "cli".to_owned(),
+                actor: Actor::Cli,
                 action: action.to_owned(),
                 client_id: Some(acme.id),
                 page_id: Some(page("104711112233445")),

@@ -12,13 +12,12 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq as _;
+use sha2::Sha256;
+
+use crate::secrets::tokens::random_token;
 
 pub const SESSION_COOKIE: &str = "sb_session";
 pub const LOGIN_COOKIE: &str = "sb_login";
@@ -26,40 +25,6 @@ pub const DEVICE_COOKIE: &str = "sb_device";
 
 /// How long a browser stays known to an account after it signed in.
 pub const DEVICE_TTL_SECS: u64 = 180 * 86_400;
-
-/// `name`, `__Host-` prefixed when cookies are Secure (https): such a cookie can only be set by this host,
-/// over https, for the whole site, so a sibling subdomain cannot plant or overwrite it.
-pub fn cookie_name(name: &'static str, secure: bool) -> String {
-    if secure { format!("__Host-{name}") } else { name.to_owned() }
-}
-
-/// 256 random bits, URL-safe.
-pub fn random_token() -> String {
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).expect("the OS random source is available");
-    URL_SAFE_NO_PAD.encode(raw)
-}
-
-pub fn hash(id: &str) -> Vec<u8> {
-    Sha256::digest(id.as_bytes()).to_vec()
-}
-
-/// Constant-time equality of two tokens.
-pub fn same(a: &str, b: &str) -> bool {
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-/// `Set-Cookie` for `name=value` with the portal's attributes (`name` already prefixed, see `cookie_name`);
-/// `max_age` 0 deletes it.
-pub fn cookie(name: &str, value: &str, max_age: u64, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
-}
-
-/// The value of cookie `name` in a `Cookie` header.
-pub fn cookie_value<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
-    header?.split(';').find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
-}
 
 /// Sign-in attempts, kept in memory per process: per known browser of an account, per client address, and
 /// per account for browsers it does not know (see the module's doc).
@@ -169,15 +134,5 @@ mod tests {
             let _ = t.attempt("owner@x.example", "198.51.100.7", Some(&owners));
         }
         assert!(t.attempt("owner@x.example", "198.51.100.7", Some(&owners)).is_err(), "a known browser is slowed too");
-    }
-
-    #[test]
-    fn cookies_are_http_only_lax_and_secure_and_host_prefixed_on_https() {
-        assert_eq!(cookie("sb_session", "v", 60, false), "sb_session=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60");
-        assert!(cookie("sb_session", "v", 60, true).ends_with("; Secure"));
-        assert_eq!(cookie_name(SESSION_COOKIE, true), "__Host-sb_session");
-        assert_eq!(cookie_name(SESSION_COOKIE, false), "sb_session");
-        assert_eq!(cookie_value(Some("a=1; sb_oauth=xyz; b=2"), "sb_oauth"), Some("xyz"));
-        assert_eq!(cookie_value(Some("xsb_oauth=1"), "sb_oauth"), None);
     }
 }

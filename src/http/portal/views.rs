@@ -8,7 +8,7 @@ use warp::reply::Response;
 
 use super::figures::TenantFigures;
 use crate::http::html;
-use crate::onboarding::Outcome;
+use crate::onboarding::{Outcome, OutcomeKind};
 use crate::store::{Client, Integration, IntegrationStatus, User};
 use switchboard_actors::stats::StatsSnapshot;
 
@@ -89,9 +89,8 @@ fn last_event(stats: &StatsSnapshot) -> String {
 fn banner(outcome: Option<&Outcome>, notice: Option<&str>) -> Markup {
     html! {
         @if let Some(o) = outcome {
-            @let class = if o.kind == "connected" && o.refused.is_empty() { "ok" } else if o.kind == "connected" || o.kind == "cancelled" { "warn" } else { "err" };
-            div class={"banner " (class)} id="outcome" {
-                @if o.kind == "connected" {
+            div class={"banner " (o.tone().class())} id="outcome" {
+                @if o.kind == OutcomeKind::Connected {
                     "Connected: " (o.connected.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")) "."
                     @for p in &o.refused { br; "Not connected: " (p.name) " (" (p.reason) ")." }
                     @for p in o.connected.iter().filter(|p| p.warning.is_some()) { br; (p.name) ": " (p.warning.clone().unwrap_or_default()) }

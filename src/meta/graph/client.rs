@@ -15,8 +15,10 @@ use url::Url;
 use super::usage::parse_usage;
 
 /// Which `appsecret_proof` form to send. Meta documents both: the classic `HMAC(secret, token)` and the
-/// time-stamped `HMAC(secret, token|time)` with `appsecret_time` (meta-platform.md §10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// time-stamped `HMAC(secret, token|time)` with `appsecret_time` (meta-platform.md §10). Configured as
+/// `meta.appsecret_proof = "classic" | "timestamped"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ProofMode {
     Classic,
     Timestamped,

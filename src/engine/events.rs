@@ -1,0 +1,112 @@
+//! The engine's durable inbox and outbox, on the store: replies are recorded (group-committed) before they
+//! are sent, and what tenants report (sent replies, finished events) is written by one progress writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchboard_actors::{Backoff, EventSink, InboxId, PageId, Progress, RecordedReply, SinkError};
+
+use crate::inbox::{GroupCommit, InFlight};
+use crate::store::{NewReply, Store};
+
+/// How long the progress writer gathers marks before it writes them. Progress is off every event's path
+/// (a reply is sent before its mark is stored), but its writes took turns with the inbox and outbox commits
+/// that are on it: at 5,000 events/s, lingering 5 ms cut the webhook → Send API p50 from 5.4 to 2.6–2.9 ms.
+/// The price: a reply Meta accepted has its `message_id` stored up to 5 ms later, which widens the window in
+/// which a crash resends it by as much.
+const PROGRESS_LINGER: Duration = Duration::from_millis(5);
+
+/// The engine's view of the inbox and outbox, on the store.
+pub struct StoreEvents {
+    store: Store,
+    record: GroupCommit<NewReply, RecordedReply>,
+    progress: GroupCommit<Progress, ()>,
+    in_flight: Arc<InFlight>,
+}
+
+impl StoreEvents {
+    pub fn new(store: Store, in_flight: Arc<InFlight>) -> Self {
+        let record = {
+            let store = store.clone();
+            GroupCommit::start(1, Duration::ZERO, move |rows: Vec<NewReply>| {
+                let store = store.clone();
+                async move { store.replies_record(&rows).await.map_err(|e| e.to_string()) }
+            })
+        };
+        let progress = {
+            let store = store.clone();
+            // One writer: a progress write's answer means all progress before it is stored (`flush`).
+            let in_flight = in_flight.clone();
+            GroupCommit::start(1, PROGRESS_LINGER, move |batches: Vec<Progress>| {
+                let (store, in_flight) = (store.clone(), in_flight.clone());
+                async move {
+                    let n = batches.len();
+                    let mut all = Progress::default();
+                    for batch in batches {
+                        all.sent.extend(batch.sent);
+                        all.finished.extend(batch.finished);
+                        all.released.extend(batch.released);
+                    }
+                    write_progress(&store, &all).await;
+                    in_flight.finished(all.finished.iter().map(|(id, _)| *id).chain(all.released));
+                    Ok(vec![(); n])
+                }
+            })
+        };
+        Self { store, record, progress, in_flight }
+    }
+}
+
+/// Writes progress, retrying until storage takes it: a reply not marked sent would be sent again after a
+/// restart. Later progress queues behind this (and is then written together).
+async fn write_progress(store: &Store, progress: &Progress) {
+    let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+    let mut attempt = 0;
+    loop {
+        match store.inbox_progress(&progress.sent, &progress.finished).await {
+            Ok(()) => return,
+            Err(err) => {
+                attempt += 1;
+                let delay = backoff.delay(attempt);
+                tracing::error!(error = %err, sent = progress.sent.len(), finished = progress.finished.len(), ?delay,
+                    "cannot store inbox progress; retrying");
+                metrics::counter!(PROGRESS_RETRIES).increment(1);
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// How often storing inbox progress had to be retried.
+pub const PROGRESS_RETRIES: &str = "switchboard_inbox_progress_retries_total";
+
+#[async_trait]
+impl EventSink for StoreEvents {
+    async fn recorded(&self, inbox_id: InboxId) -> Result<Vec<RecordedReply>, SinkError> {
+        self.store.replies_of(inbox_id).await.map_err(|e| SinkError::Unavailable(e.to_string()))
+    }
+
+    async fn record(&self, events: &[(InboxId, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
+        let rows = events
+            .iter()
+            .flat_map(|(inbox_id, texts)| {
+                texts.iter().enumerate().map(|(seq, text)| NewReply {
+                    inbox_id: *inbox_id,
+                    seq: i32::try_from(seq).unwrap_or(i32::MAX),
+                    text: text.clone(),
+                })
+            })
+            .collect();
+        let mut recorded = self.record.submit(rows).await.map_err(SinkError::Unavailable)?.into_iter();
+        Ok(events.iter().map(|(_, texts)| recorded.by_ref().take(texts.len()).collect()).collect())
+    }
+
+    async fn progress(&self, progress: Progress) {
+        let _ = self.progress.submit(vec![progress]).await;
+    }
+
+    fn lost(&self, page: &PageId) {
+        self.in_flight.lost(page);
+    }
+}

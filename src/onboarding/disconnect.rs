@@ -1,0 +1,44 @@
+//! Disconnecting a Page: only if it still belongs to the client the caller checked.
+
+use super::Onboarding;
+use crate::domain::{Actor, PageId};
+use crate::store::{RevokeIf, StoreError};
+
+impl Onboarding {
+    /// Disconnects a page of client `owner` (the one the caller checked; `None`: whoever owns it now): wipes the
+    /// ciphertext and marks it revoked only if it still belongs to that client, stops its actor, unsubscribes it
+    /// at Meta (best effort) and audits. Returns a warning if Meta could not be told.
+    pub async fn disconnect(
+        &self,
+        page: &PageId,
+        owner: Option<i64>,
+        who: Actor,
+        reason: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let integration =
+            self.store.integration_by_page(page).await?.ok_or_else(|| StoreError::NotFound(format!("page {page}")))?;
+        let owner = owner.unwrap_or(integration.client_id);
+        // Opened before the row is revoked (which erases it), to tell Meta afterwards.
+        let token = integration.sealed_token.as_ref().map(|sealed| self.keys.open(page, sealed));
+        if integration.client_id != owner
+            || !self.store.revoke_integration(page, reason, RevokeIf::OwnedBy(owner)).await?
+        {
+            return Err(StoreError::Conflict(format!("page {page} changed hands meanwhile; nothing was disconnected")));
+        }
+        if let Some(router) = &self.router {
+            router.disconnect(page);
+        }
+        let warning = match token {
+            Some(Ok(token)) => self
+                .graph
+                .unsubscribe(page.as_str(), &token)
+                .await
+                .err()
+                .map(|e| format!("Meta was not told ({}); the page stays disconnected here", e.reason())),
+            Some(Err(e)) => Some(format!("the stored token could not be opened ({e})")),
+            None => None,
+        };
+        self.audit(who, "integration.disconnected", Some(owner), Some(page.clone()), reason.to_owned()).await;
+        Ok(warning)
+    }
+}
