@@ -2,11 +2,13 @@
 //! valid values. Page ids come from the actors crate, which both crates share.
 
 mod actor;
+mod client_name;
 mod client_slug;
 mod email;
 mod role;
 
 pub use actor::{Actor, ActorError};
+pub use client_name::{ClientName, ClientNameError};
 pub use client_slug::{ClientSlug, ClientSlugError};
 pub use email::{Email, EmailError};
 pub use role::{Role, RoleError};

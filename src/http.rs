@@ -20,7 +20,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 pub use body::BodyBudget;
-pub use error::ApiError;
+pub use error::{ApiError, PageError};
 pub use headers::SecurityHeaders;
 pub use health::metrics_routes;
 pub use webhook::WebhookState;

@@ -154,7 +154,6 @@ impl Application {
             store: store.clone(),
             onboarding: onboarding.clone(),
             router: router.clone(),
-            metrics: metrics.clone(),
             secure: settings.server.public_url.scheme() == "https",
             throttle: LoginThrottle::new(settings.meta.app_secrets.first().context("META_APP_SECRET is required")?),
             session_ttl: settings.session_ttl,

@@ -2,7 +2,7 @@
 
 use super::UsageError;
 use crate::config::Settings;
-use crate::domain::{Actor, ClientSlug};
+use crate::domain::{Actor, ClientName, ClientSlug};
 use crate::startup;
 use crate::store::AuditEntry;
 
@@ -58,16 +58,13 @@ pub enum ResponderArgs {
 pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Add { name, slug } => {
-            let name = name.trim();
-            if name.is_empty() || name.chars().count() > 200 {
-                return Err(UsageError("--name must be 1 to 200 characters".to_owned()).into());
-            }
+            let name = ClientName::parse(&name).map_err(|e| UsageError(format!("--name {e}")))?;
             let slug = match slug {
                 Some(raw) => ClientSlug::parse(&raw).map_err(|e| UsageError(format!("--slug: {e}")))?,
-                None => ClientSlug::from_name(name).map_err(|e| UsageError(e.to_string()))?,
+                None => ClientSlug::from_name(name.as_str()).map_err(|e| UsageError(e.to_string()))?,
             };
             let store = startup::open_store(settings).await?;
-            let client = store.create_client(name, &slug).await.map_err(|e| match e {
+            let client = store.create_client(name.as_str(), &slug).await.map_err(|e| match e {
                 crate::store::StoreError::Conflict(msg) => anyhow::Error::new(UsageError(msg)),
                 other => other.into(),
             })?;

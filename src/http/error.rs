@@ -1,5 +1,7 @@
-//! The one place HTTP status codes are decided: every handler rejects with an `ApiError` (or warp rejects
-//! on its own), and `recover` turns that into a status and a plain-text message that names the problem.
+//! The one place HTTP status codes are decided. Routes for Meta and machines reject with an `ApiError` (or
+//! warp rejects on its own), and `recover` turns that into a status and a message that names the problem;
+//! portal handlers return a `PageError`, which becomes an HTML page (or, for a person who must sign in or
+//! choose a password first, a redirect).
 
 use std::convert::Infallible;
 
@@ -11,6 +13,7 @@ use super::html;
 use crate::meta::signed_request::SignedRequestError;
 use crate::meta::webhook::{ParseError, SignatureError};
 use crate::onboarding::{CallbackError, LinkError};
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -42,6 +45,91 @@ pub enum ApiError {
 }
 
 impl warp::reject::Reject for ApiError {}
+
+/// What stops a portal request, in words for the person at the browser.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// Not signed in: to the sign-in page.
+    #[error("sign in first")]
+    SignInFirst,
+    /// Signed in with a one-time password: to the password page.
+    #[error("choose a password first")]
+    ChooseAPasswordFirst,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("The e-mail or the password is not right.")]
+    BadCredentials,
+    #[error("The sign-in form expired. Please try again.")]
+    SignInFormExpired,
+    #[error("This form has expired. Go back, reload the page and try again.")]
+    FormExpired,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Too many sign-in attempts. Please wait {0} seconds and try again.")]
+    TooManyAttempts(u64),
+    #[error("{0}")]
+    Internal(String),
+    #[error("The service is temporarily unavailable; please try again shortly.")]
+    Unavailable,
+}
+
+impl PageError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PageError::SignInFirst | PageError::ChooseAPasswordFirst => StatusCode::SEE_OTHER,
+            PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PageError::BadCredentials => StatusCode::UNAUTHORIZED,
+            PageError::SignInFormExpired | PageError::FormExpired | PageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PageError::NotFound(_) => StatusCode::NOT_FOUND,
+            PageError::Conflict(_) => StatusCode::CONFLICT,
+            PageError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
+            PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PageError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The answer: a redirect, or an error page with the status.
+    pub fn page(&self) -> Response {
+        match self {
+            PageError::SignInFirst => see_other("/portal/login"),
+            PageError::ChooseAPasswordFirst => see_other("/portal/password"),
+            other => html::error(other.status(), &other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for PageError {
+    /// Storage failed: the cause is logged, the person is told to try again.
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "portal storage error");
+        PageError::Unavailable
+    }
+}
+
+/// The page, or the error's page.
+pub fn respond(result: Result<Response, PageError>) -> Response {
+    result.unwrap_or_else(|e| e.page())
+}
+
+/// A 303 to `location` (after a form POST, or to the page a person must see first).
+pub fn see_other(location: &str) -> Response {
+    match location.parse::<warp::http::Uri>() {
+        Ok(uri) => warp::redirect::see_other(uri).into_response(),
+        Err(_) => html::error(StatusCode::INTERNAL_SERVER_ERROR, "could not build the redirect"),
+    }
+}
+
+/// A 302 to `location` (to Facebook's dialog, and back from it).
+pub fn found(location: &str) -> Response {
+    match location.parse::<warp::http::Uri>() {
+        Ok(uri) => warp::redirect::found(uri).into_response(),
+        Err(_) => html::error(StatusCode::INTERNAL_SERVER_ERROR, "could not build the redirect"),
+    }
+}
 
 impl ApiError {
     fn status(&self) -> StatusCode {

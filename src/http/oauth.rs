@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 
 use serde_json::json;
-use warp::http::{StatusCode, Uri};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::cookies;
-use super::error::ApiError;
+use super::error::{ApiError, found};
 use super::html;
 use crate::domain::ClientSlug;
 use crate::onboarding::{CallbackQuery, MetaCallbackError, Onboarding, OutcomeKind};
@@ -55,7 +54,7 @@ pub fn routes(
         .and_then(|q: CallbackQuery, cookies: Option<String>, o: Onboarding| async move {
             let browser = cookies::cookie_value(cookies.as_deref(), browser_cookie_name(&o));
             let path = o.finish(q, browser).await.map_err(|e| warp::reject::custom(ApiError::from(e)))?;
-            Ok::<_, Rejection>(redirect(&path))
+            Ok::<_, Rejection>(found(&path))
         });
     let deauthorize = warp::path!("api" / "auth" / "facebook" / "deauthorize")
         .and(warp::post())
@@ -104,8 +103,7 @@ async fn start(q: &Query, browser: Option<&str>, o: &Onboarding) -> Result<Respo
     let link_expires = get("expires").and_then(|e| e.parse::<i64>().ok());
     let begun =
         o.begin(client.id, None, get("rerequest") == Some("1"), browser, link_expires).await.map_err(unavailable)?;
-    Ok(warp::reply::with_header(redirect(&begun.dialog), "set-cookie", browser_cookie(o, &begun.browser))
-        .into_response())
+    Ok(warp::reply::with_header(found(&begun.dialog), "set-cookie", browser_cookie(o, &begun.browser)).into_response())
 }
 
 async fn meta_callback(form: &Query, o: &Onboarding, delete: bool) -> Result<Response, Rejection> {
@@ -152,13 +150,6 @@ async fn connect_result(key: &str, o: &Onboarding) -> Result<Response, Rejection
         },
     };
     Ok(html::outcome(&outcome, &retry))
-}
-
-fn redirect(location: &str) -> Response {
-    match location.parse::<Uri>() {
-        Ok(uri) => warp::redirect::found(uri).into_response(),
-        Err(_) => html::error(StatusCode::INTERNAL_SERVER_ERROR, "could not build the redirect"),
-    }
 }
 
 fn unavailable(e: crate::store::StoreError) -> Rejection {

@@ -6,7 +6,6 @@ use maud::{Markup, html};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::figures::TenantFigures;
 use crate::http::html;
 use crate::onboarding::{Outcome, OutcomeKind};
 use crate::store::{Client, Integration, IntegrationStatus, User};
@@ -16,7 +15,6 @@ use switchboard_actors::stats::StatsSnapshot;
 pub struct PageRow {
     pub integration: Integration,
     pub stats: StatsSnapshot,
-    pub figures: TenantFigures,
     pub active: bool,
 }
 
@@ -183,8 +181,8 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
                             span class={"badge small banner " (class)} data-status=(i.status) { (label) }
                             br; small { (words) }
                             br; small class="figures" {
-                                "events " (row.figures.events) " · replies " (row.figures.replies) " · send errors " (row.figures.errors)
-                                " · throttled pauses " (row.figures.throttled) " · queue " (row.figures.queue_depth)
+                                "events " (row.stats.events) " · replies " (row.stats.replies) " · send errors " (row.stats.send_errors)
+                                " · throttled pauses " (row.stats.throttled) " · queue " (row.stats.queue_depth)
                                 " · actor " (if row.active { "running" } else { "idle" })
                                 " · last event " (last_event(&row.stats))
                             }

@@ -1,0 +1,95 @@
+//! The home page (a client's Pages, or every tenant for an operator), and connecting and disconnecting Pages.
+
+use super::access::{Page, Principal, Signed, signed_in};
+use super::views::{self, ClientPanel, PageRow};
+use super::{Form, PortalState, with_cookie};
+use crate::domain::Actor;
+use crate::http::PageError;
+use crate::http::cookies::cookie_value;
+use crate::http::error::see_other;
+use crate::http::oauth;
+use crate::onboarding::Outcome;
+use crate::store::{Integration, StoreError};
+
+pub(super) async fn home(signed: Option<Signed>, q: &Form, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?;
+    let principal = g.principal()?;
+    let user = g.user();
+    let csrf = &g.session.csrf_token;
+    let notice = match q.get("notice").map(String::as_str) {
+        Some("disconnected") => Some("The Page was disconnected."),
+        Some("client-added") => Some("The client was added."),
+        Some("password-changed") => Some("Your password was changed."),
+        _ => None,
+    };
+    let integrations = s.store.list_integrations().await?;
+    let row = |i: Integration| PageRow {
+        stats: s.router.stats(&i.page_id),
+        active: s.router.is_active(&i.page_id),
+        integration: i,
+    };
+    match principal {
+        Principal::Client(client_id) => {
+            let client =
+                s.store.client_by_id(client_id).await?.ok_or_else(|| StoreError::NotFound("client".to_owned()))?;
+            let outcome = match q.get("result").and_then(|h| hex::decode(h).ok()) {
+                Some(hash) => s
+                    .store
+                    .oauth_outcome(&hash)
+                    .await?
+                    .filter(|o| o.client_id == client_id)
+                    .and_then(|o| serde_json::from_str::<Outcome>(&o.outcome).ok()),
+                None => None,
+            };
+            let rows: Vec<PageRow> = integrations.into_iter().filter(|i| i.client_id == client_id).map(row).collect();
+            Ok(views::client_view(user, csrf, &client, &rows, outcome.as_ref(), notice))
+        }
+        Principal::Operator => {
+            let mut panels: Vec<ClientPanel> = s
+                .store
+                .list_clients()
+                .await?
+                .into_iter()
+                .map(|client| ClientPanel { client, rows: Vec::new() })
+                .collect();
+            for i in integrations {
+                if let Some(panel) = panels.iter_mut().find(|p| p.client.id == i.client_id) {
+                    panel.rows.push(row(i));
+                }
+            }
+            Ok(views::operator_view(user, csrf, &panels, notice))
+        }
+    }
+}
+
+/// "Connect with Facebook": a client user starts Facebook Login, bound to this browser.
+pub(super) async fn connect(signed: Option<Signed>, form: &Form, cookies: Option<&str>, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(form)?;
+    let Principal::Client(client_id) = g.principal()? else {
+        return Err(PageError::Forbidden("Operators connect Pages by sending the client an onboarding link."));
+    };
+    let browser = cookie_value(cookies, oauth::browser_cookie_name(&s.onboarding));
+    let begun = s.onboarding.begin(client_id, Some(g.user().id), false, browser, None).await?;
+    Ok(with_cookie(see_other(&begun.dialog), &oauth::browser_cookie(&s.onboarding, &begun.browser)))
+}
+
+pub(super) async fn confirm_disconnect(page: &str, signed: Option<Signed>, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?;
+    let i = g.owned_page(page, s).await?;
+    Ok(views::confirm_disconnect(&g.session.csrf_token, &i))
+}
+
+pub(super) async fn disconnect(page: &str, signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(form)?;
+    let i = g.owned_page(page, s).await?;
+    // Only if it still belongs to the client it was checked against.
+    match s
+        .onboarding
+        .disconnect(&i.page_id, Some(i.client_id), Actor::User(g.user().id), "disconnected in the portal")
+        .await
+    {
+        Ok(_) => Ok(see_other("/portal?notice=disconnected")),
+        Err(StoreError::Conflict(m) | StoreError::NotFound(m)) => Err(PageError::Conflict(m)),
+        Err(e) => Err(e.into()),
+    }
+}
