@@ -182,6 +182,17 @@ pub struct MetaSettings {
     pub graph_timeout: Duration,
 }
 
+/// What a relay call may reach and read.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    /// Allow http:// and addresses that are not public (loopback, private, link-local, …).
+    pub allow_private: bool,
+    /// The most bytes of an answer read.
+    pub max_answer_bytes: usize,
+    /// The most replies one answer may hold.
+    pub max_replies: usize,
+}
+
 /// The engine's settings, plus what the root crate adds around it.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -189,7 +200,7 @@ pub struct EngineConfig {
     pub send_rate_per_page: u32,
     pub fallback_reply: String,
     pub relay_timeout: Duration,
-    pub relay: crate::engine::relay::RelayLimits,
+    pub relay: RelayLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

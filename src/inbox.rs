@@ -21,6 +21,7 @@ mod group_commit;
 mod in_flight;
 mod recovery;
 mod retention;
+mod sink;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +32,8 @@ use switchboard_actors::{Dispatched, EventSink, InboundEvent, InboxId, PageId, P
 pub use group_commit::GroupCommit;
 pub use in_flight::InFlight;
 pub use retention::{prune, prune_logged};
+pub use sink::{PROGRESS_RETRIES, StoreEvents};
 
-use crate::engine::StoreEvents;
 use crate::meta::webhook::{RAW_LIMIT, Unhandled};
 use crate::store::{InboxRow, Store, UnhandledRow};
 

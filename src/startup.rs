@@ -17,12 +17,12 @@ use tokio::net::TcpListener;
 
 use crate::background::{Background, First};
 use crate::config::{InboxMode, Settings};
-use crate::engine::{StoreEvents, StoreStatus, StoreTenants, reconcile};
+use crate::engine::{StoreStatus, StoreTenants, reconcile};
 use crate::http::portal::PortalState;
 use crate::http::portal::session::LoginThrottle;
 use crate::http::server;
 use crate::http::{self, HttpState, WebhookState};
-use crate::inbox::{InFlight, Inbox};
+use crate::inbox::{InFlight, Inbox, StoreEvents};
 use crate::meta::graph::GraphClient;
 use crate::meta::webhook::WebhookSecrets;
 use crate::onboarding::Onboarding;

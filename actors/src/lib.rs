@@ -21,6 +21,7 @@ mod dedup;
 pub mod event;
 mod ids;
 pub mod limiter;
+mod mailbox;
 pub mod metrics;
 mod page;
 pub mod ports;

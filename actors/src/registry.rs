@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::PageId;
 use crate::event::InboundEvent;
-use crate::tenant::TenantMsg;
+use crate::mailbox::TenantMsg;
 
 /// Whose an account id is.
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@ use ractor::{Actor, ActorRef};
 use crate::PageId;
 use crate::context::{Ports, Shared};
 use crate::event::InboundEvent;
+use crate::mailbox::TenantMsg;
 use crate::metrics::{EVENTS_DROPPED, UNKNOWN_PAGE_EVENTS};
 use crate::ports::{EventSink, GraphApi, StatusSink, TenantSource};
 pub use crate::registry::Route;
@@ -21,7 +22,6 @@ use crate::registry::{Delivery, Registry};
 use crate::settings::EngineSettings;
 use crate::stats::StatsSnapshot;
 use crate::supervisor::{SupervisorMsg, TenantSupervisor};
-use crate::tenant::TenantMsg;
 
 /// How many unknown account ids get a metric label of their own.
 const UNKNOWN_LABELS: usize = 100;

@@ -22,69 +22,11 @@ use crate::backoff::Backoff;
 use crate::context::TenantContext;
 use crate::dedup::Dedup;
 use crate::event::InboundEvent;
-use crate::ids::{InboxId, ReplyId};
+use crate::ids::InboxId;
 use crate::limiter::SendLimiter;
+pub(crate) use crate::mailbox::{QueuedSend, Reply, TenantMsg, Unanswered};
 use crate::metrics::TenantMetrics;
-use crate::ports::{GraphFailure, LoadError, OutgoingMessage, Progress, SendOk, SinkError, TenantProfile};
-
-/// Messages a tenant actor handles.
-pub(crate) enum TenantMsg {
-    /// A webhook event for this page.
-    Event(InboundEvent),
-    /// The integration was (re)loaded.
-    Loaded(Result<TenantProfile, LoadError>),
-    /// Reload the integration (OAuth completion, reconnect): the token is swapped in place and queued
-    /// replies are kept.
-    Reload,
-    /// The replies to a batch of events are known (and, for inbox events, recorded in the outbox), in the
-    /// order the events were taken.
-    Responded(Vec<(InboundEvent, Result<Vec<Reply>, Unanswered>)>),
-    /// Try to send what is queued.
-    Pump,
-    /// A Send API call finished.
-    SendDone { item: QueuedSend, result: Result<SendOk, GraphFailure>, elapsed: Duration },
-    /// A transiently failed reply is due again.
-    Retry(QueuedSend),
-    /// The token was found invalid elsewhere (token health check): stop sending until a reload.
-    Invalidate { reason: String },
-    /// The client disconnected the page: drop everything and stop.
-    Disconnect,
-    /// From the router, every half idle timeout: stop if idle.
-    IdleCheck,
-    /// Stop now (the registry already forgot this actor).
-    Passivate,
-    /// For supervision tests: fail as a handler bug would.
-    #[cfg(feature = "test-hooks")]
-    Crash,
-}
-
-/// A reply waiting to be sent.
-#[derive(Debug, Clone)]
-pub(crate) struct QueuedSend {
-    pub message: OutgoingMessage,
-    pub attempts: u32,
-    /// The inbox row of the event this reply answers, if the event came from the durable inbox.
-    pub inbox_id: Option<InboxId>,
-    /// The reply's outbox row (inbox events only).
-    pub reply_id: Option<ReplyId>,
-}
-
-/// A reply still to send, with its outbox row for inbox events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reply {
-    pub text: String,
-    pub reply_id: Option<ReplyId>,
-}
-
-/// Why an event got no replies to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Unanswered {
-    /// The bot failed: the event is finished as failed, with this reason.
-    Bot(String),
-    /// Storage would not record the replies (after retries): the inbox row stays pending and is handled
-    /// again later.
-    Storage(SinkError),
-}
+use crate::ports::{LoadError, Progress, TenantProfile};
 
 /// How often loading the integration is tried before the tenant gives up.
 const LOAD_ATTEMPTS: u32 = 5;

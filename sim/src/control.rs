@@ -52,10 +52,13 @@ struct Filter_ {
 }
 
 pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
-    let with_sim = warp::any().map(move || sim.clone());
-    let base = warp::path("_sim");
-    let json_body = warp::body::content_length_limit(256 * 1024).and(warp::body::json::<Value>());
+    let with_sim = warp::any().map(move || sim.clone()).boxed();
+    read_routes(&with_sim).or(write_routes(&with_sim)).unify().boxed()
+}
 
+/// What the stand-in received and holds: its state, messages, calls, errors, subscriptions, configuration.
+fn read_routes(with_sim: &BoxedFilter<(Arc<Sim>,)>) -> BoxedFilter<(Response,)> {
+    let base = warp::path("_sim");
     let state =
         warp::get().and(base).and(warp::path!("state")).and(with_sim.clone()).map(|sim: Arc<Sim>| ok(sim.summary()));
     let messages =
@@ -89,6 +92,24 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
         .and(warp::path!("config"))
         .and(with_sim.clone())
         .map(|sim: Arc<Sim>| ok(json!(sim.config())));
+    state
+        .or(messages)
+        .unify()
+        .or(calls)
+        .unify()
+        .or(errors)
+        .unify()
+        .or(subscriptions)
+        .unify()
+        .or(config_get)
+        .unify()
+        .boxed()
+}
+
+/// Changes: the configuration, faults, dead tokens, throttles, subscriptions, recipients, a reset.
+fn write_routes(with_sim: &BoxedFilter<(Arc<Sim>,)>) -> BoxedFilter<(Response,)> {
+    let base = warp::path("_sim");
+    let json_body = warp::body::content_length_limit(256 * 1024).and(warp::body::json::<Value>());
     let config_post = warp::post().and(base).and(warp::path!("config")).and(json_body).and(with_sim.clone()).map(
         |patch: Value, sim: Arc<Sim>| match sim.merge_config(&patch) {
             Ok(config) => ok(json!(config)),
@@ -141,24 +162,12 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
                 Err(e) => bad(&e.to_string()),
             },
         );
-    let reset = warp::post().and(base).and(warp::path!("reset")).and(with_sim).map(|sim: Arc<Sim>| {
+    let reset = warp::post().and(base).and(warp::path!("reset")).and(with_sim.clone()).map(|sim: Arc<Sim>| {
         sim.reset();
         ok(json!({ "reset": true }))
     });
 
-    state
-        .or(messages)
-        .unify()
-        .or(calls)
-        .unify()
-        .or(errors)
-        .unify()
-        .or(subscriptions)
-        .unify()
-        .or(config_get)
-        .unify()
-        .or(config_post)
-        .unify()
+    config_post
         .or(faults)
         .unify()
         .or(invalidate)

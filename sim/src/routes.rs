@@ -23,61 +23,69 @@ type Query = HashMap<String, String>;
 pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
     let with_sim = {
         let sim = sim.clone();
-        warp::any().map(move || sim.clone())
+        warp::any().map(move || sim.clone()).boxed()
     };
     let version = warp::path::param::<String>()
-        .and_then(|v: String| async move { if is_version(&v) { Ok(v) } else { Err(warp::reject::not_found()) } });
-    let query = warp::query::<Query>();
-    let headers = warp::header::headers_cloned();
+        .and_then(|v: String| async move { if is_version(&v) { Ok(v) } else { Err(warp::reject::not_found()) } })
+        .boxed();
+    login_routes(&with_sim, &version)
+        .or(page_routes(&with_sim, &version))
+        .unify()
+        .or(crate::control::routes(sim))
+        .unify()
+        .recover(recover)
+        .unify()
+        .boxed()
+}
 
+type WithSim = BoxedFilter<(Arc<Sim>,)>;
+type Version = BoxedFilter<(String,)>;
+
+/// The Login dialog, the code and token exchanges, `debug_token`, `/me/permissions` and `/me/accounts`.
+fn login_routes(with_sim: &WithSim, version: &Version) -> BoxedFilter<(Response,)> {
+    let (query, headers) = (warp::query::<Query>(), warp::header::headers_cloned());
     let dialog_get = warp::get()
-        .and(version)
+        .and(version.clone())
         .and(warp::path!("dialog" / "oauth"))
         .and(query)
         .and(with_sim.clone())
         .map(|_v: String, q: Query, sim: Arc<Sim>| dialog::show(&sim, &q));
     let dialog_post = warp::post()
-        .and(version)
+        .and(version.clone())
         .and(warp::path!("dialog" / "oauth" / "decide"))
         .and(warp::body::content_length_limit(64 * 1024))
         .and(warp::body::form::<Vec<(String, String)>>())
         .and(with_sim.clone())
         .map(|_v: String, form: Vec<(String, String)>, sim: Arc<Sim>| dialog::decide(&sim, &form));
-
-    let access_token =
-        warp::get().and(version).and(warp::path!("oauth" / "access_token")).and(query).and(with_sim.clone()).then(
-            |_v: String, q: Query, sim: Arc<Sim>| async move {
-                let result = match faults(&sim).await {
-                    Err(e) => Err(e),
-                    Ok(()) => {
-                        let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-                        if get("grant_type") == "fb_exchange_token" {
-                            sim.exchange_long_lived(get("client_id"), get("client_secret"), get("fb_exchange_token"))
-                        } else {
-                            sim.exchange_code(get("client_id"), get("client_secret"), get("redirect_uri"), get("code"))
-                        }
-                    }
-                };
-                graph(&sim, "oauth/access_token", None, result)
-            },
-        );
-
-    let debug_token =
-        warp::get().and(version).and(warp::path!("debug_token")).and(query).and(headers).and(with_sim.clone()).then(
-            |_v: String, q: Query, h: HeaderMap, sim: Arc<Sim>| async move {
-                let result = match faults(&sim).await {
-                    Err(e) => Err(e),
-                    Ok(()) => {
-                        let input = q.get("input_token").map(String::as_str).unwrap_or_default();
-                        sim.debug_token(token(&q, &h, None).as_deref(), input)
-                    }
-                };
-                graph(&sim, "debug_token", None, result)
-            },
-        );
-
+    let access_token = warp::get()
+        .and(version.clone())
+        .and(warp::path!("oauth" / "access_token"))
+        .and(query)
+        .and(with_sim.clone())
+        .then(|_v: String, q: Query, sim: Arc<Sim>| async move {
+            let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+            let result = faults(&sim).await.and_then(|()| {
+                if get("grant_type") == "fb_exchange_token" {
+                    sim.exchange_long_lived(get("client_id"), get("client_secret"), get("fb_exchange_token"))
+                } else {
+                    sim.exchange_code(get("client_id"), get("client_secret"), get("redirect_uri"), get("code"))
+                }
+            });
+            graph(&sim, "oauth/access_token", None, result)
+        });
+    let debug_token = warp::get()
+        .and(version.clone())
+        .and(warp::path!("debug_token"))
+        .and(query)
+        .and(headers)
+        .and(with_sim.clone())
+        .then(|_v: String, q: Query, h: HeaderMap, sim: Arc<Sim>| async move {
+            let input = q.get("input_token").map(String::as_str).unwrap_or_default();
+            let result = faults(&sim).await.and_then(|()| sim.debug_token(token(&q, &h, None).as_deref(), input));
+            graph(&sim, "debug_token", None, result)
+        });
     let permissions = warp::get()
-        .and(version)
+        .and(version.clone())
         .and(warp::path!("me" / "permissions"))
         .and(query)
         .and(headers)
@@ -86,9 +94,8 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
             let result = user_call(&sim, &q, &h, |t| sim.permissions(t)).await;
             graph(&sim, "me/permissions", None, result)
         });
-
     let accounts = warp::get()
-        .and(version)
+        .and(version.clone())
         .and(warp::path!("me" / "accounts"))
         .and(query)
         .and(headers)
@@ -101,73 +108,6 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
             let result = user_call(&sim, &q, &h, |t| sim.accounts(t, after.as_deref(), limit, &next_base)).await;
             graph(&sim, "me/accounts", None, result)
         });
-
-    let send_me = warp::post().and(version).and(warp::path!("me" / "messages")).map(|_v: String| None::<String>);
-    let send_id =
-        warp::post().and(version).and(warp::path!(String / "messages")).map(|_v: String, id: String| Some(id));
-    let send = send_me
-        .or(send_id)
-        .unify()
-        .and(query)
-        .and(headers)
-        .and(warp::body::content_length_limit(1024 * 1024))
-        .and(warp::body::bytes())
-        .and(with_sim.clone())
-        .then(|path_id: Option<String>, q: Query, h: HeaderMap, body: bytes::Bytes, sim: Arc<Sim>| async move {
-            send_message(&sim, path_id, &q, &h, &body).await
-        });
-
-    let subscribed_apps =
-        warp::path::param::<String>()
-            .and_then(|v: String| async move { if is_version(&v) { Ok(()) } else { Err(warp::reject::not_found()) } })
-            .untuple_one()
-            .and(warp::path!(String / "subscribed_apps"))
-            .and(warp::method())
-            .and(query)
-            .and(headers)
-            // Meta's documented call carries everything in the query, often with no body and no
-            // Content-Length, so the form body is optional here (no length limit filter, which needs one).
-            .and(warp::body::bytes())
-            .and(with_sim.clone())
-            .then(
-                |page: String,
-                 method: warp::http::Method,
-                 q: Query,
-                 h: HeaderMap,
-                 body: bytes::Bytes,
-                 sim: Arc<Sim>| async move {
-                    let form: Query = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-                    let result = match faults(&sim).await {
-                        Err(e) => Err(e),
-                        Ok(()) => match token(&q, &h, Some(&form)) {
-                            None => Err(GraphError::no_token()),
-                            Some(t) => match proof_check(&sim, &t, &q, &form).map(|()| method.as_str()) {
-                                Err(e) => Err(e),
-                                Ok(method) => match method {
-                                    "POST" => {
-                                        let fields =
-                                            q.get("subscribed_fields").or_else(|| form.get("subscribed_fields"));
-                                        sim.subscribe(&page, &t, fields.map(String::as_str).unwrap_or_default())
-                                    }
-                                    "GET" => sim.subscribed_apps(&page, &t),
-                                    "DELETE" => sim.unsubscribe(&page, &t),
-                                    _ => Err(GraphError::invalid_parameter("Unsupported method")),
-                                },
-                            },
-                        },
-                    };
-                    graph(&sim, "subscribed_apps", Some(&page), result)
-                },
-            );
-
-    let page_fields = warp::get().and(version).and(warp::path!(String)).and(query).and(headers).and(with_sim).then(
-        |_v: String, page: String, q: Query, h: HeaderMap, sim: Arc<Sim>| async move {
-            let fields = q.get("fields").cloned().unwrap_or_else(|| "id,name".to_owned());
-            let result = user_call(&sim, &q, &h, |t| sim.page_fields(&page, t, &fields)).await;
-            graph(&sim, "page", Some(&page), result)
-        },
-    );
-
     dialog_get
         .or(dialog_post)
         .unify()
@@ -179,17 +119,84 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(accounts)
         .unify()
-        .or(send)
-        .unify()
-        .or(subscribed_apps)
-        .unify()
-        .or(page_fields)
-        .unify()
-        .or(crate::control::routes(sim))
-        .unify()
-        .recover(recover)
-        .unify()
         .boxed()
+}
+
+/// The Send API, a Page's subscriptions and a Page's fields.
+fn page_routes(with_sim: &WithSim, version: &Version) -> BoxedFilter<(Response,)> {
+    let (query, headers) = (warp::query::<Query>(), warp::header::headers_cloned());
+    let send_me =
+        warp::post().and(version.clone()).and(warp::path!("me" / "messages")).map(|_v: String| None::<String>);
+    let send_id =
+        warp::post().and(version.clone()).and(warp::path!(String / "messages")).map(|_v: String, id: String| Some(id));
+    let send = send_me
+        .or(send_id)
+        .unify()
+        .and(query)
+        .and(headers)
+        .and(warp::body::content_length_limit(1024 * 1024))
+        .and(warp::body::bytes())
+        .and(with_sim.clone())
+        .then(|path_id: Option<String>, q: Query, h: HeaderMap, body: bytes::Bytes, sim: Arc<Sim>| async move {
+            send_message(&sim, path_id, &q, &h, &body).await
+        });
+    let subscribed_apps =
+        version
+            .clone()
+            .map(|_v: String| ())
+            .untuple_one()
+            .and(warp::path!(String / "subscribed_apps"))
+            .and(warp::method())
+            .and(query)
+            .and(headers)
+            // Meta's documented call carries everything in the query, often with no body and no Content-Length,
+            // so the form body is optional here (no length limit filter, which needs one).
+            .and(warp::body::bytes())
+            .and(with_sim.clone())
+            .then(
+                |page: String,
+                 method: warp::http::Method,
+                 q: Query,
+                 h: HeaderMap,
+                 body: bytes::Bytes,
+                 sim: Arc<Sim>| async move {
+                    let form: Query = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+                    let result = subscription_call(&sim, &page, &method, &q, &h, &form).await;
+                    graph(&sim, "subscribed_apps", Some(&page), result)
+                },
+            );
+    let page_fields =
+        warp::get().and(version.clone()).and(warp::path!(String)).and(query).and(headers).and(with_sim.clone()).then(
+            |_v: String, page: String, q: Query, h: HeaderMap, sim: Arc<Sim>| async move {
+                let fields = q.get("fields").cloned().unwrap_or_else(|| "id,name".to_owned());
+                let result = user_call(&sim, &q, &h, |t| sim.page_fields(&page, t, &fields)).await;
+                graph(&sim, "page", Some(&page), result)
+            },
+        );
+    send.or(subscribed_apps).unify().or(page_fields).unify().boxed()
+}
+
+/// `POST`, `GET` or `DELETE /{page}/subscribed_apps`, with the token and proof in the query or the form.
+async fn subscription_call(
+    sim: &Sim,
+    page: &str,
+    method: &warp::http::Method,
+    q: &Query,
+    h: &HeaderMap,
+    form: &Query,
+) -> Result<Value, GraphError> {
+    faults(sim).await?;
+    let t = token(q, h, Some(form)).ok_or_else(GraphError::no_token)?;
+    proof_check(sim, &t, q, form)?;
+    match method.as_str() {
+        "POST" => {
+            let fields = q.get("subscribed_fields").or_else(|| form.get("subscribed_fields"));
+            sim.subscribe(page, &t, fields.map(String::as_str).unwrap_or_default())
+        }
+        "GET" => sim.subscribed_apps(page, &t),
+        "DELETE" => sim.unsubscribe(page, &t),
+        _ => Err(GraphError::invalid_parameter("Unsupported method")),
+    }
 }
 
 fn is_version(v: &str) -> bool {

@@ -4,7 +4,7 @@ use super::UsageError;
 use crate::config::Settings;
 use crate::domain::{Actor, ClientSlug};
 use crate::startup;
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InboxCommand {
@@ -35,82 +35,87 @@ pub enum InboxCommand {
 pub async fn run(settings: &Settings, cmd: InboxCommand) -> anyhow::Result<()> {
     let store = startup::open_store(settings).await?;
     match cmd {
-        InboxCommand::Stats => {
-            let counts = store.inbox_counts().await?;
-            if counts.is_empty() {
-                println!("the inbox is empty");
-            }
-            for (status, n) in counts {
-                println!("{status:<8} {n}");
-            }
-            let unhandled = store.unhandled_summary().await?;
-            if !unhandled.is_empty() {
-                println!();
-                println!("not understood (acknowledged and kept raw; `switchboard inbox unhandled` lists them):");
-                println!("{:<26} {:<22} {:<16} {:>8}  last", "object", "kind", "reason", "count");
-                for u in unhandled {
-                    println!(
-                        "{:<26} {:<22} {:<16} {:>8}  {}",
-                        u.object,
-                        u.kind,
-                        u.reason,
-                        u.count,
-                        u.last_at.format("%Y-%m-%d %H:%M:%S UTC")
-                    );
-                }
-            }
-            Ok(())
-        }
-        InboxCommand::Unhandled { limit, json } => {
-            let parts = store.unhandled_recent(i64::from(limit)).await?;
-            if parts.is_empty() && !json {
-                println!("nothing was left not understood");
-            }
-            for part in parts {
-                if json {
-                    println!("{}", serde_json::to_string(&part)?);
-                } else {
-                    println!(
-                        "#{} {} {}/{} {} page {}: {}",
-                        part.id,
-                        part.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                        part.object,
-                        part.kind,
-                        part.reason,
-                        part.account_id.as_deref().unwrap_or("-"),
-                        part.detail
-                    );
-                    println!("    {}", part.raw);
-                }
-            }
-            Ok(())
-        }
-        InboxCommand::Replay { failed: _, client } => {
-            let client_id = match client {
-                Some(raw) => {
-                    let slug = ClientSlug::parse(&raw).map_err(|e| UsageError(format!("--client: {e}")))?;
-                    Some(
-                        store
-                            .client_by_slug(&slug)
-                            .await?
-                            .ok_or_else(|| UsageError(format!("no client with slug {slug}")))?
-                            .id,
-                    )
-                }
-                None => None,
-            };
-            let n = store.inbox_requeue_failed(client_id).await?;
-            store
-                .append_audit(&AuditEntry {
-                    actor: Actor::Cli,
-                    action: "inbox.replayed".to_owned(),
-                    client_id,
-                    page_id: None,
-                    detail: format!("{n} failed event(s) back to pending"),
-                })
-                .await?;
-            println!("{n} failed event(s) are pending again; a running server handles them at its next inbox sweep");
-            Ok(())
+        InboxCommand::Stats => stats(&store).await,
+        InboxCommand::Unhandled { limit, json } => unhandled(&store, limit, json).await,
+        InboxCommand::Replay { failed: _, client } => replay(&store, client).await,
+    }
+}
+
+/// Rows per status, and a summary of what was not understood.
+async fn stats(store: &Store) -> anyhow::Result<()> {
+    let counts = store.inbox_counts().await?;
+    if counts.is_empty() {
+        println!("the inbox is empty");
+    }
+    for (status, n) in counts {
+        println!("{status:<8} {n}");
+    }
+    let unhandled = store.unhandled_summary().await?;
+    if !unhandled.is_empty() {
+        println!();
+        println!("not understood (acknowledged and kept raw; `switchboard inbox unhandled` lists them):");
+        println!("{:<26} {:<22} {:<16} {:>8}  last", "object", "kind", "reason", "count");
+        for u in unhandled {
+            println!(
+                "{:<26} {:<22} {:<16} {:>8}  {}",
+                u.object,
+                u.kind,
+                u.reason,
+                u.count,
+                u.last_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
         }
     }
+    Ok(())
+}
+
+/// The newest parts not understood, raw (or as JSON lines).
+async fn unhandled(store: &Store, limit: u32, json: bool) -> anyhow::Result<()> {
+    let parts = store.unhandled_recent(i64::from(limit)).await?;
+    if parts.is_empty() && !json {
+        println!("nothing was left not understood");
+    }
+    for part in parts {
+        if json {
+            println!("{}", serde_json::to_string(&part)?);
+            continue;
+        }
+        println!(
+            "#{} {} {}/{} {} page {}: {}",
+            part.id,
+            part.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            part.object,
+            part.kind,
+            part.reason,
+            part.account_id.as_deref().unwrap_or("-"),
+            part.detail
+        );
+        println!("    {}", part.raw);
+    }
+    Ok(())
+}
+
+/// Failed events (of one client, or all) back to pending, audited.
+async fn replay(store: &Store, client: Option<String>) -> anyhow::Result<()> {
+    let client_id = match client {
+        Some(raw) => {
+            let slug = ClientSlug::parse(&raw).map_err(|e| UsageError(format!("--client: {e}")))?;
+            Some(
+                store.client_by_slug(&slug).await?.ok_or_else(|| UsageError(format!("no client with slug {slug}")))?.id,
+            )
+        }
+        None => None,
+    };
+    let n = store.inbox_requeue_failed(client_id).await?;
+    store
+        .append_audit(&AuditEntry {
+            actor: Actor::Cli,
+            action: "inbox.replayed".to_owned(),
+            client_id,
+            page_id: None,
+            detail: format!("{n} failed event(s) back to pending"),
+        })
+        .await?;
+    println!("{n} failed event(s) are pending again; a running server handles them at its next inbox sweep");
+    Ok(())
 }

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::raw::{RawDatabase, RawEngine, RawInbox, RawMeta, RawOAuth, RawServer, RawSettings, RawVault};
 use super::{
-    ConfigError, DatabaseSettings, EngineConfig, InboxSettings, LogSettings, MetaSettings, OAuthSettings,
+    ConfigError, DatabaseSettings, EngineConfig, InboxSettings, LogSettings, MetaSettings, OAuthSettings, RelayLimits,
     ServerSettings, Settings, VaultSettings, key_label,
 };
 
@@ -247,7 +247,7 @@ fn engine(e: &RawEngine, meta: &RawMeta) -> Result<EngineConfig, ConfigError> {
         send_rate_per_page: e.send_rate_per_page,
         fallback_reply: e.fallback_reply.clone(),
         relay_timeout: Duration::from_secs(e.relay_timeout_secs),
-        relay: crate::engine::relay::RelayLimits {
+        relay: RelayLimits {
             allow_private: e.relay_allow_private,
             max_answer_bytes: e.relay_max_answer_bytes,
             max_replies: e.relay_max_replies,

@@ -22,18 +22,9 @@ use serde::Deserialize;
 use sha2::Sha256;
 use switchboard_actors::{BotError, InboundEvent, Responder};
 
-pub const SIGNATURE_HEADER: &str = "x-switchboard-signature-256";
+pub use crate::config::RelayLimits;
 
-/// What a relay call may reach and read.
-#[derive(Debug, Clone, Copy)]
-pub struct RelayLimits {
-    /// Allow http:// and addresses that are not public (loopback, private, link-local, …).
-    pub allow_private: bool,
-    /// The most bytes of an answer read.
-    pub max_answer_bytes: usize,
-    /// The most replies one answer may hold.
-    pub max_replies: usize,
-}
+pub const SIGNATURE_HEADER: &str = "x-switchboard-signature-256";
 
 pub struct RelayResponder {
     http: reqwest::Client,

@@ -106,22 +106,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let shared = Arc::new(Shared::new(routes, limits, slots.clone()));
     let per_address = PerAddress::default();
-    let mut http = http1::Builder::new();
-    // hyper's header timeout would also count the idle time between requests: the connection clock keeps
-    // the time instead.
-    http.keep_alive(true).header_read_timeout(None).max_buf_size(READ_BUFFER);
-    let shared = Arc::new(Shared {
-        http,
-        slots: slots.clone(),
-        pressure: tokio::sync::watch::Sender::new(0),
-        routes,
-        phases: limits.phases(),
-        limits,
-        proxied: PerAddress::default(),
-        draining: CancellationToken::new(),
-        closing: CancellationToken::new(),
-    });
     let connections = TaskTracker::new();
     let mut pressed = false;
     tokio::pin!(shutdown);
@@ -130,18 +116,7 @@ pub async fn serve(
             () = &mut shutdown => break,
             permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
         };
-        match (pressed, shared.pressed()) {
-            (false, true) => {
-                pressed = true;
-                tracing::warn!(
-                    open = shared.limits.max_connections - slots.available_permits(),
-                    "more than half the connection slots are taken; silent connections get the first-byte timeout"
-                );
-                shared.pressure.send_modify(|n| *n += 1);
-            }
-            (true, false) => pressed = false,
-            _ => {}
-        }
+        shared.note_pressure(&mut pressed);
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -154,36 +129,89 @@ pub async fn serve(
                 }
             },
         };
-        let max = shared.limits.max_connections_per_address;
         let proxied = shared.limits.trusted_proxies.contains(peer.ip());
-        let address = if max == 0 || proxied {
-            None
-        } else {
-            match per_address.try_take(AddressKey::of(peer.ip()), max) {
-                Some(slot) => Some(slot),
-                None => {
-                    metrics::counter!(CONNECTIONS_REFUSED, "reason" => "per_address").increment(1);
-                    tracing::debug!(address = %AddressKey::of(peer.ip()), "connection refused: address at its cap");
-                    continue;
-                }
-            }
-        };
+        let Ok(address) = shared.address_slot(&per_address, peer, proxied) else { continue };
         let _ = stream.set_nodelay(true);
         connections.spawn(connection(stream, peer, proxied, shared.clone(), permit, address));
     }
     drop(listener);
-    shared.draining.cancel();
-    connections.close();
-    if tokio::time::timeout(shared.limits.shutdown_grace, connections.wait()).await.is_err() {
-        tracing::warn!(grace = ?shared.limits.shutdown_grace, open = connections.len(),
-            "connections still open after the grace period; closing them");
-        shared.closing.cancel();
-        connections.wait().await;
-    }
-    tracing::info!("all connections closed");
+    shared.drain(&connections).await;
 }
 
+/// The per-address cap is reached: the connection is refused.
+struct AtCap;
+
 impl Shared {
+    fn new(routes: BoxedFilter<(Response,)>, limits: Limits, slots: Arc<Semaphore>) -> Self {
+        let mut http = http1::Builder::new();
+        // hyper's header timeout would also count the idle time between requests: the connection clock keeps
+        // the time instead.
+        http.keep_alive(true).header_read_timeout(None).max_buf_size(READ_BUFFER);
+        Self {
+            http,
+            slots,
+            pressure: tokio::sync::watch::Sender::new(0),
+            routes,
+            phases: limits.phases(),
+            limits,
+            proxied: PerAddress::default(),
+            draining: CancellationToken::new(),
+            closing: CancellationToken::new(),
+        }
+    }
+
+    /// Tells open connections when more than half the slots become taken (silent ones then get the
+    /// first-byte timeout); `pressed` remembers whether they were at the last accept.
+    fn note_pressure(&self, pressed: &mut bool) {
+        match (*pressed, self.pressed()) {
+            (false, true) => {
+                *pressed = true;
+                tracing::warn!(
+                    open = self.limits.max_connections - self.slots.available_permits(),
+                    "more than half the connection slots are taken; silent connections get the first-byte timeout"
+                );
+                self.pressure.send_modify(|n| *n += 1);
+            }
+            (true, false) => *pressed = false,
+            _ => {}
+        }
+    }
+
+    /// The peer's share of the per-address cap (none when there is no cap, or the peer is a trusted proxy
+    /// whose clients are capped per request instead); `Err` when the address is at its cap.
+    fn address_slot(
+        &self,
+        per_address: &PerAddress,
+        peer: SocketAddr,
+        proxied: bool,
+    ) -> Result<Option<AddressSlot>, AtCap> {
+        let max = self.limits.max_connections_per_address;
+        if max == 0 || proxied {
+            return Ok(None);
+        }
+        match per_address.try_take(AddressKey::of(peer.ip()), max) {
+            Some(slot) => Ok(Some(slot)),
+            None => {
+                metrics::counter!(CONNECTIONS_REFUSED, "reason" => "per_address").increment(1);
+                tracing::debug!(address = %AddressKey::of(peer.ip()), "connection refused: address at its cap");
+                Err(AtCap)
+            }
+        }
+    }
+
+    /// Lets open connections finish for at most the grace period, then closes the rest.
+    async fn drain(&self, connections: &TaskTracker) {
+        self.draining.cancel();
+        connections.close();
+        if tokio::time::timeout(self.limits.shutdown_grace, connections.wait()).await.is_err() {
+            tracing::warn!(grace = ?self.limits.shutdown_grace, open = connections.len(),
+                "connections still open after the grace period; closing them");
+            self.closing.cancel();
+            connections.wait().await;
+        }
+        tracing::info!("all connections closed");
+    }
+
     /// More than half the slots are taken.
     fn pressed(&self) -> bool {
         self.slots.available_permits() * 2 < self.limits.max_connections

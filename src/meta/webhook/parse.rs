@@ -10,11 +10,10 @@
 //! no customer's words reach a log line or a metric through them.
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use switchboard_actors::{Channel, EventKind, InboundEvent, PageId};
 
-use super::lenient::{Flag, Id, Time};
+use self::wire::{Change, Entry, Item, Payload, WholePayload};
 
 /// Only a body that is not JSON is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,137 +135,6 @@ fn label(vocabulary: &'static [&'static str], name: &str) -> &'static str {
 
 /// The longest raw text kept for one unhandled part.
 pub const RAW_LIMIT: usize = 64 * 1024;
-
-/// The common case, read in one pass: a page or instagram payload whose every entry and item is understood.
-#[derive(Deserialize)]
-struct WholePayload {
-    #[serde(default)]
-    object: Option<String>,
-    #[serde(default)]
-    entry: Option<Vec<WholeEntry>>,
-}
-
-#[derive(Deserialize)]
-struct WholeEntry {
-    #[serde(default)]
-    id: Option<Id>,
-    #[serde(default)]
-    time: Option<Time>,
-    #[serde(default)]
-    messaging: Option<Vec<Item>>,
-    #[serde(default)]
-    standby: Option<Vec<Item>>,
-    #[serde(default)]
-    changes: Option<Vec<IgnoredAny>>,
-}
-
-#[derive(Deserialize)]
-struct Payload<'a> {
-    #[serde(default)]
-    object: Option<serde_json::Value>,
-    #[serde(borrow, default)]
-    entry: Option<Vec<&'a RawValue>>,
-}
-
-#[derive(Deserialize)]
-struct Entry<'a> {
-    #[serde(default)]
-    id: Option<Id>,
-    #[serde(default)]
-    time: Option<Time>,
-    #[serde(borrow, default)]
-    messaging: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default)]
-    standby: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default)]
-    changes: Option<Vec<&'a RawValue>>,
-}
-
-#[derive(Deserialize)]
-struct Party {
-    #[serde(default)]
-    id: Option<Id>,
-}
-
-#[derive(Deserialize)]
-struct Item {
-    #[serde(default)]
-    sender: Option<Party>,
-    #[serde(default)]
-    recipient: Option<Party>,
-    #[serde(default)]
-    timestamp: Option<Time>,
-    #[serde(default)]
-    message: Option<Message>,
-    #[serde(default)]
-    postback: Option<Postback>,
-    #[serde(default)]
-    read: Option<IgnoredAny>,
-    #[serde(default)]
-    delivery: Option<IgnoredAny>,
-    #[serde(default)]
-    reaction: Option<Reaction>,
-    #[serde(default)]
-    referral: Option<IgnoredAny>,
-    #[serde(default)]
-    optin: Option<IgnoredAny>,
-    #[serde(default)]
-    message_edit: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    #[serde(default)]
-    mid: Option<String>,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    quick_reply: Option<QuickReply>,
-    #[serde(default)]
-    is_echo: Option<Flag>,
-    #[serde(default)]
-    is_deleted: Option<Flag>,
-    #[serde(default)]
-    attachments: Option<Vec<Attachment>>,
-}
-
-#[derive(Deserialize)]
-struct QuickReply {
-    #[serde(default)]
-    payload: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Attachment {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Postback {
-    #[serde(default)]
-    mid: Option<String>,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    payload: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Reaction {
-    #[serde(default)]
-    mid: Option<String>,
-    #[serde(default)]
-    action: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Change<'a> {
-    #[serde(default)]
-    field: Option<String>,
-    #[serde(borrow, default)]
-    value: Option<&'a RawValue>,
-}
 
 /// The events of one webhook body, in the order Meta listed them, and what could not be understood.
 ///
@@ -590,6 +458,8 @@ fn located<'a, T: Deserialize<'a>>(raw: &'a str) -> String {
         }
     }
 }
+
+mod wire;
 
 #[cfg(test)]
 mod legacy;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchboard_actors::{Backoff, EventSink, InboxId, PageId, Progress, RecordedReply, SinkError};
 
-use crate::inbox::{GroupCommit, InFlight};
+use super::{GroupCommit, InFlight};
 use crate::store::{NewReply, Store};
 
 /// How long the progress writer gathers marks before it writes them. Progress is off every event's path
