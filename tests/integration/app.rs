@@ -2,16 +2,17 @@
 //! Meta stand-in, with two clients whose pages are connected with real tokens issued by the stand-in.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use meta_sim::{SimConfig, SimHandle};
+use switchboard::config::Settings;
 use switchboard::domain::{AccessToken, PageId};
 use switchboard::secrets::vault::KeyRing;
 use switchboard::startup::Application;
 use switchboard::store::{Client, NewIntegration, Store};
 use switchboard_actors::Router;
 
-use crate::support::{TestDb, key_entry, ring};
+use crate::support::{TestDb, WITHIN, eventually, eventually_within, key_entry, ring};
 
 pub const SECRET: &str = "fixture-app-secret-do-not-use";
 pub const VERIFY_TOKEN: &str = "verify-me-please";
@@ -37,13 +38,13 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// A test's change to Switchboard's settings, made on the typed settings after the rig's own.
+pub type Tweak = Box<dyn FnOnce(&mut Settings) + Send>;
+
 /// Options for `spawn_app`.
 pub struct Options {
     pub sim: SimConfig,
-    /// Extra keys for Switchboard's `[engine]` section.
-    pub toml: String,
-    /// Extra keys for Switchboard's `[server]` section.
-    pub server_toml: String,
+    pub settings: Tweak,
     /// Connect page A to client "woodstock-outlet" and page B to "rural-king".
     pub connect: bool,
     pub postgres: bool,
@@ -51,13 +52,14 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            sim: SimConfig::default(),
-            toml: String::new(),
-            server_toml: String::new(),
-            connect: true,
-            postgres: true,
-        }
+        Self { sim: SimConfig::default(), settings: Box::new(|_| {}), connect: true, postgres: true }
+    }
+}
+
+impl Options {
+    /// The defaults, with `tweak` applied to the settings.
+    pub fn with(tweak: impl FnOnce(&mut Settings) + Send + 'static) -> Self {
+        Self { settings: Box::new(tweak), ..Self::default() }
     }
 }
 
@@ -77,7 +79,6 @@ bind = "127.0.0.1:0"
 metrics_bind = "127.0.0.1:0"
 public_url = "{public}"
 shutdown_grace_secs = 2
-{server_extra}
 [database]
 url = "{db_url}"
 max_connections = 5
@@ -91,18 +92,15 @@ graph_url = "{sim}"
 oauth_dialog_url = "{sim}"
 [engine]
 retry_base_ms = 20
-{relay}
-{extra}
+# The tests' relay bots run on loopback, unless a test wants the production rule.
+relay_allow_private = true
 "#,
         db_url = db.url,
         key = entry,
         sim = meta.url(),
-        // The tests' relay bots run on loopback, unless a test wants the production rule.
-        relay = if options.toml.contains("relay_allow_private") { "" } else { "relay_allow_private = true" },
-        extra = options.toml,
-        server_extra = options.server_toml,
     );
-    let settings = switchboard::config::Settings::from_toml(&toml).unwrap();
+    let mut settings = Settings::from_toml(&toml).unwrap();
+    (options.settings)(&mut settings);
     let app = Application::build_with_listener(&settings, listener).await.unwrap();
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
@@ -164,26 +162,31 @@ impl TestApp {
         self.meta.sim().messages()
     }
 
-    /// Waits until `n` messages were sent (or panics after `within`).
-    pub async fn wait_for_sent(&self, n: usize, within: Duration) -> Vec<meta_sim::SentMessage> {
-        let started = Instant::now();
-        loop {
-            let sent = self.sent();
-            if sent.len() >= n {
-                return sent;
-            }
-            assert!(
-                started.elapsed() < within,
-                "expected {n} messages within {within:?}, got {}: {sent:?}",
-                sent.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Waits until `n` messages were sent.
+    pub async fn wait_for_sent(&self, n: usize) -> Vec<meta_sim::SentMessage> {
+        self.wait_for_sent_within(n, WITHIN).await
     }
 
-    /// Gives the engine time to do something it must not do, then returns what was sent.
+    /// [`TestApp::wait_for_sent`], for many messages paced by the send limits.
+    pub async fn wait_for_sent_within(&self, n: usize, within: Duration) -> Vec<meta_sim::SentMessage> {
+        eventually_within(within, &format!("{n} messages sent"), || async {
+            let sent = self.sent();
+            if sent.len() >= n { Ok(sent) } else { Err(format!("{} sent: {sent:?}", sent.len())) }
+        })
+        .await
+    }
+
+    /// What was sent once the engine is done with every event committed so far: a committed event's row is
+    /// finished only after its replies were sent (or failed), so whatever it would send has been sent.
     pub async fn settle(&self) -> Vec<meta_sim::SentMessage> {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        eventually("every committed event finished", || async {
+            let counts = self.db.store.inbox_counts().await.map_err(|e| e.to_string())?;
+            match counts.iter().find(|(status, n)| status == "pending" && *n > 0) {
+                Some((_, n)) => Err(format!("{n} pending")),
+                None => Ok(()),
+            }
+        })
+        .await;
         self.sent()
     }
 

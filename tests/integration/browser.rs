@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use secrecy::SecretString;
@@ -16,6 +16,7 @@ use switchboard::domain::{Email, PageId, Role};
 use switchboard::store::{IntegrationStatus, NewUser};
 
 use crate::app::{Options, PAGE_A, TestApp, spawn_app, text_event};
+use crate::support::{eventually, eventually_within};
 
 const PASSWORD: &str = "browser test passphrase";
 
@@ -61,22 +62,15 @@ async fn browser(driver: &Driver) -> Client {
         }
     });
     let caps: fantoccini::wd::Capabilities = caps.as_object().unwrap().clone();
-    let started = Instant::now();
-    loop {
+    eventually_within(Duration::from_secs(20), "Chromium started through chromedriver", || async {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
+        ClientBuilder::new(connector)
             .capabilities(caps.clone())
             .connect(&format!("http://127.0.0.1:{}", driver.port))
             .await
-        {
-            Ok(client) => return client,
-            Err(e) if started.elapsed() < Duration::from_secs(20) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("cannot start Chromium through chromedriver: {e}"),
-        }
-    }
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 struct Shots {
@@ -106,15 +100,11 @@ async fn text(c: &Client) -> String {
 }
 
 async fn wait_for_text(c: &Client, needle: &str) -> String {
-    let started = Instant::now();
-    loop {
+    eventually(&format!("{needle:?} on the page"), || async {
         let body = text(c).await;
-        if body.contains(needle) {
-            return body;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{needle:?} never appeared; the page says:\n{body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if body.contains(needle) { Ok(body) } else { Err(format!("the page says:\n{body}")) }
+    })
+    .await
 }
 
 async fn connect_through_consent(c: &Client, shots: &Shots, button: &str, shot: &str) {
@@ -172,11 +162,13 @@ async fn a_client_connects_cancels_and_sees_a_dead_token_in_a_real_browser() {
     app.meta.sim().invalidate_page_tokens(PAGE_A, 460);
     app.post_webhook(&text_event(PAGE_A, "7001", "m_browser", "hello?", 1)).await;
     let page = PageId::parse(PAGE_A).unwrap();
-    let started = Instant::now();
-    while app.db.store.integration_by_page(&page).await.unwrap().unwrap().status != IntegrationStatus::NeedsReauth {
-        assert!(started.elapsed() < Duration::from_secs(10), "the integration never became needs_reauth");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the integration needs_reauth", || async {
+        match app.db.store.integration_by_page(&page).await.unwrap().unwrap().status {
+            IntegrationStatus::NeedsReauth => Ok(()),
+            other => Err(format!("status {other}")),
+        }
+    })
+    .await;
     c.goto(&app.url("/portal")).await.unwrap();
     let body = wait_for_text(&c, "Needs reconnection").await;
     assert!(body.contains("password of the account that connected it changed"), "{body}");

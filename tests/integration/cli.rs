@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{Server, TestDb, client, key_entry, new_integration, ring};
+use crate::support::{Server, TestDb, client, eventually_within, key_entry, new_integration, ring};
 
 /// Meta's settings, and a free port: `serve` binds before it opens the vault, so two tests expecting a vault
 /// error from `serve` at once must not both ask for the default 8080.
@@ -415,24 +415,16 @@ async fn demo_prints_working_credentials_drives_events_and_stops_on_ctrl_c() {
     let dialog = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
     let callback = crate::app::decide(&b, &dialog, &["104711112233445"], "continue").await;
     assert_eq!(b.get(&callback).send().await.unwrap().status().as_u16(), 302);
-    let started = std::time::Instant::now();
-    loop {
+    eventually_within(Duration::from_secs(20), "the demo's events answered", || async {
         let state: serde_json::Value = b.get(format!("{meta}/_sim/state")).send().await.unwrap().json().await.unwrap();
-        if state["counters"]["messages_sent"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "the demo's events were never answered: {state}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        if state["counters"]["messages_sent"].as_u64().unwrap_or(0) > 0 { Ok(()) } else { Err(state.to_string()) }
+    })
+    .await;
 
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "the demo did not stop on Ctrl-C");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = eventually_within(Duration::from_secs(15), "the demo stopped on Ctrl-C", || {
+        std::future::ready(child.try_wait().unwrap().ok_or_else(|| "still running".to_owned()))
+    })
+    .await;
     assert!(status.success(), "{status}");
 }

@@ -11,7 +11,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::app::{PAGE_A, PAGE_B, SECRET, text_event};
 use crate::rig::Rig;
-use crate::support::TestDb;
+use crate::support::{TestDb, eventually, eventually_within};
 
 const OTHER_ADDRESS: &str = "127.0.0.2";
 
@@ -49,11 +49,10 @@ async fn closed_by_server(conn: &mut TcpStream, within: Duration) -> bool {
 }
 
 async fn wait_for_reply_to(rig: &Rig, sender: &str) {
-    let started = Instant::now();
-    while !rig.meta.sim().messages().iter().any(|m| m.recipient_id == sender) {
-        assert!(started.elapsed() < Duration::from_secs(20), "{sender} was never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(Duration::from_secs(20), &format!("{sender} answered"), || async {
+        if rig.meta.sim().messages().iter().any(|m| m.recipient_id == sender) { Ok(()) } else { Err(String::new()) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,14 +141,13 @@ async fn a_flood_from_one_address_leaves_other_addresses_their_slots() {
     let health = client(None).get(server.url("/healthz")).send().await;
     assert!(health.is_err(), "the flooding address itself gets nothing more while it holds its 10");
     drop(flood);
-    let started = Instant::now();
-    loop {
-        if client(None).get(server.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-            break;
+    eventually("the address served again", || async {
+        match client(None).get(server.url("/healthz")).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "the address was never served again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     server.terminate();
 }
 
@@ -244,20 +242,16 @@ async fn every_recorded_body_gets_its_200_and_one_odd_event_costs_only_itself() 
     for page in [PAGE_A, PAGE_B] {
         assert_eq!(post_signed(&http, addr, batch(page, 500, &odd)).await.0, 200);
     }
-    let started = Instant::now();
-    loop {
+    eventually_within(Duration::from_secs(60), "the 1000 questions answered", || async {
         let answered: std::collections::HashSet<String> =
             rig.meta.sim().messages().into_iter().map(|m| format!("{}:{}", m.page_id, m.recipient_id)).collect();
         let missing = (0..500)
             .flat_map(|i| [PAGE_A, PAGE_B].map(|p| format!("{p}:{}", 7_200_000_000u64 + i)))
             .filter(|k| !answered.contains(k))
             .count();
-        if missing == 0 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{missing} of the 1000 questions were never answered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if missing == 0 { Ok(()) } else { Err(format!("{missing} missing")) }
+    })
+    .await;
 
     // What was not understood is kept, and an operator can see it.
     let cli = |args: &[&str]| {

@@ -13,6 +13,7 @@ use switchboard::store::{IntegrationStatus, ResponderSetting, RevokeIf, StoreErr
 use crate::app::{Options, PAGE_A, PAGE_B, TestApp, decide, spawn_app, text_event};
 use crate::onboarding::{fresh_app, link_until, location};
 use crate::portal::{PASSWORD, add_user, browser, field, page, sign_in};
+use crate::support::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dialog_forwarded_to_another_browser_connects_nothing() {
@@ -76,8 +77,7 @@ async fn connect_again_never_outlives_the_link_the_flow_started_from() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_throttling_never_locks_out_a_browser_the_owner_used_and_ignores_rotating_addresses() {
-    let app =
-        spawn_app(Options { server_toml: r#"trusted_proxies = ["127.0.0.1"]"#.to_owned(), ..Options::default() }).await;
+    let app = spawn_app(Options::with(|s| s.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()])).await;
     add_user(&app, "owner@woodstock.example", Some(app.clients[0].id)).await;
     let owner = browser();
     assert_eq!(sign_in(&app, &owner, "owner@woodstock.example", PASSWORD).await.status().as_u16(), 303);
@@ -275,24 +275,18 @@ async fn failure_of(app: &TestApp, url: &str, mid: &str) -> String {
     app.router.disconnect(&PageId::parse(PAGE_A).unwrap());
     app.router.register(PageId::parse(PAGE_A).unwrap(), None, "woodstock-outlet");
     assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", mid, "hello", 1)).await.0, 200);
-    let started = std::time::Instant::now();
-    loop {
-        let sql = format!("SELECT reason FROM webhook_inbox WHERE dedup_key = 'm:{mid}' AND status = 'failed'");
-        if let Some(reason) = app.db.scalar(&sql).await {
-            return reason;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{mid} never failed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sql = format!("SELECT reason FROM webhook_inbox WHERE dedup_key = 'm:{mid}' AND status = 'failed'");
+    eventually(&format!("{mid} failed"), || async { app.db.scalar(&sql).await.ok_or_else(|| "not failed".to_owned()) })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_answers_are_bounded_and_redirects_are_not_followed() {
     use warp::Reply as _;
-    let app = spawn_app(Options {
-        toml: "relay_allow_private = true\nrelay_max_replies = 3\nrelay_max_answer_bytes = 2048".to_owned(),
-        ..Options::default()
-    })
+    let app = spawn_app(Options::with(|s| {
+        s.engine.relay.max_replies = 3;
+        s.engine.relay.max_answer_bytes = 2048;
+    }))
     .await;
     let url = bot(|path| match path {
         "/redirect" => {
@@ -310,7 +304,7 @@ async fn relay_answers_are_bounded_and_redirects_are_not_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_calls_reach_no_private_address() {
-    let app = spawn_app(Options { toml: "relay_allow_private = false".to_owned(), ..Options::default() }).await;
+    let app = spawn_app(Options::with(|s| s.engine.relay.allow_private = false)).await;
     let url = bot(|_| unreachable!("the bot must never be called")).await;
     assert!(failure_of(&app, &format!("{url}/bot"), "m_p1").await.contains("must be https"));
     let port = url.rsplit(':').next().unwrap();

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
+use switchboard::config::InboxMode;
 use switchboard::store::{InboxId, InboxRow, NewReply};
 
 use crate::app::{Options, PAGE_A, TestApp, fixture, spawn_app, text_event};
-
-const WAIT: Duration = Duration::from_secs(10);
+use crate::support::eventually;
 
 async fn durable() -> TestApp {
-    spawn_app(Options { toml: "[inbox]\nmode = \"durable\"".to_owned(), ..Options::default() }).await
+    spawn_app(Options::with(|s| s.inbox.mode = InboxMode::Durable)).await
 }
 
 /// Stores a pending inbox row for a text event to page A, as a commit does, without handing it to the
@@ -28,16 +28,12 @@ async fn store_pending(app: &TestApp, sender: &str, mid: &str, text: &str, times
 }
 
 async fn wait_for_counts(app: &TestApp, expected: &[(&str, i64)]) {
-    let started = std::time::Instant::now();
-    loop {
+    eventually(&format!("inbox counts {expected:?}"), || async {
         let counts = app.db.store.inbox_counts().await.unwrap();
         let got: Vec<(&str, i64)> = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-        if got == expected {
-            return;
-        }
-        assert!(started.elapsed() < WAIT, "inbox counts {got:?}, expected {expected:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if got == expected { Ok(()) } else { Err(format!("counts are {got:?}")) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +41,7 @@ async fn a_200_means_the_event_is_committed_and_it_is_marked_done_once_answered(
     let app = durable().await;
     assert_eq!(app.post_webhook(&fixture("messenger_text.json")).await.0, 200);
     assert_eq!(app.db.count("webhook_inbox").await, 1, "committed before the 200");
-    let sent = app.wait_for_sent(1, WAIT).await;
+    let sent = app.wait_for_sent(1).await;
     wait_for_counts(&app, &[("done", 1)]).await;
     assert_eq!(
         app.db.scalar("SELECT message_id FROM webhook_replies").await.as_deref(),
@@ -67,10 +63,10 @@ async fn a_failed_commit_answers_503_processes_nothing_and_the_retry_succeeds() 
     let body = fixture("messenger_text.json");
     let (status, text) = app.post_webhook(&body).await;
     assert_eq!(status, 503, "{text}");
-    assert!(app.settle().await.is_empty(), "nothing was processed");
     app.db.exec("ALTER TABLE webhook_inbox_away RENAME TO webhook_inbox").await;
+    assert!(app.settle().await.is_empty(), "nothing was processed");
     assert_eq!(app.post_webhook(&body).await.0, 200, "Meta's retry is accepted");
-    assert_eq!(app.wait_for_sent(1, WAIT).await.len(), 1);
+    assert_eq!(app.wait_for_sent(1).await.len(), 1);
     wait_for_counts(&app, &[("done", 1)]).await;
 }
 
@@ -91,7 +87,7 @@ async fn fifty_concurrent_copies_of_one_body_are_stored_once_and_answered_once()
     let statuses = posts.join_all().await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(app.db.count("webhook_inbox").await, 1);
-    app.wait_for_sent(1, WAIT).await;
+    app.wait_for_sent(1).await;
     assert_eq!(app.settle().await.len(), 1, "one reply");
 }
 
@@ -102,7 +98,7 @@ async fn pending_events_are_handled_again_after_a_restart() {
     store_pending(&app, "7009", "m_crashed", "still there?", 5).await;
     // What start-up does.
     assert_eq!(app.inbox.as_ref().unwrap().recover(Duration::ZERO, Duration::ZERO).await.unwrap(), 1);
-    let sent = app.wait_for_sent(1, WAIT).await;
+    let sent = app.wait_for_sent(1).await;
     assert_eq!(sent[0].recipient_id, "7009");
     wait_for_counts(&app, &[("done", 1)]).await;
     assert_eq!(
@@ -122,7 +118,7 @@ async fn a_recovered_event_sends_only_the_recorded_replies_meta_did_not_confirm(
     app.db.store.inbox_progress(&[(recorded[0].id, Some("m_before_crash".to_owned()))], &[]).await.unwrap();
 
     assert_eq!(app.inbox.as_ref().unwrap().recover(Duration::ZERO, Duration::ZERO).await.unwrap(), 1);
-    app.wait_for_sent(1, WAIT).await;
+    app.wait_for_sent(1).await;
     let sent = app.settle().await;
     assert_eq!(sent.len(), 1, "the confirmed reply is not sent again: {sent:?}");
     assert_eq!(
@@ -139,15 +135,15 @@ async fn a_recovered_event_sends_only_the_recorded_replies_meta_did_not_confirm(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_hands_over_pending_rows_the_engine_does_not_hold_without_a_restart() {
-    let app = spawn_app(Options {
-        toml: "[inbox]\nsweep_interval_secs = 1\nstale_after_secs = 60".to_owned(),
-        ..Options::default()
-    })
+    let app = spawn_app(Options::with(|s| {
+        s.inbox.sweep_interval = Duration::from_secs(1);
+        s.inbox.stale_after = Duration::from_secs(60);
+    }))
     .await;
     // A commit that went through after its webhook was answered 503 (or a dead letter replayed from the
     // CLI): pending, and no part of the engine holds it.
     store_pending(&app, "7011", "m_late_commit", "anyone?", 5).await;
-    let sent = app.wait_for_sent(1, WAIT).await;
+    let sent = app.wait_for_sent(1).await;
     assert_eq!(sent[0].recipient_id, "7011");
     wait_for_counts(&app, &[("done", 1)]).await;
 
@@ -155,20 +151,19 @@ async fn the_sweeper_hands_over_pending_rows_the_engine_does_not_hold_without_a_
     app.meta.sim().set_faults(meta_sim::Faults { latency_ms: 3500, ..meta_sim::Faults::default() });
     assert_eq!(app.post_webhook(&text_event(PAGE_A, "7012", "m_held", "wait", 6)).await.0, 200);
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let sent = app.wait_for_sent(2, WAIT).await;
+    let sent = app.wait_for_sent(2).await;
     assert_eq!(sent.iter().filter(|m| m.recipient_id == "7012").count(), 1, "{sent:?}");
     assert_eq!(app.settle().await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_and_delivery_receipts_can_be_acknowledged_from_memory() {
-    for (receipts, stored) in [("durable", 3), ("memory", 1)] {
-        let app =
-            spawn_app(Options { toml: format!("[inbox]\nreceipts = \"{receipts}\""), ..Options::default() }).await;
+    for (receipts, stored) in [(InboxMode::Durable, 3), (InboxMode::Memory, 1)] {
+        let app = spawn_app(Options::with(move |s| s.inbox.receipts = receipts)).await;
         assert_eq!(app.post_webhook(&fixture("messenger_read_delivery.json")).await.0, 200);
         assert_eq!(app.post_webhook(&fixture("messenger_text.json")).await.0, 200);
-        assert_eq!(app.db.count("webhook_inbox").await, stored, "receipts = {receipts}");
-        app.wait_for_sent(1, WAIT).await;
+        assert_eq!(app.db.count("webhook_inbox").await, stored, "receipts = {receipts:?}");
+        app.wait_for_sent(1).await;
     }
 }
 
@@ -212,24 +207,25 @@ async fn operators_see_inbox_counts_and_replay_dead_letters_from_the_cli() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_a_failed_tenant_held_are_handed_over_soon_after_not_after_stale_after() {
-    let app = spawn_app(Options {
-        toml: "send_rate_per_page = 1\n[inbox]\nsweep_interval_secs = 1\nstale_after_secs = 3600".to_owned(),
-        ..Options::default()
-    })
+    let app = spawn_app(Options::with(|s| {
+        s.engine.send_rate_per_page = 1;
+        s.inbox.sweep_interval = Duration::from_secs(1);
+        s.inbox.stale_after = Duration::from_secs(3600);
+    }))
     .await;
     // Six events for one page, paced at one a second: most are waiting in the tenant when it fails.
     for i in 0..6 {
         let body = text_event(PAGE_A, &format!("70{i}"), &format!("m_lost_{i}"), "hello", 10 + i as i64);
         assert_eq!(app.post_webhook(&body).await.0, 200);
     }
-    app.wait_for_sent(1, WAIT).await;
+    app.wait_for_sent(1).await;
     app.router.crash(&switchboard_actors::PageId::parse(PAGE_A).unwrap());
     let at_crash = app.sent().len();
     assert!(at_crash < 6, "events were still waiting in the tenant when it failed");
 
     // What the failed tenant held died with its mailbox. Once its Send API calls in flight are over (the
     // Graph timeout, 10 s) the sweeper hands it over again, not after stale_after_secs (an hour).
-    let sent = app.wait_for_sent(6, Duration::from_secs(45)).await;
+    let sent = app.wait_for_sent_within(6, Duration::from_secs(45)).await;
     for i in 0..6 {
         let to = format!("70{i}");
         assert_eq!(sent.iter().filter(|m| m.recipient_id == to).count(), 1, "event {i} answered once: {sent:?}");

@@ -8,6 +8,7 @@ use switchboard::domain::{Email, Role};
 use switchboard::store::{IntegrationStatus, NewUser};
 
 use crate::app::{Options, PAGE_A, PAGE_B, TestApp, spawn_app};
+use crate::support::eventually;
 
 pub(crate) const PASSWORD: &str = "a long enough passphrase";
 
@@ -179,16 +180,12 @@ async fn connect_from_the_portal_returns_with_a_banner_and_status_updates() {
     // Meta kills the token; the next message fails; the portal says so in plain words.
     app.meta.sim().invalidate_page_tokens(PAGE_A, 460);
     app.post_webhook(&crate::app::text_event(PAGE_A, "7001", "m_portal", "hi", 1)).await;
-    let started = std::time::Instant::now();
-    loop {
+    let html = eventually("the portal says the page needs reconnection", || async {
         let (_, html) = page(&app, &b, "/portal").await;
-        if html.contains("Needs reconnection") {
-            assert!(html.contains("password of the account that connected it changed"), "{html}");
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the status never changed: {html}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if html.contains("Needs reconnection") { Ok(html) } else { Err(html) }
+    })
+    .await;
+    assert!(html.contains("password of the account that connected it changed"), "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +193,7 @@ async fn operators_see_every_tenant_with_its_figures_and_manage_clients() {
     let app = spawn_app(Options::default()).await;
     add_user(&app, "ops@switchboard.example", None).await;
     app.post_webhook(&crate::app::text_event(PAGE_A, "7001", "m_ops", "hi", 1)).await;
-    app.wait_for_sent(1, Duration::from_secs(10)).await;
+    app.wait_for_sent(1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let b = browser();
     sign_in(&app, &b, "ops@switchboard.example", PASSWORD).await;

@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use meta_sim::{SimConfig, SimHandle};
 
 use crate::app::{REDIRECT, SECRET, VERIFY_TOKEN, seed_tenants};
-use crate::support::{Server, TestDb, key_entry, ring};
+use crate::support::{Server, TestDb, eventually_within, key_entry, ring};
 
 /// How long anything may take to settle before the test fails.
 pub const SETTLE: Duration = Duration::from_secs(90);
@@ -76,15 +76,15 @@ impl Rig {
 
     /// Waits until every event in `0..n` has a reply and no inbox row is pending.
     pub async fn wait_until_answered(&self, n: usize) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
-        let started = Instant::now();
-        loop {
+        eventually_within(SETTLE, &format!("{n} events answered, none pending"), || async {
             let replies = self.replies();
             let pending = self.db.store.inbox_counts().await.unwrap().into_iter().any(|(s, _)| s == "pending");
             if replies.len() >= n && !pending {
-                return replies;
+                Ok(replies)
+            } else {
+                Err(format!("{} answered, pending rows: {pending}", replies.len()))
             }
-            assert!(started.elapsed() < SETTLE, "{} of {n} events answered, pending rows: {pending}", replies.len());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }

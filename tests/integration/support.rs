@@ -1,16 +1,46 @@
 //! Test databases and helpers shared by the suites.
 
+use std::future::Future;
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use sqlx::Connection as _;
 use switchboard::domain::{AccessToken, ClientSlug, PageId};
 use switchboard::secrets::vault::{self, KeyId, KeyRing};
 use switchboard::store::{self, Client, NewIntegration, Store};
+
+/// How long what a test waits for may take on a loaded machine before the test fails.
+pub const WITHIN: Duration = Duration::from_secs(10);
+
+/// Polls `check` until it gives `Ok`, within [`WITHIN`]; then panics with `what` and the last `Err` (what
+/// was seen instead). The one way the tests wait for something to happen.
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    eventually_within(WITHIN, what, check).await
+}
+
+/// [`eventually`], for what may take longer (a process starting or stopping, a large batch).
+pub async fn eventually_within<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if started.elapsed() >= within => panic!("{what}: not within {within:?}; {seen}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
 
 /// The PostgreSQL server tests create their databases on.
 pub fn admin_url() -> String {
