@@ -46,6 +46,16 @@ impl GraphApi for Instant {
     async fn send_message(&self, _: &AccessToken, _: &OutgoingMessage) -> Result<SendOk, GraphFailure> {
         Ok(SendOk { message_id: "m".to_owned(), usage: None })
     }
+
+    async fn sent_to(
+        &self,
+        _: &AccessToken,
+        _: &PageId,
+        _: switchboard_actors::Channel,
+        _: &str,
+    ) -> Result<Vec<switchboard_actors::DeliveredMessage>, GraphFailure> {
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]

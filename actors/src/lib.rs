@@ -41,8 +41,8 @@ pub use event::{Channel, EventKind, InboundEvent};
 pub use ids::{InboxId, ReplyId};
 pub use page::{PageId, PageIdError};
 pub use ports::{
-    BotError, EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, OutgoingMessage, Progress,
-    RecordedReply, Responder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, Usage,
+    BotError, DeliveredMessage, EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, OutgoingMessage,
+    Progress, RecordedReply, Responder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
 };
 pub use router::{Dispatched, EngineDeps, Route, Router};
 pub use rules::{KeywordRule, Rules, RulesResponder};

@@ -147,10 +147,28 @@ impl GraphFailure {
     }
 }
 
+/// A message a Page sent to a person, as the Conversations API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredMessage {
+    pub message_id: String,
+    pub text: String,
+    /// Meta's `created_time`, in unix seconds.
+    pub created_unix: i64,
+}
+
 /// The Graph API calls the engine makes.
 #[async_trait]
 pub trait GraphApi: Send + Sync + 'static {
     async fn send_message(&self, token: &AccessToken, message: &OutgoingMessage) -> Result<SendOk, GraphFailure>;
+    /// What `page` sent to `recipient` on `channel`, newest first (the Conversations API: two calls, which
+    /// Meta allows at 2 a second per Page; the caller paces them).
+    async fn sent_to(
+        &self,
+        token: &AccessToken,
+        page: &PageId,
+        channel: Channel,
+        recipient: &str,
+    ) -> Result<Vec<DeliveredMessage>, GraphFailure>;
 }
 
 /// Where the engine reports what it learned about an integration.
@@ -199,6 +217,19 @@ pub struct RecordedReply {
     pub text: String,
     /// Meta accepted it already (its message_id is stored): never send it again.
     pub sent: bool,
+    /// Not known to be sent, and not known not to be: the process that recorded it may have made the call
+    /// before it stopped. Settled (Conversations API) before it is sent again.
+    pub unknown: bool,
+    /// When it was recorded, in unix seconds (Meta's times are compared with it).
+    pub recorded_unix: i64,
+}
+
+/// An event's replies to record before any is sent: its row, whom they go to, and their texts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToRecord {
+    pub inbox_id: InboxId,
+    pub recipient: String,
+    pub texts: Vec<String>,
 }
 
 /// What a tenant learned about its inbox events while handling one message, reported together.
@@ -213,11 +244,22 @@ pub struct Progress {
     /// Events given up without finishing (storage refused their replies, the page's backlog was full): still
     /// pending, to be handed over again later.
     pub released: Vec<InboxId>,
+    /// Recorded replies a stopping tenant never sent (they were queued): sent without settling first when
+    /// their event is handed over again.
+    pub unattempted: Vec<ReplyId>,
 }
 
 impl Progress {
     pub fn is_empty(&self) -> bool {
-        self.sent.is_empty() && self.finished.is_empty() && self.released.is_empty()
+        self.sent.is_empty() && self.finished.is_empty() && self.released.is_empty() && self.unattempted.is_empty()
+    }
+
+    /// Appends `other`'s marks.
+    pub fn extend(&mut self, other: Progress) {
+        self.sent.extend(other.sent);
+        self.finished.extend(other.finished);
+        self.released.extend(other.released);
+        self.unattempted.extend(other.unattempted);
     }
 }
 
@@ -227,10 +269,12 @@ pub trait EventSink: Send + Sync + 'static {
     /// The replies already recorded for an event handed over again after a restart, in order (empty if
     /// none were).
     async fn recorded(&self, inbox_id: InboxId) -> Result<Vec<RecordedReply>, SinkError>;
-    /// Records the replies to events, (inbox id, texts) each, before any of them is sent; returns each
-    /// event's recorded replies, in order. Idempotent: recording an event's replies again returns the rows
-    /// stored first (their text, and whether they were sent).
-    async fn record(&self, events: &[(InboxId, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, SinkError>;
+    /// Records the replies to events before any of them is sent; returns each event's recorded replies, in
+    /// order. Idempotent: recording an event's replies again returns the rows stored first (their text, and
+    /// whether they were sent).
+    async fn record(&self, events: &[ToRecord]) -> Result<Vec<Vec<RecordedReply>>, SinkError>;
+    /// Meta's message ids of the replies `page` is stored to have sent to `recipient` since `since_unix`.
+    async fn sent_ids(&self, page: &PageId, recipient: &str, since_unix: i64) -> Result<Vec<String>, SinkError>;
     /// Stores sent replies and finished events. Must not lose them: an implementation retries until
     /// storage takes them (a reply not marked sent would be sent again after a restart).
     async fn progress(&self, progress: Progress);
@@ -248,7 +292,11 @@ impl EventSink for NoInbox {
         Err(SinkError::NoInbox)
     }
 
-    async fn record(&self, _: &[(InboxId, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
+    async fn record(&self, _: &[ToRecord]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
+        Err(SinkError::NoInbox)
+    }
+
+    async fn sent_ids(&self, _: &PageId, _: &str, _: i64) -> Result<Vec<String>, SinkError> {
         Err(SinkError::NoInbox)
     }
 

@@ -11,8 +11,10 @@
 mod marks;
 mod respond;
 mod send;
+mod settle;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -58,6 +60,9 @@ pub(crate) struct TenantState {
     outstanding: HashMap<InboxId, (usize, Option<String>)>,
     /// Replies sent and inbox events finished during this message, reported together at its end.
     progress: Progress,
+    /// The Conversations API pace (2 calls a second) and the messages attributed to unknown replies.
+    conversations: Arc<SendLimiter>,
+    claimed: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 impl TenantState {
@@ -80,6 +85,20 @@ impl TenantState {
             last_activity: Instant::now(),
             outstanding: HashMap::new(),
             progress: Progress::default(),
+            conversations: Arc::new(SendLimiter::new(2)),
+            claimed: Arc::default(),
+        }
+    }
+
+    /// How this tenant settles replies whose outcome is unknown.
+    fn settler(&self) -> settle::Settler {
+        settle::Settler {
+            graph: self.ctx.ports.graph.clone(),
+            token: self.profile.as_ref().and_then(|p| p.token.clone()),
+            page: self.profile.as_ref().map_or_else(|| self.ctx.page.clone(), |p| p.page_id.clone()),
+            pace: self.conversations.clone(),
+            claimed: self.claimed.clone(),
+            backoff: self.backoff(),
         }
     }
 
@@ -127,6 +146,13 @@ impl Actor for TenantActor {
     async fn post_stop(&self, _myself: ActorRef<TenantMsg>, state: &mut TenantState) -> Result<(), ActorProcessingErr> {
         // Drop the token now (it zeroizes on drop) rather than whenever the state is freed.
         state.profile = None;
+        // The replies still queued were never sent: say so, so whoever handles their events next sends them
+        // without settling first.
+        let unattempted: Vec<_> = state.outbox.drain(..).filter_map(|q| q.reply_id).collect();
+        if !unattempted.is_empty() {
+            let sink = state.ctx.ports.events.clone();
+            state.ctx.spawn(async move { sink.progress(Progress { unattempted, ..Progress::default() }).await });
+        }
         if let Some(m) = &state.metrics {
             m.queue_depth(0);
         }

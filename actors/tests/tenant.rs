@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    AccessToken, BotError, Channel, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi, GraphFailure,
-    InboundEvent, InboxId, LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, ReplyId, Responder,
-    Router, RulesResponder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, Usage,
+    AccessToken, BotError, Channel, DeliveredMessage, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi,
+    GraphFailure, InboundEvent, InboxId, LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, ReplyId,
+    Responder, Router, RulesResponder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
 };
 use tokio::time::Instant;
 
@@ -27,6 +27,16 @@ impl GraphApi for ScriptedGraph {
     async fn send_message(&self, _: &AccessToken, _: &OutgoingMessage) -> Result<SendOk, GraphFailure> {
         self.calls.lock().unwrap().push(Instant::now());
         self.script.lock().unwrap().pop_front().unwrap_or(Ok(SendOk { message_id: "m".into(), usage: None }))
+    }
+
+    async fn sent_to(
+        &self,
+        _: &AccessToken,
+        _: &PageId,
+        _: Channel,
+        _: &str,
+    ) -> Result<Vec<DeliveredMessage>, GraphFailure> {
+        Ok(Vec::new())
     }
 }
 
@@ -207,10 +217,10 @@ impl EventSink for SlowInbox {
         Ok(vec![])
     }
 
-    async fn record(&self, events: &[(InboxId, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
+    async fn record(&self, events: &[ToRecord]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
         let first = {
             let mut calls = self.calls.lock().unwrap();
-            calls.push(events.iter().map(|(id, _)| id.0).collect());
+            calls.push(events.iter().map(|e| e.inbox_id.0).collect());
             calls.len() == 1
         };
         if first {
@@ -218,13 +228,18 @@ impl EventSink for SlowInbox {
         }
         Ok(events
             .iter()
-            .map(|(id, texts)| {
-                texts
+            .map(|e| {
+                let id = ReplyId(e.inbox_id.0 * 100);
+                e.texts
                     .iter()
-                    .map(|text| RecordedReply { id: ReplyId(id.0 * 100), text: text.clone(), sent: false })
+                    .map(|text| RecordedReply { id, text: text.clone(), sent: false, unknown: false, recorded_unix: 0 })
                     .collect()
             })
             .collect())
+    }
+
+    async fn sent_ids(&self, _: &PageId, _: &str, _: i64) -> Result<Vec<String>, SinkError> {
+        Ok(Vec::new())
     }
 
     async fn progress(&self, progress: Progress) {

@@ -165,15 +165,32 @@ fn page_routes(with_sim: &WithSim, version: &Version) -> BoxedFilter<(Response,)
                     graph(&sim, "subscribed_apps", Some(&page), result)
                 },
             );
-    let page_fields =
+    // A Page's fields, or (for a `t_…` id) a conversation's messages.
+    let node =
         warp::get().and(version.clone()).and(warp::path!(String)).and(query).and(headers).and(with_sim.clone()).then(
-            |_v: String, page: String, q: Query, h: HeaderMap, sim: Arc<Sim>| async move {
+            |_v: String, id: String, q: Query, h: HeaderMap, sim: Arc<Sim>| async move {
+                if id.starts_with("t_") {
+                    let result = user_call(&sim, &q, &h, |t| sim.conversation(&id, t)).await;
+                    return graph(&sim, "conversation", None, result);
+                }
                 let fields = q.get("fields").cloned().unwrap_or_else(|| "id,name".to_owned());
-                let result = user_call(&sim, &q, &h, |t| sim.page_fields(&page, t, &fields)).await;
-                graph(&sim, "page", Some(&page), result)
+                let result = user_call(&sim, &q, &h, |t| sim.page_fields(&id, t, &fields)).await;
+                graph(&sim, "page", Some(&id), result)
             },
         );
-    send.or(subscribed_apps).unify().or(page_fields).unify().boxed()
+    let conversations = warp::get()
+        .and(version.clone())
+        .and(warp::path!(String / "conversations"))
+        .and(query)
+        .and(headers)
+        .and(with_sim.clone())
+        .then(|_v: String, account: String, q: Query, h: HeaderMap, sim: Arc<Sim>| async move {
+            let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+            let result =
+                user_call(&sim, &q, &h, |t| sim.conversations(&account, t, get("platform"), get("user_id"))).await;
+            graph(&sim, "conversations", Some(&account), result)
+        });
+    send.or(subscribed_apps).unify().or(conversations).unify().or(node).unify().boxed()
 }
 
 /// `POST`, `GET` or `DELETE /{page}/subscribed_apps`, with the token and proof in the query or the form.

@@ -15,6 +15,7 @@ use crate::config::SimConfig;
 use crate::graph_error::GraphError;
 use crate::ids::{random_token, unix_now, unix_now_ms};
 
+mod conversations;
 mod oauth;
 mod pages;
 mod send;
@@ -177,6 +178,9 @@ struct Counters {
     calls_while_throttled: u64,
     errors_returned: u64,
     violations: BTreeMap<String, u64>,
+    conversation_calls: u64,
+    /// Conversations API calls over 2 a second for one Page or Instagram account.
+    conversation_violations: u64,
 }
 
 struct State {
@@ -186,6 +190,8 @@ struct State {
     codes: HashMap<String, CodeInfo>,
     subscriptions: BTreeMap<String, Vec<String>>,
     windows: HashMap<String, VecDeque<Instant>>,
+    /// Conversations API calls in the last second, per Page or Instagram account.
+    conversation_windows: HashMap<String, VecDeque<Instant>>,
     throttles: HashMap<String, Throttle>,
     recipients: HashMap<String, RecipientState>,
     instagram_users: HashSet<String>,
@@ -217,6 +223,7 @@ impl Sim {
                 codes: HashMap::new(),
                 subscriptions: BTreeMap::new(),
                 windows: HashMap::new(),
+                conversation_windows: HashMap::new(),
                 throttles: HashMap::new(),
                 recipients: HashMap::new(),
                 instagram_users: HashSet::new(),
@@ -381,6 +388,7 @@ impl Sim {
         let mut state = self.lock();
         state.faults = Faults::default();
         state.windows.clear();
+        state.conversation_windows.clear();
         state.throttles.clear();
         state.recipients.clear();
         state.messages.clear();
@@ -413,6 +421,8 @@ impl Sim {
                 "errors_returned": state.counters.errors_returned,
                 "violations": state.counters.violations,
                 "violations_total": state.counters.violations.values().sum::<u64>(),
+                "conversation_calls": state.counters.conversation_calls,
+                "conversation_violations": state.counters.conversation_violations,
             },
         })
     }

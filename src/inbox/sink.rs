@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchboard_actors::{Backoff, EventSink, InboxId, PageId, Progress, RecordedReply, SinkError};
+use switchboard_actors::{Backoff, EventSink, InboxId, PageId, Progress, RecordedReply, SinkError, ToRecord};
 
 use super::{GroupCommit, InFlight};
 use crate::store::{NewReply, Store};
@@ -44,9 +44,7 @@ impl StoreEvents {
                     let n = batches.len();
                     let mut all = Progress::default();
                     for batch in batches {
-                        all.sent.extend(batch.sent);
-                        all.finished.extend(batch.finished);
-                        all.released.extend(batch.released);
+                        all.extend(batch);
                     }
                     write_progress(&store, &all).await;
                     in_flight.finished(all.finished.iter().map(|(id, _)| *id).chain(all.released));
@@ -64,7 +62,11 @@ async fn write_progress(store: &Store, progress: &Progress) {
     let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     let mut attempt = 0;
     loop {
-        match store.inbox_progress(&progress.sent, &progress.finished).await {
+        let written = match store.inbox_progress(&progress.sent, &progress.finished).await {
+            Ok(()) if !progress.unattempted.is_empty() => store.replies_unattempted(&progress.unattempted).await,
+            other => other,
+        };
+        match written {
             Ok(()) => return,
             Err(err) => {
                 attempt += 1;
@@ -87,19 +89,25 @@ impl EventSink for StoreEvents {
         self.store.replies_of(inbox_id).await.map_err(|e| SinkError::Unavailable(e.to_string()))
     }
 
-    async fn record(&self, events: &[(InboxId, Vec<String>)]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
+    async fn record(&self, events: &[ToRecord]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
         let rows = events
             .iter()
-            .flat_map(|(inbox_id, texts)| {
-                texts.iter().enumerate().map(|(seq, text)| NewReply {
-                    inbox_id: *inbox_id,
+            .flat_map(|event| {
+                event.texts.iter().enumerate().map(|(seq, text)| NewReply {
+                    inbox_id: event.inbox_id,
                     seq: i32::try_from(seq).unwrap_or(i32::MAX),
                     text: text.clone(),
+                    recipient: event.recipient.clone(),
                 })
             })
             .collect();
         let mut recorded = self.record.submit(rows).await.map_err(SinkError::Unavailable)?.into_iter();
-        Ok(events.iter().map(|(_, texts)| recorded.by_ref().take(texts.len()).collect()).collect())
+        Ok(events.iter().map(|event| recorded.by_ref().take(event.texts.len()).collect()).collect())
+    }
+
+    async fn sent_ids(&self, page: &PageId, recipient: &str, since_unix: i64) -> Result<Vec<String>, SinkError> {
+        let since = chrono::DateTime::from_timestamp(since_unix, 0).unwrap_or_default();
+        self.store.sent_ids(page.as_str(), recipient, since).await.map_err(|e| SinkError::Unavailable(e.to_string()))
     }
 
     async fn progress(&self, progress: Progress) {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::rows::{ReplyRow, recorded_reply};
 use super::{InboxId, InboxRow, NewReply, RecordedReply, ReplyId, Store, StoreError, on};
 
 /// The oldest `$2` inbox rows finished before `$1`: one pruning batch, whose replies go first, then the rows.
@@ -43,13 +44,45 @@ impl Store {
     /// The replies recorded for an inbox row, in order.
     pub async fn replies_of(&self, inbox_id: InboxId) -> Result<Vec<RecordedReply>, StoreError> {
         on!(self, |pool| {
-            let rows: Vec<(i64, String, bool)> = sqlx::query_as(
-                "SELECT id, body, sent_at IS NOT NULL FROM webhook_replies WHERE inbox_id = $1 ORDER BY seq",
+            let rows: Vec<ReplyRow> = sqlx::query_as(
+                "SELECT id, body, sent_at IS NOT NULL, unattempted, recorded_at FROM webhook_replies \
+                 WHERE inbox_id = $1 ORDER BY seq",
             )
             .bind(inbox_id.0)
             .fetch_all(pool)
             .await?;
-            Ok(rows.into_iter().map(|(id, text, sent)| RecordedReply { id: ReplyId(id), text, sent }).collect())
+            Ok(rows.into_iter().map(recorded_reply).collect())
+        })
+    }
+
+    /// Replies a stopping tenant never sent: sent without settling first when their event is handled again.
+    pub async fn replies_unattempted(&self, ids: &[ReplyId]) -> Result<(), StoreError> {
+        on!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for id in ids {
+                sqlx::query("UPDATE webhook_replies SET unattempted = TRUE WHERE id = $1 AND sent_at IS NULL")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Meta's message ids of the replies of `page` stored as sent to `recipient`, recorded since `since`.
+    pub async fn sent_ids(&self, page: &str, recipient: &str, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        on!(self, |pool| {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT r.message_id FROM webhook_replies r JOIN webhook_inbox i ON i.id = r.inbox_id \
+                 WHERE r.recorded_at >= $1 AND r.recipient = $2 AND i.page_id = $3 AND r.message_id IS NOT NULL",
+            )
+            .bind(since)
+            .bind(recipient)
+            .bind(page)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(|(id,)| id).collect())
         })
     }
 

@@ -290,6 +290,8 @@ pub struct NewReply {
     /// The reply's place among the event's replies, from 0.
     pub seq: i32,
     pub text: String,
+    /// Whom it goes to (a PSID or IGSID).
+    pub recipient: String,
 }
 
 /// A part of a webhook body Switchboard does not understand, to keep for an operator.

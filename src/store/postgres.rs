@@ -11,6 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::time::Instant;
 
+use super::rows::recorded_reply;
 use super::{Batched, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
 
 /// Connects to PostgreSQL.
@@ -49,7 +50,7 @@ const STALE: Duration = Duration::from_secs(10);
 const RETURN_AFTER: Duration = Duration::from_secs(300);
 
 /// A recorded reply as its insert returns it: (id, inbox_id, seq, body, sent).
-type RecordedRow = (i64, i64, i32, String, bool);
+type RecordedRow = (i64, i64, i32, String, bool, bool, DateTime<Utc>);
 
 impl PgBatched {
     pub(super) fn new(pool: PgPool) -> Self {
@@ -173,26 +174,29 @@ impl Batched for PgBatched {
         let inbox_ids: Vec<i64> = unique.iter().map(|r| r.inbox_id.0).collect();
         let seqs: Vec<i32> = unique.iter().map(|r| r.seq).collect();
         let bodies: Vec<&str> = unique.iter().map(|r| r.text.as_str()).collect();
+        let recipients: Vec<&str> = unique.iter().map(|r| r.recipient.as_str()).collect();
         // A no-op update on conflict, so the row recorded first is returned.
         let mut writer = self.writer().await?;
         let recorded: Result<Vec<RecordedRow>, _> = sqlx::query_as(
-            "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at) \
-             SELECT inbox_id, seq, body, $4 FROM UNNEST($1::bigint[], $2::int[], $3::text[]) AS t(inbox_id, seq, body) \
+            "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at, recipient) \
+             SELECT inbox_id, seq, body, $4, recipient \
+             FROM UNNEST($1::bigint[], $2::int[], $3::text[], $5::text[]) AS t(inbox_id, seq, body, recipient) \
              ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
-             RETURNING id, inbox_id, seq, body, sent_at IS NOT NULL",
+             RETURNING id, inbox_id, seq, body, sent_at IS NOT NULL, unattempted, recorded_at",
         )
         .bind(&inbox_ids)
         .bind(&seqs)
         .bind(&bodies)
         .bind(now)
+        .bind(&recipients)
         .fetch_all(&mut *writer.conn)
         .await;
         self.after_write(writer, &recorded);
         let recorded = recorded?;
         let by_key: HashMap<(InboxId, i32), RecordedReply> = recorded
             .into_iter()
-            .map(|(id, inbox_id, seq, text, sent)| {
-                ((InboxId(inbox_id), seq), RecordedReply { id: ReplyId(id), text, sent })
+            .map(|(id, inbox_id, seq, text, sent, unattempted, at)| {
+                ((InboxId(inbox_id), seq), recorded_reply((id, text, sent, unattempted, at)))
             })
             .collect();
         rows.iter()

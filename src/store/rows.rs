@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
 use super::model::{
     AuditRecord, Client, ClientSettings, Integration, IntegrationStatus, ResponderSetting, SealedRelaySecret,
     SealedRow, User,
 };
+use super::{RecordedReply, ReplyId, StoreError};
 use crate::domain::{Actor, ClientSlug, Email, PageId, Role};
 use crate::secrets::vault::SealedToken;
 
@@ -209,6 +209,20 @@ impl TryFrom<AuditRow> for AuditRecord {
             page_id: row.facebook_page_id,
             detail: row.detail,
         })
+    }
+}
+
+/// An outbox row as read back: id, text, sent, never attempted, recorded at.
+pub(crate) type ReplyRow = (i64, String, bool, bool, DateTime<Utc>);
+
+/// The engine's view of an outbox row: unknown when neither sent nor known never to have been attempted.
+pub(crate) fn recorded_reply((id, text, sent, unattempted, recorded_at): ReplyRow) -> RecordedReply {
+    RecordedReply {
+        id: ReplyId(id),
+        text,
+        sent,
+        unknown: !sent && !unattempted,
+        recorded_unix: recorded_at.timestamp(),
     }
 }
 

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use super::rows::{ReplyRow, recorded_reply};
 use super::{Batched, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
 
 /// Opens (creating it and its directory if missing) the database a `sqlite:` URL names.
@@ -109,18 +110,19 @@ impl Batched for SqliteBatched {
         let mut recorded = Vec::with_capacity(rows.len());
         for row in rows {
             // A no-op update on conflict, so the row recorded first is returned.
-            let (id, text, sent): (i64, String, bool) = sqlx::query_as(
-                "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at) VALUES ($1, $2, $3, $4) \
+            let row: ReplyRow = sqlx::query_as(
+                "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at, recipient) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
-                 RETURNING id, body, sent_at IS NOT NULL",
+                 RETURNING id, body, sent_at IS NOT NULL, unattempted, recorded_at",
             )
             .bind(row.inbox_id.0)
             .bind(row.seq)
             .bind(&row.text)
             .bind(now)
+            .bind(&row.recipient)
             .fetch_one(&mut *tx)
             .await?;
-            recorded.push(RecordedReply { id: ReplyId(id), text, sent });
+            recorded.push(recorded_reply(row));
         }
         tx.commit().await?;
         Ok(recorded)

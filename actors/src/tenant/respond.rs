@@ -9,11 +9,11 @@ use std::collections::VecDeque;
 use futures_util::future::join_all;
 use ractor::ActorRef;
 
+use super::settle::Settler;
 use super::{Reply, TenantMsg, TenantState, Unanswered, marks, send};
 use crate::backoff::Backoff;
 use crate::event::InboundEvent;
-use crate::ids::InboxId;
-use crate::ports::{EventSink, RecordedReply, Responder, SinkError};
+use crate::ports::{EventSink, RecordedReply, Responder, SinkError, ToRecord};
 use crate::split::split_for;
 
 /// How often recording replies is tried before the event is left pending.
@@ -133,10 +133,10 @@ pub(super) fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState
     let batch = take_batch(&mut state.pending);
     state.responding = Some(batch.iter().filter_map(|e| e.inbox_id).collect());
     let responder = profile.responder.clone();
-    let (sink, backoff) = (state.ctx.ports.events.clone(), state.backoff());
+    let (sink, settler) = (state.ctx.ports.events.clone(), state.settler());
     let me = myself.clone();
     state.ctx.spawn(async move {
-        let results = answer(batch, responder.as_ref(), sink.as_ref(), backoff).await;
+        let results = answer(batch, responder.as_ref(), sink.as_ref(), &settler).await;
         let _ = me.send_message(TenantMsg::Responded(results));
     });
 }
@@ -165,8 +165,8 @@ fn take_batch(pending: &mut VecDeque<InboundEvent>) -> Vec<InboundEvent> {
 /// What the responder's answer to one event still needs.
 enum Answer {
     Known(Result<Vec<Reply>, Unanswered>),
-    /// Replies to record (inbox id, pieces) before any is sent.
-    ToRecord(InboxId, Vec<String>),
+    /// Replies to record before any is sent.
+    Record(ToRecord),
 }
 
 /// The replies still to send for each of `events`, in order. An inbox event's replies are recorded in the
@@ -177,14 +177,19 @@ async fn answer(
     events: Vec<InboundEvent>,
     responder: &dyn Responder,
     sink: &dyn EventSink,
-    backoff: Backoff,
+    settler: &Settler,
 ) -> Vec<(InboundEvent, Result<Vec<Reply>, Unanswered>)> {
+    let backoff = settler.backoff;
     // One conversation per batch: the responder is asked for all of them at once.
-    let mut answers = join_all(events.iter().map(|event| answer_one(event, responder, sink, backoff))).await;
-    let to_record: Vec<(InboxId, Vec<String>)> = answers
+    let mut answers = join_all(events.iter().map(|event| answer_one(event, responder, sink, settler))).await;
+    let to_record: Vec<ToRecord> = answers
         .iter_mut()
         .filter_map(|a| match a {
-            Answer::ToRecord(id, pieces) => Some((*id, std::mem::take(pieces))),
+            Answer::Record(record) => Some(ToRecord {
+                inbox_id: record.inbox_id,
+                recipient: std::mem::take(&mut record.recipient),
+                texts: std::mem::take(&mut record.texts),
+            }),
             Answer::Known(_) => None,
         })
         .collect();
@@ -199,7 +204,7 @@ async fn answer(
         .map(|(event, answer)| {
             let result = match answer {
                 Answer::Known(result) => result,
-                Answer::ToRecord(..) => match &mut recorded {
+                Answer::Record(_) => match &mut recorded {
                     Ok(recorded) => recorded.next().map(unsent).ok_or_else(|| {
                         Unanswered::Storage(SinkError::Unavailable(
                             "storage recorded fewer events than asked".to_owned(),
@@ -218,10 +223,17 @@ fn unsent(recorded: Vec<RecordedReply>) -> Vec<Reply> {
     recorded.into_iter().filter(|r| !r.sent).map(|r| Reply { text: r.text, reply_id: Some(r.id) }).collect()
 }
 
-async fn answer_one(event: &InboundEvent, responder: &dyn Responder, sink: &dyn EventSink, backoff: Backoff) -> Answer {
+async fn answer_one(
+    event: &InboundEvent,
+    responder: &dyn Responder,
+    sink: &dyn EventSink,
+    settler: &Settler,
+) -> Answer {
     if let (Some(id), true) = (event.inbox_id, event.recovered) {
-        match with_retries(backoff, || sink.recorded(id)).await {
-            Ok(recorded) if !recorded.is_empty() => return Answer::Known(Ok(unsent(recorded))),
+        match with_retries(settler.backoff, || sink.recorded(id)).await {
+            Ok(recorded) if !recorded.is_empty() => {
+                return Answer::Known(Ok(unsent(settler.unsent(event, recorded, sink).await)));
+            }
             Ok(_) => {}
             Err(problem) => return Answer::Known(Err(Unanswered::Storage(problem))),
         }
@@ -232,7 +244,9 @@ async fn answer_one(event: &InboundEvent, responder: &dyn Responder, sink: &dyn 
     };
     let pieces: Vec<String> = texts.iter().flat_map(|text| split_for(event.channel, text)).collect();
     match event.inbox_id {
-        Some(id) if !pieces.is_empty() => Answer::ToRecord(id, pieces),
+        Some(inbox_id) if !pieces.is_empty() => {
+            Answer::Record(ToRecord { inbox_id, recipient: event.sender.clone(), texts: pieces })
+        }
         _ => Answer::Known(Ok(pieces.into_iter().map(|text| Reply { text, reply_id: None }).collect())),
     }
 }

@@ -9,7 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use switchboard_actors::{AccessToken, GraphApi, GraphFailure, OutgoingMessage, SendOk};
+use switchboard_actors::{
+    AccessToken, Channel, DeliveredMessage, GraphApi, GraphFailure, OutgoingMessage, PageId, SendOk,
+};
 use url::Url;
 
 use super::usage::parse_usage;
@@ -172,5 +174,42 @@ impl GraphApi for GraphClient {
         let (value, usage) = self.call::<Value>(request).await?;
         let message_id = value["message_id"].as_str().unwrap_or_default().to_owned();
         Ok(SendOk { message_id, usage })
+    }
+
+    async fn sent_to(
+        &self,
+        token: &AccessToken,
+        page: &PageId,
+        channel: Channel,
+        recipient: &str,
+    ) -> Result<Vec<DeliveredMessage>, GraphFailure> {
+        let platform = match channel {
+            Channel::Messenger => "messenger",
+            Channel::Instagram => "instagram",
+        };
+        let find = self
+            .request(Method::GET, &format!("{page}/conversations"), token.expose())
+            .query(&[("platform", platform), ("user_id", recipient)]);
+        let (found, _) = self.call::<Value>(find).await?;
+        let Some(conversation) = found["data"].get(0).and_then(|c| c["id"].as_str()) else { return Ok(Vec::new()) };
+        let read = self
+            .request(Method::GET, conversation, token.expose())
+            .query(&[("fields", "messages.limit(100){id,created_time,from,message}")]);
+        let (value, _) = self.call::<Value>(read).await?;
+        let messages = value["messages"]["data"].as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(messages
+            .iter()
+            // The business's messages (from the Page, or on Instagram its account), not the person's.
+            .filter(|m| m["from"]["id"].as_str().is_some_and(|from| from != recipient))
+            .filter_map(|m| {
+                Some(DeliveredMessage {
+                    message_id: m["id"].as_str()?.to_owned(),
+                    text: m["message"].as_str().unwrap_or_default().to_owned(),
+                    created_unix: chrono::DateTime::parse_from_str(m["created_time"].as_str()?, "%Y-%m-%dT%H:%M:%S%z")
+                        .ok()?
+                        .timestamp(),
+                })
+            })
+            .collect())
     }
 }

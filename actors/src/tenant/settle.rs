@@ -1,0 +1,164 @@
+//! Replies whose outcome is unknown: a process recorded them and may have made the Send API call before it
+//! stopped (a crash, a node that lost its lease), so whether Meta delivered them is not known. Before one is
+//! sent again, the conversation is read back (Conversations API, at most 2 calls a second per Page) and only
+//! what Meta did not deliver is sent.
+//!
+//! A Page's replies to one person go out one at a time, in the order they were recorded. So the messages in
+//! the conversation created since the first unknown reply was recorded, less those storage knows were sent
+//! (and those this tenant already attributed), belong in order to the unknown replies with the same text.
+//! What cannot be read (no token, Meta refuses) is sent again: at least once rather than never.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::backoff::Backoff;
+use crate::event::InboundEvent;
+use crate::ids::ReplyId;
+use crate::limiter::SendLimiter;
+use crate::ports::{DeliveredMessage, EventSink, GraphApi, Progress, RecordedReply};
+use crate::{AccessToken, PageId};
+
+/// Meta's clock and storage's are compared: a message may carry a `created_time` this much before the reply
+/// was recorded (Meta rounds to the second).
+const SKEW_SECS: i64 = 5;
+/// How often reading the conversation is tried.
+const READ_ATTEMPTS: u32 = 3;
+/// Message ids this tenant attributed, kept so two events of one person never claim the same message.
+const CLAIMED_CAP: usize = 10_000;
+
+/// Counts unknown replies by how they were settled (`delivered`, `resent`, `unreadable`).
+pub const UNKNOWN_REPLIES: &str = "switchboard_unknown_replies_total";
+
+/// What a tenant settles with.
+#[derive(Clone)]
+pub(crate) struct Settler {
+    pub graph: Arc<dyn GraphApi>,
+    pub token: Option<AccessToken>,
+    pub page: PageId,
+    /// The Page's Conversations API pace (2 calls a second).
+    pub pace: Arc<SendLimiter>,
+    pub claimed: Arc<Mutex<HashSet<String>>>,
+    pub backoff: Backoff,
+}
+
+impl Settler {
+    /// The replies of `recorded` still to send; those Meta already delivered are reported sent (with Meta's
+    /// message id) through `sink`.
+    pub async fn unsent(
+        &self,
+        event: &InboundEvent,
+        recorded: Vec<RecordedReply>,
+        sink: &dyn EventSink,
+    ) -> Vec<RecordedReply> {
+        let Some(since) = recorded.iter().filter(|r| r.unknown).map(|r| r.recorded_unix - SKEW_SECS).min() else {
+            return recorded.into_iter().filter(|r| !r.sent).collect();
+        };
+        let Some(candidates) = self.candidates(event, since, sink).await else {
+            let unknown = recorded.iter().filter(|r| r.unknown).count();
+            metrics::counter!(UNKNOWN_REPLIES, "outcome" => "unreadable").increment(unknown as u64);
+            tracing::warn!(page = %self.page, unknown, "cannot read the conversation; unknown replies are sent again");
+            return recorded.into_iter().filter(|r| !r.sent).collect();
+        };
+        let (to_send, delivered) = attribute(recorded, candidates);
+        metrics::counter!(UNKNOWN_REPLIES, "outcome" => "delivered").increment(delivered.len() as u64);
+        if !delivered.is_empty() {
+            let mut claimed = self.claimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if claimed.len() > CLAIMED_CAP {
+                claimed.clear();
+            }
+            claimed.extend(delivered.iter().filter_map(|(_, id)| id.clone()));
+        }
+        let resent = to_send.iter().filter(|r| r.unknown).count();
+        metrics::counter!(UNKNOWN_REPLIES, "outcome" => "resent").increment(resent as u64);
+        if !delivered.is_empty() {
+            sink.progress(Progress { sent: delivered, ..Progress::default() }).await;
+        }
+        to_send
+    }
+
+    /// The conversation's messages since `since` that no stored or attributed reply accounts for, oldest
+    /// first; `None` if they could not be read.
+    async fn candidates(
+        &self,
+        event: &InboundEvent,
+        since: i64,
+        sink: &dyn EventSink,
+    ) -> Option<Vec<DeliveredMessage>> {
+        let token = self.token.as_ref()?;
+        let mut messages = None;
+        for attempt in 0..READ_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(self.backoff.delay(attempt)).await;
+            }
+            // Two calls (find the conversation, read it), each within the Page's pace.
+            for _ in 0..2 {
+                while let Err(wait) = self.pace.check() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            match self.graph.sent_to(token, &self.page, event.channel, &event.sender).await {
+                Ok(found) => {
+                    messages = Some(found);
+                    break;
+                }
+                Err(failure) => tracing::info!(page = %self.page, reason = %failure.reason(), "conversation not read"),
+            }
+        }
+        let stored: HashSet<String> = sink.sent_ids(&self.page, &event.sender, since).await.ok()?.into_iter().collect();
+        let claimed = self.claimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut candidates: Vec<DeliveredMessage> = messages?
+            .into_iter()
+            .filter(|m| m.created_unix >= since && !stored.contains(&m.message_id) && !claimed.contains(&m.message_id))
+            .collect();
+        candidates.reverse();
+        Some(candidates)
+    }
+}
+
+/// Matches the unknown replies, in order, to the candidates (oldest first) with the same text: the replies
+/// still to send, and the delivered ones with Meta's message id.
+fn attribute(
+    recorded: Vec<RecordedReply>,
+    mut candidates: Vec<DeliveredMessage>,
+) -> (Vec<RecordedReply>, Vec<(ReplyId, Option<String>)>) {
+    let mut to_send = Vec::new();
+    let mut delivered = Vec::new();
+    for reply in recorded.into_iter().filter(|r| !r.sent) {
+        match candidates.iter().position(|m| reply.unknown && m.text == reply.text) {
+            Some(at) => {
+                let message = candidates.remove(at);
+                delivered.push((reply.id, Some(message.message_id)));
+            }
+            None => to_send.push(reply),
+        }
+    }
+    (to_send, delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(id: i64, text: &str, unknown: bool) -> RecordedReply {
+        RecordedReply { id: ReplyId(id), text: text.into(), sent: false, unknown, recorded_unix: 100 }
+    }
+
+    fn message(id: &str, text: &str) -> DeliveredMessage {
+        DeliveredMessage { message_id: id.into(), text: text.into(), created_unix: 100 }
+    }
+
+    #[test]
+    fn unknown_replies_take_the_messages_with_their_text_in_order() {
+        let recorded = vec![reply(1, "ok", true), reply(2, "ok", true), reply(3, "bye", true), reply(4, "x", false)];
+        let (to_send, delivered) = attribute(recorded, vec![message("m1", "ok")]);
+        assert_eq!(delivered, vec![(ReplyId(1), Some("m1".to_owned()))]);
+        assert_eq!(to_send.iter().map(|r| r.id.0).collect::<Vec<_>>(), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn a_reply_known_not_to_be_sent_is_never_attributed() {
+        let (to_send, delivered) = attribute(vec![reply(1, "ok", false)], vec![message("m1", "ok")]);
+        assert!(delivered.is_empty());
+        assert_eq!(to_send.len(), 1);
+    }
+}
