@@ -47,11 +47,21 @@ impl GraphApi for Instant {
         Ok(SendOk { message_id: "m".to_owned(), usage: None })
     }
 
-    async fn sent_to(
+    async fn conversation(
         &self,
         _: &AccessToken,
         _: &PageId,
         _: switchboard_actors::Channel,
+        _: &str,
+    ) -> Result<Option<String>, GraphFailure> {
+        Ok(None)
+    }
+
+    async fn sent_in(
+        &self,
+        _: &AccessToken,
+        _: &PageId,
+        _: &str,
         _: &str,
     ) -> Result<Vec<switchboard_actors::DeliveredMessage>, GraphFailure> {
         Ok(Vec::new())

@@ -4,6 +4,7 @@
 //! 1 anything else (database unreachable, a command that failed part-way).
 
 mod client;
+mod cluster;
 mod inbox;
 mod integration;
 mod keys;
@@ -52,6 +53,9 @@ pub enum Command {
     /// The durable webhook inbox.
     #[command(subcommand)]
     Inbox(inbox::InboxCommand),
+    /// The nodes of a cluster (cluster.mode = "postgres") and who owns each Page.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// A problem with what the user asked for (exit code 2), as opposed to a failure while doing it.
@@ -94,6 +98,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => user::run(&settings, cmd).await,
         Command::Integration(cmd) => integration::run(&settings, cmd).await,
         Command::Inbox(cmd) => inbox::run(&settings, cmd).await,
+        Command::Cluster(cmd) => cluster::run(&settings, cmd).await,
     }
 }
 

@@ -39,6 +39,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("META_OAUTH_DIALOG_URL", "meta.oauth_dialog_url"),
     ("META_API_VERSION", "meta.api_version"),
     ("SWITCHBOARD_LOG", "log.filter"),
+    ("SWITCHBOARD_CLUSTER_MODE", "cluster.mode"),
 ];
 
 /// A configuration problem, printed as one line.
@@ -91,7 +92,24 @@ pub struct Settings {
     /// How long a portal sign-in lasts.
     pub session_ttl: Duration,
     pub inbox: InboxSettings,
+    pub cluster: ClusterSettings,
     pub log: LogSettings,
+}
+
+/// One process, or a cluster of nodes on one PostgreSQL database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterMode {
+    Single,
+    Postgres,
+}
+
+/// Running as a cluster (`[cluster]`).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub mode: ClusterMode,
+    pub lease_ttl: Duration,
+    pub node_name: String,
 }
 
 /// Whether events are committed to the database before Meta gets its 200 (`durable`), or only held in

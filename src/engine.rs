@@ -2,9 +2,11 @@
 //! (its integration, decrypted token and responder), recording what the engine learns, keeping the directory in
 //! step with the store (`reconcile`), and the relay responder. The durable inbox's side is `inbox::sink`.
 
+mod directory;
 mod reconcile;
 pub mod relay;
 mod tenants;
 
+pub use directory::Directory;
 pub use reconcile::reconcile;
 pub use tenants::{StoreStatus, StoreTenants};

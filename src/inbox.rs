@@ -35,6 +35,7 @@ pub use retention::{prune, prune_logged};
 pub use sink::{PROGRESS_RETRIES, StoreEvents};
 
 use crate::meta::webhook::{RAW_LIMIT, Unhandled};
+use crate::ownership::{Owned, Wakes};
 use crate::store::{InboxRow, Store, UnhandledRow};
 
 /// The durable inbox of a running server: webhook commits, and handing pending events to the engine.
@@ -47,6 +48,8 @@ pub struct Inbox {
     in_flight: Arc<InFlight>,
     events: Arc<StoreEvents>,
     commit_timeout: Duration,
+    /// In a cluster: the Pages this node owns, and how the owners of the others are woken.
+    cluster: Option<(Arc<Owned>, Wakes)>,
 }
 
 impl Inbox {
@@ -71,7 +74,14 @@ impl Inbox {
                 }
             })
         };
-        Self { writer, store, router, in_flight, events, commit_timeout }
+        Self { writer, store, router, in_flight, events, commit_timeout, cluster: None }
+    }
+
+    /// In a cluster: events are handed over only for the Pages this node owns; the owners of the others are
+    /// woken.
+    pub fn in_cluster(mut self, owned: Arc<Owned>, wakes: Wakes) -> Self {
+        self.cluster = Some((owned, wakes));
+        self
     }
 
     /// Waits until the progress reported so far (sent replies, finished events) is stored; at shutdown,
@@ -102,11 +112,24 @@ impl Inbox {
         }
     }
 
+    /// This node no longer runs `page`'s tenant: the events it held are the next owner's.
+    pub fn let_go(&self, page: &PageId) {
+        self.in_flight.forget_page(page);
+    }
+
     /// Hands a committed event of tenant `page` to the engine. One the router could not take (its tenant is
-    /// quarantined, or its start buffer is full) is not held: the next sweep hands it over again.
+    /// quarantined, or its start buffer is full) is not held: the next sweep hands it over again. In a cluster,
+    /// the event of a Page another node owns is not handed over here: its owner is woken for it.
     pub fn dispatch(&self, mut event: InboundEvent, id: InboxId, page: PageId) {
+        let epoch = match &self.cluster {
+            None => 0,
+            Some((owned, wakes)) => match owned.epoch(&page) {
+                Some(epoch) => epoch,
+                None => return wakes.wake(page),
+            },
+        };
         event.inbox_id = Some(id);
-        self.in_flight.handed(id, page);
+        self.in_flight.handed(id, page, epoch);
         if self.router.dispatch(event) != Dispatched::Routed {
             self.in_flight.finished([id]);
         }

@@ -7,6 +7,7 @@
 pub mod background;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod inbox;
 pub mod meta;
 pub mod onboarding;
+pub mod ownership;
 pub mod secrets;
 pub mod startup;
 pub mod store;

@@ -28,6 +28,7 @@ pub use token_health::CheckResult;
 use crate::config::{OAuthSettings, Settings};
 use crate::domain::{Actor, PageId};
 use crate::meta::graph::GraphClient;
+use crate::ownership::Owned;
 use crate::secrets::vault::KeyRing;
 use crate::store::{AuditEntry, StateRejected, Store, StoreError};
 
@@ -163,6 +164,8 @@ pub struct Onboarding {
     oauth: OAuthSettings,
     links: OnboardLinks,
     app_secrets: Vec<secrecy::SecretString>,
+    /// In a cluster: the Pages this node owns (token health checks only those).
+    owned: Option<Arc<Owned>>,
 }
 
 impl Onboarding {
@@ -185,7 +188,19 @@ impl Onboarding {
             api_version: settings.meta.api_version.clone(),
             oauth: settings.oauth.clone(),
             app_secrets: settings.meta.app_secrets.clone(),
+            owned: None,
         }
+    }
+
+    /// In a cluster: token health checks only the Pages this node owns (each owner checks its own).
+    pub fn in_cluster(mut self, owned: Option<Arc<Owned>>) -> Self {
+        self.owned = owned;
+        self
+    }
+
+    /// Tells every node that `page`'s integration changed.
+    pub(crate) async fn announce(&self, page: &PageId) {
+        self.store.announce(page).await;
     }
 
     /// The app secrets a `signed_request` may be signed with.

@@ -16,8 +16,9 @@ use switchboard_actors::{EngineDeps, GraphApi, Router};
 use tokio::net::TcpListener;
 
 use crate::background::{Background, First};
-use crate::config::{InboxMode, Settings};
-use crate::engine::{StoreStatus, StoreTenants, reconcile};
+use crate::cluster::{self, Cluster, GatedGraph};
+use crate::config::{ClusterMode, InboxMode, Settings};
+use crate::engine::{Directory, StoreStatus, StoreTenants, reconcile};
 use crate::http::portal::PortalState;
 use crate::http::portal::session::LoginThrottle;
 use crate::http::server;
@@ -26,6 +27,7 @@ use crate::inbox::{InFlight, Inbox, StoreEvents};
 use crate::meta::graph::GraphClient;
 use crate::meta::webhook::WebhookSecrets;
 use crate::onboarding::Onboarding;
+use crate::ownership::{Owned, Wakes};
 use crate::secrets::vault::{KeyRing, KeySource, VaultError};
 use crate::store::{self, IntegrationStatus, Store};
 
@@ -113,6 +115,8 @@ pub struct Application {
     limits: server::Limits,
     /// Token health, directory reconcile, pruning, the inbox sweeper, metrics upkeep: stopped with the server.
     background: Background,
+    /// In a cluster: this node's membership, left at shutdown.
+    cluster: Option<Cluster>,
 }
 
 impl Application {
@@ -138,62 +142,49 @@ impl Application {
         tracing::info!(current_key = %keys.current_key_id(), "key ring loaded");
         let metrics = metrics_handle();
         let graph = Arc::new(graph_client(settings)?);
-        let (router, inbox) = start_engine(settings, store.clone(), keys.clone(), graph.clone()).await?;
-        let onboarding = Onboarding::new(settings, store.clone(), keys, graph, Some(router.clone()));
-        let background = background_jobs(settings, &store, &router, &onboarding, inbox.as_ref(), &metrics);
-
-        let webhook = WebhookState {
-            secrets: Arc::new(WebhookSecrets::new(&settings.meta.app_secrets)),
-            verify_token: Arc::new(settings.meta.verify_token.clone().context("META_VERIFY_TOKEN is required")?),
-            router: router.clone(),
-            max_body_bytes: settings.server.max_body_bytes,
-            inbox: inbox.clone(),
-            durable_receipts: settings.inbox.receipts == InboxMode::Durable,
-        };
-        let portal = PortalState {
-            store: store.clone(),
-            onboarding: onboarding.clone(),
-            router: router.clone(),
-            secure: settings.server.public_url.scheme() == "https",
-            throttle: LoginThrottle::new(settings.meta.app_secrets.first().context("META_APP_SECRET is required")?),
-            session_ttl: settings.session_ttl,
-        };
-        let metrics_routes = http::metrics_routes(metrics);
-        let routes = http::routes(HttpState {
-            bodies: http::BodyBudget::new(settings.server.max_body_memory_bytes),
-            store: store.clone(),
-            router: router.clone(),
-            webhook,
-            security: http::SecurityHeaders::new(
-                &settings.meta.oauth_dialog_url,
-                settings.server.public_url.scheme() == "https",
+        let owned = (settings.cluster.mode == ClusterMode::Postgres).then(|| Arc::new(Owned::default()));
+        let (wakes, wake_queue) = cluster::wake_queue();
+        let engine =
+            start_engine(settings, store.clone(), keys.clone(), graph.clone(), owned.clone().map(|o| (o, wakes)))
+                .await?;
+        let (router, inbox) = (engine.router, engine.inbox);
+        let directory = Directory::new(store.clone(), router.clone());
+        let cluster = match (owned, &inbox) {
+            (Some(owned), Some(inbox)) => Some(
+                Cluster::start(cluster::Parts {
+                    store: store.clone(),
+                    router: router.clone(),
+                    inbox: inbox.clone(),
+                    directory: directory.clone(),
+                    owned,
+                    wakes: wake_queue,
+                    name: settings.cluster.node_name.clone(),
+                    lease_ttl: settings.cluster.lease_ttl,
+                    send_drain: settings.engine.engine.send_drain,
+                    database_url: settings.database.url.expose_secret().to_owned(),
+                })
+                .await
+                .context("cannot join the cluster")?,
             ),
-            onboarding: onboarding.clone(),
-            portal,
-        });
-        let server = &settings.server;
-        let limits = server::Limits {
-            first_byte_timeout: server.first_byte_timeout,
-            header_read_timeout: server.header_read_timeout,
-            keep_alive_timeout: server.keep_alive_timeout,
-            request_timeout: server.request_timeout,
-            max_connection_age: server.max_connection_age,
-            max_connections: server.max_connections,
-            max_connections_per_address: server.max_connections_per_address,
-            trusted_proxies: server::TrustedProxies::new(server.trusted_proxies.clone()),
-            shutdown_grace: server.shutdown_grace,
+            _ => None,
         };
+        let onboarding = Onboarding::new(settings, store.clone(), keys, graph, Some(router.clone()))
+            .in_cluster(cluster.as_ref().map(|c| c.owned().clone()));
+        let background =
+            background_jobs(settings, &store, &router, &onboarding, inbox.as_ref(), cluster.as_ref(), &metrics);
+        let routes = routes(settings, &store, &router, &onboarding, inbox.as_ref(), &directory, cluster.is_some())?;
         Ok(Self {
             listener,
             metrics_listener,
-            metrics_routes,
+            metrics_routes: http::metrics_routes(metrics),
             store,
             router,
             onboarding,
             inbox,
             routes,
-            limits,
+            limits: limits(&settings.server),
             background,
+            cluster,
         })
     }
 
@@ -239,6 +230,9 @@ impl Application {
         stop.cancel();
         let _ = metrics.await;
         self.background.stop().await;
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         self.router.shutdown().await;
         if let Some(inbox) = &self.inbox
             && tokio::time::timeout(self.limits.shutdown_grace, inbox.flush()).await.is_err()
@@ -250,6 +244,63 @@ impl Application {
         self.store.close().await;
         tracing::info!("switchboard stopped");
         Ok(())
+    }
+}
+
+/// The public routes: the webhook, OAuth and Meta's callbacks, the portal, health.
+fn routes(
+    settings: &Settings,
+    store: &Store,
+    router: &Router,
+    onboarding: &Onboarding,
+    inbox: Option<&Inbox>,
+    directory: &Directory,
+    cluster: bool,
+) -> anyhow::Result<warp::filters::BoxedFilter<(warp::reply::Response,)>> {
+    let app_secret = settings.meta.app_secrets.first().context("META_APP_SECRET is required")?;
+    let webhook = WebhookState {
+        secrets: Arc::new(WebhookSecrets::new(&settings.meta.app_secrets)),
+        verify_token: Arc::new(settings.meta.verify_token.clone().context("META_VERIFY_TOKEN is required")?),
+        router: router.clone(),
+        directory: directory.clone(),
+        max_body_bytes: settings.server.max_body_bytes,
+        inbox: inbox.cloned(),
+        durable_receipts: settings.inbox.receipts == InboxMode::Durable,
+    };
+    let portal = PortalState {
+        store: store.clone(),
+        onboarding: onboarding.clone(),
+        router: router.clone(),
+        secure: settings.server.public_url.scheme() == "https",
+        throttle: LoginThrottle::new(app_secret),
+        session_ttl: settings.session_ttl,
+        shared_figures: cluster,
+    };
+    Ok(http::routes(HttpState {
+        bodies: http::BodyBudget::new(settings.server.max_body_memory_bytes),
+        store: store.clone(),
+        router: router.clone(),
+        webhook,
+        security: http::SecurityHeaders::new(
+            &settings.meta.oauth_dialog_url,
+            settings.server.public_url.scheme() == "https",
+        ),
+        onboarding: onboarding.clone(),
+        portal,
+    }))
+}
+
+fn limits(server: &crate::config::ServerSettings) -> server::Limits {
+    server::Limits {
+        first_byte_timeout: server.first_byte_timeout,
+        header_read_timeout: server.header_read_timeout,
+        keep_alive_timeout: server.keep_alive_timeout,
+        request_timeout: server.request_timeout,
+        max_connection_age: server.max_connection_age,
+        max_connections: server.max_connections,
+        max_connections_per_address: server.max_connections_per_address,
+        trusted_proxies: server::TrustedProxies::new(server.trusted_proxies.clone()),
+        shutdown_grace: server.shutdown_grace,
     }
 }
 
@@ -267,24 +318,41 @@ pub fn graph_client(settings: &Settings) -> anyhow::Result<GraphClient> {
     .context("cannot build the HTTP client")
 }
 
+/// The engine, and (durable mode) its inbox.
+pub struct Engine {
+    pub router: Router,
+    pub inbox: Option<Inbox>,
+}
+
 /// Starts the engine and fills its directory with every page that is not revoked. In durable mode, also
-/// the inbox, with every pending event handed to the engine.
+/// the inbox, with every pending event handed to the engine. In a cluster (`cluster` = what this node owns,
+/// and how it wakes the owners of the rest), tenants run only for the Pages the node claims, Graph API calls
+/// go through the gate, and the engine's writes are fenced; pending events are taken as Pages are claimed.
 pub async fn start_engine(
     settings: &Settings,
     store: Store,
     keys: Arc<KeyRing>,
     graph: Arc<dyn GraphApi>,
-) -> anyhow::Result<(Router, Option<Inbox>)> {
+    cluster: Option<(Arc<Owned>, Wakes)>,
+) -> anyhow::Result<Engine> {
     // What a failed tenant held is handed over again once the Send API calls it had in flight are over
     // (each ends within the Graph timeout, and reports its mark itself).
     let in_flight = Arc::new(InFlight::new(settings.engine.engine.send_drain + Duration::from_secs(1)));
-    let events = Arc::new(StoreEvents::new(store.clone(), in_flight.clone()));
+    let owned = cluster.as_ref().map(|(owned, _)| owned.clone());
+    let events = Arc::new(StoreEvents::new(store.clone(), in_flight.clone(), owned.clone()));
+    let graph: Arc<dyn GraphApi> = match &owned {
+        Some(owned) => Arc::new(GatedGraph::new(graph, owned.clone())),
+        None => graph,
+    };
     let deps = EngineDeps {
         source: Arc::new(StoreTenants::new(store.clone(), keys, settings.engine.clone())),
         graph,
         status: Arc::new(StoreStatus::new(store.clone())),
         events: events.clone(),
-        settings: settings.engine.engine.clone(),
+        settings: switchboard_actors::EngineSettings {
+            owns_new_pages: owned.is_none(),
+            ..settings.engine.engine.clone()
+        },
     };
     let router = Router::start(deps).await.context("cannot start the actor engine")?;
     let integrations = store.list_integrations().await.context("cannot read integrations")?;
@@ -293,7 +361,7 @@ pub async fn start_engine(
     }
     tracing::info!(pages = router.known_pages(), "engine started");
     if settings.inbox.mode == InboxMode::Memory {
-        return Ok((router, None));
+        return Ok(Engine { router, inbox: None });
     }
     let inbox = Inbox::start(
         store.clone(),
@@ -303,11 +371,14 @@ pub async fn start_engine(
         settings.inbox.commit_timeout,
         settings.inbox.commit_writers,
     );
+    if let Some((owned, wakes)) = cluster {
+        return Ok(Engine { router, inbox: Some(inbox.in_cluster(owned, wakes)) });
+    }
     let handed = inbox.recover(Duration::ZERO, Duration::ZERO).await.context("cannot read the webhook inbox")?;
     if handed > 0 {
         tracing::info!(handed, "pending inbox events handed to the engine again");
     }
-    Ok((router, Some(inbox)))
+    Ok(Engine { router, inbox: Some(inbox) })
 }
 
 /// The server's periodic jobs, on the one timer idiom (see `background`).
@@ -317,6 +388,7 @@ fn background_jobs(
     router: &Router,
     onboarding: &Onboarding,
     inbox: Option<&Inbox>,
+    cluster: Option<&Cluster>,
     metrics: &PrometheusHandle,
 ) -> Background {
     const HOURLY: Duration = Duration::from_secs(3600);
@@ -332,15 +404,19 @@ fn background_jobs(
         let (store, router) = (s.clone(), r.clone());
         async move { reconcile(&store, &router).await }
     });
-    let (s, retention) = (store.clone(), settings.inbox.retention);
+    // Pruning runs once per cluster: on the oldest live node (what it deletes, it deletes once).
+    let (s, retention, c) = (store.clone(), settings.inbox.retention, cluster.cloned());
     jobs.every(HOURLY, First::Now, move || {
-        let store = s.clone();
-        async move { crate::inbox::prune_logged(&store, retention).await }
-    });
-    let s = store.clone();
-    jobs.every(HOURLY, First::Now, move || {
-        let store = s.clone();
-        async move { crate::onboarding::prune_states(&store).await }
+        let (store, cluster) = (s.clone(), c.clone());
+        async move {
+            if cluster.as_ref().is_none_or(Cluster::is_leader) {
+                crate::inbox::prune_logged(&store, retention).await;
+                crate::onboarding::prune_states(&store).await;
+                if cluster.is_some() {
+                    let _ = store.prune_nodes().await;
+                }
+            }
+        }
     });
     if let Some(inbox) = inbox {
         let (every, stale, inbox) = (settings.inbox.sweep_interval, settings.inbox.stale_after, inbox.clone());

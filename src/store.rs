@@ -13,6 +13,7 @@
 mod audit;
 mod callbacks;
 mod clients;
+mod cluster;
 mod inbox;
 mod integrations;
 mod model;
@@ -32,8 +33,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
+pub use cluster::{DIRECTORY_CHANNEL, FiguresRecord, NodeRecord, OwnerRecord};
 pub use model::{
-    AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, InboxRow,
+    AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, Fence, InboxRow,
     Integration, IntegrationStatus, NewIntegration, NewOAuthState, NewReply, NewUser, OAuthOutcome, Resealed,
     ResponderSetting, RevokeIf, SealedRelaySecret, SealedRow, Session, StateRejected, UnhandledRecord, UnhandledRow,
     UnhandledSummary, User,
@@ -119,15 +121,22 @@ pub(crate) trait Batched: Send + Sync {
         rows: &[InboxRow],
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<InboxId>>, StoreError>;
-    /// Marks replies sent and inbox rows finished.
+    /// Marks replies sent and inbox rows finished; with `fences` (one per finished row, in a cluster) a row is
+    /// finished only if its fence holds.
     async fn write_progress(
         &self,
         sent: &[(ReplyId, Option<String>)],
         finished: &[(InboxId, Option<String>)],
+        fences: &[Fence],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Records each (inbox id, seq) once; a reply recorded before is returned as first recorded.
-    async fn record_replies(&self, rows: &[NewReply], now: DateTime<Utc>) -> Result<Vec<RecordedReply>, StoreError>;
+    /// Records each (inbox id, seq) once; a reply recorded before is returned as first recorded. A row whose
+    /// fence does not hold is not recorded (`None`).
+    async fn record_replies(
+        &self,
+        rows: &[NewReply],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<RecordedReply>>, StoreError>;
     /// Before the pool closes: gives back any connection kept between writes.
     fn release(&self) {}
 }

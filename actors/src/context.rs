@@ -72,6 +72,12 @@ impl TenantContext {
         self.tasks.spawn(work);
     }
 
+    /// Whether the registry still routes this tenant's events to `actor`: a tenant its engine let go of (a
+    /// cluster moved the page) finishes what it has but starts no Send API call.
+    pub fn is_current(&self, actor: ActorId) -> bool {
+        self.registry.routes_to(&self.page, actor)
+    }
+
     /// Retires this tenant's actor `actor` if the registry still routes to it (an idle tenant stopping).
     pub fn retire(&self, actor: ActorId) -> bool {
         self.registry.retire(&self.page, actor)

@@ -44,6 +44,15 @@ impl SendLimiter {
         Self { limiter: RateLimiter::direct_with_clock(quota, clock.clone()), clock, rate }
     }
 
+    /// One call per `period` (a pace below Meta's limit, with room for the network's jitter).
+    pub fn with_period(period: Duration) -> Self {
+        let quota = Quota::with_period(period.max(Duration::from_millis(1)))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN));
+        let clock = TokioClock::default();
+        let rate = u32::try_from(1000 / period.as_millis().max(1)).unwrap_or(1).max(1);
+        Self { limiter: RateLimiter::direct_with_clock(quota, clock.clone()), clock, rate }
+    }
+
     pub fn rate(&self) -> u32 {
         self.rate
     }

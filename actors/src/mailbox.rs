@@ -25,6 +25,8 @@ pub(crate) enum TenantMsg {
     SendDone { item: QueuedSend, result: Result<SendOk, GraphFailure>, elapsed: Duration },
     /// A transiently failed reply is due again.
     Retry(QueuedSend),
+    /// Storage did not take the mark that a reply is about to be sent: it goes back to the queue, untried.
+    NotMarked { item: QueuedSend, problem: SinkError },
     /// The token was found invalid elsewhere (token health check): stop sending until a reload.
     Invalidate { reason: String },
     /// The client disconnected the page: drop everything and stop.

@@ -160,13 +160,21 @@ pub struct DeliveredMessage {
 #[async_trait]
 pub trait GraphApi: Send + Sync + 'static {
     async fn send_message(&self, token: &AccessToken, message: &OutgoingMessage) -> Result<SendOk, GraphFailure>;
-    /// What `page` sent to `recipient` on `channel`, newest first (the Conversations API: two calls, which
-    /// Meta allows at 2 a second per Page; the caller paces them).
-    async fn sent_to(
+    /// The id of `page`'s conversation with `recipient` on `channel`, if there is one (Conversations API;
+    /// Meta allows 2 calls a second per Page, and the caller paces them).
+    async fn conversation(
         &self,
         token: &AccessToken,
         page: &PageId,
         channel: Channel,
+        recipient: &str,
+    ) -> Result<Option<String>, GraphFailure>;
+    /// What `page` sent in `conversation`, newest first (Conversations API, paced by the caller).
+    async fn sent_in(
+        &self,
+        token: &AccessToken,
+        page: &PageId,
+        conversation: &str,
         recipient: &str,
     ) -> Result<Vec<DeliveredMessage>, GraphFailure>;
 }
@@ -207,6 +215,9 @@ pub enum SinkError {
     /// This engine has no durable inbox.
     #[error("this engine has no durable inbox")]
     NoInbox,
+    /// This node no longer owns the page (a cluster moved it): nothing more is written or sent for it here.
+    #[error("this node no longer owns the page")]
+    Fenced,
 }
 
 /// A reply to an inbox event, recorded in the outbox before it is sent.
@@ -273,6 +284,12 @@ pub trait EventSink: Send + Sync + 'static {
     /// order. Idempotent: recording an event's replies again returns the rows stored first (their text, and
     /// whether they were sent).
     async fn record(&self, events: &[ToRecord]) -> Result<Vec<Vec<RecordedReply>>, SinkError>;
+    /// Marks replies (with their events) as about to be sent, before any of their calls is made: a reply
+    /// marked and not known sent is of unknown outcome if the process stops. Until marked, a recorded reply
+    /// is known never to have been sent.
+    async fn attempting(&self, _replies: &[(InboxId, ReplyId)]) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Meta's message ids of the replies `page` is stored to have sent to `recipient` since `since_unix`.
     async fn sent_ids(&self, page: &PageId, recipient: &str, since_unix: i64) -> Result<Vec<String>, SinkError>;
     /// Stores sent replies and finished events. Must not lose them: an implementation retries until

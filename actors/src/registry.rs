@@ -24,6 +24,8 @@ pub struct Route {
     /// The tenant (Page) the account belongs to.
     pub page: PageId,
     pub client_slug: Arc<str>,
+    /// This engine runs the page's tenant (in a cluster: this node owns the page).
+    pub owned: bool,
 }
 
 enum Slot {
@@ -41,6 +43,8 @@ pub(crate) enum Delivery {
     Start(PageId),
     /// No client owns this account id.
     Unknown,
+    /// Another node owns the page: its tenant runs there.
+    Elsewhere(PageId),
     /// Not taken: the tenant is quarantined, or too many events wait for it to start.
     Refused(PageId, &'static str),
 }
@@ -59,9 +63,11 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Adds (or updates) a connected page and its Instagram account; lifts a quarantine.
-    pub fn register(&self, page: PageId, instagram: Option<PageId>, client_slug: &str) {
-        let route = Route { page: page.clone(), client_slug: Arc::from(client_slug) };
+    /// Adds (or updates) a connected page and its Instagram account; lifts a quarantine. A page already known
+    /// keeps whether it is owned here; a new one is owned here if `owned`.
+    pub fn register(&self, page: PageId, instagram: Option<PageId>, client_slug: &str, owned: bool) {
+        let owned = self.inner.directory.get(page.as_str()).map_or(owned, |r| r.owned);
+        let route = Route { page: page.clone(), client_slug: Arc::from(client_slug), owned };
         if let Some(ig) = instagram {
             self.inner.directory.insert(ig.as_str().to_owned(), route.clone());
         }
@@ -81,11 +87,33 @@ impl Registry {
         self.inner.directory.len()
     }
 
+    /// Marks whether this engine runs `page`'s tenant (its Instagram account follows); a page it no longer
+    /// runs gives back its running actor, to be stopped.
+    pub fn set_owned(&self, page: &PageId, owned: bool) -> Option<ActorRef<TenantMsg>> {
+        for mut route in self.inner.directory.iter_mut() {
+            if &route.page == page {
+                route.owned = owned;
+            }
+        }
+        if owned {
+            return None;
+        }
+        match self.inner.slots.remove(page) {
+            Some((_, Slot::Running(actor))) => Some(actor),
+            _ => None,
+        }
+    }
+
     /// Hands `event` to its tenant's slot; at most `start_buffer` events wait for a tenant that is starting.
     pub fn deliver(&self, event: InboundEvent, start_buffer: usize) -> Delivery {
-        let Some(page) = self.inner.directory.get(event.account_id.as_str()).map(|r| r.page.clone()) else {
+        let Some((page, owned)) =
+            self.inner.directory.get(event.account_id.as_str()).map(|r| (r.page.clone(), r.owned))
+        else {
             return Delivery::Unknown;
         };
+        if !owned {
+            return Delivery::Elsewhere(page);
+        }
         if let Some(until) = self.inner.quarantined.get(&page).map(|u| *u) {
             if until > Instant::now() {
                 return Delivery::Refused(page, "quarantined");
@@ -131,6 +159,12 @@ impl Registry {
             Some(Slot::Running(actor)) => Some(actor.clone()),
             _ => None,
         }
+    }
+
+    /// Whether `actor` is the one the registry routes `page`'s events to (a tenant of a page this engine no
+    /// longer runs, or one replaced by a newer actor, is not).
+    pub fn routes_to(&self, page: &PageId, actor: ActorId) -> bool {
+        matches!(self.inner.slots.get(page).as_deref(), Some(Slot::Running(a)) if a.get_id() == actor)
     }
 
     /// Every running actor.

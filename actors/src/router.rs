@@ -46,6 +46,8 @@ pub enum Dispatched {
     UnknownPage,
     /// The tenant is quarantined or its start buffer is full: counted, not processed.
     Dropped,
+    /// Another node owns the page (a cluster): its tenant runs there.
+    Elsewhere,
 }
 
 struct Inner {
@@ -90,7 +92,26 @@ impl Router {
 
     /// Adds (or updates) a connected page and its Instagram account to the directory.
     pub fn register(&self, page: PageId, instagram: Option<PageId>, client_slug: &str) {
-        self.registry().register(page, instagram, client_slug);
+        self.registry().register(page, instagram, client_slug, self.inner.shared.settings.owns_new_pages);
+    }
+
+    /// This node now runs `page`'s tenant (it claimed the page).
+    pub fn own(&self, page: &PageId) {
+        self.registry().set_owned(page, true);
+    }
+
+    /// This node no longer runs `page`'s tenant (it released or lost the page): its actor stops, the replies
+    /// it had queued are reported never sent, and the Send API calls it had in flight finish and are stored.
+    pub fn disown(&self, page: &PageId) {
+        if let Some(actor) = self.registry().set_owned(page, false) {
+            let _ = actor.send_message(TenantMsg::Passivate);
+        }
+    }
+
+    /// Send API calls `page`'s tenant has in flight (they go on after its actor stopped, until Meta answers
+    /// and the answer is stored).
+    pub fn sends_in_flight(&self, page: &PageId) -> u64 {
+        self.inner.shared.stats.get(page).map_or(0, |s| s.sends_in_flight())
     }
 
     /// Whose `account_id` is, if anyone's.
@@ -113,6 +134,7 @@ impl Router {
                 self.unknown(account.as_str());
                 Dispatched::UnknownPage
             }
+            Delivery::Elsewhere(_) => Dispatched::Elsewhere,
             Delivery::Refused(page, reason) => {
                 metrics::counter!(EVENTS_DROPPED, "page" => page.as_str().to_owned(), "reason" => reason).increment(1);
                 Dispatched::Dropped

@@ -35,6 +35,10 @@ pub struct EngineSettings {
     /// At shutdown, how long to wait for Send API calls in flight (the longest a call can take), so Meta's
     /// answers are stored and those replies are not sent again at the next start.
     pub send_drain: Duration,
+    /// Whether this engine runs the tenants of the pages it learns about (one node does). In a cluster a
+    /// page's tenant runs only on the node that owns it: pages are registered as owned elsewhere, and the
+    /// node marks the ones it claims ([`crate::Router::own`]).
+    pub owns_new_pages: bool,
 }
 
 impl Default for EngineSettings {
@@ -56,6 +60,7 @@ impl Default for EngineSettings {
             restart_backoff: Duration::from_millis(100),
             quarantine: Duration::from_secs(300),
             send_drain: Duration::from_secs(10),
+            owns_new_pages: true,
         }
     }
 }

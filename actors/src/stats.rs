@@ -16,6 +16,8 @@ pub struct TenantStats {
     send_errors: AtomicU64,
     throttled: AtomicU64,
     queue_depth: AtomicU64,
+    /// Send API calls started and not yet stored (they outlive the actor that started them).
+    sends_in_flight: AtomicU64,
 }
 
 /// A copy of a tenant's figures at one instant.
@@ -47,6 +49,7 @@ impl Default for TenantStats {
             send_errors: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
+            sends_in_flight: AtomicU64::new(0),
         }
     }
 }
@@ -80,6 +83,19 @@ impl TenantStats {
         } else {
             *slot = (minute, 1);
         }
+    }
+
+    /// A Send API call started; [`TenantStats::send_stored`] when Meta's answer is stored.
+    pub fn send_started(&self) {
+        self.sends_in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn send_stored(&self) {
+        self.sends_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn sends_in_flight(&self) -> u64 {
+        self.sends_in_flight.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {

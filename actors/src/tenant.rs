@@ -63,6 +63,8 @@ pub(crate) struct TenantState {
     /// The Conversations API pace (2 calls a second) and the messages attributed to unknown replies.
     conversations: Arc<SendLimiter>,
     claimed: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Replies marked in storage as about to be sent (`send::ATTEMPT_WINDOW` at a time).
+    marked: HashSet<crate::ids::ReplyId>,
 }
 
 impl TenantState {
@@ -85,8 +87,10 @@ impl TenantState {
             last_activity: Instant::now(),
             outstanding: HashMap::new(),
             progress: Progress::default(),
-            conversations: Arc::new(SendLimiter::new(2)),
+            // Meta allows 2 Conversations API calls a second per Page; 0.6 s apart leaves the network room.
+            conversations: Arc::new(SendLimiter::with_period(Duration::from_millis(600))),
             claimed: Arc::default(),
+            marked: HashSet::new(),
         }
     }
 
@@ -187,6 +191,10 @@ impl Actor for TenantActor {
             TenantMsg::Pump => {
                 state.pump_at = None;
                 send::pump(&myself, state);
+            }
+            TenantMsg::NotMarked { item, problem } => {
+                state.in_flight -= 1;
+                send::not_marked(&myself, state, item, &problem);
             }
             TenantMsg::SendDone { item, result, elapsed } => {
                 state.in_flight -= 1;

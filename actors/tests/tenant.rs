@@ -29,11 +29,21 @@ impl GraphApi for ScriptedGraph {
         self.script.lock().unwrap().pop_front().unwrap_or(Ok(SendOk { message_id: "m".into(), usage: None }))
     }
 
-    async fn sent_to(
+    async fn conversation(
         &self,
         _: &AccessToken,
         _: &PageId,
         _: Channel,
+        _: &str,
+    ) -> Result<Option<String>, GraphFailure> {
+        Ok(None)
+    }
+
+    async fn sent_in(
+        &self,
+        _: &AccessToken,
+        _: &PageId,
+        _: &str,
         _: &str,
     ) -> Result<Vec<DeliveredMessage>, GraphFailure> {
         Ok(Vec::new())

@@ -4,7 +4,7 @@ use super::UsageError;
 use crate::config::Settings;
 use crate::domain::{Actor, ClientName, ClientSlug};
 use crate::startup;
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClientCommand {
@@ -92,6 +92,7 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             let store = startup::open_store(settings).await?;
             let client = find_client(&store, &slug).await?;
             store.set_send_rate(client.id, rate).await?;
+            announce(&store, client.id).await;
             audit(&store, client.id, "client.rate_set", format!("{rate:?}")).await?;
             match rate {
                 Some(r) => println!("client {} now sends at most {r} calls per second per page", client.slug),
@@ -176,11 +177,22 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
         (ResponderArgs::Rules { .. }, None) => unreachable!("rules are parsed above"),
     };
     store.set_responder(client.id, &responder).await?;
+    announce(&store, client.id).await;
     let kind = match &responder {
         ResponderSetting::Rules { .. } => "rules",
         ResponderSetting::Relay { .. } => "relay",
     };
     audit(&store, client.id, "client.responder_set", kind.to_owned()).await?;
-    println!("client {} now answers with {kind}; running tenants pick it up when they next start", client.slug);
+    println!(
+        "client {} now answers with {kind}; a cluster's nodes reload its tenants now, a single server when they next start",
+        client.slug
+    );
     Ok(())
+}
+
+/// Tells running nodes that the client's Pages changed (a cluster reloads their tenants at once).
+async fn announce(store: &Store, client_id: i64) {
+    for i in store.list_integrations().await.unwrap_or_default().into_iter().filter(|i| i.client_id == client_id) {
+        store.announce(&i.page_id).await;
+    }
 }

@@ -4,7 +4,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{InboxMode, LogFormat};
+use super::{ClusterMode, InboxMode, LogFormat};
 use crate::meta::graph::ProofMode;
 
 #[derive(Deserialize)]
@@ -18,7 +18,16 @@ pub(super) struct RawSettings {
     pub(super) oauth: RawOAuth,
     pub(super) portal: RawPortal,
     pub(super) inbox: RawInbox,
+    pub(super) cluster: RawCluster,
     pub(super) log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) mode: ClusterMode,
+    pub(super) lease_ttl_secs: u64,
+    pub(super) node_name: String,
 }
 
 #[derive(Deserialize)]

@@ -8,10 +8,10 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::raw::{RawDatabase, RawEngine, RawInbox, RawMeta, RawOAuth, RawServer, RawSettings, RawVault};
+use super::raw::{RawCluster, RawDatabase, RawEngine, RawInbox, RawMeta, RawOAuth, RawServer, RawSettings, RawVault};
 use super::{
-    ConfigError, DatabaseSettings, EngineConfig, InboxSettings, LogSettings, MetaSettings, OAuthSettings, RelayLimits,
-    ServerSettings, Settings, VaultSettings, key_label,
+    ClusterMode, ClusterSettings, ConfigError, DatabaseSettings, EngineConfig, InboxMode, InboxSettings, LogSettings,
+    MetaSettings, OAuthSettings, RelayLimits, ServerSettings, Settings, VaultSettings, key_label,
 };
 
 pub(super) fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
@@ -51,6 +51,7 @@ impl RawSettings {
             return Err(invalid("portal.session_ttl_secs", "must be between 300 and 2592000 seconds"));
         }
         let inbox = inbox(&self.inbox, database.max_connections)?;
+        let cluster = cluster(&self.cluster, &database, &server, &inbox)?;
         Ok(Settings {
             server,
             database,
@@ -60,6 +61,7 @@ impl RawSettings {
             oauth,
             session_ttl: Duration::from_secs(self.portal.session_ttl_secs),
             inbox,
+            cluster,
             log: LogSettings { filter: self.log.filter, format: self.log.format },
         })
     }
@@ -313,6 +315,47 @@ fn inbox(raw: &RawInbox, database_connections: u32) -> Result<InboxSettings, Con
         sweep_interval: Duration::from_secs(raw.sweep_interval_secs),
         stale_after: Duration::from_secs(raw.stale_after_secs),
     })
+}
+
+fn cluster(
+    raw: &RawCluster,
+    database: &DatabaseSettings,
+    server: &ServerSettings,
+    inbox: &InboxSettings,
+) -> Result<ClusterSettings, ConfigError> {
+    if raw.mode == ClusterMode::Postgres {
+        if database.url.expose_secret().starts_with("sqlite:") {
+            return Err(invalid("cluster.mode", "\"postgres\" needs a PostgreSQL database (database.url is SQLite)"));
+        }
+        if inbox.mode != InboxMode::Durable {
+            return Err(invalid(
+                "cluster.mode",
+                "\"postgres\" needs inbox.mode = \"durable\" (events move between nodes)",
+            ));
+        }
+    }
+    if !(1..=300).contains(&raw.lease_ttl_secs) {
+        return Err(invalid("cluster.lease_ttl_secs", "must be between 1 and 300 seconds"));
+    }
+    let node_name = match non_empty(&raw.node_name) {
+        Some(name) if name.chars().count() > 100 || name.chars().any(char::is_control) => {
+            return Err(invalid("cluster.node_name", "must be at most 100 characters, without control characters"));
+        }
+        Some(name) => name,
+        // Port 0 (tests, demos) names no node apart: the process id does.
+        None if server.bind.port() == 0 => format!("{}:pid{}", host_name(), std::process::id()),
+        None => format!("{}:{}", host_name(), server.bind.port()),
+    };
+    Ok(ClusterSettings { mode: raw.mode, lease_ttl: Duration::from_secs(raw.lease_ttl_secs), node_name })
+}
+
+/// This machine's name (what `hostname` prints), or `localhost`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|h| non_empty(&h))
+        .or_else(|| std::env::var("HOSTNAME").ok().and_then(|h| non_empty(&h)))
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 pub(super) fn non_empty(raw: &str) -> Option<String> {

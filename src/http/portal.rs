@@ -44,6 +44,8 @@ pub struct PortalState {
     pub secure: bool,
     pub throttle: Arc<LoginThrottle>,
     pub session_ttl: Duration,
+    /// In a cluster: the figures every node shows are the owners' snapshots in the database, not this node's.
+    pub shared_figures: bool,
 }
 
 impl PortalState {

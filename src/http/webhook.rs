@@ -33,6 +33,8 @@ pub struct WebhookState {
     pub secrets: Arc<WebhookSecrets>,
     pub verify_token: Arc<SecretString>,
     pub router: Router,
+    /// Accounts the engine's directory does not know are looked up in the store before they are unknown.
+    pub directory: crate::engine::Directory,
     pub max_body_bytes: u64,
     /// Set in durable mode: events are committed before the 200.
     pub inbox: Option<crate::inbox::Inbox>,
@@ -100,7 +102,8 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
         let mut unowned = Vec::new();
         for event in events {
             let keep = state.durable_receipts || !event.is_receipt();
-            match keep.then(|| state.router.route(event.account_id.as_str())).flatten() {
+            let route = if keep { state.directory.route(event.account_id.as_str()).await } else { None };
+            match route {
                 Some(route) => owned.push((route, event)),
                 None => unowned.push(event),
             }
@@ -137,6 +140,8 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
         }
     } else {
         for event in events {
+            // A Page connected elsewhere a moment ago is learned from the store before its event is unknown.
+            state.directory.route(event.account_id.as_str()).await;
             state.router.dispatch(event);
         }
     }

@@ -15,6 +15,9 @@ pub struct InFlight {
 struct Held {
     since: tokio::time::Instant,
     page: PageId,
+    /// In a cluster: the epoch at which this node owned the page when it handed the event over (its writes
+    /// are fenced with it).
+    epoch: i64,
     /// When its tenant failed, if it did.
     lost_at: Option<tokio::time::Instant>,
 }
@@ -24,8 +27,13 @@ impl InFlight {
         Self { held: dashmap::DashMap::new(), lost_grace }
     }
 
-    pub(crate) fn handed(&self, id: InboxId, page: PageId) {
-        self.held.insert(id, Held { since: tokio::time::Instant::now(), page, lost_at: None });
+    pub(crate) fn handed(&self, id: InboxId, page: PageId, epoch: i64) {
+        self.held.insert(id, Held { since: tokio::time::Instant::now(), page, epoch, lost_at: None });
+    }
+
+    /// The page and epoch an event was handed over under, while it is held.
+    pub(crate) fn fence_of(&self, id: InboxId) -> Option<(PageId, i64)> {
+        self.held.get(&id).map(|held| (held.page.clone(), held.epoch))
     }
 
     pub(crate) fn finished(&self, ids: impl IntoIterator<Item = InboxId>) {
@@ -42,6 +50,12 @@ impl InFlight {
                 held.lost_at = Some(now);
             }
         }
+    }
+
+    /// Forgets what this node held for `page` (a cluster moved the page: its old tenant's writes are fenced,
+    /// and the new owner takes the events).
+    pub(crate) fn forget_page(&self, page: &PageId) {
+        self.held.retain(|_, held| held.page != *page);
     }
 
     /// Not held, held by a tenant that failed at least `lost_grace` ago, or held for longer than `stale`

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchboard_actors::InboundEvent;
+use switchboard_actors::{InboundEvent, PageId};
 
 use super::Inbox;
 use crate::store::StoreError;
@@ -38,6 +38,28 @@ impl Inbox {
                     let page =
                         self.router.route(event.account_id.as_str()).map_or(event.account_id.clone(), |r| r.page);
                     self.dispatch(event, id, page);
+                    handed += 1;
+                }
+                Err(err) => {
+                    self.store.inbox_finish(&[(id, Some(format!("stored event unreadable: {err}")))]).await?;
+                }
+            }
+        }
+        Ok(handed)
+    }
+
+    /// Hands `page`'s pending events that the engine does not hold to it, oldest first (its owner was woken
+    /// for them, or has just claimed it); returns how many.
+    pub async fn recover_page(&self, page: &PageId) -> Result<usize, StoreError> {
+        let mut handed = 0;
+        for (id, json) in self.store.inbox_pending_of(page.as_str(), 10_000).await? {
+            if !self.in_flight.due(id, Duration::MAX) {
+                continue;
+            }
+            match serde_json::from_str::<InboundEvent>(&json) {
+                Ok(mut event) => {
+                    event.recovered = true;
+                    self.dispatch(event, id, page.clone());
                     handed += 1;
                 }
                 Err(err) => {

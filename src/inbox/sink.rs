@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchboard_actors::{Backoff, EventSink, InboxId, PageId, Progress, RecordedReply, SinkError, ToRecord};
+use switchboard_actors::{Backoff, EventSink, InboxId, PageId, Progress, RecordedReply, ReplyId, SinkError, ToRecord};
 
 use super::{GroupCommit, InFlight};
-use crate::store::{NewReply, Store};
+use crate::ownership::Owned;
+use crate::store::{Fence, NewReply, Store};
 
 /// How long the progress writer gathers marks before it writes them. Progress is off every event's path
 /// (a reply is sent before its mark is stored), but its writes took turns with the inbox and outbox commits
@@ -20,49 +21,72 @@ const PROGRESS_LINGER: Duration = Duration::from_millis(5);
 /// The engine's view of the inbox and outbox, on the store.
 pub struct StoreEvents {
     store: Store,
-    record: GroupCommit<NewReply, RecordedReply>,
+    record: GroupCommit<NewReply, Option<RecordedReply>>,
     progress: GroupCommit<Progress, ()>,
+    attempting: GroupCommit<(ReplyId, Option<Fence>), bool>,
     in_flight: Arc<InFlight>,
+    /// In a cluster: what this node owns, to fence its writes with.
+    owned: Option<Arc<Owned>>,
 }
 
 impl StoreEvents {
-    pub fn new(store: Store, in_flight: Arc<InFlight>) -> Self {
+    pub fn new(store: Store, in_flight: Arc<InFlight>, owned: Option<Arc<Owned>>) -> Self {
         let record = {
             let store = store.clone();
             GroupCommit::start(1, Duration::ZERO, move |rows: Vec<NewReply>| {
                 let store = store.clone();
-                async move { store.replies_record(&rows).await.map_err(|e| e.to_string()) }
+                async move { store.replies_record_fenced(&rows).await.map_err(|e| e.to_string()) }
             })
         };
         let progress = {
             let store = store.clone();
             // One writer: a progress write's answer means all progress before it is stored (`flush`).
-            let in_flight = in_flight.clone();
+            let (in_flight, owned) = (in_flight.clone(), owned.clone());
             GroupCommit::start(1, PROGRESS_LINGER, move |batches: Vec<Progress>| {
-                let (store, in_flight) = (store.clone(), in_flight.clone());
+                let (store, in_flight, owned) = (store.clone(), in_flight.clone(), owned.clone());
                 async move {
                     let n = batches.len();
                     let mut all = Progress::default();
                     for batch in batches {
                         all.extend(batch);
                     }
-                    write_progress(&store, &all).await;
+                    let fences: Vec<Fence> = match &owned {
+                        Some(owned) => all.finished.iter().map(|(id, _)| fence(owned, &in_flight, *id)).collect(),
+                        None => Vec::new(),
+                    };
+                    write_progress(&store, &all, &fences).await;
                     in_flight.finished(all.finished.iter().map(|(id, _)| *id).chain(all.released));
                     Ok(vec![(); n])
                 }
             })
         };
-        Self { store, record, progress, in_flight }
+        let attempting = {
+            let store = store.clone();
+            GroupCommit::start(1, Duration::ZERO, move |marks: Vec<(ReplyId, Option<Fence>)>| {
+                let store = store.clone();
+                async move { store.replies_attempting(&marks).await.map_err(|e| e.to_string()) }
+            })
+        };
+        Self { store, record, progress, attempting, in_flight, owned }
+    }
+}
+
+/// The fence of a write for event `id`: the page and epoch it was handed over under (an event not held is
+/// fenced with an epoch no page has, so the write does not hold).
+fn fence(owned: &Owned, in_flight: &InFlight, id: InboxId) -> Fence {
+    match in_flight.fence_of(id) {
+        Some((page, epoch)) => owned.fence(&page, epoch),
+        None => Fence { node: owned.node(), page: String::new(), epoch: -1 },
     }
 }
 
 /// Writes progress, retrying until storage takes it: a reply not marked sent would be sent again after a
 /// restart. Later progress queues behind this (and is then written together).
-async fn write_progress(store: &Store, progress: &Progress) {
+async fn write_progress(store: &Store, progress: &Progress, fences: &[Fence]) {
     let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     let mut attempt = 0;
     loop {
-        let written = match store.inbox_progress(&progress.sent, &progress.finished).await {
+        let written = match store.inbox_progress_fenced(&progress.sent, &progress.finished, fences).await {
             Ok(()) if !progress.unattempted.is_empty() => store.replies_unattempted(&progress.unattempted).await,
             other => other,
         };
@@ -98,11 +122,24 @@ impl EventSink for StoreEvents {
                     seq: i32::try_from(seq).unwrap_or(i32::MAX),
                     text: text.clone(),
                     recipient: event.recipient.clone(),
+                    fence: self.owned.as_ref().map(|owned| fence(owned, &self.in_flight, event.inbox_id)),
                 })
             })
             .collect();
         let mut recorded = self.record.submit(rows).await.map_err(SinkError::Unavailable)?.into_iter();
-        Ok(events.iter().map(|event| recorded.by_ref().take(event.texts.len()).collect()).collect())
+        events
+            .iter()
+            .map(|event| recorded.by_ref().take(event.texts.len()).collect::<Option<Vec<_>>>().ok_or(SinkError::Fenced))
+            .collect()
+    }
+
+    async fn attempting(&self, replies: &[(InboxId, ReplyId)]) -> Result<(), SinkError> {
+        let marks = replies
+            .iter()
+            .map(|(event, reply)| (*reply, self.owned.as_ref().map(|owned| fence(owned, &self.in_flight, *event))))
+            .collect();
+        let held = self.attempting.submit(marks).await.map_err(SinkError::Unavailable)?;
+        if held.into_iter().all(|h| h) { Ok(()) } else { Err(SinkError::Fenced) }
     }
 
     async fn sent_ids(&self, page: &PageId, recipient: &str, since_unix: i64) -> Result<Vec<String>, SinkError> {

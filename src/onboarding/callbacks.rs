@@ -29,6 +29,7 @@ impl Onboarding {
             if let Some(router) = &self.router {
                 router.disconnect(&i.page_id);
             }
+            self.announce(&i.page_id).await;
             self.audit(
                 Actor::Meta,
                 "integration.deauthorized",

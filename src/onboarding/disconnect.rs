@@ -28,6 +28,7 @@ impl Onboarding {
         if let Some(router) = &self.router {
             router.disconnect(page);
         }
+        self.announce(page).await;
         let warning = match token {
             Some(Ok(token)) => self
                 .graph

@@ -266,6 +266,7 @@ impl Onboarding {
         if let Some(router) = &self.router {
             router.connected(page_id.clone(), instagram.clone(), grant.slug.as_str());
         }
+        self.announce(page_id).await;
         Ok(ConnectedPage {
             id: page_id.to_string(),
             name: name.to_owned(),

@@ -86,9 +86,12 @@ impl Onboarding {
     /// `interval`, from its background jobs).
     pub async fn check_round(&self, interval: std::time::Duration) {
         let pages: Vec<PageId> = match self.store.list_integrations().await {
-            Ok(list) => {
-                list.into_iter().filter(|i| i.status == IntegrationStatus::Connected).map(|i| i.page_id).collect()
-            }
+            Ok(list) => list
+                .into_iter()
+                .filter(|i| i.status == IntegrationStatus::Connected)
+                .map(|i| i.page_id)
+                .filter(|page| self.owned.as_ref().is_none_or(|owned| owned.owns(page)))
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "token health: cannot list integrations");
                 return;

@@ -4,7 +4,14 @@
 use chrono::{DateTime, Utc};
 
 use super::rows::{ReplyRow, recorded_reply};
-use super::{InboxId, InboxRow, NewReply, RecordedReply, ReplyId, Store, StoreError, on};
+use super::{Db, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, Store, StoreError, on};
+
+/// Marking replies ($1 ids) as about to be sent, up to the closing of the UNNEST.
+macro_rules! attempting_statement {
+    () => {
+        "UPDATE webhook_replies r SET unattempted = FALSE FROM UNNEST($1::bigint[]"
+    };
+}
 
 /// The oldest `$2` inbox rows finished before `$1`: one pruning batch, whose replies go first, then the rows.
 macro_rules! prune_batch {
@@ -32,13 +39,46 @@ impl Store {
         sent: &[(ReplyId, Option<String>)],
         finished: &[(InboxId, Option<String>)],
     ) -> Result<(), StoreError> {
-        self.batched.write_progress(sent, finished, crate::clock::now()).await
+        self.batched.write_progress(sent, finished, &[], crate::clock::now()).await
+    }
+
+    /// `inbox_progress` in a cluster: each finished row only if its fence (one per row) holds.
+    pub async fn inbox_progress_fenced(
+        &self,
+        sent: &[(ReplyId, Option<String>)],
+        finished: &[(InboxId, Option<String>)],
+        fences: &[Fence],
+    ) -> Result<(), StoreError> {
+        self.batched.write_progress(sent, finished, fences, crate::clock::now()).await
     }
 
     /// Records replies in the outbox in one transaction; for each, the stored row (a reply recorded
     /// before under the same inbox id and seq is returned as it was stored).
     pub async fn replies_record(&self, rows: &[NewReply]) -> Result<Vec<RecordedReply>, StoreError> {
+        self.replies_record_fenced(rows)
+            .await?
+            .into_iter()
+            .map(|r| r.ok_or_else(|| StoreError::Conflict("a reply was refused by its fence".to_owned())))
+            .collect()
+    }
+
+    /// `replies_record` for rows that may carry fences: a row whose fence does not hold is `None`.
+    pub async fn replies_record_fenced(&self, rows: &[NewReply]) -> Result<Vec<Option<RecordedReply>>, StoreError> {
         self.batched.record_replies(rows, crate::clock::now()).await
+    }
+
+    /// Pending rows of `page` (id, event JSON), oldest first.
+    pub async fn inbox_pending_of(&self, page: &str, limit: i64) -> Result<Vec<(InboxId, String)>, StoreError> {
+        on!(self, |pool| {
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, event FROM webhook_inbox WHERE status = 'pending' AND page_id = $1 ORDER BY id LIMIT $2",
+            )
+            .bind(page)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(|(id, event)| (InboxId(id), event)).collect())
+        })
     }
 
     /// The replies recorded for an inbox row, in order.
@@ -68,6 +108,54 @@ impl Store {
             tx.commit().await?;
             Ok(())
         })
+    }
+
+    /// Marks replies as about to be sent (their outcome is unknown from now until Meta's answer is stored); in a
+    /// cluster (on PostgreSQL) each only under its fence, its event's page and epoch. For each, whether it was
+    /// marked (false: its fence did not hold).
+    pub async fn replies_attempting(&self, replies: &[(ReplyId, Option<Fence>)]) -> Result<Vec<bool>, StoreError> {
+        match &self.db {
+            Db::Postgres(pool) => {
+                let ids: Vec<i64> = replies.iter().map(|(id, _)| id.0).collect();
+                let fences: Vec<Fence> = replies.iter().filter_map(|(_, f)| f.clone()).collect();
+                if fences.len() != ids.len() {
+                    sqlx::query(concat!(attempting_statement!(), ") AS t(id) WHERE r.id = t.id"))
+                        .bind(&ids)
+                        .execute(pool)
+                        .await?;
+                    return Ok(vec![true; ids.len()]);
+                }
+                let pages: Vec<&str> = fences.iter().map(|f| f.page.as_str()).collect();
+                let epochs: Vec<i64> = fences.iter().map(|f| f.epoch).collect();
+                let nodes: Vec<i64> = fences.iter().map(|f| f.node).collect();
+                let marked: Vec<(i64,)> = sqlx::query_as(concat!(
+                    attempting_statement!(),
+                    ", $2::text[], $3::bigint[], $4::bigint[]) AS t(id, page, epoch, node) WHERE r.id = t.id AND ",
+                    "EXISTS (SELECT 1 FROM page_owners o JOIN cluster_nodes n ON n.id = o.owner ",
+                    "WHERE o.page_id = t.page AND o.owner = t.node AND o.epoch = t.epoch ",
+                    "AND n.left_at IS NULL AND n.lease_until > now()) RETURNING r.id"
+                ))
+                .bind(&ids)
+                .bind(&pages)
+                .bind(&epochs)
+                .bind(&nodes)
+                .fetch_all(pool)
+                .await?;
+                let marked: std::collections::HashSet<i64> = marked.into_iter().map(|(id,)| id).collect();
+                Ok(ids.iter().map(|id| marked.contains(id)).collect())
+            }
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for (id, _) in replies {
+                    sqlx::query("UPDATE webhook_replies SET unattempted = FALSE WHERE id = $1")
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(vec![true; replies.len()])
+            }
+        }
     }
 
     /// Meta's message ids of the replies of `page` stored as sent to `recipient`, recorded since `since`.

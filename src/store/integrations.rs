@@ -79,6 +79,20 @@ impl Store {
         })
     }
 
+    /// The integration whose Page or Instagram account is `account`.
+    pub async fn integration_by_account(&self, account: &str) -> Result<Option<Integration>, StoreError> {
+        on!(self, |pool| {
+            let row: Option<IntegrationRow> = sqlx::query_as(concat!(
+                integration_select!(),
+                " WHERE i.facebook_page_id = $1 OR i.instagram_account_id = $1 ORDER BY i.id LIMIT 1"
+            ))
+            .bind(account)
+            .fetch_optional(pool)
+            .await?;
+            row.map(Integration::try_from).transpose()
+        })
+    }
+
     pub async fn list_integrations(&self) -> Result<Vec<Integration>, StoreError> {
         on!(self, |pool| {
             let rows: Vec<IntegrationRow> =

@@ -283,6 +283,15 @@ pub struct InboxRow {
     pub done: bool,
 }
 
+/// A write on the way to a send holds only while `node` owns `page` at `epoch` and its lease runs (a
+/// cluster's fencing token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub node: i64,
+    pub page: String,
+    pub epoch: i64,
+}
+
 /// A reply to record in the outbox before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReply {
@@ -292,6 +301,8 @@ pub struct NewReply {
     pub text: String,
     /// Whom it goes to (a PSID or IGSID).
     pub recipient: String,
+    /// In a cluster: recorded only while this node owns the event's page.
+    pub fence: Option<Fence>,
 }
 
 /// A part of a webhook body Switchboard does not understand, to keep for an operator.

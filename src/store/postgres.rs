@@ -12,7 +12,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::time::Instant;
 
 use super::rows::recorded_reply;
-use super::{Batched, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
+use super::{Batched, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
 
 /// Connects to PostgreSQL.
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
@@ -50,6 +50,54 @@ const STALE: Duration = Duration::from_secs(10);
 const RETURN_AFTER: Duration = Duration::from_secs(300);
 
 /// A recorded reply as its insert returns it: (id, inbox_id, seq, body, sent).
+/// A progress write: replies Meta accepted ($1 ids, $2 message ids, $5 now), then the finished inbox rows
+/// (`UPDATE webhook_inbox i … FROM <rows> WHERE …`, completed by the caller).
+macro_rules! progress_statement {
+    () => {
+        "WITH sent AS ( \
+             UPDATE webhook_replies r SET message_id = t.message_id, sent_at = $5 \
+             FROM UNNEST($1::bigint[], $2::text[]) AS t(id, message_id) \
+             WHERE r.id = t.id AND r.sent_at IS NULL) \
+         UPDATE webhook_inbox i SET status = CASE WHEN t.reason IS NULL THEN 'done' ELSE 'failed' END, \
+             reason = t.reason, finished_at = $5"
+    };
+}
+
+/// Recording replies ($1 inbox ids, $2 seqs, $3 bodies, $4 now, $5 recipients), up to the closing of the
+/// UNNEST (the caller adds the fence columns, if any, and the alias).
+macro_rules! record_statement {
+    () => {
+        "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at, recipient, unattempted) \
+         SELECT t.inbox_id, t.seq, t.body, $4, t.recipient, TRUE \
+         FROM UNNEST($1::bigint[], $2::int[], $3::text[], $5::text[]"
+    };
+}
+
+macro_rules! record_conflict {
+    () => {
+        " ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
+         RETURNING id, inbox_id, seq, body, sent_at IS NOT NULL, unattempted, recorded_at"
+    };
+}
+
+/// A row's fence holds: node `t.node` owns page `t.page` at epoch `t.epoch`, and its lease runs.
+macro_rules! fence_holds {
+    () => {
+        "EXISTS (SELECT 1 FROM page_owners o JOIN cluster_nodes n ON n.id = o.owner \
+                 WHERE o.page_id = t.page AND o.owner = t.node AND o.epoch = t.epoch \
+                   AND n.left_at IS NULL AND n.lease_until > now())"
+    };
+}
+
+/// Fences as the columns a fenced statement binds.
+fn fence_columns(fences: &[Fence]) -> (Vec<&str>, Vec<i64>, Vec<i64>) {
+    (
+        fences.iter().map(|f| f.page.as_str()).collect(),
+        fences.iter().map(|f| f.epoch).collect(),
+        fences.iter().map(|f| f.node).collect(),
+    )
+}
+
 type RecordedRow = (i64, i64, i32, String, bool, bool, DateTime<Utc>);
 
 impl PgBatched {
@@ -138,36 +186,52 @@ impl Batched for PgBatched {
         &self,
         sent: &[(ReplyId, Option<String>)],
         finished: &[(InboxId, Option<String>)],
+        fences: &[Fence],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (sent_ids, message_ids): (Vec<i64>, Vec<Option<&str>>) =
             sent.iter().map(|(id, m)| (id.0, m.as_deref())).unzip();
         let (finished_ids, reasons): (Vec<i64>, Vec<Option<&str>>) =
             finished.iter().map(|(id, r)| (id.0, r.as_deref())).unzip();
+        let (pages, epochs, nodes) = fence_columns(fences);
         let mut writer = self.writer().await?;
-        let done = sqlx::query(
-            "WITH sent AS ( \
-                 UPDATE webhook_replies r SET message_id = t.message_id, sent_at = $5 \
-                 FROM UNNEST($1::bigint[], $2::text[]) AS t(id, message_id) \
-                 WHERE r.id = t.id AND r.sent_at IS NULL) \
-             UPDATE webhook_inbox i SET status = CASE WHEN t.reason IS NULL THEN 'done' ELSE 'failed' END, \
-                 reason = t.reason, finished_at = $5 \
-             FROM UNNEST($3::bigint[], $4::text[]) AS t(id, reason) \
-             WHERE i.id = t.id AND i.status = 'pending'",
-        )
-        .bind(&sent_ids)
-        .bind(&message_ids)
-        .bind(&finished_ids)
-        .bind(&reasons)
-        .bind(now)
-        .execute(&mut *writer.conn)
-        .await;
+        // Sent marks are facts (Meta answered): stored whoever owns the page now. Finishing an event is on the
+        // way to a send, so in a cluster it holds only under its fence.
+        let statement = if fences.is_empty() {
+            concat!(
+                progress_statement!(),
+                " FROM UNNEST($3::bigint[], $4::text[]) AS t(id, reason) ",
+                "WHERE i.id = t.id AND i.status = 'pending'"
+            )
+        } else {
+            concat!(
+                progress_statement!(),
+                " FROM UNNEST($3::bigint[], $4::text[], $6::text[], $7::bigint[], $8::bigint[]) ",
+                "AS t(id, reason, page, epoch, node) WHERE i.id = t.id AND i.status = 'pending' AND ",
+                fence_holds!()
+            )
+        };
+        let done = sqlx::query(statement)
+            .bind(&sent_ids)
+            .bind(&message_ids)
+            .bind(&finished_ids)
+            .bind(&reasons)
+            .bind(now)
+            .bind(&pages)
+            .bind(&epochs)
+            .bind(&nodes)
+            .execute(&mut *writer.conn)
+            .await;
         self.after_write(writer, &done);
         done?;
         Ok(())
     }
 
-    async fn record_replies(&self, rows: &[NewReply], now: DateTime<Utc>) -> Result<Vec<RecordedReply>, StoreError> {
+    async fn record_replies(
+        &self,
+        rows: &[NewReply],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<RecordedReply>>, StoreError> {
         // One statement may not touch a row twice, so send each (inbox_id, seq) once: its first copy.
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
         let unique: Vec<&NewReply> = rows.iter().filter(|r| seen.insert((r.inbox_id, r.seq))).collect();
@@ -175,22 +239,37 @@ impl Batched for PgBatched {
         let seqs: Vec<i32> = unique.iter().map(|r| r.seq).collect();
         let bodies: Vec<&str> = unique.iter().map(|r| r.text.as_str()).collect();
         let recipients: Vec<&str> = unique.iter().map(|r| r.recipient.as_str()).collect();
-        // A no-op update on conflict, so the row recorded first is returned.
+        let fences: Vec<Fence> = unique.iter().filter_map(|r| r.fence.clone()).collect();
+        let fenced = !fences.is_empty();
+        if fenced && fences.len() != unique.len() {
+            return Err(StoreError::Corrupt("a batch of replies mixes fenced and unfenced rows".to_owned()));
+        }
+        let (pages, epochs, nodes) = fence_columns(&fences);
+        // A no-op update on conflict, so the row recorded first is returned. In a cluster a row is recorded
+        // only under its fence (in the same statement).
+        let statement = if fenced {
+            concat!(
+                record_statement!(),
+                ", $6::text[], $7::bigint[], $8::bigint[]) ",
+                "AS t(inbox_id, seq, body, recipient, page, epoch, node) WHERE ",
+                fence_holds!(),
+                record_conflict!()
+            )
+        } else {
+            concat!(record_statement!(), ") AS t(inbox_id, seq, body, recipient)", record_conflict!())
+        };
         let mut writer = self.writer().await?;
-        let recorded: Result<Vec<RecordedRow>, _> = sqlx::query_as(
-            "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at, recipient) \
-             SELECT inbox_id, seq, body, $4, recipient \
-             FROM UNNEST($1::bigint[], $2::int[], $3::text[], $5::text[]) AS t(inbox_id, seq, body, recipient) \
-             ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
-             RETURNING id, inbox_id, seq, body, sent_at IS NOT NULL, unattempted, recorded_at",
-        )
-        .bind(&inbox_ids)
-        .bind(&seqs)
-        .bind(&bodies)
-        .bind(now)
-        .bind(&recipients)
-        .fetch_all(&mut *writer.conn)
-        .await;
+        let recorded: Result<Vec<RecordedRow>, _> = sqlx::query_as(statement)
+            .bind(&inbox_ids)
+            .bind(&seqs)
+            .bind(&bodies)
+            .bind(now)
+            .bind(&recipients)
+            .bind(&pages)
+            .bind(&epochs)
+            .bind(&nodes)
+            .fetch_all(&mut *writer.conn)
+            .await;
         self.after_write(writer, &recorded);
         let recorded = recorded?;
         let by_key: HashMap<(InboxId, i32), RecordedReply> = recorded
@@ -200,10 +279,13 @@ impl Batched for PgBatched {
             })
             .collect();
         rows.iter()
-            .map(|r| {
-                by_key.get(&(r.inbox_id, r.seq)).cloned().ok_or_else(|| {
-                    StoreError::Corrupt(format!("reply ({}, {}) was not returned by its insert", r.inbox_id, r.seq))
-                })
+            .map(|r| match by_key.get(&(r.inbox_id, r.seq)) {
+                Some(recorded) => Ok(Some(recorded.clone())),
+                None if fenced => Ok(None),
+                None => Err(StoreError::Corrupt(format!(
+                    "reply ({}, {}) was not returned by its insert",
+                    r.inbox_id, r.seq
+                ))),
             })
             .collect()
     }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::rows::{ReplyRow, recorded_reply};
-use super::{Batched, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
+use super::{Batched, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
 
 /// Opens (creating it and its directory if missing) the database a `sqlite:` URL names.
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePool, StoreError> {
@@ -79,8 +79,12 @@ impl Batched for SqliteBatched {
         &self,
         sent: &[(ReplyId, Option<String>)],
         finished: &[(InboxId, Option<String>)],
+        fences: &[Fence],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        if !fences.is_empty() {
+            return Err(no_cluster());
+        }
         let mut tx = self.pool.begin().await?;
         for (id, message_id) in sent {
             sqlx::query("UPDATE webhook_replies SET message_id = $2, sent_at = $3 WHERE id = $1 AND sent_at IS NULL")
@@ -105,13 +109,21 @@ impl Batched for SqliteBatched {
         Ok(())
     }
 
-    async fn record_replies(&self, rows: &[NewReply], now: DateTime<Utc>) -> Result<Vec<RecordedReply>, StoreError> {
+    async fn record_replies(
+        &self,
+        rows: &[NewReply],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<RecordedReply>>, StoreError> {
+        if rows.iter().any(|r| r.fence.is_some()) {
+            return Err(no_cluster());
+        }
         let mut tx = self.pool.begin().await?;
         let mut recorded = Vec::with_capacity(rows.len());
         for row in rows {
             // A no-op update on conflict, so the row recorded first is returned.
             let row: ReplyRow = sqlx::query_as(
-                "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at, recipient) VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at, recipient, unattempted) \
+                 VALUES ($1, $2, $3, $4, $5, TRUE) \
                  ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
                  RETURNING id, body, sent_at IS NOT NULL, unattempted, recorded_at",
             )
@@ -122,11 +134,16 @@ impl Batched for SqliteBatched {
             .bind(&row.recipient)
             .fetch_one(&mut *tx)
             .await?;
-            recorded.push(recorded_reply(row));
+            recorded.push(Some(recorded_reply(row)));
         }
         tx.commit().await?;
         Ok(recorded)
     }
+}
+
+/// Fenced writes belong to a cluster, which runs on PostgreSQL only (the configuration refuses it here).
+fn no_cluster() -> StoreError {
+    StoreError::Conflict("a cluster needs PostgreSQL".to_owned())
 }
 
 /// The database file a `sqlite:` URL names, if it names one.

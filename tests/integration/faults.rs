@@ -12,7 +12,7 @@ use crate::app::{PAGE_A, PAGE_B, SECRET, text_event};
 use crate::rig::{Rig, SETTLE};
 use crate::support::{PrivatePg, TestDb};
 
-fn sender(i: usize) -> String {
+pub(crate) fn sender(i: usize) -> String {
     format!("7{i:07}")
 }
 
@@ -23,12 +23,12 @@ fn body(i: usize) -> Vec<u8> {
 
 /// One webhook delivery as Meta saw it.
 #[derive(Debug, Clone, Copy)]
-struct Delivery {
-    event: usize,
+pub(crate) struct Delivery {
+    pub event: usize,
     /// The HTTP status, or `None` when no answer came (connection refused or cut).
-    status: Option<u16>,
-    started: Instant,
-    ended: Instant,
+    pub status: Option<u16>,
+    pub started: Instant,
+    pub ended: Instant,
 }
 
 /// Delivers `events` to `url`, `rate` per second, at most 256 at a time (Meta delivers in parallel).
@@ -38,6 +38,18 @@ async fn deliver(
     events: impl IntoIterator<Item = usize>,
     rate: f64,
 ) -> Vec<Delivery> {
+    deliver_to(http, &[url.to_owned()], events, rate).await
+}
+
+/// Delivers `events`, each to one of `urls` at random (a load balancer), `rate` per second, at most 256 at a
+/// time (Meta delivers in parallel).
+pub(crate) async fn deliver_to(
+    http: &reqwest::Client,
+    urls: &[String],
+    events: impl IntoIterator<Item = usize>,
+    rate: f64,
+) -> Vec<Delivery> {
+    use rand::Rng as _;
     let permits = Arc::new(tokio::sync::Semaphore::new(256));
     let mut tasks = tokio::task::JoinSet::new();
     let interval = Duration::from_secs_f64(1.0 / rate);
@@ -46,6 +58,7 @@ async fn deliver(
         tokio::time::sleep_until(start + interval * k as u32).await;
         let permit = permits.clone().acquire_owned().await.unwrap();
         let body = body(event);
+        let url = &urls[rand::rng().random_range(0..urls.len())];
         let request = http
             .post(format!("{url}/api/facebook-webhook"))
             .header("x-hub-signature-256", meta_sim::webhook::signature(SECRET, &body))
@@ -64,6 +77,11 @@ async fn deliver(
 
 /// Meta's retry: delivers every event that did not get a 200 again, until each has one.
 async fn redeliver_until_accepted(http: &reqwest::Client, url: &str, deliveries: &[Delivery]) {
+    redeliver_to(http, &[url.to_owned()], deliveries).await;
+}
+
+/// Meta's retry, to any of `urls`.
+pub(crate) async fn redeliver_to(http: &reqwest::Client, urls: &[String], deliveries: &[Delivery]) {
     let accepted: HashSet<usize> = deliveries.iter().filter(|d| d.status == Some(200)).map(|d| d.event).collect();
     let mut missing: Vec<usize> = deliveries.iter().map(|d| d.event).filter(|e| !accepted.contains(e)).collect();
     missing.sort_unstable();
@@ -72,7 +90,7 @@ async fn redeliver_until_accepted(http: &reqwest::Client, url: &str, deliveries:
         if missing.is_empty() {
             return;
         }
-        let round = deliver(http, url, missing.clone(), 500.0).await;
+        let round = deliver_to(http, urls, missing.clone(), 500.0).await;
         missing = round.iter().filter(|d| d.status != Some(200)).map(|d| d.event).collect();
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -80,7 +98,7 @@ async fn redeliver_until_accepted(http: &reqwest::Client, url: &str, deliveries:
 }
 
 /// Meta's message ids the outbox stored.
-async fn stored_message_ids(db: &TestDb) -> HashSet<String> {
+pub(crate) async fn stored_message_ids(db: &TestDb) -> HashSet<String> {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
     let rows: Vec<(String,)> = sqlx::query_as("SELECT message_id FROM webhook_replies WHERE message_id IS NOT NULL")
         .fetch_all(&mut conn)

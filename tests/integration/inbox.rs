@@ -113,7 +113,13 @@ async fn a_recovered_event_sends_only_the_recorded_replies_meta_did_not_confirm(
     let app = durable().await;
     // Before a crash: the event was committed, its two replies recorded, and Meta confirmed the first.
     let inbox_id = store_pending(&app, "7010", "m_half", "hello", 5).await;
-    let reply = |seq: i32, text: &str| NewReply { inbox_id, seq, text: text.to_owned(), recipient: "7010".to_owned() };
+    let reply = |seq: i32, text: &str| NewReply {
+        inbox_id,
+        seq,
+        text: text.to_owned(),
+        recipient: "7010".to_owned(),
+        fence: None,
+    };
     let recorded = app.db.store.replies_record(&[reply(0, "first part"), reply(1, "second part")]).await.unwrap();
     app.db.store.inbox_progress(&[(recorded[0].id, Some("m_before_crash".to_owned()))], &[]).await.unwrap();
 

@@ -13,6 +13,7 @@ mod rig;
 mod support;
 
 mod cli;
+mod cluster;
 mod engine;
 mod faults;
 mod front_door;

@@ -23,9 +23,12 @@ pub struct Rig {
 
 impl Rig {
     pub async fn new(db: TestDb) -> Self {
-        let meta = meta_sim::spawn(SimConfig { redirect_uris: vec![REDIRECT.to_owned()], ..SimConfig::default() })
-            .await
-            .unwrap();
+        Self::with_sim(db, SimConfig::default()).await
+    }
+
+    /// A rig whose stand-in runs with `sim` (its rate limit, say).
+    pub async fn with_sim(db: TestDb, sim: SimConfig) -> Self {
+        let meta = meta_sim::spawn(SimConfig { redirect_uris: vec![REDIRECT.to_owned()], ..sim }).await.unwrap();
         let key_entry = key_entry("k1");
         seed_tenants(&db.store, &ring(&key_entry), &meta).await;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();

@@ -243,7 +243,8 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
     let store = &db.store;
     let row = InboxRow { page_id: "1".into(), dedup_key: "m:a".into(), event: "{}".into(), done: false };
     let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
-    let reply = |seq: i32, text: &str| NewReply { inbox_id, seq, text: text.into(), recipient: "7001".into() };
+    let reply =
+        |seq: i32, text: &str| NewReply { inbox_id, seq, text: text.into(), recipient: "7001".into(), fence: None };
     let first = store.replies_record(&[reply(0, "hello"), reply(1, "world")]).await.unwrap();
     assert_eq!(
         first.iter().map(|r| (r.text.as_str(), r.sent)).collect::<Vec<_>>(),
@@ -268,12 +269,16 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
                 id: first[1].id,
                 text: "world".into(),
                 sent: false,
-                unknown: true,
+                unknown: false,
                 recorded_unix: first[1].recorded_unix
             },
         ]
     );
-    // A reply a stopping tenant never sent is no longer of unknown outcome.
+    // A reply marked as about to be sent is of unknown outcome until Meta's answer is stored; one a stopping
+    // tenant never sent is known not sent again.
+    assert_eq!(store.replies_attempting(&[(first[1].id, None)]).await.unwrap(), [true]);
+    let unknown: Vec<bool> = store.replies_of(inbox_id).await.unwrap().iter().map(|r| r.unknown).collect();
+    assert_eq!(unknown, [false, true]);
     store.replies_unattempted(&[first[1].id]).await.unwrap();
     let unknown: Vec<bool> = store.replies_of(inbox_id).await.unwrap().iter().map(|r| r.unknown).collect();
     assert_eq!(unknown, [false, false]);
@@ -295,8 +300,8 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
     let other = store.inbox_insert(&[other]).await.unwrap()[0].unwrap();
     let twice = store
         .replies_record(&[
-            NewReply { inbox_id: other, seq: 0, text: "one".into(), recipient: "7001".into() },
-            NewReply { inbox_id: other, seq: 0, text: "two".into(), recipient: "7001".into() },
+            NewReply { inbox_id: other, seq: 0, text: "one".into(), recipient: "7001".into(), fence: None },
+            NewReply { inbox_id: other, seq: 0, text: "two".into(), recipient: "7001".into(), fence: None },
         ])
         .await
         .unwrap();
@@ -315,7 +320,13 @@ async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db
         .collect();
     let ids: Vec<InboxId> = store.inbox_insert(&rows).await.unwrap().into_iter().flatten().collect();
     store
-        .replies_record(&[NewReply { inbox_id: ids[0], seq: 0, text: "hi".into(), recipient: "7001".into() }])
+        .replies_record(&[NewReply {
+            inbox_id: ids[0],
+            seq: 0,
+            text: "hi".into(),
+            recipient: "7001".into(),
+            fence: None,
+        }])
         .await
         .unwrap();
     store.inbox_finish(&[(ids[0], None), (ids[1], Some("551".into())), (ids[2], None)]).await.unwrap();

@@ -237,6 +237,8 @@ pub struct Server {
     addr: String,
     metrics: Option<String>,
     log: std::sync::mpsc::Receiver<String>,
+    /// What `logged` read from `log` so far.
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl Server {
@@ -265,7 +267,7 @@ impl Server {
                     } else if let Some(m) = line.split(" metrics=").nth(1).filter(|_| line.contains("/metrics")) {
                         let metrics = Some(m.split_whitespace().next().unwrap().to_owned());
                         let addr = addr.take().expect("the public address is logged first");
-                        return Ok(Self { child, addr, metrics, log: rx });
+                        return Ok(Self { child, addr, metrics, log: rx, seen: Default::default() });
                     }
                     seen.push(line);
                 }
@@ -310,6 +312,19 @@ impl Server {
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Lines the process logged so far that contain `needle`.
+    pub fn logged(&self, needle: &str) -> Vec<String> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.extend(self.log.try_iter());
+        seen.iter().filter(|line| line.contains(needle)).cloned().collect()
     }
 }
 

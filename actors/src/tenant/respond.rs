@@ -142,15 +142,17 @@ pub(super) fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState
 }
 
 /// Takes up to `RESPOND_BATCH` events from the first `RESPOND_SCAN` of `pending`, the first of each
-/// conversation; the others stay in their order.
+/// conversation; the others stay in their order. Events handed over again and new events are never in one
+/// batch: settling a recovered event's replies (Conversations API, 2 calls a second) must not hold new ones.
 fn take_batch(pending: &mut VecDeque<InboundEvent>) -> Vec<InboundEvent> {
     let mut batch: Vec<InboundEvent> = Vec::new();
     let mut kept = VecDeque::new();
     let mut scanned = 0;
+    let recovered = pending.front().is_some_and(|e| e.recovered);
     while batch.len() < RESPOND_BATCH && scanned < RESPOND_SCAN {
         let Some(event) = pending.pop_front() else { break };
         scanned += 1;
-        if batch.iter().any(|taken| taken.sender == event.sender) {
+        if event.recovered != recovered || batch.iter().any(|taken| taken.sender == event.sender) {
             kept.push_back(event);
         } else {
             batch.push(event);
@@ -262,7 +264,7 @@ where
     loop {
         match call().await {
             Ok(value) => return Ok(value),
-            Err(problem @ SinkError::NoInbox) => return Err(problem),
+            Err(problem @ (SinkError::NoInbox | SinkError::Fenced)) => return Err(problem),
             Err(problem) if attempt + 1 >= STORAGE_ATTEMPTS => return Err(problem),
             Err(_) => {
                 attempt += 1;

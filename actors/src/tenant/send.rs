@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use super::{QueuedSend, Reply, TenantMsg, TenantState, marks};
 use crate::backoff::jitter;
 use crate::event::InboundEvent;
-use crate::ids::ReplyId;
-use crate::ports::{FailureClass, GraphFailure, OutgoingMessage, Progress, SendOk};
+use crate::ids::{InboxId, ReplyId};
+use crate::ports::{FailureClass, GraphFailure, OutgoingMessage, Progress, SendOk, SinkError};
 
 /// Queues a reply to `event` (a full queue drops it, and counts it).
 pub(super) fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Reply) {
@@ -58,17 +58,33 @@ pub(super) fn pump(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
     }
 }
 
-/// Makes the Send API call for `item` as a task; false (and `item` back in the queue) without a token.
+/// Replies marked in storage as about to be sent at a time: after a crash, at most this many (and the calls in
+/// flight) per Page are of unknown outcome and settled through the Conversations API (2 calls a second).
+pub(super) const ATTEMPT_WINDOW: usize = 4;
+
+/// Makes the Send API call for `item` as a task; false (and `item` back in the queue) without a token, or
+/// when the engine no longer routes this page to this actor (it is being stopped). A recorded reply not yet
+/// marked as about to be sent is marked first, with the next ones in the queue.
 fn start_send(myself: &ActorRef<TenantMsg>, state: &mut TenantState, item: QueuedSend) -> bool {
-    let Some(token) = state.profile.as_ref().and_then(|p| p.token.clone()) else {
+    let token = state.profile.as_ref().and_then(|p| p.token.clone());
+    let Some(token) = token.filter(|_| state.ctx.is_current(myself.get_id())) else {
         state.outbox.push_front(item);
         return false;
     };
+    let mark = attempt_window(state, &item);
     state.in_flight += 1;
     state.busy.insert(item.message.recipient.clone());
-    let (graph, sink) = (state.ctx.ports.graph.clone(), state.ctx.ports.events.clone());
+    let (graph, sink, stats) = (state.ctx.ports.graph.clone(), state.ctx.ports.events.clone(), state.ctx.stats.clone());
     let me = myself.clone();
+    stats.send_started();
     state.ctx.spawn(async move {
+        if !mark.is_empty()
+            && let Err(problem) = sink.attempting(&mark).await
+        {
+            let _ = me.send_message(TenantMsg::NotMarked { item, problem });
+            stats.send_stored();
+            return;
+        }
         let started = Instant::now();
         let result = graph.send_message(&token, &item.message).await;
         let elapsed = started.elapsed();
@@ -79,8 +95,37 @@ fn start_send(myself: &ActorRef<TenantMsg>, state: &mut TenantState, item: Queue
         if let Some(mark) = mark {
             sink.progress(Progress { sent: vec![mark], ..Progress::default() }).await;
         }
+        stats.send_stored();
     });
     true
+}
+
+/// The replies to mark before `item` is sent: none if it is marked already (or not recorded); else it and the
+/// next unmarked recorded replies in the queue, up to `ATTEMPT_WINDOW`.
+fn attempt_window(state: &mut TenantState, item: &QueuedSend) -> Vec<(InboxId, ReplyId)> {
+    let recorded = |q: &QueuedSend| q.inbox_id.zip(q.reply_id);
+    let Some(first) = recorded(item).filter(|(_, reply)| !state.marked.contains(reply)) else { return Vec::new() };
+    let window: Vec<(InboxId, ReplyId)> = std::iter::once(first)
+        .chain(state.outbox.iter().filter_map(recorded).filter(|(_, reply)| !state.marked.contains(reply)))
+        .take(ATTEMPT_WINDOW)
+        .collect();
+    state.marked.extend(window.iter().map(|(_, reply)| *reply));
+    window
+}
+
+/// Storage did not take the mark: the reply goes back to the queue untried, and sending waits a moment (a
+/// tenant whose page moved to another node is being stopped; it sends nothing more).
+pub(super) fn not_marked(myself: &ActorRef<TenantMsg>, state: &mut TenantState, item: QueuedSend, problem: &SinkError) {
+    state.busy.remove(&item.message.recipient);
+    if let Some(reply) = item.reply_id {
+        state.marked.remove(&reply);
+    }
+    tracing::warn!(page = %state.ctx.page, %problem, "cannot mark replies as about to be sent; they wait");
+    state.outbox.push_front(item);
+    if *problem != SinkError::Fenced {
+        let at = Instant::now() + state.backoff().delay(3);
+        schedule_pump(myself, state, at);
+    }
 }
 
 /// Pumps again at `at`, unless a pump is due earlier already.
@@ -120,6 +165,7 @@ pub(super) fn on_sent(
         FailureClass::AuthInvalid | FailureClass::PermissionDenied => block(state, item, &failure),
         FailureClass::DropMessage => {
             state.busy.remove(&item.message.recipient);
+            item.reply_id.map(|reply| state.marked.remove(&reply));
             tracing::info!(page = %state.ctx.page, reason = %failure.reason(), "reply dropped");
             if let Some(m) = &state.metrics {
                 m.dropped("message_error", 1);
@@ -132,6 +178,9 @@ pub(super) fn on_sent(
 /// Meta took the reply (or answered that it already had it); pauses if its usage report says to.
 fn delivered(state: &mut TenantState, item: &QueuedSend, ok: Option<SendOk>, elapsed: Duration) {
     state.busy.remove(&item.message.recipient);
+    if let Some(reply) = item.reply_id {
+        state.marked.remove(&reply);
+    }
     if let Some(m) = &state.metrics {
         m.sent(elapsed);
     }
@@ -149,6 +198,7 @@ fn retry_or_drop(myself: &ActorRef<TenantMsg>, state: &mut TenantState, mut item
     item.attempts += 1;
     if item.attempts >= state.ctx.settings.max_send_attempts {
         state.busy.remove(&item.message.recipient);
+        item.reply_id.map(|reply| state.marked.remove(&reply));
         tracing::warn!(page = %state.ctx.page, reason = %failure.reason(), "reply failed for good after retries");
         if let Some(m) = &state.metrics {
             m.dropped("retries_exhausted", 1);

@@ -15,7 +15,7 @@ use crate::backoff::Backoff;
 use crate::event::InboundEvent;
 use crate::ids::ReplyId;
 use crate::limiter::SendLimiter;
-use crate::ports::{DeliveredMessage, EventSink, GraphApi, Progress, RecordedReply};
+use crate::ports::{DeliveredMessage, EventSink, GraphApi, GraphFailure, Progress, RecordedReply};
 use crate::{AccessToken, PageId};
 
 /// Meta's clock and storage's are compared: a message may carry a `created_time` this much before the reply
@@ -90,13 +90,7 @@ impl Settler {
             if attempt > 0 {
                 tokio::time::sleep(self.backoff.delay(attempt)).await;
             }
-            // Two calls (find the conversation, read it), each within the Page's pace.
-            for _ in 0..2 {
-                while let Err(wait) = self.pace.check() {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-            match self.graph.sent_to(token, &self.page, event.channel, &event.sender).await {
+            match self.read(token, event).await {
                 Ok(found) => {
                     messages = Some(found);
                     break;
@@ -112,6 +106,25 @@ impl Settler {
             .collect();
         candidates.reverse();
         Some(candidates)
+    }
+}
+
+impl Settler {
+    /// Finds the conversation with the event's sender and reads it: two calls, each within the Page's pace.
+    async fn read(&self, token: &AccessToken, event: &InboundEvent) -> Result<Vec<DeliveredMessage>, GraphFailure> {
+        self.paced().await;
+        let Some(conversation) = self.graph.conversation(token, &self.page, event.channel, &event.sender).await? else {
+            return Ok(Vec::new());
+        };
+        self.paced().await;
+        self.graph.sent_in(token, &self.page, &conversation, &event.sender).await
+    }
+
+    /// Waits for the Page's next Conversations API slot.
+    async fn paced(&self) {
+        while let Err(wait) = self.pace.check() {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

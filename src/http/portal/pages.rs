@@ -3,6 +3,7 @@
 use super::access::{Page, Principal, Signed, signed_in};
 use super::views::{self, ClientPanel, PageRow};
 use super::{Form, PortalState, with_cookie};
+use crate::cluster::shared_figures;
 use crate::domain::Actor;
 use crate::http::PageError;
 use crate::http::cookies::cookie_value;
@@ -23,10 +24,14 @@ pub(super) async fn home(signed: Option<Signed>, q: &Form, s: &PortalState) -> P
         _ => None,
     };
     let integrations = s.store.list_integrations().await?;
-    let row = |i: Integration| PageRow {
-        stats: s.router.stats(&i.page_id),
-        active: s.router.is_active(&i.page_id),
-        integration: i,
+    let shared = if s.shared_figures { shared_figures(&s.store).await } else { Default::default() };
+    let row = |i: Integration| {
+        let (stats, active) = match shared.get(i.page_id.as_str()) {
+            Some(figures) => *figures,
+            None if s.shared_figures => Default::default(),
+            None => (s.router.stats(&i.page_id), s.router.is_active(&i.page_id)),
+        };
+        PageRow { stats, active, integration: i }
     };
     match principal {
         Principal::Client(client_id) => {

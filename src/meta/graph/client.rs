@@ -176,13 +176,13 @@ impl GraphApi for GraphClient {
         Ok(SendOk { message_id, usage })
     }
 
-    async fn sent_to(
+    async fn conversation(
         &self,
         token: &AccessToken,
         page: &PageId,
         channel: Channel,
         recipient: &str,
-    ) -> Result<Vec<DeliveredMessage>, GraphFailure> {
+    ) -> Result<Option<String>, GraphFailure> {
         let platform = match channel {
             Channel::Messenger => "messenger",
             Channel::Instagram => "instagram",
@@ -191,7 +191,16 @@ impl GraphApi for GraphClient {
             .request(Method::GET, &format!("{page}/conversations"), token.expose())
             .query(&[("platform", platform), ("user_id", recipient)]);
         let (found, _) = self.call::<Value>(find).await?;
-        let Some(conversation) = found["data"].get(0).and_then(|c| c["id"].as_str()) else { return Ok(Vec::new()) };
+        Ok(found["data"].get(0).and_then(|c| c["id"].as_str()).map(str::to_owned))
+    }
+
+    async fn sent_in(
+        &self,
+        token: &AccessToken,
+        _page: &PageId,
+        conversation: &str,
+        recipient: &str,
+    ) -> Result<Vec<DeliveredMessage>, GraphFailure> {
         let read = self
             .request(Method::GET, conversation, token.expose())
             .query(&[("fields", "messages.limit(100){id,created_time,from,message}")]);

@@ -1,0 +1,176 @@
+//! The node's lease and its Pages. Every quarter TTL (or at once when told: a node left, a Page was released)
+//! the node renews its lease and rebalances: it claims the Pages rendezvous hashing gives it whose owner is
+//! gone, and drains and releases the ones it should no longer own. A renewal that fails past the lease (or
+//! finds it run out) means the node may no longer act: it stops its tenants at once and joins again as a new
+//! incarnation.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use switchboard_actors::PageId;
+
+use super::{CLAIMS, Inner, LEASES_LOST, OWNED_PAGES, OWNERS_CHANNEL, RELEASES, rendezvous};
+use crate::store::{IntegrationStatus, OwnerRecord};
+
+impl Inner {
+    fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Joins as a new incarnation (its lease runs from the moment it asked, by this node's clock).
+    pub(super) async fn join(&self) -> anyhow::Result<()> {
+        let asked = Instant::now();
+        let node = self.store.node_join(&self.name, self.ttl_ms()).await?;
+        self.owned.joined(node, asked + self.lease_ttl);
+        tracing::info!(node, name = %self.name, ttl = ?self.lease_ttl, "joined the cluster");
+        let _ = self.store.notify(OWNERS_CHANNEL, &format!("joined {node}")).await;
+        Ok(())
+    }
+
+    pub(super) async fn run_claims(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.lease_ttl / 4);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                _ = ticker.tick() => {}
+                () = self.tick.notified() => {}
+            }
+            self.renew().await;
+            if self.owned.lease_holds()
+                && let Err(e) = self.rebalance().await
+            {
+                tracing::warn!(error = %e, "cannot rebalance Pages; will try again");
+            }
+        }
+    }
+
+    async fn renew(&self) {
+        if self.owned.node() == 0 {
+            if let Err(e) = self.join().await {
+                tracing::warn!(error = %e, "cannot join the cluster; will try again");
+            }
+            return;
+        }
+        let asked = Instant::now();
+        match self.store.node_renew(self.owned.node(), self.ttl_ms()).await {
+            Ok(true) => self.owned.renewed(asked + self.lease_ttl),
+            Ok(false) => self.lose("the lease ran out"),
+            Err(e) if self.owned.lease_holds() => tracing::warn!(error = %e, "cannot renew the lease; will try again"),
+            Err(e) => self.lose(&format!("the database was unreachable past the lease ({e})")),
+        }
+    }
+
+    /// The lease is gone: every tenant stops at once and nothing more is sent; the node joins again.
+    fn lose(&self, why: &str) {
+        let node = self.owned.node();
+        let pages = self.owned.lost();
+        for page in &pages {
+            self.router.disown(page);
+            self.inbox.let_go(page);
+        }
+        self.leader.store(false, Ordering::Release);
+        metrics::counter!(LEASES_LOST).increment(1);
+        metrics::gauge!(OWNED_PAGES).set(0.0);
+        tracing::error!(node, pages = pages.len(), %why, "lost the cluster lease; its Pages are left to the others");
+    }
+
+    async fn rebalance(&self) -> anyhow::Result<()> {
+        let me = self.owned.node();
+        let live = self.store.live_nodes().await?;
+        self.leader.store(live.first().is_some_and(|(id, _)| *id == me), Ordering::Release);
+        let owners: HashMap<String, OwnerRecord> =
+            self.store.page_owners().await?.into_iter().map(|o| (o.page_id.clone(), o)).collect();
+        let live_ids: HashSet<i64> = live.iter().map(|(id, _)| *id).collect();
+        let connected: Vec<PageId> = self
+            .store
+            .list_integrations()
+            .await?
+            .into_iter()
+            .filter(|i| i.status != IntegrationStatus::Revoked)
+            .map(|i| i.page_id)
+            .collect();
+        let wanted: HashSet<&PageId> =
+            connected.iter().filter(|p| rendezvous::owner(p.as_str(), &live) == Some(me)).collect();
+        // Pages taken from this node (it was thought dead) are given up here too.
+        for (page, epoch) in self.owned.pages() {
+            let still = owners.get(page.as_str()).is_some_and(|o| o.owner == Some(me) && o.epoch == epoch);
+            if !still {
+                self.owned.released(&page);
+                self.router.disown(&page);
+                self.inbox.let_go(&page);
+                tracing::warn!(%page, "another node owns this Page now; its tenant stopped here");
+            } else if !wanted.contains(&page) {
+                self.release(&page, epoch).await;
+            }
+        }
+        for page in wanted {
+            let free = owners.get(page.as_str()).is_none_or(|o| o.owner.is_none_or(|n| !live_ids.contains(&n)));
+            if !self.owned.owns(page) && free {
+                self.claim(page).await?;
+            }
+        }
+        metrics::gauge!(OWNED_PAGES).set(self.owned.pages().len() as f64);
+        Ok(())
+    }
+
+    async fn claim(&self, page: &PageId) -> anyhow::Result<()> {
+        let Some(epoch) = self.store.page_claim(page, self.owned.node()).await? else { return Ok(()) };
+        self.owned.claimed(page.clone(), epoch);
+        self.figures.claimed(page, &self.store, &self.router).await;
+        self.router.own(page);
+        metrics::counter!(CLAIMS).increment(1);
+        tracing::info!(%page, epoch, "claimed the Page");
+        // What was committed for it meanwhile (on any node) is taken now.
+        match self.inbox.recover_page(page).await {
+            Ok(0) => {}
+            Ok(handed) => tracing::info!(%page, handed, "pending events of a claimed Page handed to its tenant"),
+            Err(e) => tracing::warn!(%page, error = %e, "cannot read a claimed Page's pending events; the sweep will"),
+        }
+        Ok(())
+    }
+
+    /// Hands `page` over: its tenant stops (its queued replies are reported never sent), the Send API calls
+    /// it had in flight finish and are stored, and only then is the Page released and the others told.
+    pub(super) async fn release(&self, page: &PageId, epoch: i64) {
+        self.owned.released(page);
+        self.router.disown(page);
+        let until = Instant::now() + self.send_drain;
+        while self.router.sends_in_flight(page) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.inbox.flush().await;
+        self.inbox.let_go(page);
+        if let Err(e) = self.store.page_release(page, self.owned.node(), epoch).await {
+            tracing::warn!(%page, error = %e, "cannot release the Page; it is taken over when the lease runs out");
+            return;
+        }
+        metrics::counter!(RELEASES).increment(1);
+        tracing::info!(%page, epoch, "released the Page");
+        let _ = self.store.notify(OWNERS_CHANNEL, page.as_str()).await;
+    }
+
+    /// Releases every Page this node owns (leaving the cluster).
+    pub(super) async fn release_all(&self) {
+        let pages = self.owned.pages();
+        for (page, _) in &pages {
+            self.owned.released(page);
+            self.router.disown(page);
+        }
+        let until = Instant::now() + self.send_drain;
+        while pages.iter().any(|(p, _)| self.router.sends_in_flight(p) > 0) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.inbox.flush().await;
+        for (page, epoch) in &pages {
+            self.inbox.let_go(page);
+            if let Err(e) = self.store.page_release(page, self.owned.node(), *epoch).await {
+                tracing::warn!(%page, error = %e, "cannot release the Page; it is taken over when the lease runs out");
+            }
+        }
+        metrics::counter!(RELEASES).increment(pages.len() as u64);
+        metrics::gauge!(OWNED_PAGES).set(0.0);
+    }
+}

@@ -1,0 +1,246 @@
+//! A cluster on one PostgreSQL database: three real `switchboard serve` processes, loopback only and bounded.
+//! The test plays Meta (each webhook to a random node, and redelivery of whatever got no 200) and the stand-in
+//! plays the Send API, counting per-Page rate violations. A node is killed, paused past its lease, and every
+//! node is restarted in turn; every accepted event must be answered exactly once.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use meta_sim::SimConfig;
+
+use crate::app::{PAGE_A, PAGE_B};
+use crate::faults::{Delivery, deliver_to, redeliver_to};
+use crate::rig::{Rig, SETTLE};
+use crate::support::{Server, TestDb, eventually_within};
+
+/// The lease: short, so failover is quick to see.
+const TTL: Duration = Duration::from_secs(2);
+
+/// Meta's per-Page limit in the stand-in, and the pace Switchboard keeps under it.
+const META_RATE: u32 = 500;
+
+fn node(rig: &Rig, name: &str) -> Server {
+    rig.serve_with(&[
+        ("SWITCHBOARD_CLUSTER_MODE", "postgres"),
+        ("SWITCHBOARD__CLUSTER__LEASE_TTL_SECS", "2"),
+        ("SWITCHBOARD__CLUSTER__NODE_NAME", name),
+    ])
+}
+
+async fn rig() -> Rig {
+    Rig::with_sim(TestDb::postgres().await, SimConfig { rate_limit_per_page: META_RATE, ..SimConfig::default() }).await
+}
+
+/// The name of the live node that owns `page`, once one does.
+async fn owner_of(rig: &Rig, page: &str) -> String {
+    eventually_within(SETTLE, &format!("{page} owned by a live node"), || async {
+        let nodes = rig.db.store.cluster_nodes().await.map_err(|e| e.to_string())?;
+        let owners = rig.db.store.page_owners().await.map_err(|e| e.to_string())?;
+        let owner = owners.iter().find(|o| o.page_id == page).and_then(|o| o.owner);
+        nodes
+            .iter()
+            .find(|n| Some(n.id) == owner && n.live)
+            .map(|n| n.name.clone())
+            .ok_or_else(|| format!("owners {owners:?}, nodes {nodes:?}"))
+    })
+    .await
+}
+
+fn urls(nodes: &HashMap<String, Server>) -> Vec<String> {
+    nodes.values().map(|n| n.url("").trim_end_matches('/').to_owned()).collect()
+}
+
+/// Every event of `0..n` answered exactly once, none pending, and Meta's limits kept.
+async fn assert_answered_once(rig: &Rig, n: usize) {
+    let replies = rig.wait_until_answered(n).await;
+    let twice: Vec<usize> = (0..n).filter(|i| replies[i].len() > 1).collect();
+    assert!(twice.is_empty(), "answered more than once: {twice:?}");
+    let counts = rig.db.store.inbox_counts().await.unwrap();
+    assert_eq!(counts, vec![("done".to_owned(), n as i64)]);
+    let state: serde_json::Value =
+        rig.http.get(rig.meta.url() + "/_sim/state").send().await.unwrap().json().await.unwrap();
+    assert_eq!(state["counters"]["violations_total"], 0, "per-Page rate kept across nodes: {state}");
+    assert_eq!(state["counters"]["conversation_violations"], 0, "Conversations API pace kept: {state}");
+}
+
+fn unix_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_the_pages_and_a_killed_owner_fails_over_within_the_lease() {
+    const N: usize = 900;
+    let rig = rig().await;
+    let mut nodes: HashMap<String, Server> = ["n1", "n2", "n3"].map(|n| (n.to_owned(), node(&rig, n))).into();
+    let owner_a = owner_of(&rig, PAGE_A).await;
+    owner_of(&rig, PAGE_B).await;
+    let all = urls(&nodes);
+
+    // Meta delivers for 6 s to any node; the owner of page A is killed once replies flow.
+    let load = {
+        let (http, all) = (rig.http.clone(), all.clone());
+        tokio::spawn(async move { deliver_to(&http, &all, 0..N, 150.0).await })
+    };
+    eventually_within(SETTLE, "replies flowing", || async {
+        let sent = rig.meta.sim().messages_sent();
+        if sent >= 150 { Ok(()) } else { Err(format!("{sent} sent")) }
+    })
+    .await;
+    nodes.remove(&owner_a).unwrap().kill9();
+    let killed_us = unix_us();
+    let deliveries: Vec<Delivery> = load.await.unwrap();
+    redeliver_to(&rig.http, &urls(&nodes), &deliveries).await;
+    assert_answered_once(&rig, N).await;
+
+    // Another node claims the page within the lease and one claim tick, and answers for it.
+    let claimed_us: i64 = rig
+        .db
+        .scalar(&format!(
+            "SELECT (EXTRACT(EPOCH FROM claimed_at) * 1000000)::bigint::text FROM page_owners WHERE page_id = '{PAGE_A}'"
+        ))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let claimed = Duration::from_micros((claimed_us - killed_us).max(0) as u64);
+    assert!(claimed <= TTL + TTL / 4 + Duration::from_secs(1), "claimed {claimed:?} after the kill");
+    let first_after = rig
+        .meta
+        .sim()
+        .messages()
+        .into_iter()
+        .filter(|m| m.page_id == PAGE_A && m.at_us > killed_us)
+        .map(|m| m.at_us)
+        .min()
+        .expect("page A answered after the kill");
+    let answered = Duration::from_micros((first_after - killed_us) as u64);
+    let new_owner = owner_of(&rig, PAGE_A).await;
+    assert_ne!(new_owner, owner_a);
+    eprintln!(
+        "kill -9 of {owner_a}, the owner of page A: {new_owner} claimed it {claimed:?} later, answered {answered:?} later"
+    );
+
+    // `cluster status` sees it: two live nodes, the killed one gone, both pages owned by live nodes.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["cluster", "status", "--json"])
+        .env_clear()
+        .env("DATABASE_URL", &rig.db.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let live: Vec<&str> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["live"] == true)
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(live.len(), 2, "{status}");
+    assert!(!live.contains(&owner_a.as_str()), "{status}");
+    assert!(status["pages"].as_array().unwrap().iter().all(|p| p["owner_live"] == true), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_its_lease_sends_nothing_for_the_pages_it_lost() {
+    const N: usize = 60;
+    // (A reply is marked as about to be sent a few at a time, so only those the paused node marked are of
+    // unknown outcome for the new owner.)
+    let rig = rig().await;
+    let nodes: HashMap<String, Server> = ["n1", "n2", "n3"].map(|n| (n.to_owned(), node(&rig, n))).into();
+    let owner = owner_of(&rig, PAGE_A).await;
+    owner_of(&rig, PAGE_B).await;
+    // Meta answers slowly, so the owner holds replies in flight and queued when it is paused.
+    rig.meta.sim().set_faults(meta_sim::Faults { latency_ms: 400, ..meta_sim::Faults::default() });
+    let paused = &nodes[&owner];
+    let to_owner = [paused.url("").trim_end_matches('/').to_owned()];
+    let page_a_events: Vec<usize> = (0..2 * N).step_by(2).collect();
+    let deliveries = deliver_to(&rig.http, &to_owner, page_a_events.iter().copied(), 500.0).await;
+    assert!(deliveries.iter().all(|d| d.status == Some(200)));
+    paused.signal("STOP");
+    let stopped = Instant::now();
+
+    // The others take page A once the paused node's lease has run out, and answer what it held.
+    let taker = eventually_within(SETTLE, "page A taken over", || async {
+        let now = owner_of(&rig, PAGE_A).await;
+        if now != owner { Ok(now) } else { Err(format!("still {owner}")) }
+    })
+    .await;
+    // Its last renewal was at most a quarter TTL before the pause.
+    assert!(stopped.elapsed() >= TTL * 3 / 4, "taken over only once the lease ran out");
+    rig.meta.sim().set_faults(meta_sim::Faults::default());
+    let replies = eventually_within(SETTLE, "page A's events answered by the new owner", || async {
+        let replies = rig.replies();
+        let answered = page_a_events.iter().filter(|i| replies.contains_key(i)).count();
+        if answered == N { Ok(replies) } else { Err(format!("{answered} of {N}")) }
+    })
+    .await;
+    let before_resume: usize = replies.values().map(Vec::len).sum();
+
+    // Resumed, the old owner finds its lease gone: whatever it still held for page A is not sent.
+    paused.signal("CONT");
+    eventually_within(SETTLE, "the resumed node noticed it lost its lease", || async {
+        let lines = paused.logged("lost the cluster lease");
+        if lines.is_empty() { Err("not yet".to_owned()) } else { Ok(()) }
+    })
+    .await;
+    let quiet = rig.meta.sim().until_quiet(Duration::from_millis(1500), SETTLE).await;
+    assert!(quiet.is_ok());
+    let replies = rig.replies();
+    let twice: Vec<&usize> = page_a_events.iter().filter(|i| replies.get(i).is_some_and(|r| r.len() > 1)).collect();
+    if std::env::var("DEBUG_CLUSTER").is_ok() {
+        let resumed_us = unix_us();
+        for m in &replies[&0] {
+            eprintln!("event 0 reply {} at {} ms before the check", m.message_id, (resumed_us - m.at_us) / 1000);
+        }
+        for line in paused.logged("") {
+            eprintln!("PAUSED: {line}");
+        }
+    }
+    assert!(twice.is_empty(), "the paused node sent again for a page it lost: {twice:?}");
+    let after_resume: usize = replies.values().map(Vec::len).sum();
+    assert_eq!(after_resume, before_resume, "nothing more was sent once the paused node resumed");
+    eprintln!("SIGSTOP of {owner} for {:?}: {taker} took page A and answered its {N} events once", stopped.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice() {
+    const N: usize = 1200;
+    let rig = rig().await;
+    let names = ["n1", "n2", "n3"];
+    let mut nodes: HashMap<String, Server> = names.map(|n| (n.to_owned(), node(&rig, n))).into();
+    owner_of(&rig, PAGE_A).await;
+    owner_of(&rig, PAGE_B).await;
+
+    // Meta delivers for 8 s while every node is stopped (SIGTERM) and started again in turn, each time to the
+    // nodes that are up.
+    let mut deliveries = Vec::new();
+    let started = Instant::now();
+    let mut next = 0;
+    for name in names {
+        let chunk = next..(next + N / names.len()).min(N);
+        next = chunk.end;
+        let load = {
+            let (http, up) = (rig.http.clone(), urls(&nodes));
+            tokio::spawn(async move { deliver_to(&http, &up, chunk, 150.0).await })
+        };
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let stopping = nodes.remove(name).unwrap();
+        let handed_over = Instant::now();
+        assert!(stopping.terminate().success(), "{name} stopped cleanly");
+        let stop_took = handed_over.elapsed();
+        nodes.insert(name.to_owned(), node(&rig, name));
+        deliveries.extend(load.await.unwrap());
+        eprintln!("rolling restart: {name} stopped in {stop_took:?} and started again");
+    }
+    redeliver_to(&rig.http, &urls(&nodes), &deliveries).await;
+    assert_answered_once(&rig, N).await;
+    let refused = deliveries.iter().filter(|d| d.status.is_none()).count();
+    let errors = deliveries.iter().filter(|d| d.status.is_some_and(|s| s != 200)).count();
+    eprintln!(
+        "rolling restart of 3 nodes in {:?}: of {N} deliveries, {refused} found the node gone (redelivered), \
+         {errors} got an error status",
+        started.elapsed()
+    );
+    assert_eq!(errors, 0, "a node that is stopping answers what it takes, or refuses the connection");
+}
