@@ -244,3 +244,51 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice() {
     );
     assert_eq!(errors, 0, "a node that is stopping answers what it takes, or refuses the connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_connected_elsewhere_is_answered_whichever_node_its_first_webhook_reaches() {
+    let rig = rig().await;
+    let page_b = switchboard::domain::PageId::parse(PAGE_B).unwrap();
+    let rural_king = rig.db.store.integration_by_page(&page_b).await.unwrap().unwrap().client_id;
+    rig.db.store.revoke_integration(&page_b, "not yet", switchboard::store::RevokeIf::OwnedBy(rural_king)).await.unwrap();
+    let nodes: HashMap<String, Server> = ["n1", "n2"].map(|n| (n.to_owned(), node(&rig, n))).into();
+    owner_of(&rig, PAGE_A).await;
+
+    // Page B is connected again by another process, which tells nobody (no NOTIFY, no reconcile yet): the
+    // nodes' own directories do not know it.
+    let tokens = crate::app::sim_page_tokens(&rig.meta).await;
+    let client = rig.db.store.client_by_id(rural_king).await.unwrap().unwrap();
+    let keys = crate::support::ring(&rig.key_entry);
+    crate::app::connect(&rig.db.store, &keys, &client, PAGE_B, None, &tokens[PAGE_B]).await;
+
+    // Its first webhooks reach both nodes at once: each looks the page up in the database rather than drop them.
+    let senders = ["7300000001", "7300000002"];
+    for (node, sender) in nodes.values().zip(senders) {
+        let body = crate::app::text_event(PAGE_B, sender, &format!("m_{sender}"), "hello", 1_700_000_000_000);
+        let status = rig
+            .http
+            .post(node.url("/api/facebook-webhook"))
+            .header("x-hub-signature-256", meta_sim::webhook::signature(crate::app::SECRET, &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    eventually_within(Duration::from_secs(20), "page B's first events answered", || async {
+        let answered: Vec<String> = rig.meta.sim().messages().into_iter().map(|m| m.recipient_id).collect();
+        let missing: Vec<&&str> = senders.iter().filter(|s| !answered.iter().any(|a| a == **s)).collect();
+        if missing.is_empty() { Ok(()) } else { Err(format!("unanswered: {missing:?}")) }
+    })
+    .await;
+    // The owner keeps the page's figures where every node's portal reads them.
+    eventually_within(Duration::from_secs(10), "page B's figures shared", || async {
+        let figures = rig.db.store.figures().await.map_err(|e| e.to_string())?;
+        match figures.iter().find(|f| f.page_id == PAGE_B) {
+            Some(f) if f.events >= 2 && f.replies >= 2 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
