@@ -99,7 +99,10 @@ fn invalid_settings_name_the_key_and_exit_2() {
         (&[("SWITCHBOARD__INBOX__COMMIT_WRITERS", "0")], "inbox.commit_writers"),
         (&[("SWITCHBOARD__INBOX__COMMIT_WRITERS", "10")], "below database.max_connections (10)"),
         // The default database is SQLite: a cluster needs PostgreSQL.
-        (&[("SWITCHBOARD_CLUSTER_MODE", "postgres")], "cluster.mode (SWITCHBOARD_CLUSTER_MODE): \"postgres\" needs a PostgreSQL"),
+        (
+            &[("SWITCHBOARD_CLUSTER_MODE", "postgres")],
+            "cluster.mode (SWITCHBOARD_CLUSTER_MODE): \"postgres\" needs a PostgreSQL",
+        ),
         (&[("SWITCHBOARD_CLUSTER_MODE", "raft")], "cluster.mode"),
         (&[("SWITCHBOARD__CLUSTER__LEASE_TTL_SECS", "0")], "cluster.lease_ttl_secs"),
     ];

@@ -250,7 +250,11 @@ async fn a_page_connected_elsewhere_is_answered_whichever_node_its_first_webhook
     let rig = rig().await;
     let page_b = switchboard::domain::PageId::parse(PAGE_B).unwrap();
     let rural_king = rig.db.store.integration_by_page(&page_b).await.unwrap().unwrap().client_id;
-    rig.db.store.revoke_integration(&page_b, "not yet", switchboard::store::RevokeIf::OwnedBy(rural_king)).await.unwrap();
+    rig.db
+        .store
+        .revoke_integration(&page_b, "not yet", switchboard::store::RevokeIf::OwnedBy(rural_king))
+        .await
+        .unwrap();
     let nodes: HashMap<String, Server> = ["n1", "n2"].map(|n| (n.to_owned(), node(&rig, n))).into();
     owner_of(&rig, PAGE_A).await;
 
