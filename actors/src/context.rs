@@ -50,6 +50,7 @@ impl Shared {
             ports: self.ports.clone(),
             settings: self.settings.clone(),
             tasks: self.tasks.clone(),
+            releases: self.registry.releases(&page),
             registry: self.registry.clone(),
             page,
         }
@@ -64,6 +65,8 @@ pub(crate) struct TenantContext {
     pub stats: Arc<TenantStats>,
     tasks: TaskTracker,
     registry: Registry,
+    /// How often the engine had let go of this page when the tenant started.
+    releases: u64,
 }
 
 impl TenantContext {
@@ -72,10 +75,10 @@ impl TenantContext {
         self.tasks.spawn(work);
     }
 
-    /// Whether the registry still routes this tenant's events to `actor`: a tenant its engine let go of (a
-    /// cluster moved the page) finishes what it has but starts no Send API call.
-    pub fn is_current(&self, actor: ActorId) -> bool {
-        self.registry.routes_to(&self.page, actor)
+    /// Whether the engine still runs this tenant's page as it did when the tenant started: a tenant whose
+    /// page the engine let go of since (a cluster moved it) starts no Send API call.
+    pub fn is_current(&self) -> bool {
+        self.registry.releases(&self.page) == self.releases
     }
 
     /// Retires this tenant's actor `actor` if the registry still routes to it (an idle tenant stopping).

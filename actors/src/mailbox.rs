@@ -35,6 +35,9 @@ pub(crate) enum TenantMsg {
     IdleCheck,
     /// Stop now (the registry already forgot this actor).
     Passivate,
+    /// The engine no longer runs this page (a cluster moved it): stop at once. Queued replies are reported
+    /// never sent; Send API calls in flight finish and are stored; pending events are the next owner's.
+    Release,
     /// For supervision tests: fail as a handler bug would.
     #[cfg(feature = "test-hooks")]
     Crash,

@@ -54,6 +54,9 @@ struct Inner {
     directory: DashMap<String, Route>,
     slots: DashMap<PageId, Slot>,
     quarantined: DashMap<PageId, Instant>,
+    /// How often the engine let go of each page (a cluster moved it away): a tenant started before the last
+    /// time may not send any more.
+    released: DashMap<PageId, u64>,
 }
 
 /// Cheap to clone; all clones are the same registry.
@@ -98,6 +101,7 @@ impl Registry {
         if owned {
             return None;
         }
+        *self.inner.released.entry(page.clone()).or_default() += 1;
         match self.inner.slots.remove(page) {
             Some((_, Slot::Running(actor))) => Some(actor),
             _ => None,
@@ -161,10 +165,9 @@ impl Registry {
         }
     }
 
-    /// Whether `actor` is the one the registry routes `page`'s events to (a tenant of a page this engine no
-    /// longer runs, or one replaced by a newer actor, is not).
-    pub fn routes_to(&self, page: &PageId, actor: ActorId) -> bool {
-        matches!(self.inner.slots.get(page).as_deref(), Some(Slot::Running(a)) if a.get_id() == actor)
+    /// How often the engine let go of `page` so far (see [`Registry::set_owned`]).
+    pub fn releases(&self, page: &PageId) -> u64 {
+        self.inner.released.get(page).map_or(0, |n| *n)
     }
 
     /// Every running actor.

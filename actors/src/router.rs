@@ -104,7 +104,7 @@ impl Router {
     /// it had queued are reported never sent, and the Send API calls it had in flight finish and are stored.
     pub fn disown(&self, page: &PageId) {
         if let Some(actor) = self.registry().set_owned(page, false) {
-            let _ = actor.send_message(TenantMsg::Passivate);
+            let _ = actor.send_message(TenantMsg::Release);
         }
     }
 

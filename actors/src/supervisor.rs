@@ -17,7 +17,7 @@ use crate::metrics::ACTOR_RESTARTS;
 use crate::tenant::TenantActor;
 
 pub(crate) enum SupervisorMsg {
-    /// Start the tenant for this page if it is not running.
+    /// Start the tenant the registry waits for on this page.
     Start(PageId),
 }
 
@@ -25,7 +25,6 @@ pub(crate) struct TenantSupervisor;
 
 pub(crate) struct SupervisorState {
     shared: Arc<Shared>,
-    running: HashMap<PageId, ActorId>,
     by_actor: HashMap<ActorId, PageId>,
     restarts: HashMap<PageId, VecDeque<Instant>>,
 }
@@ -40,7 +39,7 @@ impl Actor for TenantSupervisor {
         _myself: ActorRef<SupervisorMsg>,
         shared: Arc<Shared>,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        Ok(SupervisorState { shared, running: HashMap::new(), by_actor: HashMap::new(), restarts: HashMap::new() })
+        Ok(SupervisorState { shared, by_actor: HashMap::new(), restarts: HashMap::new() })
     }
 
     async fn handle(
@@ -51,14 +50,15 @@ impl Actor for TenantSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         let SupervisorMsg::Start(page) = msg;
         let registry = &state.shared.registry;
-        if state.running.contains_key(&page) || !registry.is_starting(&page) {
+        // An actor may still be on its way out for this page (released, or passivated while busy): the one
+        // the registry waits for is started all the same.
+        if !registry.is_starting(&page) {
             return Ok(());
         }
         let ctx = state.shared.context(page.clone());
         // Tenant start-up does no I/O (the integration loads in a task), so this returns at once.
         match Actor::spawn_linked(None, TenantActor, ctx, myself.get_cell()).await {
             Ok((actor, _)) => {
-                state.running.insert(page.clone(), actor.get_id());
                 state.by_actor.insert(actor.get_id(), page.clone());
                 if registry.activate(&page, actor.clone()) {
                     metrics::gauge!(crate::metrics::ACTIVE_ACTORS).increment(1.0);
@@ -128,9 +128,5 @@ fn gone(state: &SupervisorState, page: &PageId, actor: ActorId, restart: bool) {
 }
 
 fn forget(state: &mut SupervisorState, cell: &ActorCell) -> Option<PageId> {
-    let page = state.by_actor.remove(&cell.get_id())?;
-    if state.running.get(&page) == Some(&cell.get_id()) {
-        state.running.remove(&page);
-    }
-    Some(page)
+    state.by_actor.remove(&cell.get_id())
 }

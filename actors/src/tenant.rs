@@ -214,6 +214,7 @@ impl Actor for TenantActor {
             }
             TenantMsg::Disconnect => on_disconnect(&myself, state),
             TenantMsg::IdleCheck => on_idle_check(&myself, state),
+            TenantMsg::Release => myself.stop(Some("released".to_owned())),
             TenantMsg::Passivate => {
                 if state.idle() {
                     myself.stop(Some("idle".to_owned()));

@@ -67,7 +67,7 @@ pub(super) const ATTEMPT_WINDOW: usize = 4;
 /// marked as about to be sent is marked first, with the next ones in the queue.
 fn start_send(myself: &ActorRef<TenantMsg>, state: &mut TenantState, item: QueuedSend) -> bool {
     let token = state.profile.as_ref().and_then(|p| p.token.clone());
-    let Some(token) = token.filter(|_| state.ctx.is_current(myself.get_id())) else {
+    let Some(token) = token.filter(|_| state.ctx.is_current()) else {
         state.outbox.push_front(item);
         return false;
     };
