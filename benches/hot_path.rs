@@ -46,26 +46,6 @@ impl GraphApi for Instant {
     async fn send_message(&self, _: &AccessToken, _: &OutgoingMessage) -> Result<SendOk, GraphFailure> {
         Ok(SendOk { message_id: "m".to_owned(), usage: None })
     }
-
-    async fn conversation(
-        &self,
-        _: &AccessToken,
-        _: &PageId,
-        _: switchboard_actors::Channel,
-        _: &str,
-    ) -> Result<Option<String>, GraphFailure> {
-        Ok(None)
-    }
-
-    async fn sent_in(
-        &self,
-        _: &AccessToken,
-        _: &PageId,
-        _: &str,
-        _: &str,
-    ) -> Result<Vec<switchboard_actors::DeliveredMessage>, GraphFailure> {
-        Ok(Vec::new())
-    }
 }
 
 #[async_trait]

@@ -161,22 +161,27 @@ pub struct DeliveredMessage {
 pub trait GraphApi: Send + Sync + 'static {
     async fn send_message(&self, token: &AccessToken, message: &OutgoingMessage) -> Result<SendOk, GraphFailure>;
     /// The id of `page`'s conversation with `recipient` on `channel`, if there is one (Conversations API;
-    /// Meta allows 2 calls a second per Page, and the caller paces them).
+    /// Meta allows 2 calls a second per Page, and the caller paces them). A Graph API that cannot read
+    /// conversations (the default) finds none, so a reply of unknown outcome is sent again.
     async fn conversation(
         &self,
-        token: &AccessToken,
-        page: &PageId,
-        channel: Channel,
-        recipient: &str,
-    ) -> Result<Option<String>, GraphFailure>;
+        _token: &AccessToken,
+        _page: &PageId,
+        _channel: Channel,
+        _recipient: &str,
+    ) -> Result<Option<String>, GraphFailure> {
+        Ok(None)
+    }
     /// What `page` sent in `conversation`, newest first (Conversations API, paced by the caller).
     async fn sent_in(
         &self,
-        token: &AccessToken,
-        page: &PageId,
-        conversation: &str,
-        recipient: &str,
-    ) -> Result<Vec<DeliveredMessage>, GraphFailure>;
+        _token: &AccessToken,
+        _page: &PageId,
+        _conversation: &str,
+        _recipient: &str,
+    ) -> Result<Vec<DeliveredMessage>, GraphFailure> {
+        Ok(Vec::new())
+    }
 }
 
 /// Where the engine reports what it learned about an integration.

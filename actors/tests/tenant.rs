@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    AccessToken, BotError, Channel, DeliveredMessage, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi,
-    GraphFailure, InboundEvent, InboxId, LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, ReplyId,
-    Responder, Router, RulesResponder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
+    AccessToken, BotError, Channel, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi, GraphFailure,
+    InboundEvent, InboxId, LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, ReplyId, Responder,
+    Router, RulesResponder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
 };
 use tokio::time::Instant;
 
@@ -27,26 +27,6 @@ impl GraphApi for ScriptedGraph {
     async fn send_message(&self, _: &AccessToken, _: &OutgoingMessage) -> Result<SendOk, GraphFailure> {
         self.calls.lock().unwrap().push(Instant::now());
         self.script.lock().unwrap().pop_front().unwrap_or(Ok(SendOk { message_id: "m".into(), usage: None }))
-    }
-
-    async fn conversation(
-        &self,
-        _: &AccessToken,
-        _: &PageId,
-        _: Channel,
-        _: &str,
-    ) -> Result<Option<String>, GraphFailure> {
-        Ok(None)
-    }
-
-    async fn sent_in(
-        &self,
-        _: &AccessToken,
-        _: &PageId,
-        _: &str,
-        _: &str,
-    ) -> Result<Vec<DeliveredMessage>, GraphFailure> {
-        Ok(Vec::new())
     }
 }
 

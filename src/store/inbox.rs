@@ -125,15 +125,12 @@ impl Store {
                         .await?;
                     return Ok(vec![true; ids.len()]);
                 }
-                let pages: Vec<&str> = fences.iter().map(|f| f.page.as_str()).collect();
-                let epochs: Vec<i64> = fences.iter().map(|f| f.epoch).collect();
-                let nodes: Vec<i64> = fences.iter().map(|f| f.node).collect();
+                let (pages, epochs, nodes) = super::postgres::fence_columns(&fences);
                 let marked: Vec<(i64,)> = sqlx::query_as(concat!(
                     attempting_statement!(),
                     ", $2::text[], $3::bigint[], $4::bigint[]) AS t(id, page, epoch, node) WHERE r.id = t.id AND ",
-                    "EXISTS (SELECT 1 FROM page_owners o JOIN cluster_nodes n ON n.id = o.owner ",
-                    "WHERE o.page_id = t.page AND o.owner = t.node AND o.epoch = t.epoch ",
-                    "AND n.left_at IS NULL AND n.lease_until > now()) RETURNING r.id"
+                    super::postgres::fence_holds!(),
+                    " RETURNING r.id"
                 ))
                 .bind(&ids)
                 .bind(&pages)

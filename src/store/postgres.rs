@@ -88,9 +88,10 @@ macro_rules! fence_holds {
                    AND n.left_at IS NULL AND n.lease_until > now())"
     };
 }
+pub(super) use fence_holds;
 
 /// Fences as the columns a fenced statement binds.
-fn fence_columns(fences: &[Fence]) -> (Vec<&str>, Vec<i64>, Vec<i64>) {
+pub(super) fn fence_columns(fences: &[Fence]) -> (Vec<&str>, Vec<i64>, Vec<i64>) {
     (
         fences.iter().map(|f| f.page.as_str()).collect(),
         fences.iter().map(|f| f.epoch).collect(),
