@@ -37,6 +37,8 @@ impl TenantSource for Instant {
             blocked: None,
             responder: Arc::new(RulesResponder::new(Default::default(), "ok".to_owned())) as Arc<dyn Responder>,
             send_rate_per_second: 1000,
+            human_pause: std::time::Duration::from_secs(1800),
+            held: Vec::new(),
         })
     }
 }
@@ -52,6 +54,7 @@ impl GraphApi for Instant {
 impl StatusSink for Instant {
     async fn needs_reauth(&self, _: &PageId, _: &str) {}
     async fn permission_error(&self, _: &PageId, _: &str) {}
+    async fn person_handling(&self, _: &PageId, _: &str, _: i64) {}
 }
 
 fn webhook(c: &mut Criterion) {

@@ -28,6 +28,8 @@ impl TenantSource for Fake {
             blocked: None,
             responder: self.responder.clone(),
             send_rate_per_second: 80,
+            human_pause: std::time::Duration::from_secs(1800),
+            held: Vec::new(),
         })
     }
 }
@@ -43,6 +45,7 @@ impl GraphApi for Fake {
 impl StatusSink for Fake {
     async fn needs_reauth(&self, _: &PageId, _: &str) {}
     async fn permission_error(&self, _: &PageId, _: &str) {}
+    async fn person_handling(&self, _: &PageId, _: &str, _: i64) {}
 }
 
 fn rss_bytes() -> u64 {

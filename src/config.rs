@@ -6,6 +6,7 @@
 
 mod raw;
 mod validate;
+pub use validate::HUMAN_PAUSE_SECS;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -118,6 +118,7 @@ async fn drive_events(store: Store, client_id: i64, webhook: String, secret: Str
                 batch: 1,
                 duplicate_rate: 0.0,
                 seed,
+                ..GenConfig::default()
             });
             sim.register_instagram_users(generator.instagram_users().iter().map(String::as_str));
             let body = generator.next_body();

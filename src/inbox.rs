@@ -94,7 +94,8 @@ impl Inbox {
     /// Commits `events` (with their tenant page) and returns each one's inbox id, `None` for one already
     /// stored (a redelivery). `Err` means the commit failed or did not finish in time: answer 503.
     pub async fn commit(&self, events: &[(&InboundEvent, &str)]) -> Result<Vec<Option<InboxId>>, String> {
-        let rows = events.iter().map(|(e, page)| row(e, page)).collect::<Result<Vec<_>, _>>()?;
+        let rows =
+            events.iter().map(|(e, page)| row(e, page, self.router.needs_tenant(e))).collect::<Result<Vec<_>, _>>()?;
         self.writer.submit_by(rows, Some(tokio::time::Instant::now() + self.commit_timeout)).await
     }
 
@@ -136,11 +137,12 @@ impl Inbox {
     }
 }
 
-/// The inbox row the webhook commits for `event` of tenant page `page`.
-pub fn row(event: &InboundEvent, page: &str) -> Result<InboxRow, String> {
+/// The inbox row the webhook commits for `event` of tenant page `page`: pending if its tenant has something
+/// to do with it, else done.
+pub fn row(event: &InboundEvent, page: &str, pending: bool) -> Result<InboxRow, String> {
     let json = serde_json::to_string(event).map_err(|e| e.to_string())?;
     let dedup_key = event.dedup_key().unwrap_or_else(|| format!("h:{}", hex::encode(Sha256::digest(json.as_bytes()))));
-    Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json, done: !event.wants_reply() })
+    Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json, done: !pending })
 }
 
 /// The row that keeps `part`: its raw JSON cut at `RAW_LIMIT` bytes (on a character boundary), and a hash of

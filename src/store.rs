@@ -14,6 +14,7 @@ mod audit;
 mod callbacks;
 mod clients;
 mod cluster;
+mod holds;
 mod inbox;
 mod integrations;
 mod model;

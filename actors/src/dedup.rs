@@ -29,6 +29,11 @@ impl Dedup {
         true
     }
 
+    /// Whether `key` is remembered.
+    pub fn contains(&self, key: &str) -> bool {
+        self.seen.contains(key)
+    }
+
     /// Forgets `key`, so the event is taken again when it comes back (it was given up, not handled).
     pub fn forget(&mut self, key: &str) {
         self.seen.remove(key);

@@ -44,6 +44,10 @@ pub enum EventKind {
         text: Option<String>,
         quick_reply: Option<String>,
         is_echo: bool,
+        /// The app that sent an echo (Meta's `app_id`): this app for its own Send API calls, the Page Inbox's
+        /// (or none) for what a person at the business wrote.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app_id: Option<String>,
         /// Attachment types (image, audio, …).
         attachments: Vec<String>,
     },
@@ -108,6 +112,28 @@ impl InboundEvent {
 
     pub fn is_own(&self) -> bool {
         matches!(self.kind, EventKind::Message { is_echo: true, .. }) || self.sender == self.account_id.as_str()
+    }
+
+    /// The message's mid, for a message.
+    pub fn mid(&self) -> Option<&str> {
+        match &self.kind {
+            EventKind::Message { mid, .. } => Some(mid),
+            _ => None,
+        }
+    }
+
+    /// For an echo: the app that sent it (`Some(None)` when Meta did not say). `None` for anything else.
+    pub fn echo_app(&self) -> Option<Option<&str>> {
+        match &self.kind {
+            EventKind::Message { is_echo: true, app_id, .. } => Some(app_id.as_deref()),
+            _ => None,
+        }
+    }
+
+    /// Whether a tenant has something to do with this event: answer it, or (an echo another app sent: a person
+    /// at the business answered) stop the bot in that conversation. `own_app` is this app's Meta app id.
+    pub fn needs_tenant(&self, own_app: &str) -> bool {
+        self.wants_reply() || self.echo_app().is_some_and(|app| app != Some(own_app))
     }
 
     /// Whether the bot logic should see this event at all.

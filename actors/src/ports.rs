@@ -24,6 +24,10 @@ pub struct TenantProfile {
     pub responder: Arc<dyn Responder>,
     /// Send API calls per second for this page (GCRA, burst 1).
     pub send_rate_per_second: u32,
+    /// How long the bot stays silent in a conversation after a person at the business last answered in it.
+    pub human_pause: Duration,
+    /// The conversations a person is handling now: (PSID or IGSID, until when in unix ms).
+    pub held: Vec<(String, i64)>,
 }
 
 impl std::fmt::Debug for TenantProfile {
@@ -191,6 +195,9 @@ pub trait StatusSink: Send + Sync + 'static {
     async fn needs_reauth(&self, page: &PageId, reason: &str);
     /// A permission is missing (10, 200–299): the integration becomes error, with an audit row.
     async fn permission_error(&self, page: &PageId, reason: &str);
+    /// A person at the business answered `person`: the bot stays silent with them until `until_unix_ms`
+    /// (kept, so whoever runs the Page next knows).
+    async fn person_handling(&self, page: &PageId, person: &str, until_unix_ms: i64);
 }
 
 /// Why a bot gave no answer. The event is finished as failed with this reason, which names the problem

@@ -100,6 +100,12 @@ impl Router {
         self.registry().set_owned(page, true);
     }
 
+    /// Whether a tenant has something to do with `event` (see [`InboundEvent::needs_tenant`]): the durable
+    /// inbox commits such an event pending and hands it over; any other is stored done and only counted.
+    pub fn needs_tenant(&self, event: &InboundEvent) -> bool {
+        event.needs_tenant(&self.inner.shared.settings.own_app_id)
+    }
+
     /// This node no longer runs `page`'s tenant (it released or lost the page): its actor stops, the replies
     /// it had queued are reported never sent, and the Send API calls it had in flight finish and are stored.
     pub fn disown(&self, page: &PageId) {

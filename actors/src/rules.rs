@@ -124,6 +124,7 @@ mod tests {
                 text: Some(text.into()),
                 quick_reply: quick_reply.map(Into::into),
                 is_echo: false,
+                app_id: None,
                 attachments: vec![],
             },
         }

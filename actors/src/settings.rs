@@ -39,6 +39,12 @@ pub struct EngineSettings {
     /// page's tenant runs only on the node that owns it: pages are registered as owned elsewhere, and the
     /// node marks the ones it claims ([`crate::Router::own`]).
     pub owns_new_pages: bool,
+    /// This app's Meta app id: an echo that names another app (or none) is a person at the business
+    /// answering, and the bot stays silent in that conversation.
+    pub own_app_id: String,
+    /// How long the bot stays silent in a conversation after a person's last answer, unless the client
+    /// chose its own ([`crate::TenantProfile::human_pause`]).
+    pub human_pause: Duration,
 }
 
 impl Default for EngineSettings {
@@ -54,6 +60,8 @@ impl Default for EngineSettings {
             retry_max: Duration::from_secs(30),
             throttle_fallback: Duration::from_secs(60),
             usage_pause_pct: 95,
+            own_app_id: String::new(),
+            human_pause: Duration::from_secs(1800),
             dedup_capacity: 4096,
             restart_max: 5,
             restart_window: Duration::from_secs(60),

@@ -35,7 +35,8 @@ pub struct StatsSnapshot {
     pub queue_depth: u64,
 }
 
-fn now_ms() -> i64 {
+/// Now, in unix milliseconds (Meta's timestamps).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 

@@ -12,6 +12,7 @@ mod marks;
 mod respond;
 mod send;
 mod settle;
+mod takeover;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -65,6 +66,8 @@ pub(crate) struct TenantState {
     claimed: Arc<std::sync::Mutex<HashSet<String>>>,
     /// Replies marked in storage as about to be sent (`send::ATTEMPT_WINDOW` at a time).
     marked: HashSet<crate::ids::ReplyId>,
+    /// Conversations a person at the business is handling: the bot stays silent there.
+    takeover: takeover::Takeover,
 }
 
 impl TenantState {
@@ -91,6 +94,7 @@ impl TenantState {
             conversations: Arc::new(SendLimiter::with_period(Duration::from_millis(600))),
             claimed: Arc::default(),
             marked: HashSet::new(),
+            takeover: takeover::Takeover::default(),
         }
     }
 
@@ -292,6 +296,7 @@ fn on_loaded(myself: &ActorRef<TenantMsg>, state: &mut TenantState, result: Resu
                 tracing::info!(page = %state.ctx.page, %reason, "tenant loaded but may not send");
             }
             // A reload (reconnect) keeps any throttling pause taken on the old token, and drops the block.
+            state.takeover.load(&profile.held);
             state.profile = Some(profile);
             state.load_attempts = 0;
             for event in std::mem::take(&mut state.loading) {

@@ -68,12 +68,15 @@ fn profile(page: &PageId, responder: Arc<dyn Responder>) -> TenantProfile {
         blocked: None,
         responder,
         send_rate_per_second: 100,
+        human_pause: std::time::Duration::from_secs(1800),
+        held: Vec::new(),
     }
 }
 
 #[derive(Default)]
 struct Status {
     reauth: Mutex<Vec<String>>,
+    holds: Mutex<Vec<(String, i64)>>,
 }
 
 #[async_trait]
@@ -82,9 +85,19 @@ impl StatusSink for Status {
         self.reauth.lock().unwrap().push(reason.to_owned());
     }
     async fn permission_error(&self, _: &PageId, _: &str) {}
+    async fn person_handling(&self, _: &PageId, person: &str, until: i64) {
+        self.holds.lock().unwrap().push((person.to_owned(), until));
+    }
 }
 
 async fn engine(script: Vec<Result<SendOk, GraphFailure>>) -> (Router, Arc<ScriptedGraph>, Arc<Status>) {
+    engine_with(script, EngineSettings { retry_base: Duration::from_millis(100), ..EngineSettings::default() }).await
+}
+
+async fn engine_with(
+    script: Vec<Result<SendOk, GraphFailure>>,
+    settings: EngineSettings,
+) -> (Router, Arc<ScriptedGraph>, Arc<Status>) {
     let graph = Arc::new(ScriptedGraph { script: Mutex::new(script.into()), ..ScriptedGraph::default() });
     let status = Arc::new(Status::default());
     let router = Router::start(EngineDeps {
@@ -92,7 +105,7 @@ async fn engine(script: Vec<Result<SendOk, GraphFailure>>) -> (Router, Arc<Scrip
         graph: graph.clone(),
         status: status.clone(),
         events: Arc::new(NoInbox),
-        settings: EngineSettings { retry_base: Duration::from_millis(100), ..EngineSettings::default() },
+        settings,
     })
     .await
     .unwrap();
@@ -119,9 +132,27 @@ fn message(mid: &str) -> InboundEvent {
             text: Some("hi".into()),
             quick_reply: None,
             is_echo: false,
+            app_id: None,
             attachments: vec![],
         },
     }
+}
+
+/// The echo of a message page A sent customer 7001 through the app `app_id` (none: Meta did not say).
+fn echo(mid: &str, app_id: Option<&str>, timestamp: i64) -> InboundEvent {
+    let mut event = message(mid);
+    event.sender = page().to_string();
+    event.recipient = "7001".into();
+    event.timestamp = timestamp;
+    event.kind = EventKind::Message {
+        mid: mid.into(),
+        text: Some("Hi, this is Ana".into()),
+        quick_reply: None,
+        is_echo: true,
+        app_id: app_id.map(str::to_owned),
+        attachments: vec![],
+    };
+    event
 }
 
 fn failure(code: u32, subcode: Option<u32>) -> GraphFailure {
@@ -359,4 +390,39 @@ async fn a_page_whose_backlog_is_full_sets_new_events_aside_for_the_sweeper_and_
     }
     run_for(Duration::from_secs(3)).await;
     assert_eq!(graph.calls.lock().unwrap().len(), 7, "and the set-aside ones once handed over again");
+}
+
+/// Real time: a hold runs on Meta's wall-clock timestamps.
+#[tokio::test]
+async fn a_persons_answer_silences_the_bot_with_that_customer_until_the_pause_has_passed() {
+    const OWN_APP: &str = "1234567890";
+    let pause = Duration::from_secs(1800);
+    let settings = EngineSettings { own_app_id: OWN_APP.into(), human_pause: pause, ..EngineSettings::default() };
+    let (router, graph, status) = engine_with(vec![], settings).await;
+    let sent = || graph.calls.lock().unwrap().len();
+    router.dispatch(message("m1"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sent(), 1);
+
+    // Echoes of the bot's own replies: named by this app, or naming none but carrying a message id it sent.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    router.dispatch(echo("m_own", Some(OWN_APP), now));
+    router.dispatch(echo("m", None, now));
+    router.dispatch(message("m2"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sent(), 2, "the bot's own echoes silence nobody");
+    assert!(status.holds.lock().unwrap().is_empty());
+
+    // A person answers in the Page Inbox; the pause ends 1.5 s from now.
+    let answered_at = now - pause.as_millis() as i64 + 1500;
+    router.dispatch(echo("m_person", Some("263902037430900"), answered_at));
+    router.dispatch(message("m3"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sent(), 2, "silent while the person handles the conversation");
+    assert_eq!(status.holds.lock().unwrap().clone(), vec![("7001".to_owned(), answered_at + pause.as_millis() as i64)]);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    router.dispatch(message("m4"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sent(), 3, "the bot answers again once the pause has passed");
 }

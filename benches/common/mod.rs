@@ -151,6 +151,7 @@ pub fn generate(prefix: &str, kind: Kind, seed: u64, n: usize) -> Vec<Vec<u8>> {
         batch: 1,
         duplicate_rate: 0.0,
         seed,
+        ..GenConfig::default()
     });
     (0..n).map(|_| generator.next_body()).collect()
 }

@@ -145,6 +145,7 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         batch: args.batch.max(1),
         duplicate_rate: args.duplicates,
         seed: args.seed,
+        ..GenConfig::default()
     });
     if let Some(sim) = &args.sim {
         let client = reqwest::Client::new();

@@ -57,10 +57,13 @@ fn default_tasks() -> Vec<String> {
     ["ANALYZE", "ADVERTISE", "MODERATE", "CREATE_CONTENT", "MANAGE", "MESSAGING"].map(String::from).to_vec()
 }
 
+/// The stand-in's Meta app id unless configured otherwise.
+pub const DEFAULT_APP_ID: u64 = 1_234_567_890;
+
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
-            app_id: "1234567890".to_owned(),
+            app_id: DEFAULT_APP_ID.to_string(),
             app_secret: "fixture-app-secret-do-not-use".to_owned(),
             redirect_uris: Vec::new(),
             require_appsecret_proof: true,

@@ -14,6 +14,14 @@ use crate::routes::json_reply;
 use crate::state::{Channel, Faults, RecipientState, Sim};
 
 #[derive(Deserialize)]
+struct PersonAnswer {
+    recipient: String,
+    text: String,
+    /// Where the app's webhook listens (Meta's callback URL).
+    webhook: String,
+}
+
+#[derive(Deserialize)]
 struct Invalidate {
     #[serde(default = "password_changed")]
     subcode: u32,
@@ -162,6 +170,34 @@ fn write_routes(with_sim: &BoxedFilter<(Arc<Sim>,)>) -> BoxedFilter<(Response,)>
                 Err(e) => bad(&e.to_string()),
             },
         );
+    // A person at the business answers a customer in the Page Inbox: Meta sends the app an echo naming the
+    // inbox app. The answer is the status the app's webhook gave.
+    let person = warp::post()
+        .and(base)
+        .and(warp::path!("pages" / String / "person-reply"))
+        .and(json_body)
+        .and(with_sim.clone())
+        .and_then(|page: String, v: Value, sim: Arc<Sim>| async move {
+            let answer = match serde_json::from_value::<PersonAnswer>(v) {
+                Ok(a) => a,
+                Err(e) => return Ok::<_, std::convert::Infallible>(bad(&e.to_string())),
+            };
+            let (body, signature) = match sim.person_answers(&page, &answer.recipient, &answer.text) {
+                Ok(signed) => signed,
+                Err(problem) => return Ok(bad(&problem)),
+            };
+            let sent = reqwest::Client::new()
+                .post(&answer.webhook)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", signature)
+                .body(body)
+                .send()
+                .await;
+            Ok(match sent {
+                Ok(r) => ok(json!({ "webhook_status": r.status().as_u16() })),
+                Err(e) => json_reply(&json!({ "error": e.to_string() }), StatusCode::BAD_GATEWAY),
+            })
+        });
     let reset = warp::post().and(base).and(warp::path!("reset")).and(with_sim.clone()).map(|sim: Arc<Sim>| {
         sim.reset();
         ok(json!({ "reset": true }))
@@ -177,6 +213,8 @@ fn write_routes(with_sim: &BoxedFilter<(Arc<Sim>,)>) -> BoxedFilter<(Response,)>
         .or(unsubscribe)
         .unify()
         .or(recipient)
+        .unify()
+        .or(person)
         .unify()
         .or(reset)
         .unify()

@@ -311,6 +311,28 @@ impl Sim {
         }
     }
 
+    /// A person at the business answers `recipient` in the Page Inbox (or the Instagram Inbox, for an Instagram
+    /// user): the webhook body Meta sends for it (an echo naming the inbox app) and its signature, or why not.
+    pub fn person_answers(&self, page_id: &str, recipient: &str, text: &str) -> Result<(Vec<u8>, String), String> {
+        let state = self.lock();
+        let page = state.config.page(page_id).ok_or_else(|| format!("no page {page_id}"))?;
+        let instagram = state.instagram_users.contains(recipient);
+        let (object, account, app) = match (&page.instagram_business_account, instagram) {
+            (Some(ig), true) => ("instagram", ig.clone(), crate::webhook::INSTAGRAM_INBOX_APP_ID),
+            (None, true) => return Err(format!("page {page_id} has no Instagram account for {recipient}")),
+            (_, false) => ("page", page.id.clone(), crate::webhook::PAGE_INBOX_APP_ID),
+        };
+        let ts = unix_now_ms();
+        let mid = random_token("m_", 40);
+        let messaging = crate::webhook::echo(&account, recipient, ts, mid, app, text);
+        let body = crate::webhook::to_meta_json(&crate::webhook::Envelope {
+            object,
+            entry: vec![crate::webhook::Entry { id: account, time: ts, messaging: vec![messaging] }],
+        });
+        let signature = crate::webhook::signature(&state.config.app_secret, &body);
+        Ok((body, signature))
+    }
+
     /// Marks ids as Instagram-scoped users (IGSIDs), so sends to them are Instagram sends.
     pub fn register_instagram_users<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut state = self.lock();

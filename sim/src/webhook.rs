@@ -147,7 +147,10 @@ pub enum Kind {
     Text,
     QuickReply,
     Postback,
+    /// The echo of a reply this app sent (Meta's `app_id` is the app's own): most echoes are these.
     Echo,
+    /// The echo of what a person at the business wrote in the Page Inbox (`app_id` is the Page Inbox's).
+    PersonEcho,
     Read,
     Delivery,
     Reaction,
@@ -175,6 +178,8 @@ pub struct GenConfig {
     /// Fraction of bodies that repeat an earlier body exactly (a redelivery: same mids, same bytes).
     pub duplicate_rate: f64,
     pub seed: u64,
+    /// The app whose own replies `Kind::Echo` echoes (its Meta app id).
+    pub app_id: u64,
 }
 
 impl Default for GenConfig {
@@ -186,6 +191,7 @@ impl Default for GenConfig {
             batch: 1,
             duplicate_rate: 0.0,
             seed: 1,
+            app_id: crate::config::DEFAULT_APP_ID,
         }
     }
 }
@@ -298,20 +304,31 @@ impl Generator {
                 reaction: "love",
                 emoji: "\u{2764}",
             }),
-            Kind::Echo => Messaging {
-                sender: Id { id: account.clone() },
-                recipient: Id { id: person.clone() },
-                timestamp: ts,
-                event: Event::Message(Message {
-                    mid,
-                    is_echo: true,
-                    app_id: Some(263_902_037_430_900),
-                    text: Some("Hi, this is Ana from the store".to_owned()),
-                    ..Message::default()
-                }),
-            },
+            Kind::Echo => echo(&account, &person, ts, mid, self.config.app_id, "Thanks! We're open 9 to 9."),
+            Kind::PersonEcho => echo(&account, &person, ts, mid, PAGE_INBOX_APP_ID, "Hi, this is Ana from the store"),
         };
         Entry { id: account, time: ts + 100, messaging: vec![messaging] }
+    }
+}
+
+/// Meta's Page Inbox (Meta Business Suite) and Instagram Inbox apps: an echo naming one of them is what a
+/// person at the business wrote (`meta-platform.md` §5.3).
+pub const PAGE_INBOX_APP_ID: u64 = 263_902_037_430_900;
+pub const INSTAGRAM_INBOX_APP_ID: u64 = 1_217_981_644_879_628;
+
+/// The echo of a message `account` sent to `person` through the app `app_id`.
+pub fn echo(account: &str, person: &str, ts: i64, mid: String, app_id: u64, text: &str) -> Messaging {
+    Messaging {
+        sender: Id { id: account.to_owned() },
+        recipient: Id { id: person.to_owned() },
+        timestamp: ts,
+        event: Event::Message(Message {
+            mid,
+            is_echo: true,
+            app_id: Some(app_id),
+            text: Some(text.to_owned()),
+            ..Message::default()
+        }),
     }
 }
 

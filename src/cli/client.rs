@@ -32,6 +32,9 @@ pub enum ClientCommand {
     },
     /// Set the client's Send API calls per second per page (or `default` for the configured default).
     SetRate { slug: String, rate: String },
+    /// How long the bot stays silent in a conversation after a person at the business answered in the Page
+    /// Inbox or the Instagram Inbox (e.g. 30m, 2h; 1m to 7d), or `default` for engine.human_pause_secs.
+    SetHumanPause { slug: String, pause: String },
     /// Print a signed, expiring link that starts "Connect with Facebook" for this client.
     OnboardLink {
         slug: String,
@@ -97,6 +100,35 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             match rate {
                 Some(r) => println!("client {} now sends at most {r} calls per second per page", client.slug),
                 None => println!("client {} now uses the default send rate", client.slug),
+            }
+            Ok(())
+        }
+        ClientCommand::SetHumanPause { slug, pause } => {
+            let secs = match pause.as_str() {
+                "default" => None,
+                p => Some(
+                    humantime::parse_duration(p)
+                        .ok()
+                        .map(|d| d.as_secs())
+                        .filter(|s| crate::config::HUMAN_PAUSE_SECS.contains(s))
+                        .and_then(|s| u32::try_from(s).ok())
+                        .ok_or_else(|| {
+                            UsageError(format!("pause {p:?} must be from 1m to 7d (like 30m or 2h), or default"))
+                        })?,
+                ),
+            };
+            let store = startup::open_store(settings).await?;
+            let client = find_client(&store, &slug).await?;
+            store.set_human_pause(client.id, secs).await?;
+            announce(&store, client.id).await;
+            audit(&store, client.id, "client.human_pause_set", format!("{secs:?}")).await?;
+            match secs {
+                Some(s) => println!(
+                    "client {}: the bot stays silent for {} after a person answers",
+                    client.slug,
+                    humantime::format_duration(std::time::Duration::from_secs(s.into()))
+                ),
+                None => println!("client {} now uses the default pause after a person answers", client.slug),
             }
             Ok(())
         }

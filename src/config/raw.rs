@@ -129,6 +129,7 @@ pub(super) struct RawEngine {
     pub(super) fallback_reply: String,
     pub(super) idle_timeout_secs: u64,
     pub(super) quarantine_secs: u64,
+    pub(super) human_pause_secs: u64,
     pub(super) send_queue_capacity: usize,
     pub(super) max_pending_per_page: usize,
     pub(super) max_in_flight_per_page: usize,

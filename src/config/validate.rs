@@ -205,6 +205,9 @@ fn meta(raw: &RawMeta) -> Result<MetaSettings, ConfigError> {
     })
 }
 
+/// How long a person's answer may silence the bot in a conversation, in seconds (also a client's own choice).
+pub const HUMAN_PAUSE_SECS: std::ops::RangeInclusive<u64> = 60..=604_800;
+
 fn engine(e: &RawEngine, meta: &RawMeta) -> Result<EngineConfig, ConfigError> {
     seconds_within_a_day(&[
         ("engine.relay_timeout_secs", e.relay_timeout_secs),
@@ -227,6 +230,9 @@ fn engine(e: &RawEngine, meta: &RawMeta) -> Result<EngineConfig, ConfigError> {
             "send_queue_capacity, max_pending_per_page, max_in_flight_per_page and max_send_attempts must be at least 1",
         ));
     }
+    if !(HUMAN_PAUSE_SECS).contains(&e.human_pause_secs) {
+        return Err(invalid("engine.human_pause_secs", "must be between 60 and 604800 seconds (a week)"));
+    }
     if !(1024..=16 * 1024 * 1024).contains(&e.relay_max_answer_bytes) || !(1..=100).contains(&e.relay_max_replies) {
         return Err(invalid(
             "engine",
@@ -237,6 +243,8 @@ fn engine(e: &RawEngine, meta: &RawMeta) -> Result<EngineConfig, ConfigError> {
         engine: switchboard_actors::EngineSettings {
             idle_timeout: Duration::from_secs(e.idle_timeout_secs),
             quarantine: Duration::from_secs(e.quarantine_secs),
+            human_pause: Duration::from_secs(e.human_pause_secs),
+            own_app_id: meta.app_id.trim().to_owned(),
             send_drain: Duration::from_secs(meta.graph_timeout_secs),
             send_queue_capacity: e.send_queue_capacity,
             pending_capacity: e.max_pending_per_page,

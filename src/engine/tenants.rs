@@ -3,6 +3,7 @@
 //! implements the ports the actors crate declares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
@@ -13,7 +14,7 @@ use crate::config::EngineConfig;
 use crate::domain::Actor;
 use crate::engine::relay::RelayResponder;
 use crate::secrets::vault::KeyRing;
-use crate::store::{AuditEntry, IntegrationStatus, ResponderSetting, Store};
+use crate::store::{AuditEntry, ClientSettings, IntegrationStatus, ResponderSetting, Store};
 
 /// Loads tenants from the store, opening tokens with the vault.
 pub struct StoreTenants {
@@ -33,26 +34,32 @@ impl StoreTenants {
         &self,
         client_id: i64,
         client_slug: &str,
-    ) -> Result<(Arc<dyn Responder>, Option<u32>), LoadError> {
+    ) -> Result<(Arc<dyn Responder>, Option<ClientSettings>), LoadError> {
         let settings =
             self.store.client_settings(client_id).await.map_err(|e| LoadError::Unavailable(e.to_string()))?;
         let fallback = self.config.fallback_reply.clone();
         let Some(settings) = settings else {
             return Ok((Arc::new(RulesResponder::new(Rules::default(), fallback)), None));
         };
-        let responder: Arc<dyn Responder> = match settings.responder {
+        let responder: Arc<dyn Responder> = match &settings.responder {
             ResponderSetting::Rules { rules_json } => {
-                let rules: Rules = serde_json::from_str(&rules_json)
+                let rules: Rules = serde_json::from_str(rules_json)
                     .map_err(|e| LoadError::Unusable(format!("stored rules are not valid: {e}")))?;
                 Arc::new(RulesResponder::new(rules, fallback))
             }
             ResponderSetting::Relay { url, secret } => {
                 let secret =
-                    self.keys.open_relay_secret(client_id, &secret).map_err(|e| LoadError::Unusable(e.to_string()))?;
-                Arc::new(RelayResponder::new(self.relay_http.clone(), url, secret, client_slug, self.config.relay))
+                    self.keys.open_relay_secret(client_id, secret).map_err(|e| LoadError::Unusable(e.to_string()))?;
+                Arc::new(RelayResponder::new(
+                    self.relay_http.clone(),
+                    url.clone(),
+                    secret,
+                    client_slug,
+                    self.config.relay,
+                ))
             }
         };
-        Ok((responder, settings.send_rate_per_second))
+        Ok((responder, Some(settings)))
     }
 }
 
@@ -68,7 +75,12 @@ impl TenantSource for StoreTenants {
         if integration.status == IntegrationStatus::Revoked {
             return Err(LoadError::NotFound);
         }
-        let (responder, rate) = self.responder(integration.client_id, integration.client_slug.as_str()).await?;
+        let (responder, settings) = self.responder(integration.client_id, integration.client_slug.as_str()).await?;
+        let held = self
+            .store
+            .conversation_holds(page.as_str(), crate::clock::now().timestamp_millis())
+            .await
+            .map_err(|e| LoadError::Unavailable(e.to_string()))?;
         let token = match (&integration.sealed_token, integration.status) {
             (Some(sealed), IntegrationStatus::Connected | IntegrationStatus::Error) => {
                 Some(self.keys.open(page, sealed).map_err(|e| LoadError::Unusable(e.to_string()))?)
@@ -86,7 +98,14 @@ impl TenantSource for StoreTenants {
             token,
             blocked,
             responder,
-            send_rate_per_second: rate.unwrap_or(self.config.send_rate_per_page),
+            send_rate_per_second: settings
+                .as_ref()
+                .and_then(|s| s.send_rate_per_second)
+                .unwrap_or(self.config.send_rate_per_page),
+            human_pause: settings
+                .and_then(|s| s.human_pause_secs)
+                .map_or(self.config.engine.human_pause, |s| Duration::from_secs(s.into())),
+            held,
         })
     }
 }
@@ -128,5 +147,12 @@ impl StatusSink for StoreStatus {
 
     async fn permission_error(&self, page: &PageId, reason: &str) {
         self.record(page, IntegrationStatus::Error, reason, "integration.error").await;
+    }
+
+    async fn person_handling(&self, page: &PageId, person: &str, until_unix_ms: i64) {
+        // Kept for whoever runs the Page next; the tenant holds it in memory already.
+        if let Err(err) = self.store.hold_conversation(page.as_str(), person, until_unix_ms).await {
+            tracing::error!(%page, error = %err, "cannot keep that a person is handling a conversation");
+        }
     }
 }

@@ -125,7 +125,7 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
         for ((route, event), id) in owned.into_iter().zip(ids) {
             match id {
                 // Stored already done (it needs no reply): the tenant only counts it.
-                Some(_) if !event.wants_reply() => {
+                Some(_) if !state.router.needs_tenant(&event) => {
                     state.router.dispatch(event);
                 }
                 Some(id) => inbox.dispatch(event, id, route.page),

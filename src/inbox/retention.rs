@@ -1,4 +1,5 @@
-//! Retention: finished inbox rows, their replies and kept unhandled parts are deleted once old enough.
+//! Retention: finished inbox rows, their replies and kept unhandled parts are deleted once old enough, and
+//! conversation holds once they ran out.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use crate::store::{Store, StoreError};
 pub async fn prune(store: &Store, retention: Duration) -> Result<u64, StoreError> {
     const BATCH: i64 = 5000;
     let before = crate::clock::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-    let mut total = 0;
+    let mut total = store.prune_conversation_holds(crate::clock::now().timestamp_millis()).await?;
     loop {
         let n = store.inbox_prune(before, BATCH).await? + store.unhandled_prune(before, BATCH).await?;
         total += n;

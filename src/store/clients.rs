@@ -1,4 +1,5 @@
-//! Clients (tenants) and their engine settings: responder and send rate.
+//! Clients (tenants) and their engine settings: responder, send rate, and how long a person's answer
+//! silences the bot.
 
 use super::rows::{ClientRow, ClientSettingsRow, collect};
 use super::{Client, ClientSettings, ResponderSetting, Store, StoreError, on};
@@ -55,7 +56,7 @@ impl Store {
         on!(self, |pool| {
             let row: Option<ClientSettingsRow> = sqlx::query_as(
                 "SELECT client_id, responder_kind, rules_json, relay_url, relay_secret, relay_key_id, \
-                 send_rate_per_second FROM client_settings WHERE client_id = $1",
+                 send_rate_per_second, human_pause_secs FROM client_settings WHERE client_id = $1",
             )
             .bind(client_id)
             .fetch_optional(pool)
@@ -100,19 +101,40 @@ impl Store {
 
     /// Sets (or with `None` clears) the client's per-page send rate.
     pub async fn set_send_rate(&self, client_id: i64, rate: Option<u32>) -> Result<(), StoreError> {
+        self.set_number(client_id, Setting::SendRate, rate).await
+    }
+
+    /// Sets (or with `None` clears) how long, in seconds, a person's answer silences the client's bot.
+    pub async fn set_human_pause(&self, client_id: i64, secs: Option<u32>) -> Result<(), StoreError> {
+        self.set_number(client_id, Setting::HumanPause, secs).await
+    }
+
+    async fn set_number(&self, client_id: i64, setting: Setting, value: Option<u32>) -> Result<(), StoreError> {
+        let column = match setting {
+            Setting::SendRate => "send_rate_per_second",
+            Setting::HumanPause => "human_pause_secs",
+        };
+        let sql = format!(
+            "INSERT INTO client_settings (client_id, {column}, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (client_id) DO UPDATE SET {column} = excluded.{column}, updated_at = excluded.updated_at"
+        );
         on!(self, |pool| {
-            let rate = rate.map(|r| i32::try_from(r).unwrap_or(i32::MAX));
-            sqlx::query(
-                "INSERT INTO client_settings (client_id, send_rate_per_second, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (client_id) DO UPDATE SET send_rate_per_second = excluded.send_rate_per_second, \
-                     updated_at = excluded.updated_at",
-            )
-            .bind(client_id)
-            .bind(rate)
-            .bind(crate::clock::now())
-            .execute(pool)
-            .await?;
+            let value = value.map(|v| i32::try_from(v).unwrap_or(i32::MAX));
+            // The column comes from `Setting`, never from input.
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(client_id)
+                .bind(value)
+                .bind(crate::clock::now())
+                .execute(pool)
+                .await?;
             Ok(())
         })
     }
+}
+
+/// The numeric settings of a client, each a column of `client_settings`.
+#[derive(Clone, Copy)]
+enum Setting {
+    SendRate,
+    HumanPause,
 }

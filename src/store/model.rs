@@ -183,6 +183,8 @@ pub struct ClientSettings {
     pub client_id: i64,
     pub responder: ResponderSetting,
     pub send_rate_per_second: Option<u32>,
+    /// How long a person's answer silences the bot in a conversation; `None`: `engine.human_pause_secs`.
+    pub human_pause_secs: Option<u32>,
 }
 
 /// A relay secret read for key rotation.

@@ -145,6 +145,7 @@ pub(crate) struct ClientSettingsRow {
     relay_secret: Option<Vec<u8>>,
     relay_key_id: Option<String>,
     send_rate_per_second: Option<i32>,
+    human_pause_secs: Option<i32>,
 }
 
 impl TryFrom<ClientSettingsRow> for ClientSettings {
@@ -161,7 +162,8 @@ impl TryFrom<ClientSettingsRow> for ClientSettings {
             }
         };
         let rate = row.send_rate_per_second.map(|r| u32::try_from(r).unwrap_or(1));
-        Ok(ClientSettings { client_id: row.client_id, responder, send_rate_per_second: rate })
+        let human_pause_secs = row.human_pause_secs.map(|s| u32::try_from(s).unwrap_or(60));
+        Ok(ClientSettings { client_id: row.client_id, responder, send_rate_per_second: rate, human_pause_secs })
     }
 }
 

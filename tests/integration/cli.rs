@@ -362,6 +362,15 @@ async fn responder_and_rate_commands_store_per_client_settings() {
     assert!(run(sb().args(["client", "set-rate", "acme", "default"])).status.success());
     assert_eq!(db.store.client_settings(acme.id).await.unwrap().unwrap().send_rate_per_second, None);
     assert_one_line_error(&run(sb().args(["client", "set-rate", "acme", "0"])), 2, "1 to 1000");
+    let pause = run(sb().args(["client", "set-human-pause", "acme", "2h"]));
+    assert!(pause.status.success());
+    assert!(String::from_utf8_lossy(&pause.stdout).contains("silent for 2h"));
+    assert_eq!(db.store.client_settings(acme.id).await.unwrap().unwrap().human_pause_secs, Some(7200));
+    assert_one_line_error(&run(sb().args(["client", "set-human-pause", "acme", "10s"])), 2, "from 1m to 7d");
+    assert_one_line_error(&run(sb().args(["client", "set-human-pause", "acme", "soon"])), 2, "from 1m to 7d");
+    assert_eq!(db.store.client_settings(acme.id).await.unwrap().unwrap().human_pause_secs, Some(7200), "kept");
+    assert!(run(sb().args(["client", "set-human-pause", "acme", "default"])).status.success());
+    assert_eq!(db.store.client_settings(acme.id).await.unwrap().unwrap().human_pause_secs, None);
     // The relay secret's key id counts for the start-up key check.
     assert_eq!(db.store.token_key_ids().await.unwrap(), vec!["k1"]);
 }

@@ -65,6 +65,7 @@ proptest! {
             batch,
             duplicate_rate: 0.0,
             seed,
+            ..meta_sim::webhook::GenConfig::default()
         });
         let body = generator.next_body();
         let events = parse(&body).unwrap().events;

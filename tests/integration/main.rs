@@ -23,4 +23,5 @@ mod inbox;
 mod onboarding;
 mod portal;
 mod store_contract;
+mod takeover;
 mod vault_storage;

@@ -62,8 +62,7 @@ pub(super) fn responded(state: &mut TenantState, event: InboundEvent, result: Re
 pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundEvent) {
     if let Some(m) = &state.metrics {
         // "Last event received" is when it reached us, not Meta's timestamp (redeliveries can be hours late).
-        let received_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let received_ms = crate::stats::now_ms();
         m.event(event.kind_label(), event.timestamp as f64 / 1000.0, received_ms);
     }
     if let Some(key) = event.dedup_key()
@@ -77,6 +76,7 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
         return;
     }
     if !event.wants_reply() {
+        person_answered(state, &event);
         if let Some(m) = &state.metrics {
             m.ignored(if event.is_own() {
                 "own_message"
@@ -85,6 +85,14 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
             } else {
                 "no_reply_needed"
             });
+        }
+        marks::finish(state, event.inbox_id, None);
+        return;
+    }
+    if state.takeover.is_held(&event.sender, crate::stats::now_ms()) {
+        // A person at the business is answering this customer: the bot stays silent.
+        if let Some(m) = &state.metrics {
+            m.ignored("person_handling");
         }
         marks::finish(state, event.inbox_id, None);
         return;
@@ -105,6 +113,19 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
     let at = insertion_point(&state.pending, &event);
     state.pending.insert(at, event);
     respond_next(myself, state);
+}
+
+/// A person at the business answered a customer (an echo not sent by this app): the bot stays silent with
+/// that customer for the client's pause, and storage keeps the hold for whoever runs this Page next.
+fn person_answered(state: &mut TenantState, event: &InboundEvent) {
+    let pause = state.profile.as_ref().map_or(state.ctx.settings.human_pause, |p| p.human_pause);
+    let pause_ms = i64::try_from(pause.as_millis()).unwrap_or(i64::MAX);
+    let Some((person, until)) = state.takeover.person_answered(event, &state.ctx.settings.own_app_id, pause_ms) else {
+        return;
+    };
+    tracing::info!(page = %state.ctx.page, "a person at the business answered; the bot stays silent in that conversation");
+    let (status, page) = (state.ctx.ports.status.clone(), state.ctx.page.clone());
+    state.ctx.spawn(async move { status.person_handling(&page, &person, until).await });
 }
 
 /// Where `event` goes in `pending`: before the later events of its conversation, after its earlier ones

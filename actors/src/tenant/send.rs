@@ -185,6 +185,9 @@ fn delivered(state: &mut TenantState, item: &QueuedSend, ok: Option<SendOk>, ela
         m.sent(elapsed);
     }
     marks::settle(state, item.inbox_id, None);
+    if let Some(ok) = &ok {
+        state.takeover.sent(&ok.message_id);
+    }
     if let Some(usage) = ok.and_then(|ok| ok.usage)
         && usage.max_pct >= state.ctx.settings.usage_pause_pct
         && let Some(regain) = usage.regain

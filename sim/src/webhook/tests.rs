@@ -86,6 +86,7 @@ fn generated_bodies_are_valid_json_of_the_requested_kinds() {
             Kind::Text,
             Kind::Postback,
             Kind::Echo,
+            Kind::PersonEcho,
             Kind::Read,
             Kind::Delivery,
             Kind::Reaction,
@@ -95,6 +96,7 @@ fn generated_bodies_are_valid_json_of_the_requested_kinds() {
         batch: 2,
         duplicate_rate: 0.0,
         seed: 7,
+        ..GenConfig::default()
     });
     let mut seen_objects = std::collections::BTreeSet::new();
     for _ in 0..200 {

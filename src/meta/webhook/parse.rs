@@ -384,6 +384,7 @@ fn event(
                 text: m.text,
                 quick_reply: m.quick_reply.and_then(|q| q.payload),
                 is_echo: m.is_echo.is_some_and(|e| e.0),
+                app_id: m.app_id.map(|a| a.0),
                 attachments: m
                     .attachments
                     .unwrap_or_default()

@@ -69,6 +69,8 @@ struct Message {
     #[serde(default)]
     is_echo: bool,
     #[serde(default)]
+    app_id: Option<serde_json::Value>,
+    #[serde(default)]
     attachments: Vec<Attachment>,
 }
 
@@ -129,6 +131,7 @@ fn event(account: &PageId, channel: Channel, entry_time: i64, item: Item, standb
             text: m.text,
             quick_reply: m.quick_reply.map(|q| q.payload),
             is_echo: m.is_echo,
+            app_id: m.app_id.map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned)),
             attachments: m.attachments.into_iter().map(|a| a.kind).collect(),
         }
     } else if let Some(p) = item.postback {

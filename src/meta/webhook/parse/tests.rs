@@ -299,10 +299,19 @@ fn generated(seed: u64, batch: usize) -> Vec<u8> {
     let mut generator = Generator::new(GenConfig {
         pages: vec![GenPage { id: "104711112233445".into(), instagram: Some("17841405822304914".into()) }],
         users: 5,
-        kinds: vec![Kind::Text, Kind::Postback, Kind::Echo, Kind::Read, Kind::Reaction, Kind::Instagram],
+        kinds: vec![
+            Kind::Text,
+            Kind::Postback,
+            Kind::Echo,
+            Kind::PersonEcho,
+            Kind::Read,
+            Kind::Reaction,
+            Kind::Instagram,
+        ],
         batch,
         duplicate_rate: 0.0,
         seed,
+        ..GenConfig::default()
     });
     generator.next_body()
 }

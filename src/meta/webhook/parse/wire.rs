@@ -96,6 +96,8 @@ pub(super) struct Message {
     #[serde(default)]
     pub(super) is_echo: Option<Flag>,
     #[serde(default)]
+    pub(super) app_id: Option<Id>,
+    #[serde(default)]
     pub(super) is_deleted: Option<Flag>,
     #[serde(default)]
     pub(super) attachments: Option<Vec<Attachment>>,
