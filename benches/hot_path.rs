@@ -39,6 +39,7 @@ impl TenantSource for Instant {
             send_rate_per_second: 1000,
             human_pause: std::time::Duration::from_secs(1800),
             held: Vec::new(),
+            ask_for_person: Default::default(),
         })
     }
 }
@@ -55,6 +56,7 @@ impl StatusSink for Instant {
     async fn needs_reauth(&self, _: &PageId, _: &str) {}
     async fn permission_error(&self, _: &PageId, _: &str) {}
     async fn person_handling(&self, _: &PageId, _: &str, _: i64) {}
+    async fn bot_handling(&self, _: &PageId, _: &str) {}
 }
 
 fn webhook(c: &mut Criterion) {

@@ -30,6 +30,7 @@ impl TenantSource for Fake {
             send_rate_per_second: 80,
             human_pause: std::time::Duration::from_secs(1800),
             held: Vec::new(),
+            ask_for_person: Default::default(),
         })
     }
 }
@@ -46,6 +47,7 @@ impl StatusSink for Fake {
     async fn needs_reauth(&self, _: &PageId, _: &str) {}
     async fn permission_error(&self, _: &PageId, _: &str) {}
     async fn person_handling(&self, _: &PageId, _: &str, _: i64) {}
+    async fn bot_handling(&self, _: &PageId, _: &str) {}
 }
 
 fn rss_bytes() -> u64 {

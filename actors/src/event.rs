@@ -62,6 +62,11 @@ pub enum EventKind {
         mid: Option<String>,
         action: Option<String>,
     },
+    /// The conversation changed hands (Handover Protocol, `messaging_handovers`): passed to the app `to_app`,
+    /// or taken from this app (`None`) by another, the Page Inbox typically.
+    ThreadControl {
+        to_app: Option<String>,
+    },
     /// Any other messaging event (referral, optin, edit, …): counted, not answered.
     Other {
         name: String,
@@ -78,7 +83,7 @@ impl InboundEvent {
             EventKind::Read => "read",
             EventKind::Delivery => "delivery",
             EventKind::Reaction { .. } => "reaction",
-            EventKind::Other { .. } => "other",
+            EventKind::ThreadControl { .. } | EventKind::Other { .. } => "other",
         }
     }
 
@@ -99,7 +104,7 @@ impl InboundEvent {
                 action.as_deref().unwrap_or_default(),
                 self.timestamp
             )),
-            EventKind::Read | EventKind::Delivery | EventKind::Other { .. } => None,
+            EventKind::Read | EventKind::Delivery | EventKind::ThreadControl { .. } | EventKind::Other { .. } => None,
         }
     }
 
@@ -130,10 +135,13 @@ impl InboundEvent {
         }
     }
 
-    /// Whether a tenant has something to do with this event: answer it, or (an echo another app sent: a person
-    /// at the business answered) stop the bot in that conversation. `own_app` is this app's Meta app id.
+    /// Whether a tenant has something to do with this event: answer it, or stop or resume the bot in a
+    /// conversation (an echo another app sent: a person at the business answered; the conversation changed
+    /// hands). `own_app` is this app's Meta app id.
     pub fn needs_tenant(&self, own_app: &str) -> bool {
-        self.wants_reply() || self.echo_app().is_some_and(|app| app != Some(own_app))
+        self.wants_reply()
+            || self.echo_app().is_some_and(|app| app != Some(own_app))
+            || matches!(self.kind, EventKind::ThreadControl { .. })
     }
 
     /// Whether the bot logic should see this event at all.

@@ -28,6 +28,8 @@ pub struct TenantProfile {
     pub human_pause: Duration,
     /// The conversations a person is handling now: (PSID or IGSID, until when in unix ms).
     pub held: Vec<(String, i64)>,
+    /// What a customer says to ask for a person, and the answer.
+    pub ask_for_person: Arc<crate::rules::AskForPerson>,
 }
 
 impl std::fmt::Debug for TenantProfile {
@@ -186,6 +188,20 @@ pub trait GraphApi: Send + Sync + 'static {
     ) -> Result<Vec<DeliveredMessage>, GraphFailure> {
         Ok(Vec::new())
     }
+    /// Passes the conversation with `recipient` to the app `target_app_id` (the Page Inbox, the Instagram
+    /// Inbox) through the Handover Protocol. A Graph API without it (the default) refuses.
+    async fn pass_thread_control(
+        &self,
+        _token: &AccessToken,
+        _page: &PageId,
+        _recipient: &str,
+        _target_app_id: &str,
+    ) -> Result<(), GraphFailure> {
+        Err(GraphFailure {
+            message: "the Handover Protocol is not available here".to_owned(),
+            ..GraphFailure::default()
+        })
+    }
 }
 
 /// Where the engine reports what it learned about an integration.
@@ -198,6 +214,8 @@ pub trait StatusSink: Send + Sync + 'static {
     /// A person at the business answered `person`: the bot stays silent with them until `until_unix_ms`
     /// (kept, so whoever runs the Page next knows).
     async fn person_handling(&self, page: &PageId, person: &str, until_unix_ms: i64);
+    /// The conversation with `person` was passed back to this app: the bot answers them again.
+    async fn bot_handling(&self, page: &PageId, person: &str);
 }
 
 /// Why a bot gave no answer. The event is finished as failed with this reason, which names the problem

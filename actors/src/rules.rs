@@ -22,6 +22,64 @@ pub struct Rules {
     /// The answer to a text message no rule matched; `None` uses the deployment's default fallback.
     #[serde(default)]
     pub fallback: Option<String>,
+    /// When a customer asks for a person (whichever responder answers the client's pages).
+    #[serde(default)]
+    pub person: AskForPerson,
+}
+
+/// A customer asking for a person: words or phrases in a message, or postback and quick-reply payloads. Such
+/// a customer gets `reply`, the conversation goes to the Page Inbox (or the Instagram Inbox) through the
+/// Handover Protocol, and the bot stays silent there until control comes back or the client's pause ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskForPerson {
+    #[serde(default = "person_words")]
+    pub keywords: Vec<String>,
+    #[serde(default = "person_payloads")]
+    pub payloads: Vec<String>,
+    #[serde(default = "person_reply")]
+    pub reply: String,
+}
+
+fn person_words() -> Vec<String> {
+    ["talk to a person", "speak to a person", "talk to someone", "real person", "talk to a human", "representative"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn person_payloads() -> Vec<String> {
+    vec!["TALK_TO_A_PERSON".to_owned(), "HUMAN_AGENT".to_owned()]
+}
+
+fn person_reply() -> String {
+    "Thanks! Someone from our team will answer you here shortly.".to_owned()
+}
+
+impl Default for AskForPerson {
+    fn default() -> Self {
+        Self { keywords: person_words(), payloads: person_payloads(), reply: person_reply() }
+    }
+}
+
+impl AskForPerson {
+    /// Whether `event` asks for a person.
+    pub fn matches(&self, event: &InboundEvent) -> bool {
+        let payload = match &event.kind {
+            EventKind::Postback { payload, .. } => payload.as_deref(),
+            EventKind::Message { quick_reply, .. } => quick_reply.as_deref(),
+            _ => None,
+        };
+        if payload.is_some_and(|p| self.payloads.iter().any(|mine| mine == p)) {
+            return true;
+        }
+        match &event.kind {
+            EventKind::Message { text: Some(text), .. } => {
+                let lower = text.to_lowercase();
+                self.keywords.iter().map(|k| k.trim().to_lowercase()).any(|k| !k.is_empty() && lower.contains(&k))
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +103,12 @@ impl Rules {
         }
         if let Some((payload, _)) = self.postbacks.iter().find(|(_, reply)| reply.trim().is_empty()) {
             return Err(format!("postback {payload:?} has an empty reply"));
+        }
+        if self.person.reply.trim().is_empty() {
+            return Err("the answer to a customer who asks for a person is empty".to_owned());
+        }
+        if self.person.keywords.iter().chain(&self.person.payloads).any(|k| k.trim().is_empty()) {
+            return Err("a word or payload that asks for a person is empty".to_owned());
         }
         Ok(())
     }
@@ -100,6 +164,23 @@ impl RulesResponder {
 impl Responder for RulesResponder {
     async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError> {
         Ok(self.reply(event).into_iter().collect())
+    }
+}
+
+/// A client's bot with a customer's asking for a person answered before it (the same answer whichever bot the
+/// client runs).
+pub(crate) struct PersonFirst {
+    pub ask: std::sync::Arc<AskForPerson>,
+    pub bot: std::sync::Arc<dyn Responder>,
+}
+
+#[async_trait]
+impl Responder for PersonFirst {
+    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError> {
+        if self.ask.matches(event) {
+            return Ok(vec![self.ask.reply.clone()]);
+        }
+        self.bot.respond(event).await
     }
 }
 
@@ -182,5 +263,18 @@ mod tests {
             Rules { keywords: vec![KeywordRule { keywords: vec![" ".into()], reply: "x".into() }], ..Rules::default() };
         assert!(bad.validate().is_err());
         assert!(rules().validate().is_ok());
+    }
+
+    #[test]
+    fn asking_for_a_person_is_told_by_phrase_or_payload_and_configurable() {
+        let ask = AskForPerson::default();
+        assert!(ask.matches(&message("Can I TALK TO A PERSON?", None)));
+        assert!(ask.matches(&message("menu", Some("HUMAN_AGENT"))));
+        assert!(!ask.matches(&message("Do you sell personal safes?", None)));
+        let mine: Rules = serde_json::from_str(r#"{"person":{"keywords":["agente"],"reply":"Un momento"}}"#).unwrap();
+        assert!(mine.person.matches(&message("hablar con un agente", None)));
+        assert_eq!(mine.person.payloads, AskForPerson::default().payloads, "unset parts keep their defaults");
+        let empty: Rules = serde_json::from_str(r#"{"person":{"reply":" "}}"#).unwrap();
+        assert!(empty.validate().unwrap_err().contains("asks for a person"));
     }
 }

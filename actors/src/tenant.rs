@@ -64,8 +64,9 @@ pub(crate) struct TenantState {
     /// The Conversations API pace (2 calls a second) and the messages attributed to unknown replies.
     conversations: Arc<SendLimiter>,
     claimed: Arc<std::sync::Mutex<HashSet<String>>>,
-    /// Replies marked in storage as about to be sent (`send::ATTEMPT_WINDOW` at a time).
-    marked: HashSet<crate::ids::ReplyId>,
+    /// Replies marked in storage as about to be sent (`send::ATTEMPT_WINDOW` at a time), each with the write
+    /// that marks it: a reply is sent only once that write is done, whichever send made it.
+    marked: HashMap<crate::ids::ReplyId, send::MarkWrite>,
     /// Conversations a person at the business is handling: the bot stays silent there.
     takeover: takeover::Takeover,
 }
@@ -93,7 +94,7 @@ impl TenantState {
             // Meta allows 2 Conversations API calls a second per Page; 0.6 s apart leaves the network room.
             conversations: Arc::new(SendLimiter::with_period(Duration::from_millis(600))),
             claimed: Arc::default(),
-            marked: HashSet::new(),
+            marked: HashMap::new(),
             takeover: takeover::Takeover::default(),
         }
     }
@@ -297,6 +298,11 @@ fn on_loaded(myself: &ActorRef<TenantMsg>, state: &mut TenantState, result: Resu
             }
             // A reload (reconnect) keeps any throttling pause taken on the old token, and drops the block.
             state.takeover.load(&profile.held);
+            let bot = profile.responder.clone();
+            let profile = TenantProfile {
+                responder: Arc::new(crate::rules::PersonFirst { ask: profile.ask_for_person.clone(), bot }),
+                ..profile
+            };
             state.profile = Some(profile);
             state.load_attempts = 0;
             for event in std::mem::take(&mut state.loading) {

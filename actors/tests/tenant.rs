@@ -20,13 +20,32 @@ use tokio::time::Instant;
 struct ScriptedGraph {
     script: Mutex<VecDeque<Result<SendOk, GraphFailure>>>,
     calls: Mutex<Vec<Instant>>,
+    /// Texts sent, in order.
+    texts: Mutex<Vec<String>>,
+    /// Whom each call went to, and when.
+    sent_to: Mutex<Vec<(String, Instant)>>,
+    /// Conversations passed: (recipient, target app).
+    passed: Mutex<Vec<(String, String)>>,
 }
 
 #[async_trait]
 impl GraphApi for ScriptedGraph {
-    async fn send_message(&self, _: &AccessToken, _: &OutgoingMessage) -> Result<SendOk, GraphFailure> {
+    async fn send_message(&self, _: &AccessToken, message: &OutgoingMessage) -> Result<SendOk, GraphFailure> {
         self.calls.lock().unwrap().push(Instant::now());
+        self.texts.lock().unwrap().push(message.text.clone());
+        self.sent_to.lock().unwrap().push((message.recipient.clone(), Instant::now()));
         self.script.lock().unwrap().pop_front().unwrap_or(Ok(SendOk { message_id: "m".into(), usage: None }))
+    }
+
+    async fn pass_thread_control(
+        &self,
+        _: &AccessToken,
+        _: &PageId,
+        recipient: &str,
+        target_app_id: &str,
+    ) -> Result<(), GraphFailure> {
+        self.passed.lock().unwrap().push((recipient.to_owned(), target_app_id.to_owned()));
+        Ok(())
     }
 }
 
@@ -70,6 +89,7 @@ fn profile(page: &PageId, responder: Arc<dyn Responder>) -> TenantProfile {
         send_rate_per_second: 100,
         human_pause: std::time::Duration::from_secs(1800),
         held: Vec::new(),
+        ask_for_person: Default::default(),
     }
 }
 
@@ -87,6 +107,9 @@ impl StatusSink for Status {
     async fn permission_error(&self, _: &PageId, _: &str) {}
     async fn person_handling(&self, _: &PageId, person: &str, until: i64) {
         self.holds.lock().unwrap().push((person.to_owned(), until));
+    }
+    async fn bot_handling(&self, _: &PageId, person: &str) {
+        self.holds.lock().unwrap().retain(|(p, _)| p != person);
     }
 }
 
@@ -230,6 +253,8 @@ struct SlowInbox {
     finished: Mutex<Vec<(i64, Option<String>)>>,
     /// Inbox events given back unfinished (left pending for the sweeper).
     released: Mutex<Vec<i64>>,
+    /// Replies marked as about to be sent, and when each write was done (each takes 100 ms).
+    marks: Mutex<Vec<(Vec<i64>, Instant)>>,
 }
 
 #[async_trait]
@@ -259,6 +284,12 @@ impl EventSink for SlowInbox {
             .collect())
     }
 
+    async fn attempting(&self, replies: &[(InboxId, ReplyId)]) -> Result<(), SinkError> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.marks.lock().unwrap().push((replies.iter().map(|(_, r)| r.0).collect(), Instant::now()));
+        Ok(())
+    }
+
     async fn sent_ids(&self, _: &PageId, _: &str, _: i64) -> Result<Vec<String>, SinkError> {
         Ok(Vec::new())
     }
@@ -284,6 +315,7 @@ async fn slow_inbox_engine_with(
         first: tokio::sync::Semaphore::new(0),
         finished: Mutex::new(vec![]),
         released: Mutex::new(vec![]),
+        marks: Mutex::new(vec![]),
     });
     let router = Router::start(EngineDeps {
         source,
@@ -425,4 +457,57 @@ async fn a_persons_answer_silences_the_bot_with_that_customer_until_the_pause_ha
     router.dispatch(message("m4"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sent(), 3, "the bot answers again once the pause has passed");
+}
+
+#[tokio::test]
+async fn a_customer_who_asks_for_a_person_is_told_so_passed_to_the_inbox_and_answered_again_once_passed_back() {
+    const OWN_APP: &str = "1234567890";
+    let settings = EngineSettings { own_app_id: OWN_APP.into(), ..EngineSettings::default() };
+    let (router, graph, status) = engine_with(vec![], settings).await;
+    let texts = || graph.texts.lock().unwrap().clone();
+    let mut ask = message("m1");
+    if let EventKind::Message { text, .. } = &mut ask.kind {
+        *text = Some("Can I talk to a person please?".into());
+    }
+    router.dispatch(ask);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(texts(), vec![switchboard_actors::AskForPerson::default().reply]);
+    assert_eq!(graph.passed.lock().unwrap().clone(), vec![("7001".to_owned(), "263902037430900".to_owned())]);
+    assert_eq!(status.holds.lock().unwrap().len(), 1, "the hold is kept");
+
+    router.dispatch(message("m2"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(texts().len(), 1, "silent while the inbox has the conversation");
+
+    // A person marks it done: Meta passes the conversation back to this app.
+    let mut back = message("m_back");
+    back.kind = EventKind::ThreadControl { to_app: Some(OWN_APP.into()) };
+    router.dispatch(back);
+    router.dispatch(message("m3"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(texts().len(), 2, "the bot answers again");
+    assert!(status.holds.lock().unwrap().is_empty(), "the hold is released in storage too");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_marked_ahead_is_sent_only_once_its_mark_is_stored() {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    router.dispatch(inbox_event(1, "a", 1));
+    run_for(Duration::from_millis(200)).await;
+    // Three people write while the first reply is recorded: their replies are recorded, queued and marked
+    // together, and go out on separate calls at once (one in flight per person).
+    for (id, who) in [(2, "b"), (3, "c"), (4, "d")] {
+        router.dispatch(inbox_event(id, who, 1));
+    }
+    inbox.first.add_permits(1);
+    run_for(Duration::from_secs(2)).await;
+    let marks = inbox.marks.lock().unwrap().clone();
+    let sent = graph.sent_to.lock().unwrap().clone();
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    assert!(marks.iter().any(|(replies, _)| replies.len() > 1), "replies were marked ahead: {marks:?}");
+    for (who, at) in sent {
+        let reply = 100 * (i64::from(who.as_bytes()[0] - b'a') + 1);
+        let stored = marks.iter().find(|(replies, _)| replies.contains(&reply)).map(|(_, done)| *done);
+        assert!(stored.is_some_and(|done| done <= at), "the reply to {who} went out before its mark was stored");
+    }
 }

@@ -22,6 +22,31 @@ struct PersonAnswer {
 }
 
 #[derive(Deserialize)]
+struct InboxDone {
+    recipient: String,
+    webhook: String,
+}
+
+/// Posts a signed body to the app's webhook, as Meta does; the answer is the status the webhook gave.
+async fn post_webhook(url: &str, signed: Result<(Vec<u8>, String), String>) -> Response {
+    let (body, signature) = match signed {
+        Ok(signed) => signed,
+        Err(problem) => return bad(&problem),
+    };
+    let sent = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) => ok(json!({ "webhook_status": r.status().as_u16() })),
+        Err(e) => json_reply(&json!({ "error": e.to_string() }), StatusCode::BAD_GATEWAY),
+    }
+}
+
+#[derive(Deserialize)]
 struct Invalidate {
     #[serde(default = "password_changed")]
     subcode: u32,
@@ -95,6 +120,11 @@ fn read_routes(with_sim: &BoxedFilter<(Arc<Sim>,)>) -> BoxedFilter<(Response,)> 
         .and(warp::path!("subscriptions"))
         .and(with_sim.clone())
         .map(|sim: Arc<Sim>| ok(json!(sim.subscriptions())));
+    let threads = warp::get()
+        .and(base)
+        .and(warp::path!("threads"))
+        .and(with_sim.clone())
+        .map(|sim: Arc<Sim>| ok(sim.thread_owners()));
     let config_get = warp::get()
         .and(base)
         .and(warp::path!("config"))
@@ -108,6 +138,8 @@ fn read_routes(with_sim: &BoxedFilter<(Arc<Sim>,)>) -> BoxedFilter<(Response,)> 
         .or(errors)
         .unify()
         .or(subscriptions)
+        .unify()
+        .or(threads)
         .unify()
         .or(config_get)
         .unify()
@@ -177,26 +209,23 @@ fn write_routes(with_sim: &BoxedFilter<(Arc<Sim>,)>) -> BoxedFilter<(Response,)>
         .and(warp::path!("pages" / String / "person-reply"))
         .and(json_body)
         .and(with_sim.clone())
-        .and_then(|page: String, v: Value, sim: Arc<Sim>| async move {
-            let answer = match serde_json::from_value::<PersonAnswer>(v) {
-                Ok(a) => a,
-                Err(e) => return Ok::<_, std::convert::Infallible>(bad(&e.to_string())),
-            };
-            let (body, signature) = match sim.person_answers(&page, &answer.recipient, &answer.text) {
-                Ok(signed) => signed,
-                Err(problem) => return Ok(bad(&problem)),
-            };
-            let sent = reqwest::Client::new()
-                .post(&answer.webhook)
-                .header("content-type", "application/json")
-                .header("x-hub-signature-256", signature)
-                .body(body)
-                .send()
-                .await;
-            Ok(match sent {
-                Ok(r) => ok(json!({ "webhook_status": r.status().as_u16() })),
-                Err(e) => json_reply(&json!({ "error": e.to_string() }), StatusCode::BAD_GATEWAY),
-            })
+        .then(|page: String, v: Value, sim: Arc<Sim>| async move {
+            match serde_json::from_value::<PersonAnswer>(v) {
+                Ok(a) => post_webhook(&a.webhook, sim.person_answers(&page, &a.recipient, &a.text)).await,
+                Err(e) => bad(&e.to_string()),
+            }
+        });
+    // A person marks a conversation done in the inbox: it goes back to the app, which Meta tells.
+    let done = warp::post()
+        .and(base)
+        .and(warp::path!("pages" / String / "inbox-done"))
+        .and(json_body)
+        .and(with_sim.clone())
+        .then(|page: String, v: Value, sim: Arc<Sim>| async move {
+            match serde_json::from_value::<InboxDone>(v) {
+                Ok(d) => post_webhook(&d.webhook, sim.inbox_done(&page, &d.recipient)).await,
+                Err(e) => bad(&e.to_string()),
+            }
         });
     let reset = warp::post().and(base).and(warp::path!("reset")).and(with_sim.clone()).map(|sim: Arc<Sim>| {
         sim.reset();
@@ -215,6 +244,8 @@ fn write_routes(with_sim: &BoxedFilter<(Arc<Sim>,)>) -> BoxedFilter<(Response,)>
         .or(recipient)
         .unify()
         .or(person)
+        .unify()
+        .or(done)
         .unify()
         .or(reset)
         .unify()

@@ -190,7 +190,19 @@ fn page_routes(with_sim: &WithSim, version: &Version) -> BoxedFilter<(Response,)
                 user_call(&sim, &q, &h, |t| sim.conversations(&account, t, get("platform"), get("user_id"))).await;
             graph(&sim, "conversations", Some(&account), result)
         });
-    send.or(subscribed_apps).unify().or(conversations).unify().or(node).unify().boxed()
+    let pass = warp::post()
+        .and(version.clone())
+        .and(warp::path!(String / "pass_thread_control"))
+        .and(query)
+        .and(headers)
+        .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::body::json::<Value>())
+        .and(with_sim.clone())
+        .then(|_v: String, id: String, q: Query, h: HeaderMap, body: Value, sim: Arc<Sim>| async move {
+            let result = user_call(&sim, &q, &h, |t| sim.pass_thread_control(&id, t, &body)).await;
+            graph(&sim, "pass_thread_control", Some(&id), result)
+        });
+    send.or(subscribed_apps).unify().or(pass).unify().or(conversations).unify().or(node).unify().boxed()
 }
 
 /// `POST`, `GET` or `DELETE /{page}/subscribed_apps`, with the token and proof in the query or the form.

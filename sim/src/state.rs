@@ -16,6 +16,7 @@ use crate::graph_error::GraphError;
 use crate::ids::{random_token, unix_now, unix_now_ms};
 
 mod conversations;
+mod handover;
 mod oauth;
 mod pages;
 mod send;
@@ -199,6 +200,8 @@ struct State {
     calls: Vec<CallRecord>,
     errors: Vec<ReturnedError>,
     counters: Counters,
+    /// Conversations passed through the Handover Protocol: "page:recipient" → the app that owns it now.
+    threads: BTreeMap<String, String>,
 }
 
 /// The stand-in. Cheap to share behind an `Arc`; every method takes the lock briefly and never awaits
@@ -231,6 +234,7 @@ impl Sim {
                 calls: Vec::new(),
                 errors: Vec::new(),
                 counters: Counters::default(),
+                threads: BTreeMap::new(),
             }),
         }
     }
@@ -417,6 +421,7 @@ impl Sim {
         state.calls.clear();
         state.errors.clear();
         state.counters = Counters::default();
+        state.threads.clear();
     }
 
     /// A summary for `GET /_sim/state`.

@@ -40,6 +40,17 @@ impl GraphApi for GatedGraph {
         self.graph.send_message(token, message).await
     }
 
+    async fn pass_thread_control(
+        &self,
+        token: &AccessToken,
+        page: &PageId,
+        recipient: &str,
+        target_app_id: &str,
+    ) -> Result<(), GraphFailure> {
+        self.check(page)?;
+        self.graph.pass_thread_control(token, page, recipient, target_app_id).await
+    }
+
     async fn conversation(
         &self,
         token: &AccessToken,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    LoadError, PageId, Responder, Rules, RulesResponder, StatusSink, TenantProfile, TenantSource,
+    AskForPerson, LoadError, PageId, Responder, Rules, RulesResponder, StatusSink, TenantProfile, TenantSource,
 };
 
 use crate::config::EngineConfig;
@@ -22,29 +22,35 @@ pub struct StoreTenants {
     keys: Arc<KeyRing>,
     config: EngineConfig,
     relay_http: reqwest::Client,
+    /// The default way to ask for a person, shared by every client without one of its own.
+    ask_for_person: Arc<AskForPerson>,
 }
 
 impl StoreTenants {
     pub fn new(store: Store, keys: Arc<KeyRing>, config: EngineConfig) -> Self {
         let relay_http = crate::engine::relay::http_client(config.relay_timeout, config.relay);
-        Self { store, keys, config, relay_http }
+        Self { store, keys, config, relay_http, ask_for_person: Arc::default() }
     }
 
     async fn responder(
         &self,
         client_id: i64,
         client_slug: &str,
-    ) -> Result<(Arc<dyn Responder>, Option<ClientSettings>), LoadError> {
+    ) -> Result<(Arc<dyn Responder>, Arc<AskForPerson>, Option<ClientSettings>), LoadError> {
         let settings =
             self.store.client_settings(client_id).await.map_err(|e| LoadError::Unavailable(e.to_string()))?;
         let fallback = self.config.fallback_reply.clone();
         let Some(settings) = settings else {
-            return Ok((Arc::new(RulesResponder::new(Rules::default(), fallback)), None));
+            return Ok((Arc::new(RulesResponder::new(Rules::default(), fallback)), self.ask_for_person.clone(), None));
         };
+        let mut ask = self.ask_for_person.clone();
         let responder: Arc<dyn Responder> = match &settings.responder {
             ResponderSetting::Rules { rules_json } => {
                 let rules: Rules = serde_json::from_str(rules_json)
                     .map_err(|e| LoadError::Unusable(format!("stored rules are not valid: {e}")))?;
+                if rules.person != *ask {
+                    ask = Arc::new(rules.person.clone());
+                }
                 Arc::new(RulesResponder::new(rules, fallback))
             }
             ResponderSetting::Relay { url, secret } => {
@@ -59,7 +65,7 @@ impl StoreTenants {
                 ))
             }
         };
-        Ok((responder, Some(settings)))
+        Ok((responder, ask, Some(settings)))
     }
 }
 
@@ -75,7 +81,8 @@ impl TenantSource for StoreTenants {
         if integration.status == IntegrationStatus::Revoked {
             return Err(LoadError::NotFound);
         }
-        let (responder, settings) = self.responder(integration.client_id, integration.client_slug.as_str()).await?;
+        let (responder, ask_for_person, settings) =
+            self.responder(integration.client_id, integration.client_slug.as_str()).await?;
         let held = self
             .store
             .conversation_holds(page.as_str(), crate::clock::now().timestamp_millis())
@@ -106,6 +113,7 @@ impl TenantSource for StoreTenants {
                 .and_then(|s| s.human_pause_secs)
                 .map_or(self.config.engine.human_pause, |s| Duration::from_secs(s.into())),
             held,
+            ask_for_person,
         })
     }
 }
@@ -153,6 +161,12 @@ impl StatusSink for StoreStatus {
         // Kept for whoever runs the Page next; the tenant holds it in memory already.
         if let Err(err) = self.store.hold_conversation(page.as_str(), person, until_unix_ms).await {
             tracing::error!(%page, error = %err, "cannot keep that a person is handling a conversation");
+        }
+    }
+
+    async fn bot_handling(&self, page: &PageId, person: &str) {
+        if let Err(err) = self.store.release_conversation(page.as_str(), person).await {
+            tracing::error!(%page, error = %err, "cannot keep that a conversation is the bot's again");
         }
     }
 }

@@ -22,6 +22,18 @@ impl Store {
         })
     }
 
+    /// The conversation with `person` on `page` is the bot's again.
+    pub async fn release_conversation(&self, page: &str, person: &str) -> Result<(), StoreError> {
+        on!(self, |pool| {
+            sqlx::query("DELETE FROM conversation_holds WHERE page_id = $1 AND person = $2")
+                .bind(page)
+                .bind(person)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// The holds on `page` still running at `now_ms`: (person, until when).
     pub async fn conversation_holds(&self, page: &str, now_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
         on!(self, |pool| {

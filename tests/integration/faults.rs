@@ -158,7 +158,15 @@ async fn kill_9_under_load_then_restart_answers_every_accepted_event_once() {
     for i in 0..N {
         assert!(!replies[&i].is_empty(), "event {i} unanswered");
     }
-    assert!(twice.is_empty(), "answered more than once: {twice:?}");
+    let why: Vec<String> = twice
+        .iter()
+        .map(|i| {
+            let sent: Vec<String> = replies[i].iter().map(|m| format!("{} at {} ms", m.message_id, m.at_ms)).collect();
+            let before = at_kill.get(i).map_or(0, Vec::len);
+            format!("event {i}: {sent:?}, {before} sent before the kill, unconfirmed: {}", unconfirmed.contains(i))
+        })
+        .collect();
+    assert!(twice.is_empty(), "answered more than once: {why:?}");
     let unsettled: Vec<usize> =
         unconfirmed.iter().copied().filter(|i| !stored.contains(&replies[i][0].message_id)).collect();
     assert!(unsettled.is_empty(), "the delivered replies found in the conversation are stored as sent: {unsettled:?}");

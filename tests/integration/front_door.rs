@@ -235,7 +235,7 @@ async fn every_recorded_body_gets_its_200_and_one_odd_event_costs_only_itself() 
     // 500 questions to each page with one event of an unknown kind and one malformed event among them.
     let odd = [
         serde_json::json!({"sender": {"id": "7299999998"}, "recipient": {"id": PAGE_A}, "timestamp": 1,
-            "pass_thread_control": {"new_owner_app_id": "263902037430900", "metadata": "to the inbox"}}),
+            "request_thread_control": {"requested_owner_app_id": "263902037430900", "metadata": "to the inbox"}}),
         serde_json::json!({"sender": {"id": "7299999999"}, "recipient": {"id": PAGE_A}, "timestamp": 2,
             "message": {"mid": "m_odd", "text": {"not": "a string"}}}),
     ];
@@ -265,7 +265,7 @@ async fn every_recorded_body_gets_its_200_and_one_odd_event_costs_only_itself() 
         String::from_utf8(out.stdout).unwrap()
     };
     let stats = cli(&["inbox", "stats"]);
-    for line in ["not understood", "pass_thread_control", "unknown_event", "malformed_event", "change"] {
+    for line in ["not understood", "request_thread_control", "unknown_event", "malformed_event", "change"] {
         assert!(stats.contains(line), "{line:?} in:\n{stats}");
     }
     let listed = cli(&["inbox", "unhandled", "--json", "--limit", "1000"]);

@@ -49,11 +49,24 @@ async fn a_200_means_the_event_is_committed_and_it_is_marked_done_once_answered(
         "the reply was recorded and Meta's message_id stored"
     );
 
-    // Events that need no reply are stored done by the commit itself; unknown pages are not stored.
-    assert_eq!(app.post_webhook(&fixture("messenger_echo.json")).await.0, 200);
+    // Events that need no reply (the echo of the bot's own reply) are stored done by the commit itself;
+    // unknown pages are not stored.
+    let own = meta_sim::webhook::to_meta_json(&meta_sim::webhook::Envelope {
+        object: "page",
+        entry: vec![meta_sim::webhook::Entry {
+            id: PAGE_A.to_owned(),
+            time: 1,
+            messaging: vec![meta_sim::webhook::echo(PAGE_A, "7001", 1, "m_own".into(), 1_234_567_890, "hello")],
+        }],
+    });
+    assert_eq!(app.post_webhook(&own).await.0, 200);
     assert_eq!(app.db.store.inbox_counts().await.unwrap(), vec![("done".to_owned(), 2)]);
     assert_eq!(app.post_webhook(&text_event("555000111", "7001", "m_unknown", "hi", 1)).await.0, 200);
     assert_eq!(app.db.count("webhook_inbox").await, 2);
+    // A person's answer in the Page Inbox (the fixture's echo names the inbox app) is for the tenant, which
+    // finishes it.
+    assert_eq!(app.post_webhook(&fixture("messenger_echo.json")).await.0, 200);
+    wait_for_counts(&app, &[("done", 3)]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! A person at the business takes over a conversation, through the real binary on PostgreSQL: the stand-in
 //! posts what a person wrote in the Page Inbox (an echo naming the inbox app), and the bot stays silent with
-//! that customer only, across a restart; an echo of the bot's own reply silences nothing.
+//! that customer only, across a restart; an echo of the bot's own reply silences nothing. A customer who asks
+//! for a person is told so, the conversation is passed to the Page Inbox (Handover Protocol), and the bot
+//! answers again once the person marks it done there.
 
 use std::time::Duration;
 
@@ -42,6 +44,19 @@ impl Meta<'_> {
         assert_eq!(self.deliver(server, body).await, 200);
     }
 
+    /// The stand-in's control API: `POST /_sim/pages/{page A}/{what}`, with the webhook's URL added.
+    async fn control(&self, server: &Server, what: &str, mut body: serde_json::Value) -> serde_json::Value {
+        body["webhook"] = server.url("/api/facebook-webhook").into();
+        let url = self.rig.meta.url() + &format!("/_sim/pages/{PAGE_A}/{what}");
+        self.rig.http.post(url).json(&body).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Texts the stand-in accepted for `person`.
+    fn texts_to(&self, person: &str) -> Vec<String> {
+        let sent = self.rig.meta.sim().messages();
+        sent.into_iter().filter(|m| m.recipient_id == person).filter_map(|m| m.text).collect()
+    }
+
     /// Replies the stand-in accepted for `person`.
     fn replies_to(&self, person: &str) -> usize {
         self.rig.meta.sim().messages().iter().filter(|m| m.recipient_id == person).count()
@@ -75,18 +90,9 @@ async fn a_person_answering_in_the_page_inbox_silences_the_bot_in_that_conversat
     meta.answered(HANDLED, 1).await;
 
     // Someone at the store answers HANDLED in the Page Inbox.
-    let person: serde_json::Value = rig
-        .http
-        .post(rig.meta.url() + &format!("/_sim/pages/{PAGE_A}/person-reply"))
-        .json(&serde_json::json!({
-            "recipient": HANDLED, "text": "Hi, this is Ana from the store", "webhook": server.url("/api/facebook-webhook")
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let person = meta
+        .control(&server, "person-reply", serde_json::json!({"recipient": HANDLED, "text": "Hi, this is Ana"}))
+        .await;
     assert_eq!(person["webhook_status"], 200, "{person}");
     eventually_within(SETTLE, "the hold is kept", || async {
         let holds = rig.db.store.conversation_holds(PAGE_A, 0).await.map_err(|e| e.to_string())?;
@@ -123,4 +129,39 @@ async fn a_person_answering_in_the_page_inbox_silences_the_bot_in_that_conversat
     assert_eq!(meta.replies_to(HANDLED), 1, "still silent after a restart");
     let ignored = reqwest::get(server.metrics_url()).await.unwrap().text().await.unwrap();
     assert!(ignored.contains("reason=\"person_handling\""), "counted as handled by a person");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_who_asks_for_a_person_is_passed_to_the_page_inbox_until_it_is_marked_done() {
+    let rig = Rig::new(TestDb::postgres().await).await;
+    let server = rig.serve();
+    let mut meta = Meta { rig: &rig, seq: 0 };
+    let ts = chrono::Utc::now().timestamp_millis();
+    let ask = text_message(PAGE_A, HANDLED, "m_ask_1", "Can I talk to a person?", ts);
+    assert_eq!(meta.deliver(&server, ask).await, 200);
+    meta.answered(HANDLED, 1).await;
+    assert_eq!(meta.texts_to(HANDLED), ["Thanks! Someone from our team will answer you here shortly."]);
+    eventually_within(SETTLE, "the conversation passed to the Page Inbox", || async {
+        let threads = rig.meta.sim().thread_owners();
+        let owner = &threads[format!("{PAGE_A}:{HANDLED}")];
+        if owner == "263902037430900" { Ok(()) } else { Err(format!("{threads}")) }
+    })
+    .await;
+
+    meta.customer_writes(&server, HANDLED).await;
+    meta.customer_writes(&server, OTHER).await;
+    meta.answered(OTHER, 1).await;
+    meta.all_finished().await;
+    assert_eq!(meta.replies_to(HANDLED), 1, "silent while the Page Inbox has the conversation");
+
+    // The person marks it done: Meta passes the conversation back, and the bot answers again.
+    let done = meta.control(&server, "inbox-done", serde_json::json!({"recipient": HANDLED})).await;
+    assert_eq!(done["webhook_status"], 200, "{done}");
+    eventually_within(SETTLE, "the hold released", || async {
+        let holds = rig.db.store.conversation_holds(PAGE_A, 0).await.map_err(|e| e.to_string())?;
+        if holds.is_empty() { Ok(()) } else { Err(format!("{holds:?}")) }
+    })
+    .await;
+    meta.customer_writes(&server, HANDLED).await;
+    meta.answered(HANDLED, 2).await;
 }

@@ -10,6 +10,7 @@ use futures_util::future::join_all;
 use ractor::ActorRef;
 
 use super::settle::Settler;
+use super::takeover::Change;
 use super::{Reply, TenantMsg, TenantState, Unanswered, marks, send};
 use crate::backoff::Backoff;
 use crate::event::InboundEvent;
@@ -76,7 +77,7 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
         return;
     }
     if !event.wants_reply() {
-        person_answered(state, &event);
+        noticed(state, &event);
         if let Some(m) = &state.metrics {
             m.ignored(if event.is_own() {
                 "own_message"
@@ -97,6 +98,12 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
         marks::finish(state, event.inbox_id, None);
         return;
     }
+    if state.profile.as_ref().is_some_and(|p| p.ask_for_person.matches(&event)) {
+        // Answered as the client chose (`PersonFirst`); the conversation goes to the inbox once that is out.
+        let change = state.takeover.asked_for_person(&event.sender, pause_ms(state));
+        tracing::info!(page = %state.ctx.page, "a customer asked for a person; the conversation goes to the inbox");
+        keep(state, change);
+    }
     if state.pending.len() >= state.ctx.settings.pending_capacity {
         // A backlog this deep means the page cannot keep up (throttled, a slow bot): set the event aside
         // rather than hold without bound. An inbox event stays pending, and the sweeper hands it over again.
@@ -115,17 +122,34 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
     respond_next(myself, state);
 }
 
-/// A person at the business answered a customer (an echo not sent by this app): the bot stays silent with
-/// that customer for the client's pause, and storage keeps the hold for whoever runs this Page next.
-fn person_answered(state: &mut TenantState, event: &InboundEvent) {
+/// How long a person's answer silences the bot for this tenant's client.
+fn pause_ms(state: &TenantState) -> i64 {
     let pause = state.profile.as_ref().map_or(state.ctx.settings.human_pause, |p| p.human_pause);
-    let pause_ms = i64::try_from(pause.as_millis()).unwrap_or(i64::MAX);
-    let Some((person, until)) = state.takeover.person_answered(event, &state.ctx.settings.own_app_id, pause_ms) else {
-        return;
-    };
-    tracing::info!(page = %state.ctx.page, "a person at the business answered; the bot stays silent in that conversation");
+    i64::try_from(pause.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// An event the bot does not answer may change who handles a conversation (a person answered in the inbox,
+/// the conversation changed hands): see `takeover`.
+fn noticed(state: &mut TenantState, event: &InboundEvent) {
+    let pause = pause_ms(state);
+    if let Some(change) = state.takeover.noticed(event, &state.ctx.settings.own_app_id, pause) {
+        keep(state, change);
+    }
+}
+
+/// Tells storage who handles a conversation now, for whoever runs this Page next.
+fn keep(state: &TenantState, change: Change) {
     let (status, page) = (state.ctx.ports.status.clone(), state.ctx.page.clone());
-    state.ctx.spawn(async move { status.person_handling(&page, &person, until).await });
+    match change {
+        Change::Hold(person, until) => {
+            tracing::info!(%page, "a person at the business handles a conversation; the bot stays silent there");
+            state.ctx.spawn(async move { status.person_handling(&page, &person, until).await });
+        }
+        Change::Release(person) => {
+            tracing::info!(%page, "a conversation was passed back to the bot");
+            state.ctx.spawn(async move { status.bot_handling(&page, &person).await });
+        }
+    }
 }
 
 /// Where `event` goes in `pending`: before the later events of its conversation, after its earlier ones

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 use ractor::ActorRef;
 use tokio::time::Instant;
 
@@ -78,8 +80,8 @@ fn start_send(myself: &ActorRef<TenantMsg>, state: &mut TenantState, item: Queue
     let me = myself.clone();
     stats.send_started();
     state.ctx.spawn(async move {
-        if !mark.is_empty()
-            && let Err(problem) = sink.attempting(&mark).await
+        if let Some(mark) = mark
+            && let Err(problem) = mark.await
         {
             let _ = me.send_message(TenantMsg::NotMarked { item, problem });
             stats.send_stored();
@@ -100,17 +102,28 @@ fn start_send(myself: &ActorRef<TenantMsg>, state: &mut TenantState, item: Queue
     true
 }
 
-/// The replies to mark before `item` is sent: none if it is marked already (or not recorded); else it and the
+/// Storage marking a window of replies as about to be sent; every send of the window waits for it.
+pub(crate) type MarkWrite = Shared<BoxFuture<'static, Result<(), SinkError>>>;
+
+/// The write `item` must wait for before it is sent: none if it is not recorded; the write that marks it if
+/// one was started (by this send or an earlier one: a reply marked ahead must not go out before its mark is
+/// stored, or a crash would leave a delivered reply that looks never tried); else a new write for it and the
 /// next unmarked recorded replies in the queue, up to `ATTEMPT_WINDOW`.
-fn attempt_window(state: &mut TenantState, item: &QueuedSend) -> Vec<(InboxId, ReplyId)> {
+fn attempt_window(state: &mut TenantState, item: &QueuedSend) -> Option<MarkWrite> {
     let recorded = |q: &QueuedSend| q.inbox_id.zip(q.reply_id);
-    let Some(first) = recorded(item).filter(|(_, reply)| !state.marked.contains(reply)) else { return Vec::new() };
+    let first = recorded(item)?;
+    if let Some(write) = state.marked.get(&first.1) {
+        return Some(write.clone());
+    }
     let window: Vec<(InboxId, ReplyId)> = std::iter::once(first)
-        .chain(state.outbox.iter().filter_map(recorded).filter(|(_, reply)| !state.marked.contains(reply)))
+        .chain(state.outbox.iter().filter_map(recorded).filter(|(_, reply)| !state.marked.contains_key(reply)))
         .take(ATTEMPT_WINDOW)
         .collect();
-    state.marked.extend(window.iter().map(|(_, reply)| *reply));
-    window
+    let sink = state.ctx.ports.events.clone();
+    let replies: Vec<ReplyId> = window.iter().map(|(_, reply)| *reply).collect();
+    let write = async move { sink.attempting(&window).await }.boxed().shared();
+    state.marked.extend(replies.into_iter().map(|reply| (reply, write.clone())));
+    Some(write)
 }
 
 /// Storage did not take the mark: the reply goes back to the queue untried, and sending waits a moment (a
@@ -188,12 +201,32 @@ fn delivered(state: &mut TenantState, item: &QueuedSend, ok: Option<SendOk>, ela
     if let Some(ok) = &ok {
         state.takeover.sent(&ok.message_id);
     }
+    if state.takeover.pass_now(&item.message.recipient) {
+        pass_to_inbox(state, &item.message);
+    }
     if let Some(usage) = ok.and_then(|ok| ok.usage)
         && usage.max_pct >= state.ctx.settings.usage_pause_pct
         && let Some(regain) = usage.regain
     {
         pause(state, regain);
     }
+}
+
+/// The customer who asked for a person got the bot's answer: the conversation goes to the Page Inbox (or the
+/// Instagram Inbox). If Meta refuses, the bot stays silent with them all the same for the client's pause.
+fn pass_to_inbox(state: &TenantState, message: &crate::ports::OutgoingMessage) {
+    let Some(token) = state.profile.as_ref().and_then(|p| p.token.clone()) else { return };
+    let graph = state.ctx.ports.graph.clone();
+    let (page, recipient) = (message.page_id.clone(), message.recipient.clone());
+    let inbox = super::takeover::inbox_app(message.channel);
+    state.ctx.spawn(async move {
+        match graph.pass_thread_control(&token, &page, &recipient, inbox).await {
+            Ok(()) => tracing::info!(%page, "conversation passed to the inbox"),
+            Err(failure) => {
+                tracing::warn!(%page, reason = %failure.reason(), "cannot pass the conversation to the inbox");
+            }
+        }
+    });
 }
 
 /// A transient failure: tried again after a backoff, up to `max_send_attempts` attempts in all.

@@ -1,13 +1,19 @@
-//! A person at the business takes over a conversation: when someone answers a customer in the Page Inbox or
-//! the Instagram Inbox, Meta sends the webhook an echo whose `app_id` is not this app's (the inbox's, or
-//! none). From then on the bot stays silent in that conversation until the client's pause has passed since
-//! the person's last message. Holds are kept in storage too (`StatusSink::person_handling`), so a restart,
-//! an idle stop or a cluster handover does not make the bot talk over the person.
+//! A person at the business takes over a conversation, and gives it back:
+//! - someone answers a customer in the Page Inbox or the Instagram Inbox: Meta sends the webhook an echo whose
+//!   `app_id` is not this app's (the inbox's, or none);
+//! - a customer asks for a person: the bot answers so, and once that answer is delivered passes the
+//!   conversation to the inbox through the Handover Protocol;
+//! - the inbox takes the conversation (`take_thread_control`), or passes it to another app.
+//!
+//! From then on the bot stays silent in that conversation until the client's pause has passed since, or
+//! until the conversation is passed back to this app (the person marked it done). Holds are kept in storage
+//! too (`StatusSink`), so a restart, an idle stop or a cluster handover does not make the bot talk over the
+//! person.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::dedup::Dedup;
-use crate::event::InboundEvent;
+use crate::event::{Channel, EventKind, InboundEvent};
 use crate::stats::now_ms;
 
 /// The Send API message ids this tenant remembers, to tell an echo of its own call that names no app (Meta
@@ -16,11 +22,30 @@ const OWN_SENDS: usize = 1024;
 /// Holds kept in memory before expired ones are swept.
 const SWEEP_ABOVE: usize = 10_000;
 
+/// Meta's Page Inbox and Instagram Inbox apps (`meta-platform.md` §5.3): where a conversation goes when a
+/// customer asks for a person.
+pub(super) fn inbox_app(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Messenger => "263902037430900",
+        Channel::Instagram => "1217981644879628",
+    }
+}
+
+/// What an event changes about who handles a conversation.
+pub(super) enum Change {
+    /// The bot stays silent with this person until then (unix ms).
+    Hold(String, i64),
+    /// The conversation is the bot's again.
+    Release(String),
+}
+
 #[derive(Default)]
 pub(super) struct Takeover {
     /// Person (PSID or IGSID) → until when (unix ms) the bot stays silent with them.
     held: HashMap<String, i64>,
     own_sends: Option<Dedup>,
+    /// People who asked for a person: the conversation is passed to the inbox once the bot's answer is out.
+    to_pass: HashSet<String>,
 }
 
 impl Takeover {
@@ -36,14 +61,18 @@ impl Takeover {
         self.own_sends.get_or_insert_with(|| Dedup::new(OWN_SENDS)).first_time(message_id.to_owned());
     }
 
-    /// If `event` is a person's answer (an echo not sent by `own_app`, nor one of this tenant's own calls):
-    /// the person it went to, and until when (unix ms) the bot stays silent with them.
-    pub(super) fn person_answered(
-        &mut self,
-        event: &InboundEvent,
-        own_app: &str,
-        pause_ms: i64,
-    ) -> Option<(String, i64)> {
+    /// What `event` (one the bot does not answer) changes: a person's answer (an echo not sent by `own_app`,
+    /// nor one of this tenant's own calls) holds the customer it went to; the conversation passed back to
+    /// `own_app` releases the customer; passed to another app or taken by one holds them.
+    pub(super) fn noticed(&mut self, event: &InboundEvent, own_app: &str, pause_ms: i64) -> Option<Change> {
+        if let EventKind::ThreadControl { to_app } = &event.kind {
+            if to_app.as_deref() == Some(own_app) {
+                self.to_pass.remove(&event.sender);
+                return self.held.remove(&event.sender).map(|_| Change::Release(event.sender.clone()));
+            }
+            let until = now_ms().max(event.timestamp).saturating_add(pause_ms);
+            return self.hold(&event.sender, until).then(|| Change::Hold(event.sender.clone(), until));
+        }
         let app = event.echo_app()?;
         if app == Some(own_app) {
             return None;
@@ -55,7 +84,21 @@ impl Takeover {
             return None;
         }
         let until = event.timestamp.saturating_add(pause_ms);
-        self.hold(&event.recipient, until).then(|| (event.recipient.clone(), until))
+        self.hold(&event.recipient, until).then(|| Change::Hold(event.recipient.clone(), until))
+    }
+
+    /// `person` asked for a person: the bot answers so, stays silent with them from then on, and passes the
+    /// conversation to the inbox once that answer is delivered.
+    pub(super) fn asked_for_person(&mut self, person: &str, pause_ms: i64) -> Change {
+        let until = now_ms().saturating_add(pause_ms);
+        self.hold(person, until);
+        self.to_pass.insert(person.to_owned());
+        Change::Hold(person.to_owned(), until)
+    }
+
+    /// A reply to `person` was delivered: whether the conversation is to be passed to the inbox now.
+    pub(super) fn pass_now(&mut self, person: &str) -> bool {
+        self.to_pass.remove(person)
     }
 
     /// Whether the bot must stay silent with `person` at `now_ms`.

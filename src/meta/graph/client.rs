@@ -176,6 +176,19 @@ impl GraphApi for GraphClient {
         Ok(SendOk { message_id, usage })
     }
 
+    async fn pass_thread_control(
+        &self,
+        token: &AccessToken,
+        page: &PageId,
+        recipient: &str,
+        target_app_id: &str,
+    ) -> Result<(), GraphFailure> {
+        let body = json!({ "recipient": { "id": recipient }, "target_app_id": target_app_id,
+            "metadata": "The customer asked for a person" });
+        let request = self.request(Method::POST, &format!("{page}/pass_thread_control"), token.expose()).json(&body);
+        self.call::<Value>(request).await.map(|_| ())
+    }
+
     async fn conversation(
         &self,
         token: &AccessToken,

@@ -92,8 +92,6 @@ pub const OBJECTS: &[&str] = &[
 
 /// Messaging item kinds Switchboard does not handle (a label each; anything else is `other`).
 pub const EVENT_KINDS: &[&str] = &[
-    "pass_thread_control",
-    "take_thread_control",
     "request_thread_control",
     "app_roles",
     "policy_enforcement",
@@ -407,6 +405,16 @@ fn event(
         EventKind::Other { name: "optin".to_owned() }
     } else if item.message_edit.is_some() {
         EventKind::Other { name: "message_edit".to_owned() }
+    } else if let Some(pass) = item.pass_thread_control {
+        EventKind::ThreadControl {
+            to_app: Some(
+                pass.new_owner_app_id
+                    .ok_or(Problem::Missing("pass_thread_control.new_owner_app_id", "pass_thread_control"))?
+                    .0,
+            ),
+        }
+    } else if item.take_thread_control.is_some() {
+        EventKind::ThreadControl { to_app: None }
     } else {
         return Err(Problem::Unknown);
     };
@@ -425,8 +433,18 @@ fn event(
 
 /// The kind label of an item: its first key that names an event kind (cold path: parses the item again).
 fn item_kind(raw: &str) -> &'static str {
-    const HANDLED: &[&str] =
-        &["message", "postback", "read", "delivery", "reaction", "referral", "optin", "message_edit"];
+    const HANDLED: &[&str] = &[
+        "message",
+        "postback",
+        "read",
+        "delivery",
+        "reaction",
+        "referral",
+        "optin",
+        "message_edit",
+        "pass_thread_control",
+        "take_thread_control",
+    ];
     let Ok(map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw) else { return "other" };
     let keys = || map.keys().filter(|k| !matches!(k.as_str(), "sender" | "recipient" | "timestamp"));
     if let Some(known) = keys().find_map(|k| HANDLED.iter().find(|h| **h == k.as_str()).copied()) {

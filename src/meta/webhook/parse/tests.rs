@@ -120,7 +120,7 @@ fn one_odd_event_costs_only_itself() {
             {"sender":{"id":"7001"},"timestamp":1767225600001,"message":{"mid":"m_ok","text":"hi"}},
             {"sender":{"id":"7001"},"timestamp":1767225600002,"message":{"text":"no mid"}},
             {"sender":{"id":"7001"},"timestamp":1767225600003,"message":{"mid":"m_bad","text":{"not":"text"}}},
-            {"sender":{"id":"7001"},"timestamp":1767225600004,"pass_thread_control":{"new_owner_app_id":"1"}},
+            {"sender":{"id":"7001"},"timestamp":1767225600004,"request_thread_control":{"requested_owner_app_id":"1"}},
             {"sender":{"id":"7001"},"timestamp":1767225600005,"brand_new_thing":{}}]},
         {"id":"not-a-page","messaging":[]},
         {"id":"209822223344556","messaging":"not a list"},
@@ -145,8 +145,8 @@ fn one_odd_event_costs_only_itself() {
             ("malformed_event", "message", "entry 0, messaging item 2: field message.text has the wrong type"),
             (
                 "unknown_event",
-                "pass_thread_control",
-                "entry 0, messaging item 3: event kind \"pass_thread_control\" is not handled"
+                "request_thread_control",
+                "entry 0, messaging item 3: event kind \"request_thread_control\" is not handled"
             ),
             ("unknown_event", "other", "entry 0, messaging item 4: event kind \"other\" is not handled"),
             ("bad_entry_id", "entry", "entry 1: id is missing or not a Page or Instagram account id"),

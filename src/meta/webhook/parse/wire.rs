@@ -83,6 +83,16 @@ pub(super) struct Item {
     pub(super) optin: Option<IgnoredAny>,
     #[serde(default)]
     pub(super) message_edit: Option<IgnoredAny>,
+    #[serde(default)]
+    pub(super) pass_thread_control: Option<PassThreadControl>,
+    #[serde(default)]
+    pub(super) take_thread_control: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PassThreadControl {
+    #[serde(default)]
+    pub(super) new_owner_app_id: Option<Id>,
 }
 
 #[derive(Deserialize)]
