@@ -252,7 +252,7 @@ fn failover(
     let mut results = Vec::new();
     let http = reqwest::Client::new();
     for kill in 0..kills {
-        let owner = load.block_on(async {
+        let (owner_id, owner) = load.block_on(async {
             let nodes = store.live_nodes().await.expect("nodes");
             let owner = store
                 .page_owners()
@@ -261,7 +261,7 @@ fn failover(
                 .into_iter()
                 .find(|o| o.page_id == page)
                 .and_then(|o| o.owner);
-            nodes.into_iter().find(|(id, _)| Some(*id) == owner).map(|(_, name)| name).expect("an owner")
+            nodes.into_iter().find(|(id, _)| Some(*id) == owner).expect("an owner")
         });
         let owner: &str = names.iter().find(|n| **n == owner).expect("a known node");
         let survivors: Vec<String> =
@@ -293,44 +293,41 @@ fn failover(
         killed.child.kill().expect("kill");
         let killed_us = now_us();
         let _ = killed.child.wait();
-        let (claimed, answered) = load.block_on(async {
-            let started = Instant::now();
-            loop {
-                let claimed_by_other = {
-                    let live: Vec<i64> =
-                        store.live_nodes().await.expect("nodes").into_iter().map(|(id, _)| id).collect();
-                    store
-                        .page_owners()
-                        .await
-                        .expect("owners")
-                        .into_iter()
-                        .any(|o| o.page_id == page && o.owner.is_some_and(|n| live.contains(&n)))
-                };
-                let reply = sim
-                    .sim()
-                    .messages()
-                    .into_iter()
-                    .filter(|m| m.page_id == page && m.at_us > killed_us)
-                    .map(|m| m.at_us)
-                    .min();
-                if let (true, Some(at)) = (claimed_by_other, reply) {
-                    let claimed: i64 = sqlx_claimed_at(&db, &page).await;
-                    return (
-                        Duration::from_micros((claimed - killed_us).max(0) as u64),
-                        Duration::from_micros((at - killed_us).max(0) as u64),
-                    );
+        let (claimed, answered) =
+            load.block_on(async {
+                let started = Instant::now();
+                loop {
+                    let claimed_by_other =
+                        {
+                            let live: Vec<i64> =
+                                store.live_nodes().await.expect("nodes").into_iter().map(|(id, _)| id).collect();
+                            store.page_owners().await.expect("owners").into_iter().any(|o| {
+                                o.page_id == page && o.owner.is_some_and(|n| n != owner_id && live.contains(&n))
+                            })
+                        };
+                    // The first reply the new owner sent (not one the killed node had on the wire).
+                    let claimed = if claimed_by_other { Some(sqlx_claimed_at(&db, &page).await) } else { None };
+                    let reply = claimed.and_then(|claimed| {
+                        let sent = sim.sim().messages().into_iter().filter(|m| m.page_id == page && m.at_us > claimed);
+                        sent.map(|m| m.at_us).min().map(|at| (claimed, at))
+                    });
+                    if let Some((claimed, at)) = reply {
+                        return (
+                            Duration::from_micros((claimed - killed_us).max(0) as u64),
+                            Duration::from_micros((at - killed_us).max(0) as u64),
+                        );
+                    }
+                    if started.elapsed() > Duration::from_secs(30) {
+                        let owners = store.page_owners().await.expect("owners");
+                        let nodes = store.cluster_nodes().await.expect("nodes");
+                        panic!(
+                            "page never answered after the kill: owners {:?}, nodes {nodes:?}",
+                            owners.iter().find(|o| o.page_id == page)
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                if started.elapsed() > Duration::from_secs(30) {
-                    let owners = store.page_owners().await.expect("owners");
-                    let nodes = store.cluster_nodes().await.expect("nodes");
-                    panic!(
-                        "page never answered after the kill: owners {:?}, nodes {nodes:?}",
-                        owners.iter().find(|o| o.page_id == page)
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
+            });
         println!("kill {}: {owner} killed; claimed after {claimed:.2?}, answered after {answered:.2?}", kill + 1);
         results.push((claimed, answered));
         trickle.abort();
