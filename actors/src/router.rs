@@ -168,6 +168,12 @@ impl Router {
         self.tell(&page, TenantMsg::Reload);
     }
 
+    /// Something the tenant loads changed (a conversation handed back to the bot): a live actor reloads it in
+    /// place (queued replies are kept).
+    pub fn reload(&self, page: &PageId) {
+        self.tell(page, TenantMsg::Reload);
+    }
+
     /// The token is known to be invalid (token health check): the live actor stops sending.
     pub fn invalidate(&self, page: &PageId, reason: &str) {
         self.tell(page, TenantMsg::Invalidate { reason: reason.to_owned() });

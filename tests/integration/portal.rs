@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use switchboard::domain::{Email, Role};
 use switchboard::store::{IntegrationStatus, NewUser};
 
-use crate::app::{Options, PAGE_A, PAGE_B, TestApp, spawn_app};
+use crate::app::{Options, PAGE_A, PAGE_B, TestApp, spawn_app, text_event};
 use crate::support::eventually;
 
 pub(crate) const PASSWORD: &str = "a long enough passphrase";
@@ -251,4 +251,75 @@ async fn operators_see_every_tenant_with_its_figures_and_manage_clients() {
         303,
         "the one-time password works"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hands_a_conversation_a_person_was_handling_back_to_the_bot() {
+    let app = spawn_app(Options::default()).await;
+    add_user(&app, "owner@woodstock.example", Some(app.clients[0].id)).await;
+    add_user(&app, "owner@ruralking.example", Some(app.clients[1].id)).await;
+    // Someone at the store answers customer 7300001 in the Page Inbox: the bot falls silent with them.
+    let now = chrono::Utc::now().timestamp_millis();
+    let person = meta_sim::webhook::echo(PAGE_A, "7300001", now, "m_person_1".into(), 263_902_037_430_900, "Ana here");
+    let body = meta_sim::webhook::to_meta_json(&meta_sim::webhook::Envelope {
+        object: "page",
+        entry: vec![meta_sim::webhook::Entry { id: PAGE_A.to_owned(), time: now, messaging: vec![person] }],
+    });
+    assert_eq!(app.post_webhook(&body).await.0, 200);
+    eventually("the hold is kept", || async {
+        let holds = app.db.store.conversation_holds(PAGE_A, 0).await.unwrap();
+        if holds.len() == 1 { Ok(()) } else { Err(format!("{holds:?}")) }
+    })
+    .await;
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7300001", "m_c1", "hello?", now + 1)).await.0, 200);
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7300002", "m_c2", "hello?", now + 1)).await.0, 200);
+    let sent = app.wait_for_sent(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let to = |who: &str| app.sent().iter().filter(|m| m.recipient_id == who).count();
+    assert_eq!((sent[0].recipient_id.as_str(), to("7300001")), ("7300002", 0), "silent with 7300001");
+
+    // Another client sees none of it and cannot hand it back.
+    let other = browser();
+    assert_eq!(sign_in(&app, &other, "owner@ruralking.example", PASSWORD).await.status().as_u16(), 303);
+    let (_, home) = page(&app, &other, "/portal").await;
+    let other_csrf = field(&home, "csrf");
+    assert_eq!(page(&app, &other, &format!("/portal/pages/{PAGE_A}/people")).await.0, 404);
+    let resp = other
+        .post(app.url(&format!("/portal/pages/{PAGE_A}/people/7300001/release")))
+        .form(&[("csrf", other_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(app.db.store.conversation_holds(PAGE_A, 0).await.unwrap().len(), 1, "untouched");
+
+    let b = browser();
+    assert_eq!(sign_in(&app, &b, "owner@woodstock.example", PASSWORD).await.status().as_u16(), 303);
+    let (_, home) = page(&app, &b, "/portal").await;
+    assert!(home.contains(&format!("/portal/pages/{PAGE_A}/people")), "linked from the Page");
+    let (status, people) = page(&app, &b, &format!("/portal/pages/{PAGE_A}/people")).await;
+    assert_eq!(status, 200);
+    assert!(people.contains("Customer 7300001") && people.contains("Hand back to the bot"), "{people}");
+    let csrf = field(&people, "csrf");
+    let release = |csrf: String, person: &'static str| {
+        let b = b.clone();
+        let url = app.url(&format!("/portal/pages/{PAGE_A}/people/{person}/release"));
+        async move { b.post(url).form(&[("csrf", csrf.as_str())]).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(release("forged".into(), "7300001").await, 403, "no CSRF token, nothing handed back");
+    assert_eq!(release(csrf.clone(), "not-a-person").await, 404);
+    assert_eq!(app.db.store.conversation_holds(PAGE_A, 0).await.unwrap().len(), 1);
+    assert_eq!(release(csrf.clone(), "7300001").await, 303);
+    assert!(app.db.store.conversation_holds(PAGE_A, 0).await.unwrap().is_empty(), "the bot's again");
+    let (_, people) = page(&app, &b, &format!("/portal/pages/{PAGE_A}/people?notice=handed-back")).await;
+    assert!(
+        people.contains("The conversation is the bot&#39;s again")
+            || people.contains("The conversation is the bot's again")
+    );
+    assert!(people.contains("None: the bot answers every conversation."));
+
+    // The running tenant let go too: 7300001's next message is answered.
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7300001", "m_c3", "still there?", now + 2)).await.0, 200);
+    eventually("7300001 answered", || async { if to("7300001") == 1 { Ok(()) } else { Err("not yet".to_owned()) } })
+        .await;
 }

@@ -49,11 +49,11 @@ pub(super) struct Takeover {
 }
 
 impl Takeover {
-    /// Starts from the holds storage had when the tenant loaded.
+    /// Takes the holds storage has (at start, and at a reload: a conversation handed back in the portal is
+    /// gone from storage).
     pub(super) fn load(&mut self, held: &[(String, i64)]) {
-        for (person, until) in held {
-            self.hold(person, *until);
-        }
+        self.held = held.iter().cloned().collect();
+        self.to_pass.retain(|person| self.held.contains_key(person));
     }
 
     /// Meta accepted a reply of this tenant's with `message_id`.

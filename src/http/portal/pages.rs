@@ -98,3 +98,28 @@ pub(super) async fn disconnect(page: &str, signed: Option<Signed>, form: &Form, 
         Err(e) => Err(e.into()),
     }
 }
+
+/// The conversations a person at the business is handling on a Page, each with "Hand back to the bot".
+pub(super) async fn people(page: &str, q: &Form, signed: Option<Signed>, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?;
+    let i = g.owned_page(page, s).await?;
+    let holds = s.store.conversation_holds(i.page_id.as_str(), crate::clock::now().timestamp_millis()).await?;
+    let notice =
+        (q.get("notice").map(String::as_str) == Some("handed-back")).then_some("The conversation is the bot's again.");
+    Ok(views::people(&g.session.csrf_token, &i, &holds, notice))
+}
+
+/// Hands a conversation back to the bot before its pause ends: the bot answers that customer's next message.
+pub(super) async fn hand_back(page: &str, person: &str, signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(form)?;
+    let i = g.owned_page(page, s).await?;
+    if person.is_empty() || person.len() > 32 || !person.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(PageError::NotFound("No such conversation."));
+    }
+    s.store.release_conversation(i.page_id.as_str(), person).await?;
+    // This node's tenant, and (in a cluster) the owner's, reload what storage now says.
+    s.router.reload(&i.page_id);
+    s.store.announce(&i.page_id).await;
+    g.audit(s, "conversation.handed_back", Some(i.client_id), format!("page {}", i.page_id)).await;
+    Ok(see_other(&format!("/portal/pages/{}/people?notice=handed-back", i.page_id)))
+}

@@ -91,7 +91,19 @@ fn page_routes(p: &Parts) -> BoxedFilter<(Response,)> {
             respond(pages::disconnect(&page, signed, &form, &s).await)
         },
     );
-    home.or(connect).unify().or(confirm).unify().or(disconnect).unify().boxed()
+    let people = warp::path!("portal" / "pages" / String / "people")
+        .and(warp::get())
+        .and(warp::query::<Form>())
+        .and(p.signed.clone())
+        .then(|page: String, q: Form, signed: Option<Signed>, s: PortalState| async move {
+            respond(pages::people(&page, &q, signed, &s).await)
+        });
+    let hand_back = warp::path!("portal" / "pages" / String / "people" / String / "release").and(p.post.clone()).then(
+        |page: String, person: String, signed: Option<Signed>, s: PortalState, form: Form| async move {
+            respond(pages::hand_back(&page, &person, signed, &form, &s).await)
+        },
+    );
+    home.or(connect).unify().or(confirm).unify().or(disconnect).unify().or(people).unify().or(hand_back).unify().boxed()
 }
 
 /// What operators do: clients, onboarding links, invitations.

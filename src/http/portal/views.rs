@@ -132,6 +132,8 @@ pub fn client_view(
                     p class="reason" { (words) }
                     p { "Last message received: " (last_event(&row.stats)) " · Replies in the last hour: " (row.stats.replies_last_hour) }
                     @if i.status != IntegrationStatus::Revoked {
+                        a href={"/portal/pages/" (i.page_id) "/people"} class="people" { "Conversations a person is handling" }
+                        " · "
                         a href={"/portal/pages/" (i.page_id) "/disconnect"} class="disconnect" { "Disconnect" }
                     }
                 }
@@ -153,6 +155,32 @@ pub fn confirm_disconnect(csrf: &str, i: &Integration) -> Response {
                 button type="submit" id="confirm-disconnect" class="danger" { "Disconnect " (name) }
                 " " a href="/portal" { "Cancel" }
             }
+        },
+    )
+}
+
+/// The conversations a person at the business is handling on a Page.
+pub fn people(csrf: &str, i: &Integration, holds: &[(String, i64)], notice: Option<&str>) -> Response {
+    let name = i.page_name.clone().unwrap_or_else(|| i.page_id.to_string());
+    html::page(
+        StatusCode::OK,
+        "Conversations a person is handling",
+        html! {
+            h1 { "Conversations a person is handling on " (name) }
+            @if let Some(notice) = notice { p class="banner ok" { (notice) } }
+            p { "When someone at your business answers a customer in the Page Inbox or the Instagram Inbox, or a customer asks for a person, the bot stays silent in that conversation until the pause ends or the conversation is marked done in the inbox. You can also hand it back to the bot here." }
+            @if holds.is_empty() { p id="no-people" { "None: the bot answers every conversation." } }
+            @for (person, until) in holds {
+                section class="card conversation" data-person=(person) {
+                    p { "Customer " (person) " · the bot stays silent until "
+                        (chrono::DateTime::from_timestamp_millis(*until).map(when).unwrap_or_default()) }
+                    form method="post" action={"/portal/pages/" (i.page_id) "/people/" (person) "/release"} {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" class="hand-back" { "Hand back to the bot" }
+                    }
+                }
+            }
+            p { a href="/portal" { "Back to your Pages" } }
         },
     )
 }
@@ -186,6 +214,7 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
                                 " · actor " (if row.active { "running" } else { "idle" })
                                 " · last event " (last_event(&row.stats))
                             }
+                            br; a href={"/portal/pages/" (i.page_id) "/people"} class="people" { "Conversations a person is handling" }
                         }
                     }
                     form method="post" action={"/portal/clients/" (panel.client.slug) "/link"} class="spaced" {
