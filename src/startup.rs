@@ -275,6 +275,7 @@ fn routes(
         throttle: LoginThrottle::new(app_secret),
         session_ttl: settings.session_ttl,
         shared_figures: cluster,
+        fallback_reply: settings.engine.fallback_reply.clone(),
     };
     Ok(http::routes(HttpState {
         bodies: http::BodyBudget::new(settings.server.max_body_memory_bytes),

@@ -45,6 +45,6 @@ pub use ports::{
     Progress, RecordedReply, Responder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
 };
 pub use router::{Dispatched, EngineDeps, Route, Router};
-pub use rules::{AskForPerson, KeywordRule, Rules, RulesResponder};
+pub use rules::{Answered, AskForPerson, KeywordRule, Rules, RulesResponder};
 pub use settings::EngineSettings;
 pub use token::AccessToken;

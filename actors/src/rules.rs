@@ -121,7 +121,37 @@ pub struct RulesResponder {
     default_fallback: String,
 }
 
+/// Which part of a client's rules answered a text message, for "Try it".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    /// The keyword rule at this index (from 0).
+    Rule(usize),
+    /// The customer asked for a person.
+    Person,
+    /// No rule matched: the client's fallback, or the deployment's.
+    Fallback,
+}
+
 impl RulesResponder {
+    /// How the rules answer `text`, and with what ("Try it" in the portal).
+    pub fn try_text(&self, text: &str) -> (Answered, String) {
+        let lower = text.to_lowercase();
+        if self
+            .rules
+            .person
+            .keywords
+            .iter()
+            .map(|k| k.trim().to_lowercase())
+            .any(|k| !k.is_empty() && lower.contains(&k))
+        {
+            return (Answered::Person, self.rules.person.reply.clone());
+        }
+        match self.keywords_lower.iter().position(|(keys, _)| keys.iter().any(|k| lower.contains(k.as_str()))) {
+            Some(at) => (Answered::Rule(at), self.keywords_lower[at].1.clone()),
+            None => (Answered::Fallback, self.rules.fallback.clone().unwrap_or_else(|| self.default_fallback.clone())),
+        }
+    }
+
     pub fn new(rules: Rules, default_fallback: String) -> Self {
         let keywords_lower = rules
             .keywords

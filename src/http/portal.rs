@@ -14,6 +14,7 @@
 mod access;
 mod account;
 mod admin;
+mod bot;
 mod pages;
 mod routes;
 pub mod session;
@@ -46,6 +47,8 @@ pub struct PortalState {
     pub session_ttl: Duration,
     /// In a cluster: the figures every node shows are the owners' snapshots in the database, not this node's.
     pub shared_figures: bool,
+    /// The deployment's answer when a client's rules match nothing and it has no fallback ("Try it").
+    pub fallback_reply: String,
 }
 
 impl PortalState {

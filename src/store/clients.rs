@@ -56,7 +56,7 @@ impl Store {
         on!(self, |pool| {
             let row: Option<ClientSettingsRow> = sqlx::query_as(
                 "SELECT client_id, responder_kind, rules_json, relay_url, relay_secret, relay_key_id, \
-                 send_rate_per_second, human_pause_secs FROM client_settings WHERE client_id = $1",
+                 send_rate_per_second, human_pause_secs, rules_version FROM client_settings WHERE client_id = $1",
             )
             .bind(client_id)
             .fetch_optional(pool)
@@ -96,6 +96,53 @@ impl Store {
             .execute(pool)
             .await?;
             Ok(())
+        })
+    }
+
+    /// The rules the client keeps (also while its relay answers), if it has settings.
+    pub async fn client_rules_json(&self, client_id: i64) -> Result<Option<String>, StoreError> {
+        on!(self, |pool| {
+            let row: Option<(String,)> = sqlx::query_as("SELECT rules_json FROM client_settings WHERE client_id = $1")
+                .bind(client_id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(|(json,)| json))
+        })
+    }
+
+    /// Saves the client's rules as the version after `based_on` (the version the editor started from), and
+    /// returns the new version; `Conflict` if another save came first. The responder kind is kept.
+    pub async fn save_rules(&self, client_id: i64, rules_json: &str, based_on: i64) -> Result<i64, StoreError> {
+        let now = crate::clock::now();
+        on!(self, |pool| {
+            let updated: Option<(i64,)> = sqlx::query_as(
+                "UPDATE client_settings SET rules_json = $2, rules_version = rules_version + 1, updated_at = $4 \
+                 WHERE client_id = $1 AND rules_version = $3 RETURNING CAST(rules_version AS BIGINT)",
+            )
+            .bind(client_id)
+            .bind(rules_json)
+            .bind(based_on)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            // A client's first settings: only an editor that started from nothing (version 0) may create them.
+            let saved = match updated {
+                Some((v,)) => Some(v),
+                None if based_on == 0 => sqlx::query_as::<_, (i64,)>(
+                    "INSERT INTO client_settings (client_id, rules_json, rules_version, updated_at) \
+                     VALUES ($1, $2, 1, $3) ON CONFLICT (client_id) DO NOTHING RETURNING CAST(rules_version AS BIGINT)",
+                )
+                .bind(client_id)
+                .bind(rules_json)
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+                .map(|(v,)| v),
+                None => None,
+            };
+            saved.ok_or_else(|| {
+                StoreError::Conflict("someone else saved these rules meanwhile; reload to see their version".to_owned())
+            })
         })
     }
 

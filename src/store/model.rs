@@ -185,6 +185,8 @@ pub struct ClientSettings {
     pub send_rate_per_second: Option<u32>,
     /// How long a person's answer silences the bot in a conversation; `None`: `engine.human_pause_secs`.
     pub human_pause_secs: Option<u32>,
+    /// How often the rules were saved in the portal (0: never).
+    pub rules_version: i64,
 }
 
 /// A relay secret read for key rotation.

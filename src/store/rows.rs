@@ -146,6 +146,7 @@ pub(crate) struct ClientSettingsRow {
     relay_key_id: Option<String>,
     send_rate_per_second: Option<i32>,
     human_pause_secs: Option<i32>,
+    rules_version: i32,
 }
 
 impl TryFrom<ClientSettingsRow> for ClientSettings {
@@ -163,7 +164,13 @@ impl TryFrom<ClientSettingsRow> for ClientSettings {
         };
         let rate = row.send_rate_per_second.map(|r| u32::try_from(r).unwrap_or(1));
         let human_pause_secs = row.human_pause_secs.map(|s| u32::try_from(s).unwrap_or(60));
-        Ok(ClientSettings { client_id: row.client_id, responder, send_rate_per_second: rate, human_pause_secs })
+        Ok(ClientSettings {
+            client_id: row.client_id,
+            responder,
+            send_rate_per_second: rate,
+            human_pause_secs,
+            rules_version: i64::from(row.rules_version),
+        })
     }
 }
 

@@ -323,3 +323,92 @@ async fn a_client_hands_a_conversation_a_person_was_handling_back_to_the_bot() {
     eventually("7300001 answered", || async { if to("7300001") == 1 { Ok(()) } else { Err("not yet".to_owned()) } })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_edits_its_bot_tries_it_and_its_pages_answer_with_the_saved_rules() {
+    let app = spawn_app(Options::default()).await;
+    let woodstock = app.clients[0].id;
+    add_user(&app, "owner@woodstock.example", Some(woodstock)).await;
+    add_user(&app, "ops@switchboard.example", None).await;
+    let b = browser();
+    assert_eq!(sign_in(&app, &b, "owner@woodstock.example", PASSWORD).await.status().as_u16(), 303);
+    let (_, home) = page(&app, &b, "/portal").await;
+    assert!(home.contains("/portal/bot"), "linked from the client's page");
+    let (status, editor) = page(&app, &b, "/portal/bot").await;
+    assert_eq!(status, 200);
+    let csrf = field(&editor, "csrf");
+    assert_eq!(field(&editor, "version"), "0");
+    let post = |fields: Vec<(&'static str, String)>| {
+        let (b, url, csrf) = (b.clone(), app.url("/portal/bot"), csrf.clone());
+        async move {
+            let mut form = vec![("csrf", csrf)];
+            form.extend(fields);
+            let resp = b.post(url).form(&form).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let sofa = || vec![("words_0", "sofa, couch".to_owned()), ("reply_0", "Sofas are 20% off this week.".to_owned())];
+
+    // Try it, before saving: which rule answers and what it says; nothing is stored.
+    let mut tried = sofa();
+    tried.extend([("try", "Do you have a COUCH?".to_owned()), ("action", "try".to_owned()), ("version", "0".into())]);
+    let (status, html) = post(tried).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Answered by rule 1") && html.contains("Sofas are 20% off this week."), "{html}");
+    assert_eq!(app.db.store.client_settings(woodstock).await.unwrap().map(|c| c.rules_version).unwrap_or(0), 0);
+
+    // Problems in plain words, and nothing saved.
+    let mut bad = sofa();
+    bad.extend([
+        ("words_1", "Sofa".to_owned()),
+        ("reply_1", "A second answer".to_owned()),
+        ("words_2", "hours".to_owned()),
+        ("words_3", "long".to_owned()),
+        ("reply_3", "x".repeat(2000)),
+        ("action", "save".to_owned()),
+        ("version", "0".to_owned()),
+    ]);
+    let (status, html) = post(bad).await;
+    assert_eq!(status, 422);
+    for problem in [
+        "\"Sofa\" is in rule 1 and rule 2",
+        "Rule 3 has words but an empty reply.",
+        "Rule 4: the reply is 2000 characters; Messenger takes at most 1999.",
+    ] {
+        assert!(html.contains(&problem.replace('"', "&quot;")) || html.contains(problem), "{problem} in {html}");
+    }
+    assert!(app.db.store.client_settings(woodstock).await.unwrap().is_none_or(|c| c.rules_version == 0));
+
+    // The Page's tenant is running, with the rules it loaded before.
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7400001", "m_before", "any sofa deals?", now)).await.0, 200);
+    let before = app.wait_for_sent(1).await;
+    assert_ne!(before[0].text.as_deref(), Some("Sofas are 20% off this week."));
+
+    // Saved: a new version, audited, and the running Page answers with it from the next message.
+    let mut good = sofa();
+    good.extend([
+        ("fallback", "We'll get back to you.".to_owned()),
+        ("action", "save".into()),
+        ("version", "0".into()),
+    ]);
+    assert_eq!(post(good.clone()).await.0, 303);
+    let saved = app.db.store.client_settings(woodstock).await.unwrap().unwrap();
+    assert_eq!(saved.rules_version, 1);
+    let audit = app.db.store.recent_audit(10).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "client.rules_saved" && a.detail == "version 1"), "{audit:?}");
+    let (_, editor) = page(&app, &b, "/portal/bot?notice=saved").await;
+    assert!(editor.contains("Saved.") && editor.contains("Sofas are 20% off this week."));
+    assert_eq!(field(&editor, "version"), "1");
+    // A save based on the old version is refused: someone else saved meanwhile.
+    assert_eq!(post(good).await.0, 409);
+
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7400001", "m_sofa", "any sofa deals?", now + 1)).await.0, 200);
+    let sent = app.wait_for_sent(2).await;
+    assert_eq!(sent[1].text.as_deref(), Some("Sofas are 20% off this week."));
+
+    // Operators do not edit a client's bot here.
+    let ops = browser();
+    assert_eq!(sign_in(&app, &ops, "ops@switchboard.example", PASSWORD).await.status().as_u16(), 303);
+    assert_eq!(page(&app, &ops, "/portal/bot").await.0, 403);
+}

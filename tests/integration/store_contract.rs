@@ -1,7 +1,9 @@
 //! The `Store` contract, run against both backends.
 
 use switchboard::domain::{Actor, ClientSlug, Email, Role};
-use switchboard::store::{AuditEntry, InboxId, IntegrationStatus, NewOAuthState, NewUser, StoreError, UnhandledRow};
+use switchboard::store::{
+    AuditEntry, InboxId, IntegrationStatus, NewOAuthState, NewUser, ResponderSetting, StoreError, UnhandledRow,
+};
 
 use crate::support::{TestDb, client, key_entry, new_integration, on_both_backends, page, ring};
 
@@ -20,7 +22,35 @@ on_both_backends!(
     pruning_removes_only_finished_rows_past_retention_with_their_replies,
     unhandled_parts_are_kept_once_summarized_listed_and_pruned,
     old_oauth_states_are_pruned_and_recent_ones_kept,
+    rules_are_saved_as_versions_and_a_stale_save_is_refused,
+    conversation_holds_only_grow_are_released_and_pruned,
 );
+
+async fn rules_are_saved_as_versions_and_a_stale_save_is_refused(db: TestDb) {
+    let c = client(&db.store, "acme").await;
+    assert!(matches!(db.store.save_rules(c.id, "{}", 3).await, Err(StoreError::Conflict(_))), "no version 3 yet");
+    assert_eq!(db.store.save_rules(c.id, r#"{"fallback":"one"}"#, 0).await.unwrap(), 1);
+    assert!(matches!(db.store.save_rules(c.id, "{}", 0).await, Err(StoreError::Conflict(_))), "stale");
+    assert_eq!(db.store.save_rules(c.id, r#"{"fallback":"two"}"#, 1).await.unwrap(), 2);
+    let settings = db.store.client_settings(c.id).await.unwrap().unwrap();
+    assert_eq!(settings.rules_version, 2);
+    assert!(matches!(settings.responder, ResponderSetting::Rules { rules_json } if rules_json.contains("two")));
+    db.store.set_send_rate(c.id, Some(5)).await.unwrap();
+    assert_eq!(db.store.client_settings(c.id).await.unwrap().unwrap().rules_version, 2, "other settings keep it");
+}
+
+async fn conversation_holds_only_grow_are_released_and_pruned(db: TestDb) {
+    db.store.hold_conversation("1", "7001", 2_000).await.unwrap();
+    db.store.hold_conversation("1", "7001", 1_500).await.unwrap();
+    db.store.hold_conversation("1", "7002", 1_000).await.unwrap();
+    db.store.hold_conversation("2", "7001", 9_000).await.unwrap();
+    assert_eq!(db.store.conversation_holds("1", 0).await.unwrap(), [("7001".into(), 2_000), ("7002".into(), 1_000)]);
+    assert_eq!(db.store.conversation_holds("1", 1_000).await.unwrap(), [("7001".into(), 2_000)], "running only");
+    db.store.release_conversation("1", "7001").await.unwrap();
+    assert_eq!(db.store.conversation_holds("1", 0).await.unwrap(), [("7002".into(), 1_000)]);
+    assert_eq!(db.store.prune_conversation_holds(1_000).await.unwrap(), 1);
+    assert_eq!(db.store.conversation_holds("2", 0).await.unwrap(), [("7001".into(), 9_000)], "other pages untouched");
+}
 
 async fn clients_are_created_listed_and_unique_by_slug(db: TestDb) {
     let store = &db.store;

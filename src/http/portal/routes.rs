@@ -8,7 +8,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::access::{Signed, session};
-use super::{Form, PortalState, account, admin, pages};
+use super::{Form, PortalState, account, admin, bot, pages};
 use crate::http::error::respond;
 use crate::http::server::ClientAddr;
 
@@ -32,7 +32,8 @@ pub fn routes(
         .then(|cookies: Option<String>, s: PortalState| async move { (session(cookies.as_deref(), &s).await, s) })
         .untuple_one()
         .boxed();
-    let form = crate::http::body::form(16 * 1024, bodies).boxed();
+    // A bot's rules come in one form: room for a few hundred rules.
+    let form = crate::http::body::form(256 * 1024, bodies).boxed();
     let post = warp::post().and(signed.clone()).and(form.clone()).boxed();
     let parts = Parts { with, signed, form, post };
     account_routes(&parts).or(page_routes(&parts)).unify().or(admin_routes(&parts)).unify()
@@ -103,7 +104,28 @@ fn page_routes(p: &Parts) -> BoxedFilter<(Response,)> {
             respond(pages::hand_back(&page, &person, signed, &form, &s).await)
         },
     );
-    home.or(connect).unify().or(confirm).unify().or(disconnect).unify().or(people).unify().or(hand_back).unify().boxed()
+    let bot_page =
+        warp::path!("portal" / "bot").and(warp::get()).and(warp::query::<Form>()).and(p.signed.clone()).then(
+            |q: Form, signed: Option<Signed>, s: PortalState| async move { respond(bot::page(signed, &q, &s).await) },
+        );
+    let bot_post = warp::path!("portal" / "bot").and(p.post.clone()).then(
+        |signed: Option<Signed>, s: PortalState, form: Form| async move { respond(bot::post(signed, &form, &s).await) },
+    );
+    home.or(connect)
+        .unify()
+        .or(confirm)
+        .unify()
+        .or(disconnect)
+        .unify()
+        .or(people)
+        .unify()
+        .or(hand_back)
+        .unify()
+        .or(bot_page)
+        .unify()
+        .or(bot_post)
+        .unify()
+        .boxed()
 }
 
 /// What operators do: clients, onboarding links, invitations.

@@ -120,6 +120,7 @@ pub fn client_view(
                 input type="hidden" name="csrf" value=(csrf);
                 button type="submit" id="connect" { "Connect with Facebook" }
             }
+            p { a href="/portal/bot" id="edit-bot" { "Your bot: what it answers" } }
             h2 { "Your Pages" }
             @if rows.is_empty() { p { "No Page is connected yet. Press \"Connect with Facebook\" and choose the Pages Switchboard should answer for." } }
             @for row in rows {
@@ -181,6 +182,63 @@ pub fn people(csrf: &str, i: &Integration, holds: &[(String, i64)], notice: Opti
                 }
             }
             p { a href="/portal" { "Back to your Pages" } }
+        },
+    )
+}
+
+/// The bot editor: rules, button answers and the fallback as one form, "Try it" and "Save".
+pub fn bot_editor(csrf: &str, e: &super::bot::Editor) -> Response {
+    let status = if e.problems.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let rule = |i: usize| e.rules.keywords.get(i);
+    let postbacks: Vec<(&String, &String)> = e.rules.postbacks.iter().collect();
+    html::page(
+        status,
+        "Your bot",
+        html! {
+            h1 { "Your bot" }
+            @if e.saved { p class="banner ok" id="saved" { "Saved. Your Pages answer with these rules from their next message." } }
+            @if e.relay { p class="banner warn" { "Your own bot (relay) answers your Pages; these rules are kept for when you switch back." } }
+            @if !e.problems.is_empty() {
+                div class="banner err" id="problems" { p { "Nothing was saved:" } ul { @for p in &e.problems { li { (p) } } } }
+            }
+            form method="post" action="/portal/bot" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="version" value=(e.version);
+                h2 { "Keyword rules" }
+                p { "The first rule with a word or phrase found in the customer's message answers (capital letters do not matter). Separate words and phrases with commas." }
+                @for i in 0..e.rows {
+                    fieldset class="rule card" {
+                        legend { "Rule " (i + 1) }
+                        p { label { "Words or phrases" br; input type="text" name={"words_" (i)} maxlength="2000"
+                            value=(rule(i).map(|r| r.keywords.join(", ")).unwrap_or_default()); } }
+                        p { label { "Reply" br; textarea name={"reply_" (i)} rows="2" maxlength="4000" {
+                            (rule(i).map(|r| r.reply.clone()).unwrap_or_default()) } } }
+                    }
+                }
+                h2 { "Button and quick-reply answers" }
+                @for i in 0..e.postback_rows {
+                    fieldset class="postback card" {
+                        legend { "Button answer " (i + 1) }
+                        p { label { "Payload" br; input type="text" name={"payload_" (i)} maxlength="1000"
+                            value=(postbacks.get(i).map(|(k, _)| k.as_str()).unwrap_or_default()); } }
+                        p { label { "Reply" br; textarea name={"payload_reply_" (i)} rows="2" maxlength="4000" {
+                            (postbacks.get(i).map(|(_, v)| v.as_str()).unwrap_or_default()) } } }
+                    }
+                }
+                h2 { "Fallback" }
+                p { label { "The reply when no rule matches" br; textarea name="fallback" rows="2" maxlength="4000" {
+                    (e.rules.fallback.clone().unwrap_or_default()) } } }
+                h2 { "Try it" }
+                p { label { "A customer's message" br; input type="text" name="try" maxlength="2000"
+                    value=(e.tried.as_ref().map(|t| t.message.as_str()).unwrap_or_default()); } }
+                @if let Some(t) = &e.tried {
+                    p class="banner ok" id="tried" { "Answered by " (t.answered) ": " q { (t.reply) } }
+                }
+                button type="submit" name="action" value="try" id="try" { "Try it" }
+                " "
+                button type="submit" name="action" value="save" id="save" { "Save" }
+                " " a href="/portal" { "Back to your Pages" }
+            }
         },
     )
 }

@@ -1,0 +1,179 @@
+//! A client edits its bot in the portal: keyword rules (words or phrases → reply), answers to postback and
+//! quick-reply payloads, and the fallback. One plain form (no JavaScript): "Try it" shows which rule answers a
+//! message and what it says, with the rules as typed (saved or not); "Save" checks them, stores them as the
+//! next version (refused if someone else saved meanwhile), audits who did it, and every Page of the client
+//! answers with them from its next message.
+
+use std::collections::BTreeMap;
+
+use switchboard_actors::split::{INSTAGRAM_MAX_BYTES, MESSENGER_MAX_CHARS};
+use switchboard_actors::{Answered, KeywordRule, Rules, RulesResponder};
+
+use super::access::{Page, Principal, Signed, signed_in};
+use super::{Form, PortalState, views};
+use crate::http::PageError;
+use crate::http::error::see_other;
+use crate::store::{ResponderSetting, StoreError};
+
+/// Rows the form offers beyond the rules already there.
+const BLANK_ROWS: usize = 2;
+/// The most rows a form may carry (of each kind).
+const MAX_ROWS: usize = 200;
+
+/// What the editor shows: the rules as typed, the version they are based on, problems, and a tried message.
+pub struct Editor {
+    pub rules: Rules,
+    pub version: i64,
+    pub rows: usize,
+    pub postback_rows: usize,
+    pub problems: Vec<String>,
+    pub tried: Option<Tried>,
+    pub saved: bool,
+    /// The client's bot is its own (relay): these rules answer only when it is switched back to rules.
+    pub relay: bool,
+}
+
+/// "Try it": the message, which part of the rules answered, and the reply.
+pub struct Tried {
+    pub message: String,
+    pub answered: String,
+    pub reply: String,
+}
+
+pub(super) async fn page(signed: Option<Signed>, q: &Form, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?;
+    let client_id = client_of(&g)?;
+    let settings = s.store.client_settings(client_id).await?;
+    let (rules, version, relay) = match &settings {
+        Some(c) => {
+            let rules_json = match &c.responder {
+                ResponderSetting::Rules { rules_json } => Some(rules_json.clone()),
+                ResponderSetting::Relay { .. } => s.store.client_rules_json(client_id).await?,
+            };
+            let rules = rules_json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+            (rules, c.rules_version, matches!(c.responder, ResponderSetting::Relay { .. }))
+        }
+        None => (Rules::default(), 0, false),
+    };
+    let saved = q.get("notice").map(String::as_str) == Some("saved");
+    Ok(views::bot_editor(&g.session.csrf_token, &editor(rules, version, Vec::new(), None, saved, relay)))
+}
+
+pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(form)?;
+    let client_id = client_of(&g)?;
+    let version = form.get("version").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let relay =
+        matches!(s.store.client_settings(client_id).await?.map(|c| c.responder), Some(ResponderSetting::Relay { .. }));
+    let instagram =
+        s.store.list_integrations().await?.iter().any(|i| i.client_id == client_id && i.instagram_account_id.is_some());
+    let (rules, mut problems) = read(form, instagram);
+    let csrf = &g.session.csrf_token;
+    if form.get("action").map(String::as_str) == Some("try") {
+        let message = form.get("try").map(|t| t.trim().to_owned()).unwrap_or_default();
+        if message.is_empty() {
+            problems.push("Type a message to try.".to_owned());
+            return Ok(views::bot_editor(csrf, &editor(rules, version, problems, None, false, relay)));
+        }
+        let fallback = s.fallback_reply.clone();
+        let (answered, reply) = RulesResponder::new(rules.clone(), fallback).try_text(&message);
+        let answered = match answered {
+            Answered::Rule(at) => format!("rule {}", at + 1),
+            Answered::Person => "asking for a person".to_owned(),
+            Answered::Fallback => "the fallback (no rule matched)".to_owned(),
+        };
+        let tried = Tried { message, answered, reply };
+        return Ok(views::bot_editor(csrf, &editor(rules, version, problems, Some(tried), false, relay)));
+    }
+    if !problems.is_empty() {
+        return Ok(views::bot_editor(csrf, &editor(rules, version, problems, None, false, relay)));
+    }
+    let json = serde_json::to_string(&rules).map_err(|e| PageError::Internal(e.to_string()))?;
+    let saved = match s.store.save_rules(client_id, &json, version).await {
+        Ok(saved) => saved,
+        Err(StoreError::Conflict(m)) => return Err(PageError::Conflict(m)),
+        Err(e) => return Err(e.into()),
+    };
+    for i in s.store.list_integrations().await?.into_iter().filter(|i| i.client_id == client_id) {
+        // This node's tenant, and (in a cluster) the owner's, load the new rules for the next message.
+        s.router.reload(&i.page_id);
+        s.store.announce(&i.page_id).await;
+    }
+    g.audit(s, "client.rules_saved", Some(client_id), format!("version {saved}")).await;
+    Ok(see_other("/portal/bot?notice=saved"))
+}
+
+fn client_of(g: &Signed) -> Result<i64, PageError> {
+    match g.principal()? {
+        Principal::Client(client_id) => Ok(client_id),
+        Principal::Operator => Err(PageError::Forbidden("A client's bot is edited by the client's users.")),
+    }
+}
+
+fn editor(rules: Rules, version: i64, problems: Vec<String>, tried: Option<Tried>, saved: bool, relay: bool) -> Editor {
+    let rows = rules.keywords.len() + BLANK_ROWS;
+    let postback_rows = rules.postbacks.len() + BLANK_ROWS;
+    Editor { rules, version, rows, postback_rows, problems, tried, saved, relay }
+}
+
+/// The rules a form holds, and what is wrong with them, in plain words.
+fn read(form: &Form, instagram: bool) -> (Rules, Vec<String>) {
+    let field = |name: String| form.get(&name).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let mut problems = Vec::new();
+    let too_long = |what: &str, reply: &str| {
+        if reply.chars().count() > MESSENGER_MAX_CHARS {
+            Some(format!(
+                "{what}: the reply is {} characters; Messenger takes at most {MESSENGER_MAX_CHARS}.",
+                reply.chars().count()
+            ))
+        } else if instagram && reply.len() > INSTAGRAM_MAX_BYTES {
+            Some(format!("{what}: the reply is {} bytes; Instagram takes at most {INSTAGRAM_MAX_BYTES}.", reply.len()))
+        } else {
+            None
+        }
+    };
+    let mut rules = Rules::default();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut duplicates = Vec::new();
+    for i in 0..MAX_ROWS {
+        let (words, reply) = (field(format!("words_{i}")), field(format!("reply_{i}")));
+        if words.is_empty() && reply.is_empty() {
+            continue;
+        }
+        let n = rules.keywords.len() + 1;
+        let words: Vec<String> = words.split(',').map(|w| w.trim().to_owned()).filter(|w| !w.is_empty()).collect();
+        if words.is_empty() {
+            problems.push(format!("Rule {n} has a reply but no word or phrase to match."));
+        }
+        if reply.is_empty() {
+            problems.push(format!("Rule {n} has words but an empty reply."));
+        }
+        for word in &words {
+            if let Some(first) = seen.insert(word.to_lowercase(), n).filter(|first| *first != n) {
+                duplicates
+                    .push(format!("\"{word}\" is in rule {first} and rule {n}: only the first would ever answer."));
+            }
+        }
+        problems.extend(too_long(&format!("Rule {n}"), &reply));
+        rules.keywords.push(KeywordRule { keywords: words, reply });
+    }
+    problems.extend(duplicates);
+    for i in 0..MAX_ROWS {
+        let (payload, reply) = (field(format!("payload_{i}")), field(format!("payload_reply_{i}")));
+        if payload.is_empty() && reply.is_empty() {
+            continue;
+        }
+        if payload.is_empty() || reply.is_empty() {
+            problems
+                .push(format!("Button answer {}: fill in both the payload and the reply.", rules.postbacks.len() + 1));
+        }
+        problems.extend(too_long(&format!("Button answer for {payload:?}"), &reply));
+        if rules.postbacks.insert(payload.clone(), reply).is_some() {
+            problems.push(format!("The payload {payload:?} is answered twice."));
+        }
+    }
+    let fallback = field("fallback".to_owned());
+    problems.extend(too_long("The fallback", &fallback));
+    rules.fallback = (!fallback.is_empty()).then_some(fallback);
+    (rules, problems)
+}
