@@ -73,12 +73,14 @@ impl AskForPerson {
             return true;
         }
         match &event.kind {
-            EventKind::Message { text: Some(text), .. } => {
-                let lower = text.to_lowercase();
-                self.keywords.iter().map(|k| k.trim().to_lowercase()).any(|k| !k.is_empty() && lower.contains(&k))
-            }
+            EventKind::Message { text: Some(text), .. } => self.asked_in(&text.to_lowercase()),
             _ => false,
         }
+    }
+
+    /// Whether a message's text, lowercased, asks for a person.
+    fn asked_in(&self, lower: &str) -> bool {
+        self.keywords.iter().map(|k| k.trim().to_lowercase()).any(|k| !k.is_empty() && lower.contains(&k))
     }
 }
 
@@ -136,16 +138,14 @@ impl RulesResponder {
     /// How the rules answer `text`, and with what ("Try it" in the portal).
     pub fn try_text(&self, text: &str) -> (Answered, String) {
         let lower = text.to_lowercase();
-        if self
-            .rules
-            .person
-            .keywords
-            .iter()
-            .map(|k| k.trim().to_lowercase())
-            .any(|k| !k.is_empty() && lower.contains(&k))
-        {
+        if self.rules.person.asked_in(&lower) {
             return (Answered::Person, self.rules.person.reply.clone());
         }
+        self.by_keywords(&lower)
+    }
+
+    /// The first keyword rule found in a message's lowercased text, or the fallback.
+    fn by_keywords(&self, lower: &str) -> (Answered, String) {
         match self.keywords_lower.iter().position(|(keys, _)| keys.iter().any(|k| lower.contains(k.as_str()))) {
             Some(at) => (Answered::Rule(at), self.keywords_lower[at].1.clone()),
             None => (Answered::Fallback, self.rules.fallback.clone().unwrap_or_else(|| self.default_fallback.clone())),
@@ -176,15 +176,7 @@ impl RulesResponder {
             EventKind::Message { quick_reply: Some(payload), .. } if self.rules.postbacks.contains_key(payload) => {
                 self.rules.postbacks.get(payload).cloned()
             }
-            EventKind::Message { text: Some(text), .. } => {
-                let lower = text.to_lowercase();
-                let matched =
-                    self.keywords_lower.iter().find(|(keys, _)| keys.iter().any(|k| lower.contains(k.as_str())));
-                Some(match matched {
-                    Some((_, reply)) => reply.clone(),
-                    None => self.rules.fallback.clone().unwrap_or_else(|| self.default_fallback.clone()),
-                })
-            }
+            EventKind::Message { text: Some(text), .. } => Some(self.by_keywords(&text.to_lowercase()).1),
             _ => None,
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use switchboard_actors::{Route, Router};
 
-use crate::store::{IntegrationStatus, Store};
+use crate::store::{IntegrationStatus, Store, StoreError};
 
 /// How long an account the store does not know is taken to be unknown without asking again.
 const MISS_TTL: Duration = Duration::from_secs(1);
@@ -37,19 +37,21 @@ impl Directory {
     }
 
     /// Whose `account` is: the engine's directory, or else the store's (the Page is then added to the engine's).
-    pub async fn route(&self, account: &str) -> Option<Route> {
+    /// `Err` when the store could not say: the webhook answers 503 and Meta delivers again, rather than
+    /// acknowledging an event of a Page that may be connected.
+    pub async fn route(&self, account: &str) -> Result<Option<Route>, StoreError> {
         let inner = &self.inner;
         if let Some(route) = inner.router.route(account) {
-            return Some(route);
+            return Ok(Some(route));
         }
         if inner.misses.get(account).is_some_and(|at| at.elapsed() < MISS_TTL) {
-            return None;
+            return Ok(None);
         }
         let generation = inner.generation.load(Ordering::Acquire);
         match inner.store.integration_by_account(account).await {
             Ok(Some(i)) if i.status != IntegrationStatus::Revoked => {
                 inner.router.register(i.page_id.clone(), i.instagram_account_id.clone(), i.client_slug.as_str());
-                inner.router.route(account)
+                Ok(inner.router.route(account))
             }
             Ok(_) => {
                 if inner.generation.load(Ordering::Acquire) == generation {
@@ -58,11 +60,11 @@ impl Directory {
                     }
                     inner.misses.insert(account.to_owned(), Instant::now());
                 }
-                None
+                Ok(None)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot look up an account the directory does not know");
-                None
+                tracing::warn!(error = %e, "cannot look up an account the directory does not know; answering 503");
+                Err(e)
             }
         }
     }

@@ -102,7 +102,7 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
         let mut unowned = Vec::new();
         for event in events {
             let keep = state.durable_receipts || !event.is_receipt();
-            let route = if keep { state.directory.route(event.account_id.as_str()).await } else { None };
+            let route = if keep { routed(state, &event).await? } else { None };
             match route {
                 Some(route) => owned.push((route, event)),
                 None => unowned.push(event),
@@ -141,11 +141,17 @@ async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookSt
     } else {
         for event in events {
             // A Page connected elsewhere a moment ago is learned from the store before its event is unknown.
-            state.directory.route(event.account_id.as_str()).await;
+            routed(state, &event).await?;
             state.router.dispatch(event);
         }
     }
     Ok(warp::reply::with_header("EVENT_RECEIVED", "content-type", "text/plain").into_response())
+}
+
+/// The tenant `event` belongs to, asking the store about an account the engine does not know; a store that
+/// cannot answer makes the webhook a 503 (Meta delivers again), never an acknowledged, dropped event.
+async fn routed(state: &WebhookState, event: &InboundEvent) -> Result<Option<Route>, Rejection> {
+    state.directory.route(event.account_id.as_str()).await.map_err(|_| warp::reject::custom(ApiError::Unavailable))
 }
 
 /// Counts a part Switchboard does not understand, and logs it: the first of each (object, kind, reason) at

@@ -65,7 +65,8 @@ impl Store {
         })
     }
 
-    /// Chooses the client's responder (keeping its send rate).
+    /// Chooses the client's responder (keeping its send rate). New rules are the next version, so an editor
+    /// open in the portal on the old ones cannot save over them unseen.
     pub async fn set_responder(&self, client_id: i64, responder: &ResponderSetting) -> Result<(), StoreError> {
         on!(self, |pool| {
             let (kind, rules, url, secret, key_id) = match responder {
@@ -78,9 +79,11 @@ impl Store {
             // one command; the kind decides which one answers.
             sqlx::query(
                 "INSERT INTO client_settings (client_id, responder_kind, rules_json, relay_url, relay_secret, \
-                     relay_key_id, updated_at) VALUES ($1, $2, COALESCE($3, '{}'), $4, $5, $6, $7) \
+                     relay_key_id, updated_at, rules_version) \
+                 VALUES ($1, $2, COALESCE($3, '{}'), $4, $5, $6, $7, CASE WHEN $3 IS NULL THEN 0 ELSE 1 END) \
                  ON CONFLICT (client_id) DO UPDATE SET responder_kind = excluded.responder_kind, \
                      rules_json = COALESCE($3, client_settings.rules_json), \
+                     rules_version = client_settings.rules_version + CASE WHEN $3 IS NULL THEN 0 ELSE 1 END, \
                      relay_url = COALESCE($4, client_settings.relay_url), \
                      relay_secret = COALESCE($5, client_settings.relay_secret), \
                      relay_key_id = COALESCE($6, client_settings.relay_key_id), \

@@ -412,3 +412,43 @@ async fn a_client_edits_its_bot_tries_it_and_its_pages_answer_with_the_saved_rul
     assert_eq!(sign_in(&app, &ops, "ops@switchboard.example", PASSWORD).await.status().as_u16(), 303);
     assert_eq!(page(&app, &ops, "/portal/bot").await.0, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_editor_keeps_what_it_does_not_edit_and_refuses_a_form_without_its_version() {
+    let app = spawn_app(Options::default()).await;
+    let woodstock = app.clients[0].id;
+    add_user(&app, "owner@woodstock.example", Some(woodstock)).await;
+    // Set from a file with the CLI: asking for a person in Spanish, which the form does not show.
+    let rules = r#"{"fallback":"Gracias","person":{"keywords":["agente"],"reply":"Un momento"}}"#;
+    let setting = switchboard::store::ResponderSetting::Rules { rules_json: rules.to_owned() };
+    app.db.store.set_responder(woodstock, &setting).await.unwrap();
+    let b = browser();
+    assert_eq!(sign_in(&app, &b, "owner@woodstock.example", PASSWORD).await.status().as_u16(), 303);
+    let (_, editor) = page(&app, &b, "/portal/bot").await;
+    let (csrf, version) = (field(&editor, "csrf"), field(&editor, "version"));
+    assert_eq!(version, "1", "rules set with the CLI are a version too");
+    let post = |form: Vec<(&'static str, String)>| {
+        let (b, url) = (b.clone(), app.url("/portal/bot"));
+        async move { b.post(url).form(&form).send().await.unwrap().status().as_u16() }
+    };
+    let no_version = vec![("csrf", csrf.clone()), ("fallback", "Thanks".to_owned()), ("action", "save".to_owned())];
+    assert_eq!(post(no_version).await, 400);
+    // Rows beyond the ones the editor drew are read too.
+    let form = vec![
+        ("csrf", csrf.clone()),
+        ("version", version),
+        ("words_250", "sofa".to_owned()),
+        ("reply_250", "Sofas are 20% off.".to_owned()),
+        ("action", "save".to_owned()),
+    ];
+    assert_eq!(post(form).await, 303);
+    let Some(switchboard::store::ResponderSetting::Rules { rules_json }) =
+        app.db.store.client_settings(woodstock).await.unwrap().map(|c| c.responder)
+    else {
+        panic!("rules expected")
+    };
+    let saved: switchboard_actors::Rules = serde_json::from_str(&rules_json).unwrap();
+    assert_eq!(saved.keywords.len(), 1, "{rules_json}");
+    assert_eq!(saved.person.reply, "Un momento", "asking for a person stays as set: {rules_json}");
+    assert_eq!(saved.fallback, None, "the fallback is what the form said (emptied)");
+}

@@ -98,12 +98,6 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
         marks::finish(state, event.inbox_id, None);
         return;
     }
-    if state.profile.as_ref().is_some_and(|p| p.ask_for_person.matches(&event)) {
-        // Answered as the client chose (`PersonFirst`); the conversation goes to the inbox once that is out.
-        let change = state.takeover.asked_for_person(&event.sender, pause_ms(state));
-        tracing::info!(page = %state.ctx.page, "a customer asked for a person; the conversation goes to the inbox");
-        keep(state, change);
-    }
     if state.pending.len() >= state.ctx.settings.pending_capacity {
         // A backlog this deep means the page cannot keep up (throttled, a slow bot): set the event aside
         // rather than hold without bound. An inbox event stays pending, and the sweeper hands it over again.
@@ -115,6 +109,13 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
         }
         state.progress.released.extend(event.inbox_id);
         return;
+    }
+    // Only an event that is taken holds the conversation (one set aside comes back and is asked about then).
+    if state.profile.as_ref().is_some_and(|p| p.ask_for_person.matches(&event)) {
+        // Answered as the client chose (`PersonFirst`); the conversation goes to the inbox once that is out.
+        let change = state.takeover.asked_for_person(&event.sender, pause_ms(state));
+        tracing::info!(page = %state.ctx.page, "a customer asked for a person; the conversation goes to the inbox");
+        keep(state, change);
     }
     // Within a conversation, answer in Meta's timestamp order even if deliveries arrived shuffled.
     let at = insertion_point(&state.pending, &event);

@@ -17,8 +17,6 @@ use crate::store::{ResponderSetting, StoreError};
 
 /// Rows the form offers beyond the rules already there.
 const BLANK_ROWS: usize = 2;
-/// The most rows a form may carry (of each kind).
-const MAX_ROWS: usize = 200;
 
 /// What the editor shows: the rules as typed, the version they are based on, problems, and a tried message.
 pub struct Editor {
@@ -43,18 +41,11 @@ pub struct Tried {
 pub(super) async fn page(signed: Option<Signed>, q: &Form, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?;
     let client_id = client_of(&g)?;
-    let settings = s.store.client_settings(client_id).await?;
-    let (rules, version, relay) = match &settings {
-        Some(c) => {
-            let rules_json = match &c.responder {
-                ResponderSetting::Rules { rules_json } => Some(rules_json.clone()),
-                ResponderSetting::Relay { .. } => s.store.client_rules_json(client_id).await?,
-            };
-            let rules = rules_json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
-            (rules, c.rules_version, matches!(c.responder, ResponderSetting::Relay { .. }))
-        }
-        None => (Rules::default(), 0, false),
+    let (version, relay) = match s.store.client_settings(client_id).await? {
+        Some(c) => (c.rules_version, matches!(c.responder, ResponderSetting::Relay { .. })),
+        None => (0, false),
     };
+    let rules = stored_rules(s, client_id).await?;
     let saved = q.get("notice").map(String::as_str) == Some("saved");
     Ok(views::bot_editor(&g.session.csrf_token, &editor(rules, version, Vec::new(), None, saved, relay)))
 }
@@ -62,12 +53,17 @@ pub(super) async fn page(signed: Option<Signed>, q: &Form, s: &PortalState) -> P
 pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?.form(form)?;
     let client_id = client_of(&g)?;
-    let version = form.get("version").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let version =
+        form.get("version").and_then(|v| v.parse::<i64>().ok()).filter(|v| *v >= 0).ok_or_else(|| {
+            PageError::BadRequest("The form lacks the version of the rules it was based on.".to_owned())
+        })?;
     let relay =
         matches!(s.store.client_settings(client_id).await?.map(|c| c.responder), Some(ResponderSetting::Relay { .. }));
-    let instagram =
-        s.store.list_integrations().await?.iter().any(|i| i.client_id == client_id && i.instagram_account_id.is_some());
-    let (rules, mut problems) = read(form, instagram);
+    let pages: Vec<_> = s.store.list_integrations().await?.into_iter().filter(|i| i.client_id == client_id).collect();
+    let instagram = pages.iter().any(|i| i.instagram_account_id.is_some());
+    let (mut rules, mut problems) = read(form, instagram);
+    // What the form does not edit (asking for a person) stays as stored.
+    rules.person = stored_rules(s, client_id).await?.person;
     let csrf = &g.session.csrf_token;
     if form.get("action").map(String::as_str) == Some("try") {
         let message = form.get("try").map(|t| t.trim().to_owned()).unwrap_or_default();
@@ -94,13 +90,29 @@ pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -
         Err(StoreError::Conflict(m)) => return Err(PageError::Conflict(m)),
         Err(e) => return Err(e.into()),
     };
-    for i in s.store.list_integrations().await?.into_iter().filter(|i| i.client_id == client_id) {
+    for i in &pages {
         // This node's tenant, and (in a cluster) the owner's, load the new rules for the next message.
         s.router.reload(&i.page_id);
         s.store.announce(&i.page_id).await;
     }
     g.audit(s, "client.rules_saved", Some(client_id), format!("version {saved}")).await;
     Ok(see_other("/portal/bot?notice=saved"))
+}
+
+/// The rules the client keeps, also while its relay answers. Rules that do not parse are an error, never an
+/// empty editor (a save would erase them).
+async fn stored_rules(s: &PortalState, client_id: i64) -> Result<Rules, PageError> {
+    match s.store.client_rules_json(client_id).await? {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| PageError::Internal(format!("client {client_id}: stored rules are not valid: {e}"))),
+        None => Ok(Rules::default()),
+    }
+}
+
+/// The row numbers the form carries fields of (`words_0`, `reply_0`, …), in order: every row, however many the
+/// editor drew (the form's size bounds them).
+fn rows(form: &Form, prefixes: [&str; 2]) -> std::collections::BTreeSet<usize> {
+    form.keys().filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p)?.parse::<usize>().ok())).collect()
 }
 
 fn client_of(g: &Signed) -> Result<i64, PageError> {
@@ -135,7 +147,7 @@ fn read(form: &Form, instagram: bool) -> (Rules, Vec<String>) {
     let mut rules = Rules::default();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut duplicates = Vec::new();
-    for i in 0..MAX_ROWS {
+    for i in rows(form, ["words_", "reply_"]) {
         let (words, reply) = (field(format!("words_{i}")), field(format!("reply_{i}")));
         if words.is_empty() && reply.is_empty() {
             continue;
@@ -158,7 +170,7 @@ fn read(form: &Form, instagram: bool) -> (Rules, Vec<String>) {
         rules.keywords.push(KeywordRule { keywords: words, reply });
     }
     problems.extend(duplicates);
-    for i in 0..MAX_ROWS {
+    for i in rows(form, ["payload_", "payload_reply_"]) {
         let (payload, reply) = (field(format!("payload_{i}")), field(format!("payload_reply_{i}")));
         if payload.is_empty() && reply.is_empty() {
             continue;
@@ -175,5 +187,11 @@ fn read(form: &Form, instagram: bool) -> (Rules, Vec<String>) {
     let fallback = field("fallback".to_owned());
     problems.extend(too_long("The fallback", &fallback));
     rules.fallback = (!fallback.is_empty()).then_some(fallback);
+    // What the form reader does not word itself, the one check every stored rule set passes.
+    if problems.is_empty()
+        && let Err(problem) = rules.validate()
+    {
+        problems.push(problem);
+    }
     (rules, problems)
 }

@@ -20,6 +20,8 @@ struct Parts {
     signed: BoxedFilter<(Option<Signed>, PortalState)>,
     form: BoxedFilter<(Form,)>,
     post: BoxedFilter<(Option<Signed>, PortalState, Form)>,
+    /// `post` with room for a large form (the bot editor).
+    big_post: BoxedFilter<(Option<Signed>, PortalState, Form)>,
 }
 
 pub fn routes(
@@ -32,10 +34,11 @@ pub fn routes(
         .then(|cookies: Option<String>, s: PortalState| async move { (session(cookies.as_deref(), &s).await, s) })
         .untuple_one()
         .boxed();
-    // A bot's rules come in one form: room for a few hundred rules.
-    let form = crate::http::body::form(256 * 1024, bodies).boxed();
+    let form = crate::http::body::form(16 * 1024, bodies.clone()).boxed();
     let post = warp::post().and(signed.clone()).and(form.clone()).boxed();
-    let parts = Parts { with, signed, form, post };
+    // A bot's rules come in one form: room for a few hundred rules, on that route only.
+    let big_post = warp::post().and(signed.clone()).and(crate::http::body::form(256 * 1024, bodies)).boxed();
+    let parts = Parts { with, signed, form, post, big_post };
     account_routes(&parts).or(page_routes(&parts)).unify().or(admin_routes(&parts)).unify()
 }
 
@@ -108,7 +111,7 @@ fn page_routes(p: &Parts) -> BoxedFilter<(Response,)> {
         warp::path!("portal" / "bot").and(warp::get()).and(warp::query::<Form>()).and(p.signed.clone()).then(
             |q: Form, signed: Option<Signed>, s: PortalState| async move { respond(bot::page(signed, &q, &s).await) },
         );
-    let bot_post = warp::path!("portal" / "bot").and(p.post.clone()).then(
+    let bot_post = warp::path!("portal" / "bot").and(p.big_post.clone()).then(
         |signed: Option<Signed>, s: PortalState, form: Form| async move { respond(bot::post(signed, &form, &s).await) },
     );
     home.or(connect)

@@ -169,7 +169,7 @@ pub fn people(csrf: &str, i: &Integration, holds: &[(String, i64)], notice: Opti
         html! {
             h1 { "Conversations a person is handling on " (name) }
             @if let Some(notice) = notice { p class="banner ok" { (notice) } }
-            p { "When someone at your business answers a customer in the Page Inbox or the Instagram Inbox, or a customer asks for a person, the bot stays silent in that conversation until the pause ends or the conversation is marked done in the inbox. You can also hand it back to the bot here." }
+            p { "When someone at your business answers a customer in the Page Inbox or the Instagram Inbox, or a customer asks for a person, the bot stays silent in that conversation until the pause ends or the conversation is marked done in the inbox. You can also hand it back to the bot here; a conversation a customer asked a person for was passed to the inbox too: mark it done there, or Meta keeps delivering that customer's messages to the inbox only." }
             @if holds.is_empty() { p id="no-people" { "None: the bot answers every conversation." } }
             @for (person, until) in holds {
                 section class="card conversation" data-person=(person) {

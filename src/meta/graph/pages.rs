@@ -38,7 +38,10 @@ struct TokenAnswer {
 }
 
 /// The fields Switchboard subscribes each Page to.
-pub const PAGE_FIELDS: &str = "messages,messaging_postbacks,messaging_optins,message_reactions,messaging_referrals";
+/// `message_echoes` tells a person's answer in the Page Inbox from the bot's; `messaging_handovers` and `standby`
+/// tell who has the conversation (see "A person can take over").
+pub const PAGE_FIELDS: &str = "messages,messaging_postbacks,messaging_optins,message_reactions,messaging_referrals,\
+                               message_echoes,messaging_handovers,standby";
 
 impl GraphClient {
     /// `GET /oauth/access_token?code=…`: the (short-lived) user token. Single-shot: never retried.
