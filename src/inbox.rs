@@ -94,6 +94,10 @@ impl Inbox {
     /// Commits `events` (with their tenant page) and returns each one's inbox id, `None` for one already
     /// stored (a redelivery). `Err` means the commit failed or did not finish in time: answer 503.
     pub async fn commit(&self, events: &[(&InboundEvent, &str)]) -> Result<Vec<Option<InboxId>>, String> {
+        if events.is_empty() {
+            // Receipts only, or Pages no client owns: nothing to store, no writer round trip.
+            return Ok(Vec::new());
+        }
         let rows =
             events.iter().map(|(e, page)| row(e, page, self.router.needs_tenant(e))).collect::<Result<Vec<_>, _>>()?;
         self.writer.submit_by(rows, Some(tokio::time::Instant::now() + self.commit_timeout)).await
@@ -106,7 +110,7 @@ impl Inbox {
         match tokio::time::timeout(self.commit_timeout, self.store.unhandled_insert(&rows)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
-                tracing::error!(error = %err, parts = rows.len(), "cannot keep unhandled webhook parts; answering 503");
+                tracing::error!(error = %err, parts = rows.len(), "cannot keep unhandled webhook parts; the events are acknowledged all the same");
                 Err(err.to_string())
             }
             Err(_) => Err("timed out keeping unhandled webhook parts".to_owned()),
