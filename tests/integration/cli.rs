@@ -140,7 +140,7 @@ async fn serve_on_sqlite_fails_closed_without_a_key_and_runs_with_one() {
     assert_eq!(get(&server.url("/metrics")).await.0, 404, "metrics are not served on the public listener");
     let (status, metrics) = get(&server.metrics_url()).await;
     assert!(status == 200 && metrics.contains("switchboard_http_requests_total"), "{status}: {metrics}");
-    assert!(server.terminate().success());
+    server.stop_cleanly();
     assert!(dir.path().join("data/switchboard.db").exists());
 }
 
@@ -182,7 +182,7 @@ async fn serve_on_postgres_fails_closed_without_a_key_and_runs_with_one() {
     cmd.envs(APP_ENV).env("DATABASE_URL", &db.url).env("SWITCHBOARD_ENCRYPTION_KEYS", key_entry("k1"));
     let server = Server::start(cmd).unwrap();
     assert_eq!(get(&server.url("/readyz")).await, (200, "ready\n".to_owned()));
-    assert!(server.terminate().success());
+    server.stop_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -295,15 +295,26 @@ impl Server {
 
     /// SIGTERM, then the exit status (bounded wait).
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.sigterm_and_wait()
+    }
+
+    /// SIGTERM, and the process must exit 0; its log is shown if it does not.
+    pub fn stop_cleanly(mut self) {
+        let status = self.sigterm_and_wait();
+        // The reader thread may still hold the last lines; give it a moment.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(status.success(), "serve exited {status} on SIGTERM:\n{}", self.logged("").join("\n"));
+    }
+
+    fn sigterm_and_wait(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("serve did not stop within 10 s of SIGTERM");
+        panic!("serve did not stop within 10 s of SIGTERM:\n{}", self.logged("").join("\n"));
     }
 }
 

@@ -119,7 +119,7 @@ async fn a_person_answering_in_the_page_inbox_silences_the_bot_in_that_conversat
     assert_eq!(meta.replies_to(HANDLED), 1, "the bot stayed silent while a person handles the conversation");
 
     // A restart does not forget it.
-    assert!(server.terminate().success());
+    server.stop_cleanly();
     let server = rig.serve();
     meta.customer_writes(&server, HANDLED).await;
     meta.customer_writes(&server, OTHER).await;
