@@ -9,11 +9,14 @@ use crate::support::{Server, TestDb, client, eventually_within, key_entry, new_i
 
 /// Meta's settings, and a free port: `serve` binds before it opens the vault, so two tests expecting a vault
 /// error from `serve` at once must not both ask for the default 8080.
-const APP_ENV: [(&str, &str); 4] = [
+/// Both listeners on free ports: two tests' `serve` runs that fail after binding must not collide on a default
+/// port (that failure would replace the error a test checks for).
+const APP_ENV: [(&str, &str); 5] = [
     ("META_APP_ID", "1234567890"),
     ("META_APP_SECRET", "fixture-app-secret-do-not-use"),
     ("META_VERIFY_TOKEN", "vt"),
     ("SWITCHBOARD_BIND", "127.0.0.1:0"),
+    ("SWITCHBOARD_METRICS_BIND", "127.0.0.1:0"),
 ];
 
 /// The binary with an empty environment, run in `dir`.
