@@ -6,7 +6,7 @@
 
 mod raw;
 mod validate;
-pub use validate::HUMAN_PAUSE_SECS;
+pub use validate::{HUMAN_PAUSE_SECS, SEND_RATE, client_human_pause, client_send_rate};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

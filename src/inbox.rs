@@ -146,7 +146,12 @@ impl Inbox {
 pub fn row(event: &InboundEvent, page: &str, pending: bool) -> Result<InboxRow, String> {
     let json = serde_json::to_string(event).map_err(|e| e.to_string())?;
     let dedup_key = event.dedup_key().unwrap_or_else(|| format!("h:{}", hex::encode(Sha256::digest(json.as_bytes()))));
-    Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json, done: !pending })
+    // This app's own echoes (stored done) repeat the replies the outbox holds: they stay out of the view.
+    let customer_id = match event.echo_app() {
+        Some(_) if !pending => None,
+        _ => event.customer().map(str::to_owned),
+    };
+    Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json, customer_id, done: !pending })
 }
 
 /// The row that keeps `part`: its raw JSON cut at `RAW_LIMIT` bytes (on a character boundary), and a hash of
@@ -174,5 +179,33 @@ fn unhandled_row(part: &Unhandled) -> UnhandledRow {
         account_id: part.account.clone(),
         raw,
         raw_hash: hex::encode(hash.finalize()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row;
+
+    fn events(fixture: &str) -> Vec<switchboard_actors::InboundEvent> {
+        let path = format!("{}/tests/fixtures/webhooks/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        crate::meta::webhook::parse(&std::fs::read(path).unwrap()).unwrap().events
+    }
+
+    #[test]
+    fn rows_name_the_customer_of_messages_postbacks_and_a_persons_echoes_only() {
+        let customer = |fixture: &str, pending: bool| {
+            let e = events(fixture).remove(0);
+            (row(&e, e.account_id.as_str(), pending).unwrap().customer_id, e)
+        };
+        for fixture in ["messenger_text.json", "messenger_postback.json", "instagram_text.json"] {
+            let (id, e) = customer(fixture, true);
+            assert_eq!(id.as_deref(), Some(e.sender.as_str()), "{fixture}");
+        }
+        let (own, _) = customer("messenger_echo.json", false);
+        assert_eq!(own, None, "this app's own echo repeats the outbox");
+        let (person, e) = customer("messenger_echo.json", true);
+        assert_eq!(person.as_deref(), Some(e.recipient.as_str()), "a person's echo is the customer's conversation");
+        let (receipt, _) = customer("messenger_read_delivery.json", false);
+        assert_eq!(receipt, None);
     }
 }

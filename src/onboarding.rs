@@ -212,6 +212,11 @@ impl Onboarding {
         &self.links
     }
 
+    /// The key ring that seals tokens and relay secrets.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

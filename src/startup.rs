@@ -276,6 +276,10 @@ fn routes(
         session_ttl: settings.session_ttl,
         shared_figures: cluster,
         fallback_reply: settings.engine.fallback_reply.clone(),
+        human_pause: settings.engine.engine.human_pause,
+        keeps_messages: settings.inbox.mode == InboxMode::Durable,
+        relay_allow_private: settings.engine.relay.allow_private,
+        send_rate: settings.engine.send_rate_per_page,
     };
     Ok(http::routes(HttpState {
         bodies: http::BodyBudget::new(settings.server.max_body_memory_bytes),

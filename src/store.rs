@@ -14,6 +14,7 @@ mod audit;
 mod callbacks;
 mod clients;
 mod cluster;
+mod conversations;
 mod holds;
 mod inbox;
 mod integrations;
@@ -35,6 +36,7 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 pub use cluster::{DIRECTORY_CHANNEL, FiguresRecord, NodeRecord, OwnerRecord};
+pub use conversations::{ConversationEntry, ConversationReply, ConversationSummary};
 pub use model::{
     AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, Fence, InboxRow,
     Integration, IntegrationStatus, NewIntegration, NewOAuthState, NewReply, NewUser, OAuthOutcome, Resealed,

@@ -144,6 +144,18 @@ impl InboundEvent {
             || matches!(self.kind, EventKind::ThreadControl { .. })
     }
 
+    /// The customer whose conversation this event belongs to: the sender of a message or postback, the
+    /// recipient of an echo. `None` for receipts, reactions, handovers and what the account sent itself.
+    pub fn customer(&self) -> Option<&str> {
+        match &self.kind {
+            EventKind::Message { is_echo: true, .. } => Some(&self.recipient),
+            EventKind::Message { .. } | EventKind::Postback { .. } if self.sender != self.account_id.as_str() => {
+                Some(&self.sender)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the bot logic should see this event at all.
     pub fn wants_reply(&self) -> bool {
         !self.standby && !self.is_own() && matches!(self.kind, EventKind::Message { .. } | EventKind::Postback { .. })

@@ -85,13 +85,7 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
         }
         ClientCommand::SetResponder { slug, responder } => set_responder(settings, &slug, responder).await,
         ClientCommand::SetRate { slug, rate } => {
-            let rate =
-                match rate.as_str() {
-                    "default" => None,
-                    n => Some(n.parse::<u32>().ok().filter(|r| (1..=1000).contains(r)).ok_or_else(|| {
-                        UsageError(format!("rate {n:?} must be 1 to 1000 calls per second, or default"))
-                    })?),
-                };
+            let rate = crate::config::client_send_rate(&rate).map_err(UsageError)?;
             let store = startup::open_store(settings).await?;
             let client = find_client(&store, &slug).await?;
             store.set_send_rate(client.id, rate).await?;
@@ -104,19 +98,7 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             Ok(())
         }
         ClientCommand::SetHumanPause { slug, pause } => {
-            let secs = match pause.as_str() {
-                "default" => None,
-                p => Some(
-                    humantime::parse_duration(p)
-                        .ok()
-                        .map(|d| d.as_secs())
-                        .filter(|s| crate::config::HUMAN_PAUSE_SECS.contains(s))
-                        .and_then(|s| u32::try_from(s).ok())
-                        .ok_or_else(|| {
-                            UsageError(format!("pause {p:?} must be from 1m to 7d (like 30m or 2h), or default"))
-                        })?,
-                ),
-            };
+            let secs = crate::config::client_human_pause(&pause).map_err(UsageError)?;
             let store = startup::open_store(settings).await?;
             let client = find_client(&store, &slug).await?;
             store.set_human_pause(client.id, secs).await?;
@@ -200,9 +182,7 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
         (ResponderArgs::Rules { .. }, Some(rules_json)) => ResponderSetting::Rules { rules_json },
         (ResponderArgs::Relay { url }, _) => {
             let secret = super::read_secret_line("relay secret")?;
-            if secrecy::ExposeSecret::expose_secret(&secret).len() < 16 {
-                return Err(UsageError("the relay secret must be at least 16 characters".to_owned()).into());
-            }
+            crate::engine::relay::check_secret(&secret).map_err(UsageError)?;
             let keys = startup::open_vault(settings, &store).await?;
             ResponderSetting::Relay { url, secret: keys.seal_relay_secret(client.id, &secret)? }
         }

@@ -208,13 +208,45 @@ fn meta(raw: &RawMeta) -> Result<MetaSettings, ConfigError> {
 /// How long a person's answer may silence the bot in a conversation, in seconds (also a client's own choice).
 pub const HUMAN_PAUSE_SECS: std::ops::RangeInclusive<u64> = 60..=604_800;
 
+/// Calls per second a Page may make to the Send API (the deployment's and a client's own choice).
+pub const SEND_RATE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// A client's own pause after a person answers, as typed (`30m`, `2h`, `1d`), or `default` (`None`): the
+/// deployment's `engine.human_pause_secs`. The error says what is accepted.
+pub fn client_human_pause(raw: &str) -> Result<Option<u32>, String> {
+    match raw.trim() {
+        "default" => Ok(None),
+        p => humantime::parse_duration(p)
+            .ok()
+            .map(|d| d.as_secs())
+            .filter(|s| HUMAN_PAUSE_SECS.contains(s))
+            .and_then(|s| u32::try_from(s).ok())
+            .map(Some)
+            .ok_or_else(|| format!("pause {p:?} must be from 1m to 7d (like 30m or 2h), or default")),
+    }
+}
+
+/// A client's own send rate per Page, as typed, or `default` (`None`): the deployment's
+/// `engine.send_rate_per_page`.
+pub fn client_send_rate(raw: &str) -> Result<Option<u32>, String> {
+    match raw.trim() {
+        "default" => Ok(None),
+        n => n
+            .parse::<u32>()
+            .ok()
+            .filter(|r| SEND_RATE.contains(r))
+            .map(Some)
+            .ok_or_else(|| format!("rate {n:?} must be 1 to 1000 calls per second, or default")),
+    }
+}
+
 fn engine(e: &RawEngine, meta: &RawMeta) -> Result<EngineConfig, ConfigError> {
     seconds_within_a_day(&[
         ("engine.relay_timeout_secs", e.relay_timeout_secs),
         ("engine.idle_timeout_secs", e.idle_timeout_secs),
         ("engine.quarantine_secs", e.quarantine_secs),
     ])?;
-    if !(1..=1000).contains(&e.send_rate_per_page) {
+    if !SEND_RATE.contains(&e.send_rate_per_page) {
         return Err(invalid("engine.send_rate_per_page", "must be between 1 and 1000 calls per second"));
     }
     if e.fallback_reply.trim().is_empty() {

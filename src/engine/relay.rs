@@ -66,6 +66,17 @@ pub fn http_client(timeout: std::time::Duration, limits: RelayLimits) -> reqwest
 
 /// Checks a relay URL as it is set: https (unless private addresses are allowed) with a host, and, for a
 /// literal address, a public one. Names are checked when they are resolved, at each call.
+/// The shortest relay secret accepted, in characters.
+pub const MIN_SECRET_CHARS: usize = 16;
+
+/// A relay secret long enough to sign with.
+pub fn check_secret(secret: &secrecy::SecretString) -> Result<(), String> {
+    if secrecy::ExposeSecret::expose_secret(secret).chars().count() < MIN_SECRET_CHARS {
+        return Err(format!("the relay secret must be at least {MIN_SECRET_CHARS} characters"));
+    }
+    Ok(())
+}
+
 pub fn check_url(url: &str, allow_private: bool) -> Result<url::Url, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match parsed.scheme() {

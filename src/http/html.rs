@@ -38,7 +38,10 @@ header.top{display:flex;justify-content:space-between;align-items:center;flex-wr
 .card{background:#fff;border-radius:.4rem;padding:.8rem 1rem;margin:.8rem 0}.tight{margin:.2rem 0}\
 .row{border-top:1px solid #ddd;padding:.4rem 0}.badge{padding:.2rem .5rem}.badge.small{padding:.1rem .4rem}\
 .spaced{margin-top:.5rem}input.wide{width:100%}\
-ul{padding-left:1.2rem}li{margin:.3rem 0}";
+ul{padding-left:1.2rem}li{margin:.3rem 0}\
+.line{border-left:.25rem solid #ccd0d5;padding:.2rem .6rem;margin:.4rem 0}.line.bot{border-color:#1877f2}.line.person{border-color:#e4a11b}\
+.said{white-space:pre-wrap;overflow-wrap:anywhere}.state{font-size:.9rem;padding:.1rem .4rem;border-radius:.3rem;display:inline-block}\
+.quiet{background:#eceef1}";
 
 pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
     warp::reply::with_status(warp::reply::html(layout(title, body).into_string()), status).into_response()

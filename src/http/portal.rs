@@ -15,9 +15,11 @@ mod access;
 mod account;
 mod admin;
 mod bot;
+mod conversations;
 mod pages;
 mod routes;
 pub mod session;
+mod settings;
 mod views;
 
 use std::collections::HashMap;
@@ -49,6 +51,14 @@ pub struct PortalState {
     pub shared_figures: bool,
     /// The deployment's answer when a client's rules match nothing and it has no fallback ("Try it").
     pub fallback_reply: String,
+    /// `engine.human_pause_secs`: how long a person's answer silences the bot, for clients that set none.
+    pub human_pause: Duration,
+    /// Messages are kept (`inbox.mode = "durable"`), so there are conversations to show.
+    pub keeps_messages: bool,
+    /// `engine.relay_allow_private`: a relay URL may name a private address (and use http).
+    pub relay_allow_private: bool,
+    /// The deployment's send rate per Page, for clients that set none.
+    pub send_rate: u32,
 }
 
 impl PortalState {
@@ -66,4 +76,14 @@ fn with_cookie(mut response: Response, set_cookie: &str) -> Response {
         response.headers_mut().append("set-cookie", value);
     }
     response
+}
+
+/// After a client's settings changed: this node's tenants of its Pages, and (in a cluster) their owners', load
+/// them for the next message.
+async fn reload_client_pages(s: &PortalState, client_id: i64) -> Result<(), crate::store::StoreError> {
+    for i in s.store.list_integrations().await?.into_iter().filter(|i| i.client_id == client_id) {
+        s.router.reload(&i.page_id);
+        s.store.announce(&i.page_id).await;
+    }
+    Ok(())
 }

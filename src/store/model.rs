@@ -282,6 +282,9 @@ pub struct InboxRow {
     pub dedup_key: String,
     /// The event as JSON.
     pub event: String,
+    /// The customer of the conversation the event belongs to (what the conversation view lists), for a
+    /// customer's message or postback and a person's echo; `None` for receipts and this app's own echoes.
+    pub customer_id: Option<String>,
     /// Stored already done: the event needs no reply (an echo, a receipt, a standby event, …), so there is
     /// nothing to finish later and nothing to hand over again after a crash. Its key still dedups.
     pub done: bool,

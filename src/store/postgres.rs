@@ -158,13 +158,14 @@ impl Batched for PgBatched {
         let keys: Vec<&str> = rows.iter().map(|r| r.dedup_key.as_str()).collect();
         let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
         let done: Vec<bool> = rows.iter().map(|r| r.done).collect();
+        let customers: Vec<Option<&str>> = rows.iter().map(|r| r.customer_id.as_deref()).collect();
         let mut writer = self.writer().await?;
         let inserted: Result<Vec<(i64, String, String)>, _> = sqlx::query_as(
-            "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at) \
+            "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at, customer_id) \
              SELECT page_id, dedup_key, event, $5, CASE WHEN done THEN 'done' ELSE 'pending' END, \
-                    CASE WHEN done THEN $5::timestamptz END \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[]) WITH ORDINALITY \
-                  AS t(page_id, dedup_key, event, done, n) \
+                    CASE WHEN done THEN $5::timestamptz END, customer_id \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $6::text[]) WITH ORDINALITY \
+                  AS t(page_id, dedup_key, event, done, customer_id, n) \
              ORDER BY n \
              ON CONFLICT (page_id, dedup_key) DO NOTHING RETURNING id, page_id, dedup_key",
         )
@@ -173,6 +174,7 @@ impl Batched for PgBatched {
         .bind(&events)
         .bind(&done)
         .bind(now)
+        .bind(&customers)
         .fetch_all(&mut *writer.conn)
         .await;
         self.after_write(writer, &inserted);

@@ -58,8 +58,8 @@ impl Batched for SqliteBatched {
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
             let id: Option<(i64,)> = sqlx::query_as(
-                "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at) \
-                 VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN 'done' ELSE 'pending' END, CASE WHEN $5 THEN $4 END) \
+                "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at, customer_id) \
+                 VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN 'done' ELSE 'pending' END, CASE WHEN $5 THEN $4 END, $6) \
                  ON CONFLICT (page_id, dedup_key) DO NOTHING RETURNING id",
             )
             .bind(&row.page_id)
@@ -67,6 +67,7 @@ impl Batched for SqliteBatched {
             .bind(&row.event)
             .bind(now)
             .bind(row.done)
+            .bind(&row.customer_id)
             .fetch_optional(&mut *tx)
             .await?;
             ids.push(id.map(|(id,)| InboxId(id)));

@@ -18,12 +18,7 @@ async fn durable() -> TestApp {
 async fn store_pending(app: &TestApp, sender: &str, mid: &str, text: &str, timestamp: i64) -> InboxId {
     let event =
         switchboard::meta::webhook::parse(&text_event(PAGE_A, sender, mid, text, timestamp)).unwrap().events.remove(0);
-    let row = InboxRow {
-        page_id: PAGE_A.to_owned(),
-        dedup_key: event.dedup_key().unwrap(),
-        event: serde_json::to_string(&event).unwrap(),
-        done: false,
-    };
+    let row = switchboard::inbox::row(&event, PAGE_A, true).unwrap();
     app.db.store.inbox_insert(&[row]).await.unwrap()[0].unwrap()
 }
 
@@ -196,6 +191,7 @@ async fn operators_see_inbox_counts_and_replay_dead_letters_from_the_cli() {
             page_id: PAGE_A.to_owned(),
             dedup_key: format!("m:dead{i}"),
             event: "{}".to_owned(),
+            customer_id: None,
             done: false,
         })
         .collect();

@@ -452,3 +452,205 @@ async fn the_bot_editor_keeps_what_it_does_not_edit_and_refuses_a_form_without_i
     assert_eq!(saved.person.reply, "Un momento", "asking for a person stays as set: {rules_json}");
     assert_eq!(saved.fallback, None, "the fallback is what the form said (emptied)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reads_its_conversations_newest_first_paged_with_each_state_in_plain_words() {
+    let app = spawn_app(Options::default()).await;
+    add_user(&app, "owner@woodstock.example", Some(app.clients[0].id)).await;
+    add_user(&app, "owner@ruralking.example", Some(app.clients[1].id)).await;
+    add_user(&app, "ops@switchboard.example", None).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let customer = "7400001";
+    assert_eq!(
+        app.post_webhook(&text_event(PAGE_A, customer, "m_v1", "Do you deliver to Elm St 12?", now)).await.0,
+        200
+    );
+    let bot_said = app.wait_for_sent(1).await[0].text.clone().unwrap();
+    // Then someone at the store answers in the Page Inbox, and the customer's next message is theirs.
+    let person =
+        meta_sim::webhook::echo(PAGE_A, customer, now + 1, "m_v_person".into(), 263_902_037_430_900, "Ana here");
+    let body = meta_sim::webhook::to_meta_json(&meta_sim::webhook::Envelope {
+        object: "page",
+        entry: vec![meta_sim::webhook::Entry { id: PAGE_A.to_owned(), time: now + 1, messaging: vec![person] }],
+    });
+    assert_eq!(app.post_webhook(&body).await.0, 200);
+    eventually("the hold is kept", || async {
+        let holds = app.db.store.conversation_holds(PAGE_A, 0).await.unwrap();
+        if holds.len() == 1 { Ok(()) } else { Err(format!("{holds:?}")) }
+    })
+    .await;
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, customer, "m_v2", "thanks Ana", now + 2)).await.0, 200);
+    // Twenty more customers write after that: the first one's conversation moves to the second page.
+    for n in 0..20 {
+        let body = text_event(PAGE_A, &format!("74001{n:02}"), &format!("m_v_other_{n}"), "hi", now + 3 + n);
+        assert_eq!(app.post_webhook(&body).await.0, 200);
+    }
+    app.wait_for_sent(21).await;
+    eventually("every event finished", || async {
+        let counts = app.db.store.inbox_counts().await.unwrap();
+        if counts.iter().any(|(s, _)| s == "pending") { Err(format!("{counts:?}")) } else { Ok(()) }
+    })
+    .await;
+
+    let list = format!("/portal/pages/{PAGE_A}/conversations");
+    let one = format!("{list}/{customer}");
+    // Another client, a bad cursor, a customer that is not an id: refused, and nothing shown.
+    let other = browser();
+    assert_eq!(sign_in(&app, &other, "owner@ruralking.example", PASSWORD).await.status().as_u16(), 303);
+    for path in [list.clone(), one.clone(), format!("{list}?before=5"), format!("{one}?before=5")] {
+        let (status, body) = page(&app, &other, &path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("Elm St"), "{path}");
+    }
+    let b = browser();
+    assert_eq!(sign_in(&app, &b, "owner@woodstock.example", PASSWORD).await.status().as_u16(), 303);
+    let (status, body) = page(&app, &b, &format!("{list}?before=abc")).await;
+    assert!(status == 400 && body.contains("&quot;before&quot; must be a positive whole number"), "{status}: {body}");
+    assert_eq!(page(&app, &b, &format!("{list}/not-a-customer")).await.0, 404);
+    assert_eq!(page(&app, &b, &format!("{list}/7499999")).await.0, 404, "no such conversation");
+
+    let (_, home) = page(&app, &b, "/portal").await;
+    assert!(home.contains(&format!("href=\"{list}\"")), "linked from the Page");
+    let (status, first) = page(&app, &b, &list).await;
+    assert_eq!(status, 200);
+    assert_eq!(first.matches("class=\"card conversation\"").count(), 20, "twenty to a page");
+    assert!(!first.contains(&format!("data-customer=\"{customer}\"")), "older activity is on the next page");
+    let newest = first.find("data-customer=\"7400119\"").unwrap();
+    assert!(newest < first.find("data-customer=\"7400100\"").unwrap(), "newest activity first");
+    let older = first.split("href=\"?before=").nth(1).expect("an Older link").split('"').next().unwrap();
+    let (_, second) = page(&app, &b, &format!("{list}?before={older}")).await;
+    assert_eq!(second.matches("class=\"card conversation\"").count(), 1, "{second}");
+    assert!(second.contains(&format!("data-customer=\"{customer}\"")) && second.contains("A person is handling"));
+    assert!(second.contains("thanks Ana") && !second.contains("id=\"older\""), "its newest message, no further page");
+
+    let (status, talk) = page(&app, &b, &one).await;
+    assert_eq!(status, 200);
+    for said in ["Do you deliver to Elm St 12?", "Ana here", "thanks Ana", &bot_said] {
+        assert!(talk.contains(said), "{said:?} in {talk}");
+    }
+    let order: Vec<usize> = ["thanks Ana", "Ana here", "Elm St"].iter().map(|s| talk.find(s).unwrap()).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "newest first: {order:?}");
+    assert!(talk.contains("data-state=\"answered\""), "the first message was answered");
+    assert!(talk.contains("a person was handling this conversation"), "the bot was silent for a reason");
+    assert!(talk.contains("A person at your business"));
+
+    // The operator sees it too; hand back from the conversation returns to it.
+    let ops = browser();
+    assert_eq!(sign_in(&app, &ops, "ops@switchboard.example", PASSWORD).await.status().as_u16(), 303);
+    assert_eq!(page(&app, &ops, &one).await.0, 200);
+    let resp = b
+        .post(app.url(&format!("/portal/pages/{PAGE_A}/people/{customer}/release")))
+        .form(&[("csrf", field(&talk, "csrf").as_str()), ("back", "conversation")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("{one}?notice=handed-back"));
+    let (_, talk) = page(&app, &b, &location).await;
+    assert!(talk.contains("id=\"bot-handles\"") && talk.contains("id=\"notice\""), "{talk}");
+
+    let metrics = app.metrics().await;
+    assert!(!metrics.contains("Elm St") && !metrics.contains("Ana here"), "no message reaches a metric label");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_choose_their_pause_and_operators_set_the_bot_and_rate_in_the_portal() {
+    use switchboard::store::ResponderSetting;
+    let app = spawn_app(Options::default()).await;
+    let (woodstock, rural) = (&app.clients[0], &app.clients[1]);
+    add_user(&app, "owner@woodstock.example", Some(woodstock.id)).await;
+    add_user(&app, "owner@ruralking.example", Some(rural.id)).await;
+    add_user(&app, "ops@switchboard.example", None).await;
+    let settings_of = |slug: &str| format!("/portal/clients/{slug}/settings");
+    let mine = settings_of(woodstock.slug.as_str());
+    let post = |b: &reqwest::Client, path: &str, form: Vec<(&'static str, String)>| {
+        let (b, url) = (b.clone(), app.url(path));
+        async move {
+            let resp = b.post(url).form(&form).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let stored =
+        || async { app.db.store.client_settings(woodstock.id).await.unwrap().unwrap_or_else(|| panic!("no settings")) };
+
+    let b = browser();
+    assert_eq!(sign_in(&app, &b, "owner@woodstock.example", PASSWORD).await.status().as_u16(), 303);
+    let (_, home) = page(&app, &b, "/portal").await;
+    assert!(home.contains(&format!("href=\"{mine}\"")), "linked from the client's home");
+    let (status, form) = page(&app, &b, &mine).await;
+    assert!(status == 200 && form.contains("30m (the default)"), "{form}");
+    assert!(!form.contains("id=\"responder\"") && !form.contains("id=\"rate\""), "a client sets only its pause");
+    let csrf = field(&form, "csrf");
+    let pause = |value: &str| vec![("csrf", csrf.clone()), ("what", "pause".to_owned()), ("pause", value.to_owned())];
+
+    let (status, body) = post(&b, &mine, pause("5s")).await;
+    assert!(status == 422 && body.contains("must be from 1m to 7d") && body.contains("Nothing was changed"), "{body}");
+    assert!(app.db.store.client_settings(woodstock.id).await.unwrap().is_none_or(|c| c.human_pause_secs.is_none()));
+    assert_eq!(post(&b, &mine, pause("2h")).await.0, 303);
+    assert_eq!(stored().await.human_pause_secs, Some(7200));
+    let (_, form) = page(&app, &b, &format!("{mine}?notice=saved")).await;
+    assert!(form.contains("id=\"saved\"") && form.contains("value=\"2h\""), "{form}");
+    let rate = vec![("csrf", csrf.clone()), ("what", "rate".to_owned()), ("rate", "5".to_owned())];
+    assert_eq!(post(&b, &mine, rate).await.0, 403, "a client does not set its rate");
+    assert_eq!(stored().await.send_rate_per_second, None);
+    let forged = vec![("csrf", "forged".to_owned()), ("what", "pause".to_owned()), ("pause", "1h".to_owned())];
+    assert_eq!(post(&b, &mine, forged).await.0, 403);
+    assert_eq!(stored().await.human_pause_secs, Some(7200), "untouched");
+
+    // Another client can neither see nor change it.
+    let other = browser();
+    assert_eq!(sign_in(&app, &other, "owner@ruralking.example", PASSWORD).await.status().as_u16(), 303);
+    let (_, home) = page(&app, &other, "/portal").await;
+    let other_csrf = field(&home, "csrf");
+    assert_eq!(page(&app, &other, &mine).await.0, 404);
+    let theirs = vec![("csrf", other_csrf), ("what", "pause".to_owned()), ("pause", "1m".to_owned())];
+    assert_eq!(post(&other, &mine, theirs).await.0, 404);
+    assert_eq!(stored().await.human_pause_secs, Some(7200));
+    assert_eq!(page(&app, &b, &settings_of("no-such-client")).await.0, 404);
+
+    // The operator sets the rate and the relay; the secret is never shown again.
+    let ops = browser();
+    assert_eq!(sign_in(&app, &ops, "ops@switchboard.example", PASSWORD).await.status().as_u16(), 303);
+    let (_, home) = page(&app, &ops, "/portal").await;
+    assert!(home.contains(&format!("href=\"{mine}\"")));
+    let (_, form) = page(&app, &ops, &mine).await;
+    assert!(form.contains("id=\"responder\"") && form.contains("id=\"rate\""));
+    let csrf = field(&form, "csrf");
+    let rate = |value: &str| vec![("csrf", csrf.clone()), ("what", "rate".to_owned()), ("rate", value.to_owned())];
+    assert_eq!(post(&ops, &mine, rate("5000")).await.0, 422);
+    assert_eq!(post(&ops, &mine, rate("5")).await.0, 303);
+    assert_eq!(stored().await.send_rate_per_second, Some(5));
+    let relay = |url: &str, secret: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("what", "responder".to_owned()),
+            ("kind", "relay".to_owned()),
+            ("url", url.to_owned()),
+            ("secret", secret.to_owned()),
+        ]
+    };
+    let secret = "relay-secret-7f3k9q2-long-enough";
+    let (status, body) = post(&ops, &mine, relay("ftp://bot.example/hook", secret)).await;
+    assert!(status == 422 && body.contains("The relay URL must be an https URL"), "{body}");
+    let (status, body) = post(&ops, &mine, relay("https://bot.example/hook", "short")).await;
+    assert!(status == 422 && body.contains("at least 16 characters"), "{body}");
+    assert!(matches!(stored().await.responder, ResponderSetting::Rules { .. }), "nothing stored");
+    assert_eq!(post(&ops, &mine, relay("https://bot.example/hook", secret)).await.0, 303);
+    assert!(
+        matches!(stored().await.responder, ResponderSetting::Relay { ref url, .. } if url == "https://bot.example/hook")
+    );
+    let (_, form) = page(&app, &ops, &mine).await;
+    assert!(form.contains("https://bot.example/hook") && !form.contains(secret), "the secret is never shown");
+    let rules = vec![("csrf", csrf.clone()), ("what", "responder".to_owned()), ("kind", "rules".to_owned())];
+    assert_eq!(post(&ops, &mine, rules).await.0, 303);
+    assert!(matches!(stored().await.responder, ResponderSetting::Rules { .. }));
+
+    let audit = app.db.store.recent_audit(20).await.unwrap();
+    let actions: Vec<&str> =
+        audit.iter().filter(|a| a.client_id == Some(woodstock.id)).map(|a| a.action.as_str()).collect();
+    for action in ["client.human_pause_set", "client.rate_set", "client.responder_set"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    assert!(audit.iter().all(|a| !a.detail.contains(secret)), "no secret in the audit log");
+}

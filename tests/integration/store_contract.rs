@@ -24,7 +24,71 @@ on_both_backends!(
     old_oauth_states_are_pruned_and_recent_ones_kept,
     rules_are_saved_as_versions_and_a_stale_save_is_refused,
     conversation_holds_only_grow_are_released_and_pruned,
+    conversations_are_listed_by_latest_activity_and_paged_with_their_replies,
 );
+
+async fn conversations_are_listed_by_latest_activity_and_paged_with_their_replies(db: TestDb) {
+    use switchboard::store::{InboxRow, NewReply};
+    let store = &db.store;
+    let row = |page: &str, key: &str, customer: Option<&str>| InboxRow {
+        page_id: page.into(),
+        dedup_key: key.into(),
+        event: format!("{{\"key\":\"{key}\"}}"),
+        customer_id: customer.map(str::to_owned),
+        done: false,
+    };
+    let ids: Vec<InboxId> = store
+        .inbox_insert(&[
+            row("1", "a1", Some("701")),
+            row("1", "b1", Some("702")),
+            row("1", "a2", Some("701")),
+            row("1", "receipt", None),
+            row("1", "c1", Some("703")),
+            row("2", "a1", Some("701")),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    let id = |n: usize| ids[n].0;
+    let reply = |seq: i32, text: &str| NewReply {
+        inbox_id: ids[0],
+        seq,
+        text: text.into(),
+        recipient: "701".into(),
+        fence: None,
+    };
+    let recorded = store.replies_record(&[reply(1, "second"), reply(0, "first")]).await.unwrap();
+    let first = recorded.iter().find(|r| r.text == "first").unwrap().id;
+    store
+        .inbox_progress(&[(first, Some("m_1".into()))], &[(ids[1], Some("the bot failed: timeout".into()))])
+        .await
+        .unwrap();
+
+    let listed = store.conversations("1", None, 2).await.unwrap();
+    let summary: Vec<(&str, i64, i64)> = listed.iter().map(|c| (c.customer_id.as_str(), c.events, c.last.id)).collect();
+    assert_eq!(summary, [("703", 1, id(4)), ("701", 2, id(2))], "newest activity first; receipts are no conversation");
+    let rest = store.conversations("1", Some(id(2)), 2).await.unwrap();
+    assert_eq!(rest.iter().map(|c| c.customer_id.as_str()).collect::<Vec<_>>(), ["702"]);
+    assert_eq!(
+        (rest[0].last.status.as_str(), rest[0].last.reason.as_deref()),
+        ("failed", Some("the bot failed: timeout"))
+    );
+    assert_eq!(store.conversations("2", None, 10).await.unwrap().len(), 1, "each page its own");
+
+    let talk = store.conversation("1", "701", None, 10).await.unwrap();
+    assert_eq!(talk.iter().map(|e| e.id).collect::<Vec<_>>(), [id(2), id(0)], "newest first");
+    let replies: Vec<(&str, bool)> =
+        talk[1].replies.iter().map(|r| (r.body.as_str(), r.message_id.is_some() && r.sent_at.is_some())).collect();
+    assert_eq!(replies, [("first", true), ("second", false)], "in order, with what was sent");
+    assert!(talk[0].replies.is_empty() && talk[1].event.contains("a1"));
+    let page: Vec<i64> = store.conversation("1", "701", None, 1).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(page, [id(2)]);
+    let older: Vec<i64> = store.conversation("1", "701", Some(id(2)), 1).await.unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(older, [id(0)]);
+    assert!(store.conversation("1", "709", None, 10).await.unwrap().is_empty());
+}
 
 async fn rules_are_saved_as_versions_and_a_stale_save_is_refused(db: TestDb) {
     let c = client(&db.store, "acme").await;
@@ -239,6 +303,7 @@ async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
         page_id: page.into(),
         dedup_key: key.into(),
         event: "{}".into(),
+        customer_id: None,
         done: false,
     };
     let ids = store.inbox_insert(&[row("1", "m:a"), row("1", "m:b"), row("1", "m:a"), row("2", "m:a")]).await.unwrap();
@@ -271,7 +336,8 @@ async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
 async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb) {
     use switchboard::store::{InboxRow, NewReply, RecordedReply};
     let store = &db.store;
-    let row = InboxRow { page_id: "1".into(), dedup_key: "m:a".into(), event: "{}".into(), done: false };
+    let row =
+        InboxRow { page_id: "1".into(), dedup_key: "m:a".into(), event: "{}".into(), customer_id: None, done: false };
     let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
     let reply =
         |seq: i32, text: &str| NewReply { inbox_id, seq, text: text.into(), recipient: "7001".into(), fence: None };
@@ -326,7 +392,8 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
     assert!(store.replies_of(InboxId(inbox_id.0 + 1000)).await.unwrap().is_empty());
 
     // One group may carry the same reply twice (two recordings of one event): both get the first copy.
-    let other = InboxRow { page_id: "1".into(), dedup_key: "m:b".into(), event: "{}".into(), done: false };
+    let other =
+        InboxRow { page_id: "1".into(), dedup_key: "m:b".into(), event: "{}".into(), customer_id: None, done: false };
     let other = store.inbox_insert(&[other]).await.unwrap()[0].unwrap();
     let twice = store
         .replies_record(&[
@@ -346,7 +413,13 @@ async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db
     use switchboard::store::{InboxRow, NewReply};
     let store = &db.store;
     let rows: Vec<InboxRow> = (0..5)
-        .map(|i| InboxRow { page_id: "1".into(), dedup_key: format!("m:{i}"), event: "{}".into(), done: false })
+        .map(|i| InboxRow {
+            page_id: "1".into(),
+            dedup_key: format!("m:{i}"),
+            event: "{}".into(),
+            customer_id: None,
+            done: false,
+        })
         .collect();
     let ids: Vec<InboxId> = store.inbox_insert(&rows).await.unwrap().into_iter().flatten().collect();
     store
@@ -381,7 +454,13 @@ async fn kept_writer_connections_give_way_when_the_server_drops_them_and_never_h
     use switchboard::store::InboxRow;
     let db = TestDb::postgres().await;
     let store = &db.store;
-    let row = |key: &str| InboxRow { page_id: "1".into(), dedup_key: key.into(), event: "{}".into(), done: false };
+    let row = |key: &str| InboxRow {
+        page_id: "1".into(),
+        dedup_key: key.into(),
+        event: "{}".into(),
+        customer_id: None,
+        done: false,
+    };
     store.inbox_insert(&[row("m:1")]).await.unwrap();
     store.inbox_insert(&[row("m:2")]).await.unwrap();
     db.exec(

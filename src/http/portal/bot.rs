@@ -90,11 +90,7 @@ pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -
         Err(StoreError::Conflict(m)) => return Err(PageError::Conflict(m)),
         Err(e) => return Err(e.into()),
     };
-    for i in &pages {
-        // This node's tenant, and (in a cluster) the owner's, load the new rules for the next message.
-        s.router.reload(&i.page_id);
-        s.store.announce(&i.page_id).await;
-    }
+    super::reload_client_pages(s, client_id).await?;
     g.audit(s, "client.rules_saved", Some(client_id), format!("version {saved}")).await;
     Ok(see_other("/portal/bot?notice=saved"))
 }

@@ -113,13 +113,15 @@ pub(super) async fn people(page: &str, q: &Form, signed: Option<Signed>, s: &Por
 pub(super) async fn hand_back(page: &str, person: &str, signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?.form(form)?;
     let i = g.owned_page(page, s).await?;
-    if person.is_empty() || person.len() > 32 || !person.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(PageError::NotFound("No such conversation."));
-    }
+    let person = super::conversations::person_id(person)?;
     s.store.release_conversation(i.page_id.as_str(), person).await?;
     // This node's tenant, and (in a cluster) the owner's, reload what storage now says.
     s.router.reload(&i.page_id);
     s.store.announce(&i.page_id).await;
     g.audit(s, "conversation.handed_back", Some(i.client_id), format!("page {}", i.page_id)).await;
-    Ok(see_other(&format!("/portal/pages/{}/people?notice=handed-back", i.page_id)))
+    // Back where the button was: the conversation's own page, or the list of conversations a person handles.
+    Ok(see_other(&match form.get("back").map(String::as_str) {
+        Some("conversation") => format!("/portal/pages/{}/conversations/{person}?notice=handed-back", i.page_id),
+        _ => format!("/portal/pages/{}/people?notice=handed-back", i.page_id),
+    }))
 }

@@ -8,7 +8,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::access::{Signed, session};
-use super::{Form, PortalState, account, admin, bot, pages};
+use super::{Form, PortalState, account, admin, bot, conversations, pages, settings};
 use crate::http::error::respond;
 use crate::http::server::ClientAddr;
 
@@ -107,6 +107,20 @@ fn page_routes(p: &Parts) -> BoxedFilter<(Response,)> {
             respond(pages::hand_back(&page, &person, signed, &form, &s).await)
         },
     );
+    let conversations = warp::path!("portal" / "pages" / String / "conversations")
+        .and(warp::get())
+        .and(warp::query::<Form>())
+        .and(p.signed.clone())
+        .then(|page: String, q: Form, signed: Option<Signed>, s: PortalState| async move {
+            respond(conversations::list(&page, &q, signed, &s).await)
+        });
+    let conversation = warp::path!("portal" / "pages" / String / "conversations" / String)
+        .and(warp::get())
+        .and(warp::query::<Form>())
+        .and(p.signed.clone())
+        .then(|page: String, customer: String, q: Form, signed: Option<Signed>, s: PortalState| async move {
+            respond(conversations::one(&page, &customer, &q, signed, &s).await)
+        });
     let bot_page =
         warp::path!("portal" / "bot").and(warp::get()).and(warp::query::<Form>()).and(p.signed.clone()).then(
             |q: Form, signed: Option<Signed>, s: PortalState| async move { respond(bot::page(signed, &q, &s).await) },
@@ -123,6 +137,10 @@ fn page_routes(p: &Parts) -> BoxedFilter<(Response,)> {
         .or(people)
         .unify()
         .or(hand_back)
+        .unify()
+        .or(conversations)
+        .unify()
+        .or(conversation)
         .unify()
         .or(bot_page)
         .unify()
@@ -149,5 +167,17 @@ fn admin_routes(p: &Parts) -> BoxedFilter<(Response,)> {
                 respond(admin::invite(signed, &form, &s).await)
             },
         );
-    add_client.or(link).unify().or(invite).unify().boxed()
+    let settings_page = warp::path!("portal" / "clients" / String / "settings")
+        .and(warp::get())
+        .and(warp::query::<Form>())
+        .and(p.signed.clone())
+        .then(|slug: String, q: Form, signed: Option<Signed>, s: PortalState| async move {
+            respond(settings::page(&slug, &q, signed, &s).await)
+        });
+    let settings_post = warp::path!("portal" / "clients" / String / "settings").and(p.post.clone()).then(
+        |slug: String, signed: Option<Signed>, s: PortalState, form: Form| async move {
+            respond(settings::post(&slug, &form, signed, &s).await)
+        },
+    );
+    add_client.or(link).unify().or(invite).unify().or(settings_page).unify().or(settings_post).unify().boxed()
 }

@@ -120,7 +120,8 @@ pub fn client_view(
                 input type="hidden" name="csrf" value=(csrf);
                 button type="submit" id="connect" { "Connect with Facebook" }
             }
-            p { a href="/portal/bot" id="edit-bot" { "Your bot: what it answers" } }
+            p { a href="/portal/bot" id="edit-bot" { "Your bot: what it answers" } " · "
+                a href={"/portal/clients/" (client.slug) "/settings"} id="settings" { "Settings" } }
             h2 { "Your Pages" }
             @if rows.is_empty() { p { "No Page is connected yet. Press \"Connect with Facebook\" and choose the Pages Switchboard should answer for." } }
             @for row in rows {
@@ -133,6 +134,8 @@ pub fn client_view(
                     p class="reason" { (words) }
                     p { "Last message received: " (last_event(&row.stats)) " · Replies in the last hour: " (row.stats.replies_last_hour) }
                     @if i.status != IntegrationStatus::Revoked {
+                        a href={"/portal/pages/" (i.page_id) "/conversations"} class="conversations" { "Conversations" }
+                        " · "
                         a href={"/portal/pages/" (i.page_id) "/people"} class="people" { "Conversations a person is handling" }
                         " · "
                         a href={"/portal/pages/" (i.page_id) "/disconnect"} class="disconnect" { "Disconnect" }
@@ -258,6 +261,7 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
             @for panel in panels {
                 section class="client card" data-client=(panel.client.slug) {
                     h2 class="tight" { (panel.client.name) " " small { "(" (panel.client.slug) ")" } }
+                    p class="tight" { a href={"/portal/clients/" (panel.client.slug) "/settings"} class="settings" { "Settings: bot, send rate, pause" } }
                     @if panel.rows.is_empty() { p { "No Page connected." } }
                     @for row in &panel.rows {
                         @let i = &row.integration;
@@ -272,7 +276,8 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
                                 " · actor " (if row.active { "running" } else { "idle" })
                                 " · last event " (last_event(&row.stats))
                             }
-                            br; a href={"/portal/pages/" (i.page_id) "/people"} class="people" { "Conversations a person is handling" }
+                            br; a href={"/portal/pages/" (i.page_id) "/conversations"} class="conversations" { "Conversations" }
+                            " · " a href={"/portal/pages/" (i.page_id) "/people"} class="people" { "Conversations a person is handling" }
                         }
                     }
                     form method="post" action={"/portal/clients/" (panel.client.slug) "/link"} class="spaced" {
@@ -337,6 +342,161 @@ pub fn show_once(title: &str, lines: Markup) -> Response {
             h1 { (title) }
             (lines)
             p { a href="/portal" { "Back to the portal" } }
+        },
+    )
+}
+
+/// One exchange: what was said, by whom, when, and its state in plain words.
+fn exchange(x: &super::conversations::Exchange) -> Markup {
+    html! {
+        @for line in &x.lines {
+            div class={"line " (line.who.class())} data-state=(line.tone.name()) {
+                p class="tight" {
+                    strong { (line.who.label()) }
+                    @if let Some(at) = line.at { " · " small { (when(at)) } }
+                    @if !x.channel.is_empty() && line.who == super::conversations::Who::Customer { " · " small { (x.channel) } }
+                }
+                p class="said tight" { (line.text) }
+                @if !line.state.is_empty() { p class={"state tight " (line.tone.class())} { (line.state) } }
+            }
+        }
+    }
+}
+
+fn page_name(i: &Integration) -> String {
+    i.page_name.clone().unwrap_or_else(|| i.page_id.to_string())
+}
+
+fn held_words(until: DateTime<Utc>) -> String {
+    format!("A person is handling this conversation: the bot is silent until {}.", when(until))
+}
+
+/// A Page's recent conversations, newest activity first.
+pub fn conversations(v: &super::conversations::ListView) -> Response {
+    let i = &v.integration;
+    html::page(
+        StatusCode::OK,
+        "Conversations",
+        html! {
+            h1 { "Conversations on " (page_name(i)) }
+            p { "What your customers wrote most recently and what was answered, for as long as Switchboard keeps messages. Open one to read it all." }
+            @if !v.kept {
+                p class="banner warn" id="not-kept" { "This Switchboard keeps no messages (its inbox runs in memory), so there are no conversations to show. An operator can change that (inbox.mode = \"durable\")." }
+            } @else if v.conversations.is_empty() {
+                p id="no-conversations" { @if v.paged { "No older conversations." } @else { "No conversations yet." } }
+            }
+            @for c in &v.conversations {
+                section class="card conversation" data-customer=(c.customer) {
+                    h3 class="tight" {
+                        a href={"/portal/pages/" (i.page_id) "/conversations/" (c.customer)} class="open" { "Customer " (c.customer) }
+                        " " small { "(" (c.events) " message" @if c.events != 1 { "s" } ")" }
+                    }
+                    @if let Some(until) = c.held_until { p class="banner warn handled" { (held_words(until)) } }
+                    (exchange(&c.last))
+                }
+            }
+            p {
+                @if let Some(older) = v.older { a href={"?before=" (older)} id="older" { "Older conversations" } " · " }
+                @if v.paged { a href={"/portal/pages/" (i.page_id) "/conversations"} { "Newest" } " · " }
+                a href="/portal" { "Back to your Pages" }
+            }
+        },
+    )
+}
+
+/// One conversation, newest first, with "Hand back to the bot" while a person is handling it.
+pub fn conversation(csrf: &str, v: &super::conversations::ConversationView) -> Response {
+    let i = &v.integration;
+    html::page(
+        StatusCode::OK,
+        "Conversation",
+        html! {
+            h1 { "Customer " (v.customer) }
+            p { "On " (page_name(i)) ". Newest first." }
+            @if let Some(notice) = v.notice { p class="banner ok" id="notice" { (notice) } }
+            @if let Some(until) = v.held_until {
+                div class="banner warn handled" {
+                    (held_words(until))
+                    form method="post" action={"/portal/pages/" (i.page_id) "/people/" (v.customer) "/release"} {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="back" value="conversation";
+                        button type="submit" class="hand-back" { "Hand back to the bot" }
+                    }
+                }
+            } @else {
+                p class="banner ok" id="bot-handles" { "The bot answers this conversation." }
+            }
+            @if v.exchanges.is_empty() { p { "No older messages." } }
+            @for x in &v.exchanges {
+                section class="card exchange" data-id=(x.id) { (exchange(x)) }
+            }
+            p {
+                @if let Some(older) = v.older { a href={"?before=" (older)} id="older" { "Older messages" } " · " }
+                @if v.paged { a href={"/portal/pages/" (i.page_id) "/conversations/" (v.customer)} { "Newest" } " · " }
+                a href={"/portal/pages/" (i.page_id) "/conversations"} { "All conversations" }
+            }
+        },
+    )
+}
+
+fn pause_words(secs: u32) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs.into())).to_string()
+}
+
+/// A client's settings: the pause after a person answers; for operators also the bot and the send rate.
+pub fn settings(csrf: &str, v: &super::settings::SettingsView) -> Response {
+    let c = &v.client;
+    let action = format!("/portal/clients/{}/settings", c.slug);
+    let default_pause = pause_words(u32::try_from(v.default_pause.as_secs()).unwrap_or(u32::MAX));
+    let status = if v.problem.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    html::page(
+        status,
+        "Settings",
+        html! {
+            h1 { "Settings of " (c.name) }
+            @if let Some(p) = &v.problem { p class="banner err" id="problem" { (p) " Nothing was changed." } }
+            @if v.saved { p class="banner ok" id="saved" { "Saved. Your Pages use it from their next message." } }
+            section class="card" id="pause" {
+                h2 class="tight" { "When a person answers" }
+                p { "After someone at your business answers a customer in the Page Inbox or the Instagram Inbox, the bot stays silent in that conversation for "
+                    strong { @if let Some(p) = v.pause { (pause_words(p)) } @else { (default_pause) " (the default)" } } "." }
+                form method="post" action=(action) {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="what" value="pause";
+                    label { "Stay silent for (like 30m, 2h or 1d; from 1m to 7d; or default) " br;
+                        input type="text" name="pause" required value=(v.pause.map(pause_words).unwrap_or_else(|| "default".to_owned())); }
+                    " " button type="submit" id="save-pause" { "Save" }
+                }
+            }
+            @if v.operator {
+                section class="card" id="responder" {
+                    h2 class="tight" { "Which bot answers" }
+                    p { "Now: " strong { @if v.relay { "the client's own bot at " (v.relay_url.clone().unwrap_or_default()) } @else { "the client's rules (edited by the client in the portal)" } } "." }
+                    form method="post" action=(action) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="what" value="responder";
+                        p { label { input type="radio" name="kind" value="rules" checked[!v.relay]; " The client's rules" } }
+                        p { label { input type="radio" name="kind" value="relay" checked[v.relay]; " The client's own bot (relay)" } }
+                        p { label { "Relay URL (https)" br; input type="url" class="wide" name="url" value=(v.relay_url.clone().unwrap_or_default()); } }
+                        p { label { "Relay secret (16 characters or more; stored sealed and never shown again: type it each time you set the relay)" br;
+                            input type="password" class="wide" name="secret" autocomplete="new-password"; } }
+                        button type="submit" id="save-responder" { "Save" }
+                    }
+                }
+                section class="card" id="rate" {
+                    h2 class="tight" { "Send rate" }
+                    p { "Each Page sends at most " strong { (v.rate.unwrap_or(v.default_rate)) } " calls per second"
+                        @if v.rate.is_none() { " (the default)" } "." }
+                    form method="post" action=(action) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="what" value="rate";
+                        label { "Calls per second (1 to 1000, or default) " br;
+                            input type="text" name="rate" required value=(v.rate.map(|r| r.to_string()).unwrap_or_else(|| "default".to_owned())); }
+                        " " button type="submit" id="save-rate" { "Save" }
+                    }
+                }
+            }
+            p { a href="/portal" { "Back" } }
         },
     )
 }

@@ -1,0 +1,139 @@
+//! What the portal's conversation view reads: a Page's recent conversations (one per customer, newest activity
+//! first) and one conversation's stored events with the replies recorded for them. Both come from the durable
+//! inbox and outbox, so retention prunes them with the inbox; keyset-paged by inbox id.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, on};
+
+/// One stored event of a conversation (a customer's message or postback, or a person's echo) and the replies
+/// recorded for it, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationEntry {
+    /// The inbox row's id: the paging cursor.
+    pub id: i64,
+    /// The event as stored (JSON of `switchboard_actors::InboundEvent`).
+    pub event: String,
+    /// `pending`, `done` or `failed`.
+    pub status: String,
+    /// Why it failed, for a failed event.
+    pub reason: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub replies: Vec<ConversationReply>,
+}
+
+/// One reply recorded in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationReply {
+    /// The Send API body (JSON).
+    pub body: String,
+    /// Meta's message id, once Meta accepted the reply (or it was found in the conversation afterwards).
+    pub message_id: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// A conversation on a Page: the customer, how many of their events are stored, and the newest one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub customer_id: String,
+    pub events: i64,
+    pub last: ConversationEntry,
+}
+
+/// (customer, events, id, event, status, reason, received, reply body, message id, sent): one entry per row,
+/// repeated for each of its replies.
+type EntryRow = (
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    Option<String>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+);
+
+/// The columns `EntryRow` reads, from an inbox row `i` and its replies `r` (joined to the rows chosen by `pick`,
+/// which names each row's customer and event count).
+macro_rules! entry_query {
+    ($pick:literal) => {
+        concat!(
+            "WITH pick AS (",
+            $pick,
+            ") SELECT pick.customer_id, pick.events, i.id, i.event, i.status, i.reason, i.received_at, \
+             r.body, r.message_id, r.sent_at \
+             FROM pick JOIN webhook_inbox i ON i.id = pick.id \
+             LEFT JOIN webhook_replies r ON r.inbox_id = i.id \
+             ORDER BY i.id DESC, r.seq"
+        )
+    };
+}
+
+impl Store {
+    /// The conversations on `page` whose newest event is older than `before` (an inbox id; `None` for the
+    /// newest), newest activity first, at most `limit`.
+    pub async fn conversations(
+        &self,
+        page: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let rows: Vec<EntryRow> = on!(self, |pool| {
+            sqlx::query_as(entry_query!(
+                "SELECT customer_id, MAX(id) AS id, COUNT(*) AS events FROM webhook_inbox \
+                 WHERE page_id = $1 AND customer_id IS NOT NULL GROUP BY customer_id \
+                 HAVING MAX(id) < $2 ORDER BY MAX(id) DESC LIMIT $3"
+            ))
+            .bind(page)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(grouped(rows)
+            .into_iter()
+            .map(|(customer_id, events, last)| ConversationSummary { customer_id, events, last })
+            .collect())
+    }
+
+    /// The events of the conversation with `customer` on `page` older than `before` (an inbox id; `None` for
+    /// the newest), newest first, at most `limit`, each with its replies.
+    pub async fn conversation(
+        &self,
+        page: &str,
+        customer: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ConversationEntry>, StoreError> {
+        let rows: Vec<EntryRow> = on!(self, |pool| {
+            sqlx::query_as(entry_query!(
+                "SELECT customer_id, id, CAST(0 AS BIGINT) AS events FROM webhook_inbox \
+                 WHERE page_id = $1 AND customer_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
+            ))
+            .bind(page)
+            .bind(customer)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(grouped(rows).into_iter().map(|(_, _, entry)| entry).collect())
+    }
+}
+
+/// Folds the joined rows (an entry repeated once per reply, in order) into entries with their replies.
+fn grouped(rows: Vec<EntryRow>) -> Vec<(String, i64, ConversationEntry)> {
+    let mut out: Vec<(String, i64, ConversationEntry)> = Vec::new();
+    for (customer, events, id, event, status, reason, received_at, body, message_id, sent_at) in rows {
+        if out.last().is_none_or(|(_, _, e)| e.id != id) {
+            let entry = ConversationEntry { id, event, status, reason, received_at, replies: Vec::new() };
+            out.push((customer, events, entry));
+        }
+        if let (Some(body), Some((_, _, entry))) = (body, out.last_mut()) {
+            entry.replies.push(ConversationReply { body, message_id, sent_at });
+        }
+    }
+    out
+}
