@@ -190,19 +190,19 @@ fn page_routes(with_sim: &WithSim, version: &Version) -> BoxedFilter<(Response,)
                 user_call(&sim, &q, &h, |t| sim.conversations(&account, t, get("platform"), get("user_id"))).await;
             graph(&sim, "conversations", Some(&account), result)
         });
-    let pass = warp::post()
-        .and(version.clone())
-        .and(warp::path!(String / "pass_thread_control"))
-        .and(query)
-        .and(headers)
-        .and(warp::body::content_length_limit(64 * 1024))
-        .and(warp::body::json::<Value>())
-        .and(with_sim.clone())
-        .then(|_v: String, id: String, q: Query, h: HeaderMap, body: Value, sim: Arc<Sim>| async move {
-            let result = user_call(&sim, &q, &h, |t| sim.pass_thread_control(&id, t, &body)).await;
-            graph(&sim, "pass_thread_control", Some(&id), result)
-        });
-    send.or(subscribed_apps).unify().or(pass).unify().or(conversations).unify().or(node).unify().boxed()
+    let pass = handover_route(with_sim, version, "pass_thread_control", Sim::pass_thread_control);
+    let take = handover_route(with_sim, version, "take_thread_control", Sim::take_thread_control);
+    send.or(subscribed_apps)
+        .unify()
+        .or(pass)
+        .unify()
+        .or(take)
+        .unify()
+        .or(conversations)
+        .unify()
+        .or(node)
+        .unify()
+        .boxed()
 }
 
 /// `POST`, `GET` or `DELETE /{page}/subscribed_apps`, with the token and proof in the query or the form.
@@ -226,6 +226,30 @@ async fn subscription_call(
         "DELETE" => sim.unsubscribe(page, &t),
         _ => Err(GraphError::invalid_parameter("Unsupported method")),
     }
+}
+
+/// A Handover Protocol call by the app: `POST /{v}/{page or me}/{name}` with the Page token and a JSON body.
+fn handover_route(
+    with_sim: &WithSim,
+    version: &Version,
+    name: &'static str,
+    call: fn(&Sim, &str, &str, &Value) -> Result<Value, GraphError>,
+) -> BoxedFilter<(Response,)> {
+    warp::post()
+        .and(version.clone())
+        .and(warp::path::param::<String>())
+        .and(warp::path(name))
+        .and(warp::path::end())
+        .and(warp::query::<Query>())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::body::json::<Value>())
+        .and(with_sim.clone())
+        .then(move |_v: String, id: String, q: Query, h: HeaderMap, body: Value, sim: Arc<Sim>| async move {
+            let result = user_call(&sim, &q, &h, |t| call(&sim, &id, t, &body)).await;
+            graph(&sim, name, Some(&id), result)
+        })
+        .boxed()
 }
 
 fn is_version(v: &str) -> bool {

@@ -5,6 +5,16 @@ use crate::domain::{Actor, PageId};
 use crate::store::{RevokeIf, StoreError};
 
 impl Onboarding {
+    /// Takes the conversation with `person` on `page` back for the bot at Meta (Handover Protocol), after a
+    /// client handed it back in the portal: a conversation passed to the Page Inbox would otherwise reach the
+    /// bot only as `standby` until someone marks it done there. Why not, if Meta refused or the token is gone.
+    pub async fn take_thread_back(&self, page: &PageId, person: &str) -> Result<(), String> {
+        let integration = self.store.integration_by_page(page).await.map_err(|e| e.to_string())?;
+        let sealed = integration.and_then(|i| i.sealed_token).ok_or_else(|| "the Page has no token".to_owned())?;
+        let token = self.keys.open(page, &sealed).map_err(|e| format!("the stored token could not be opened ({e})"))?;
+        self.graph.take_thread_control(page.as_str(), &token, person).await.map_err(|e| e.reason())
+    }
+
     /// Disconnects a page of client `owner` (the one the caller checked; `None`: whoever owns it now): wipes the
     /// ciphertext and marks it revoked only if it still belongs to that client, stops its actor, unsubscribes it
     /// at Meta (best effort) and audits. Returns a warning if Meta could not be told.

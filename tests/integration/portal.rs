@@ -311,6 +311,12 @@ async fn a_client_hands_a_conversation_a_person_was_handling_back_to_the_bot() {
     assert_eq!(app.db.store.conversation_holds(PAGE_A, 0).await.unwrap().len(), 1);
     assert_eq!(release(csrf.clone(), "7300001").await, 303);
     assert!(app.db.store.conversation_holds(PAGE_A, 0).await.unwrap().is_empty(), "the bot's again");
+    let owners = app.meta.sim().thread_owners();
+    assert_eq!(
+        owners[format!("{PAGE_A}:7300001")],
+        meta_sim::config::DEFAULT_APP_ID.to_string(),
+        "taken back at Meta too"
+    );
     let (_, people) = page(&app, &b, &format!("/portal/pages/{PAGE_A}/people?notice=handed-back")).await;
     assert!(
         people.contains("The conversation is the bot&#39;s again")

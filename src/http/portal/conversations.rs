@@ -163,8 +163,7 @@ pub(super) async fn one(page: &str, customer: &str, q: &Form, signed: Option<Sig
         return Err(PageError::NotFound("No such conversation."));
     }
     let held_until = holds(s, &i).await?.get(customer).copied();
-    let notice =
-        (q.get("notice").map(String::as_str) == Some("handed-back")).then_some("The conversation is the bot's again.");
+    let notice = super::pages::handed_back_notice(q);
     let exchanges = read_exchanges(&entries, pause(s, &i).await?);
     Ok(views::conversation(
         &g.session.csrf_token,
@@ -266,16 +265,16 @@ fn unreadable(entry: &ConversationEntry) -> Exchange {
 
 fn exchange(entry: &ConversationEntry, e: &InboundEvent, person_was_answering: bool) -> Exchange {
     let at = DateTime::from_timestamp_millis(e.timestamp).or(Some(entry.received_at));
-    let channel = match e.channel {
-        switchboard_actors::Channel::Messenger => "Messenger",
-        switchboard_actors::Channel::Instagram => "Instagram",
+    let (channel, inbox) = match e.channel {
+        switchboard_actors::Channel::Messenger => ("Messenger", "the Page Inbox"),
+        switchboard_actors::Channel::Instagram => ("Instagram", "the Instagram Inbox"),
     };
     if e.echo_app().is_some() {
         let line = Line {
             who: Who::Person,
             text: said(&e.kind),
             at,
-            state: "Sent from the Page Inbox: the bot stays silent in this conversation for a while".to_owned(),
+            state: format!("Sent from {inbox}: the bot stays silent in this conversation for a while"),
             tone: Tone::Quiet,
         };
         return Exchange { id: entry.id, channel, lines: vec![line] };
@@ -288,7 +287,7 @@ fn exchange(entry: &ConversationEntry, e: &InboundEvent, person_was_answering: b
             format!("Not answered: {}", entry.reason.as_deref().unwrap_or("the reason was not recorded")),
             Tone::Failed,
         ),
-        _ if e.standby => ("Not answered by the bot: the Page Inbox had this conversation".to_owned(), Tone::Quiet),
+        _ if e.standby => (format!("Not answered by the bot: {inbox} had this conversation"), Tone::Quiet),
         _ if entry.replies.is_empty() && person_was_answering => {
             ("Not answered by the bot: a person was handling this conversation".to_owned(), Tone::Quiet)
         }
@@ -409,6 +408,15 @@ mod tests {
         assert_eq!(read[2].lines[0].state, "Some of the answer was not sent");
         assert_eq!(states(&read[3]), [(Who::Customer, "hi", Tone::Ok), (Who::Bot, "hello", Tone::Ok)]);
         assert!(read[4].lines[0].text.contains("cannot read"));
+    }
+
+    #[test]
+    fn a_message_the_instagram_inbox_had_says_so() {
+        let standby = event(serde_json::json!({"channel": "instagram", "standby": true, "kind": {"type": "message",
+            "mid": "m1", "text": "still there?", "quick_reply": null, "is_echo": false, "attachments": ["image"]}}));
+        let read = read_exchanges(&[entry(1, standby, "done", vec![])], Duration::from_secs(60));
+        assert_eq!(read[0].channel, "Instagram");
+        assert_eq!(read[0].lines[0].state, "Not answered by the bot: the Instagram Inbox had this conversation");
     }
 
     #[test]

@@ -104,9 +104,20 @@ pub(super) async fn people(page: &str, q: &Form, signed: Option<Signed>, s: &Por
     let g = signed_in(signed)?.ready()?;
     let i = g.owned_page(page, s).await?;
     let holds = s.store.conversation_holds(i.page_id.as_str(), crate::clock::now().timestamp_millis()).await?;
-    let notice =
-        (q.get("notice").map(String::as_str) == Some("handed-back")).then_some("The conversation is the bot's again.");
+    let notice = handed_back_notice(q);
     Ok(views::people(&g.session.csrf_token, &i, &holds, notice))
+}
+
+/// What the page says after "Hand back to the bot".
+pub(super) fn handed_back_notice(q: &Form) -> Option<&'static str> {
+    match q.get("notice").map(String::as_str) {
+        Some("handed-back") => Some("The conversation is the bot's again."),
+        Some("handed-back-here") => Some(
+            "The conversation is the bot's again here, but Facebook did not hand it back: if it was passed to the \
+             Page Inbox, mark it done there, or the bot sees that customer's messages only while the inbox has them.",
+        ),
+        _ => None,
+    }
 }
 
 /// Hands a conversation back to the bot before its pause ends: the bot answers that customer's next message.
@@ -118,10 +129,16 @@ pub(super) async fn hand_back(page: &str, person: &str, signed: Option<Signed>, 
     // This node's tenant, and (in a cluster) the owner's, reload what storage now says.
     s.router.reload(&i.page_id);
     s.store.announce(&i.page_id).await;
-    g.audit(s, "conversation.handed_back", Some(i.client_id), format!("page {}", i.page_id)).await;
+    // A conversation passed to the Page Inbox reaches the bot only as standby until it comes back: take it back
+    // at Meta too (for one that was never passed, Meta has nothing to move).
+    let (notice, detail) = match s.onboarding.take_thread_back(&i.page_id, person).await {
+        Ok(()) => ("handed-back", format!("page {}, taken back at Meta", i.page_id)),
+        Err(why) => ("handed-back-here", format!("page {}, not taken back at Meta: {why}", i.page_id)),
+    };
+    g.audit(s, "conversation.handed_back", Some(i.client_id), detail).await;
     // Back where the button was: the conversation's own page, or the list of conversations a person handles.
     Ok(see_other(&match form.get("back").map(String::as_str) {
-        Some("conversation") => format!("/portal/pages/{}/conversations/{person}?notice=handed-back", i.page_id),
-        _ => format!("/portal/pages/{}/people?notice=handed-back", i.page_id),
+        Some("conversation") => format!("/portal/pages/{}/conversations/{person}?notice={notice}", i.page_id),
+        _ => format!("/portal/pages/{}/people?notice={notice}", i.page_id),
     }))
 }

@@ -164,6 +164,21 @@ impl GraphClient {
         self.call::<Value>(request).await.map(|_| ())
     }
 
+    /// Takes the conversation with `recipient` back from whichever app has it (the Page Inbox after a handover)
+    /// through the Handover Protocol, so the customer's messages reach this app again, not as `standby`.
+    pub async fn take_thread_control(
+        &self,
+        page_id: &str,
+        page_token: &AccessToken,
+        recipient: &str,
+    ) -> Result<(), GraphFailure> {
+        let body = serde_json::json!({ "recipient": { "id": recipient },
+            "metadata": "Handed back to the bot in Switchboard" });
+        let request =
+            self.request(Method::POST, &format!("{page_id}/take_thread_control"), page_token.expose()).json(&body);
+        self.call::<Value>(request).await.map(|_| ())
+    }
+
     /// Whether this app is subscribed to the Page's `messages` field.
     pub async fn is_subscribed(&self, page_id: &str, page_token: &AccessToken) -> Result<bool, GraphFailure> {
         let request = self.request(Method::GET, &format!("{page_id}/subscribed_apps"), page_token.expose());

@@ -413,8 +413,10 @@ fn event(
                     .0,
             ),
         }
-    } else if item.take_thread_control.is_some() {
-        EventKind::ThreadControl { to_app: None }
+    } else if let Some(take) = item.take_thread_control {
+        // The app that took it: this app taking a conversation back (the portal's "Hand back to the bot") is
+        // the bot's again; another app (the inbox), or one Meta does not name, holds it.
+        EventKind::ThreadControl { to_app: take.new_owner_app_id.map(|id| id.0) }
     } else {
         return Err(Problem::Unknown);
     };

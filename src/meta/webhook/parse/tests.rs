@@ -366,3 +366,24 @@ proptest! {
         prop_assert!(reshaped.unhandled.is_empty());
     }
 }
+
+#[test]
+fn a_thread_taken_names_the_app_that_took_it() {
+    let take = |control: &str| {
+        let body = format!(
+            r#"{{"object":"page","entry":[{{"id":"1","time":5,"messaging":[{{"sender":{{"id":"7"}},
+            "recipient":{{"id":"1"}},"timestamp":5,"take_thread_control":{control}}}]}}]}}"#
+        );
+        events(body.as_bytes()).remove(0).kind
+    };
+    let by = |app: Option<&str>| EventKind::ThreadControl { to_app: app.map(str::to_owned) };
+    assert_eq!(
+        take(r#"{"previous_owner_app_id":"263902037430900","new_owner_app_id":1234567890}"#),
+        by(Some("1234567890"))
+    );
+    assert_eq!(
+        take(r#"{"previous_owner_app_id":"1234567890","new_owner_app_id":"263902037430900"}"#),
+        by(Some("263902037430900"))
+    );
+    assert_eq!(take(r#"{"metadata":"taken"}"#), by(None), "taken by an app Meta does not name");
+}

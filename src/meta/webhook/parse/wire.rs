@@ -86,7 +86,7 @@ pub(super) struct Item {
     #[serde(default)]
     pub(super) pass_thread_control: Option<PassThreadControl>,
     #[serde(default)]
-    pub(super) take_thread_control: Option<IgnoredAny>,
+    pub(super) take_thread_control: Option<PassThreadControl>,
 }
 
 #[derive(Deserialize)]
