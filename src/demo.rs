@@ -100,11 +100,40 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
 /// Every two seconds, one signed message per connected demo Page, as Meta would send it.
 async fn drive_events(store: Store, client_id: i64, webhook: String, secret: String, sim: Arc<meta_sim::Sim>) {
     let http = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        let signature = meta_sim::webhook::signature(&secret, &body);
+        http.post(&webhook)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+    };
     let mut seed = 1;
+    // Rounds each connected Page has had, so each gets the same little story: a person at the store answers
+    // its first customer (the bot falls silent with them), and its second customer asks for a person.
+    let mut rounds: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let Ok(integrations) = store.list_integrations().await else { continue };
         for i in integrations.iter().filter(|i| i.client_id == client_id && i.status == IntegrationStatus::Connected) {
+            let round = rounds.entry(i.page_id.to_string()).or_default();
+            *round += 1;
+            let page = i.page_id.as_str();
+            match *round {
+                8 => {
+                    let customer = Generator::psid(page, 0);
+                    if let Ok((body, _)) = sim.person_answers(page, &customer, "Hi, this is Ana from the store") {
+                        let _ = post(body).await;
+                    }
+                }
+                14 => {
+                    let (customer, ts) = (Generator::psid(page, 1), crate::clock::now().timestamp_millis());
+                    let mid = format!("m_demo_person_{page}");
+                    let _ = post(meta_sim::webhook::text_message(page, &customer, &mid, "Can I talk to a person?", ts))
+                        .await;
+                }
+                _ => {}
+            }
             seed += 1;
             let ig = i.instagram_account_id.as_ref().map(|ig| ig.to_string());
             let mut generator = Generator::new(GenConfig {
@@ -121,15 +150,7 @@ async fn drive_events(store: Store, client_id: i64, webhook: String, secret: Str
                 ..GenConfig::default()
             });
             sim.register_instagram_users(generator.instagram_users().iter().map(String::as_str));
-            let body = generator.next_body();
-            let signature = meta_sim::webhook::signature(&secret, &body);
-            let _ = http
-                .post(&webhook)
-                .header("content-type", "application/json")
-                .header("x-hub-signature-256", signature)
-                .body(body)
-                .send()
-                .await;
+            let _ = post(generator.next_body()).await;
         }
     }
 }

@@ -107,6 +107,35 @@ async fn wait_for_text(c: &Client, needle: &str) -> String {
     .await
 }
 
+/// The client's user, "owner@woodstock.example".
+async fn client_user(app: &TestApp, client_id: i64) {
+    let hash = switchboard::secrets::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
+    let email = Email::parse("owner@woodstock.example").unwrap();
+    let user = NewUser {
+        email,
+        password_hash: hash,
+        role: Role::Client,
+        client_id: Some(client_id),
+        must_change_password: false,
+    };
+    app.db.store.create_user(&user).await.unwrap();
+}
+
+async fn sign_in(c: &Client, app: &TestApp) {
+    c.goto(&app.url("/portal/login")).await.unwrap();
+    c.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("owner@woodstock.example").await.unwrap();
+    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    c.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).send_keys(text).await.unwrap();
+}
+
 async fn connect_through_consent(c: &Client, shots: &Shots, button: &str, shot: &str) {
     c.find(Locator::Id("connect")).await.unwrap().click().await.unwrap();
     wait_for_text(c, "Switchboard is requesting access").await;
@@ -119,28 +148,14 @@ async fn a_client_connects_cancels_and_sees_a_dead_token_in_a_real_browser() {
     let Some(driver) = chromedriver() else { return };
     let app: TestApp = spawn_app(Options { connect: false, ..Options::default() }).await;
     let client = crate::support::client(&app.db.store, "woodstock-outlet").await;
-    let hash = switchboard::secrets::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
-    let email = Email::parse("owner@woodstock.example").unwrap();
-    app.db
-        .store
-        .create_user(&NewUser {
-            email,
-            password_hash: hash,
-            role: Role::Client,
-            client_id: Some(client.id),
-            must_change_password: false,
-        })
-        .await
-        .unwrap();
+    client_user(&app, client.id).await;
     let c = browser(&driver).await;
     let shots = Shots::new();
 
     // Sign in.
     c.goto(&app.url("/portal/login")).await.unwrap();
     shots.take(&c, "01-sign-in").await;
-    c.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("owner@woodstock.example").await.unwrap();
-    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
-    c.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    sign_in(&c, &app).await;
     wait_for_text(&c, "No Page is connected yet").await;
     shots.take(&c, "02-portal-empty").await;
 
@@ -202,5 +217,101 @@ async fn a_facebook_dialog_forwarded_to_another_browser_connects_nothing_in_a_re
     // The refusal page is styled by the one stylesheet the Content-Security-Policy allows, and runs no script.
     let background = c.execute("return getComputedStyle(document.body).backgroundColor;", vec![]).await.unwrap();
     assert_eq!(background, json!("rgb(246, 247, 249)"), "the stylesheet loaded under the policy");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_steers_its_bot_reads_its_conversations_and_a_person_takes_over_in_a_real_browser() {
+    let Some(driver) = chromedriver() else { return };
+    let app: TestApp = spawn_app(Options::default()).await;
+    client_user(&app, app.clients[0].id).await;
+    let c = browser(&driver).await;
+    let shots = Shots::new();
+    sign_in(&c, &app).await;
+    wait_for_text(&c, "Your Pages").await;
+    let (ana, bea) = ("7500001", "7500002");
+    let texts_to = |who: &str| -> Vec<String> {
+        app.sent().into_iter().filter(|m| m.recipient_id == who).filter_map(|m| m.text).collect()
+    };
+    let finished = || async {
+        eventually("every event finished", || async {
+            let counts = app.db.store.inbox_counts().await.unwrap();
+            if counts.iter().any(|(s, _)| s == "pending") { Err(format!("{counts:?}")) } else { Ok(()) }
+        })
+        .await
+    };
+    let now = || chrono::Utc::now().timestamp_millis();
+
+    // Edit a rule, try it, save it.
+    click(&c, "#edit-bot").await;
+    wait_for_text(&c, "Try it").await;
+    type_into(&c, "input[name=words_0]", "opening hours, open").await;
+    type_into(&c, "textarea[name=reply_0]", "We open at 9 every day.").await;
+    type_into(&c, "input[name=try]", "When are you open?").await;
+    click(&c, "#try").await;
+    let tried = wait_for_text(&c, "Answered by rule 1").await;
+    assert!(tried.contains("We open at 9 every day."), "{tried}");
+    shots.take(&c, "09-bot-tried").await;
+    click(&c, "#save").await;
+    wait_for_text(&c, "Saved. Your Pages answer with these rules").await;
+
+    // The customer's next message is answered with it.
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, ana, "m_b1", "what are your opening hours?", now())).await.0, 200);
+    eventually("Ana answered with the new rule", || async {
+        let got = texts_to(ana);
+        if got == ["We open at 9 every day."] { Ok(()) } else { Err(format!("{got:?}")) }
+    })
+    .await;
+
+    // A person answers Ana in the Page Inbox: the bot stays silent with her.
+    let (body, signature) = app.meta.sim().person_answers(PAGE_A, ana, "Hi, this is Sam from the store").unwrap();
+    assert_eq!(app.post_webhook_signed(&body, &signature).await.0, 200);
+    eventually("the hold is kept", || async {
+        let holds = app.db.store.conversation_holds(PAGE_A, 0).await.unwrap();
+        if holds.iter().any(|(p, _)| p == ana) { Ok(()) } else { Err(format!("{holds:?}")) }
+    })
+    .await;
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, ana, "m_b2", "thanks Sam!", now())).await.0, 200);
+
+    // Bea asks for a person: told so, and the conversation goes to the Page Inbox.
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, bea, "m_b3", "Can I talk to a person?", now())).await.0, 200);
+    eventually("Bea passed to the Page Inbox", || async {
+        let owners = app.meta.sim().thread_owners();
+        if owners[format!("{PAGE_A}:{bea}")] == "263902037430900" { Ok(()) } else { Err(format!("{owners}")) }
+    })
+    .await;
+    assert_eq!(texts_to(bea), ["Thanks! Someone from our team will answer you here shortly."]);
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, bea, "m_b4", "hello?", now())).await.0, 200);
+    finished().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((texts_to(ana).len(), texts_to(bea).len()), (1, 1), "the bot stayed silent with both");
+
+    // The conversation view says so, and Ana is handed back to the bot from her conversation.
+    c.goto(&app.url("/portal")).await.unwrap();
+    click(&c, &format!("section[data-page='{PAGE_A}'] a.conversations")).await;
+    let list = wait_for_text(&c, "Conversations on").await;
+    assert_eq!(list.matches("A person is handling this conversation").count(), 2, "{list}");
+    shots.take(&c, "10-conversations").await;
+    click(&c, &format!("section[data-customer='{ana}'] a.open")).await;
+    let talk = wait_for_text(&c, "Hi, this is Sam from the store").await;
+    for said in ["thanks Sam!", "a person was handling this conversation", "We open at 9 every day.", "Answered"] {
+        assert!(talk.contains(said), "{said:?} in {talk}");
+    }
+    shots.take(&c, "11-conversation").await;
+    click(&c, ".hand-back").await;
+    wait_for_text(&c, "The conversation is the bot's again").await;
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, ana, "m_b5", "are you open now?", now())).await.0, 200);
+    eventually("Ana answered by the bot again", || async {
+        if texts_to(ana).len() == 2 { Ok(()) } else { Err(format!("{:?}", texts_to(ana))) }
+    })
+    .await;
+
+    // Bea, passed to the Page Inbox, is handed back too: the conversation is taken back at Meta.
+    c.goto(&app.url(&format!("/portal/pages/{PAGE_A}/conversations/{bea}"))).await.unwrap();
+    wait_for_text(&c, "Can I talk to a person?").await;
+    click(&c, ".hand-back").await;
+    wait_for_text(&c, "The conversation is the bot's again").await;
+    let owners = app.meta.sim().thread_owners();
+    assert_eq!(owners[format!("{PAGE_A}:{bea}")], meta_sim::config::DEFAULT_APP_ID.to_string());
     c.close().await.unwrap();
 }

@@ -117,6 +117,9 @@ async fn a_person_answering_in_the_page_inbox_silences_the_bot_in_that_conversat
     meta.answered(OTHER, 1).await;
     meta.all_finished().await;
     assert_eq!(meta.replies_to(HANDLED), 1, "the bot stayed silent while a person handles the conversation");
+    for said in ["hours?", "Hi, this is Ana", "We're open 9 to 9."] {
+        assert_eq!(server.logged(said), Vec::<String>::new(), "what customers and people write is never logged");
+    }
 
     // A restart does not forget it.
     server.stop_cleanly();
