@@ -120,13 +120,13 @@ async fn drive_events(store: Store, client_id: i64, webhook: String, secret: Str
             *round += 1;
             let page = i.page_id.as_str();
             match *round {
-                8 => {
+                4 => {
                     let customer = Generator::psid(page, 0);
                     if let Ok((body, _)) = sim.person_answers(page, &customer, "Hi, this is Ana from the store") {
                         let _ = post(body).await;
                     }
                 }
-                14 => {
+                7 => {
                     let (customer, ts) = (Generator::psid(page, 1), crate::clock::now().timestamp_millis());
                     let mid = format!("m_demo_person_{page}");
                     let _ = post(meta_sim::webhook::text_message(page, &customer, &mid, "Can I talk to a person?", ts))

@@ -439,6 +439,18 @@ async fn demo_prints_working_credentials_drives_events_and_stops_on_ctrl_c() {
         if state["counters"]["messages_sent"].as_u64().unwrap_or(0) > 0 { Ok(()) } else { Err(state.to_string()) }
     })
     .await;
+    // The demo's story: a person at the store answers one customer, another asks for a person; the Page's
+    // conversations show both handled by a person.
+    let conversations = format!("{base}/portal/pages/104711112233445/conversations");
+    eventually_within(Duration::from_secs(30), "two conversations handled by a person", || async {
+        let threads: serde_json::Value =
+            b.get(format!("{meta}/_sim/threads")).send().await.unwrap().json().await.unwrap();
+        let page = b.get(&conversations).send().await.unwrap().text().await.unwrap();
+        let handled = page.matches("A person is handling this conversation").count();
+        let passed = threads.as_object().is_some_and(|t| t.values().any(|app| app == "263902037430900"));
+        if handled == 2 && passed { Ok(()) } else { Err(format!("{handled} handled, threads {threads}")) }
+    })
+    .await;
 
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let status = eventually_within(Duration::from_secs(15), "the demo stopped on Ctrl-C", || {
