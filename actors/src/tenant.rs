@@ -69,6 +69,8 @@ pub(crate) struct TenantState {
     marked: HashMap<crate::ids::ReplyId, send::MarkWrite>,
     /// Conversations a person at the business is handling: the bot stays silent there.
     takeover: takeover::Takeover,
+    /// Writes of who handles a conversation still in flight: a load waits for them before it reads storage.
+    hold_writes: Vec<respond::HoldWrite>,
 }
 
 impl TenantState {
@@ -96,6 +98,7 @@ impl TenantState {
             claimed: Arc::default(),
             marked: HashMap::new(),
             takeover: takeover::Takeover::default(),
+            hold_writes: Vec::new(),
         }
     }
 
@@ -272,12 +275,15 @@ fn on_idle_check(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
     }
 }
 
-/// Starts loading the integration in a task.
+/// Starts loading the integration in a task: once this tenant's writes of who handles a conversation are in
+/// storage (else the holds loaded would lack one just made, and replace it).
 fn load(myself: &ActorRef<TenantMsg>, state: &TenantState) {
     let source = state.ctx.ports.source.clone();
     let page = state.ctx.page.clone();
     let me = myself.clone();
+    let holds_written = futures_util::future::join_all(state.hold_writes.clone());
     state.ctx.spawn(async move {
+        holds_written.await;
         let result = source.load(&page).await;
         let _ = me.send_message(TenantMsg::Loaded(result));
     });

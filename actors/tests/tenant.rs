@@ -511,3 +511,60 @@ async fn a_reply_marked_ahead_is_sent_only_once_its_mark_is_stored() {
         assert!(stored.is_some_and(|done| done <= at), "the reply to {who} went out before its mark was stored");
     }
 }
+
+/// Holds in storage whose writes wait at a gate the test opens; a load reads what is stored by then.
+struct GatedHolds {
+    stored: Mutex<Vec<(String, i64)>>,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl StatusSink for GatedHolds {
+    async fn needs_reauth(&self, _: &PageId, _: &str) {}
+    async fn permission_error(&self, _: &PageId, _: &str) {}
+    async fn person_handling(&self, _: &PageId, person: &str, until: i64) {
+        let _open = self.gate.acquire().await.unwrap();
+        self.stored.lock().unwrap().push((person.to_owned(), until));
+    }
+    async fn bot_handling(&self, _: &PageId, person: &str) {
+        self.stored.lock().unwrap().retain(|(p, _)| p != person);
+    }
+}
+
+#[async_trait]
+impl TenantSource for GatedHolds {
+    async fn load(&self, page: &PageId) -> Result<TenantProfile, LoadError> {
+        let held = self.stored.lock().unwrap().clone();
+        Ok(TenantProfile { held, ..profile(page, Arc::new(RulesResponder::new(Default::default(), "ok".into()))) })
+    }
+}
+
+#[tokio::test]
+async fn a_reload_while_a_hold_is_being_written_keeps_the_hold() {
+    let holds = Arc::new(GatedHolds { stored: Mutex::default(), gate: tokio::sync::Semaphore::new(0) });
+    let graph = Arc::new(ScriptedGraph::default());
+    let settings = EngineSettings { own_app_id: "1234567890".into(), ..EngineSettings::default() };
+    let router = Router::start(EngineDeps {
+        source: holds.clone(),
+        graph: graph.clone(),
+        status: holds.clone(),
+        events: Arc::new(NoInbox),
+        settings,
+    })
+    .await
+    .unwrap();
+    router.register(page(), None, "test");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    // A person answers: the tenant holds the customer at once, and its write to storage waits at the gate.
+    router.dispatch(echo("m_person", Some("263902037430900"), now));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The client's settings change meanwhile: the tenant reloads what storage says.
+    router.reload(&page());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holds.gate.add_permits(1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    router.dispatch(message("m1"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(holds.stored.lock().unwrap().len(), 1, "the hold was stored");
+    assert!(graph.calls.lock().unwrap().is_empty(), "the reload kept the hold: the bot did not talk over the person");
+}

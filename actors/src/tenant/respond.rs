@@ -6,7 +6,8 @@
 
 use std::collections::VecDeque;
 
-use futures_util::future::join_all;
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared, join_all};
 use ractor::ActorRef;
 
 use super::settle::Settler;
@@ -138,19 +139,28 @@ fn noticed(state: &mut TenantState, event: &InboundEvent) {
     }
 }
 
-/// Tells storage who handles a conversation now, for whoever runs this Page next.
-fn keep(state: &TenantState, change: Change) {
+/// A write telling storage who handles a conversation; a reload of the tenant waits for those in flight.
+pub(super) type HoldWrite = Shared<BoxFuture<'static, ()>>;
+
+/// Tells storage who handles a conversation now, for whoever runs this Page next. A reload started meanwhile
+/// reads storage only after this write (`hold_writes`), so it never replaces the change with what was stored
+/// before it.
+fn keep(state: &mut TenantState, change: Change) {
     let (status, page) = (state.ctx.ports.status.clone(), state.ctx.page.clone());
-    match change {
+    let write = match change {
         Change::Hold(person, until) => {
             tracing::info!(%page, "a person at the business handles a conversation; the bot stays silent there");
-            state.ctx.spawn(async move { status.person_handling(&page, &person, until).await });
+            async move { status.person_handling(&page, &person, until).await }.boxed()
         }
         Change::Release(person) => {
             tracing::info!(%page, "a conversation was passed back to the bot");
-            state.ctx.spawn(async move { status.bot_handling(&page, &person).await });
+            async move { status.bot_handling(&page, &person).await }.boxed()
         }
     }
+    .shared();
+    state.hold_writes.retain(|w| w.peek().is_none());
+    state.hold_writes.push(write.clone());
+    state.ctx.spawn(write);
 }
 
 /// Where `event` goes in `pending`: before the later events of its conversation, after its earlier ones
