@@ -52,6 +52,9 @@ pub(crate) struct QueuedSend {
     pub inbox_id: Option<InboxId>,
     /// The reply's outbox row (inbox events only).
     pub reply_id: Option<ReplyId>,
+    /// The last reply to a customer who asked for a person: once it is delivered, the conversation goes to
+    /// the inbox (not before, or the answer would reach a conversation this app no longer has).
+    pub pass_after: bool,
 }
 
 /// A reply still to send, with its outbox row for inbox events.

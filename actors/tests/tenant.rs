@@ -26,11 +26,18 @@ struct ScriptedGraph {
     sent_to: Mutex<Vec<(String, Instant)>>,
     /// Conversations passed: (recipient, target app).
     passed: Mutex<Vec<(String, String)>>,
+    /// The texts sent before each pass.
+    sent_before_pass: Mutex<Vec<Vec<String>>>,
+    /// How long each send takes.
+    latency: Duration,
 }
 
 #[async_trait]
 impl GraphApi for ScriptedGraph {
     async fn send_message(&self, _: &AccessToken, message: &OutgoingMessage) -> Result<SendOk, GraphFailure> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
         self.calls.lock().unwrap().push(Instant::now());
         self.texts.lock().unwrap().push(message.text.clone());
         self.sent_to.lock().unwrap().push((message.recipient.clone(), Instant::now()));
@@ -45,6 +52,7 @@ impl GraphApi for ScriptedGraph {
         target_app_id: &str,
     ) -> Result<(), GraphFailure> {
         self.passed.lock().unwrap().push((recipient.to_owned(), target_app_id.to_owned()));
+        self.sent_before_pass.lock().unwrap().push(self.texts.lock().unwrap().clone());
         Ok(())
     }
 }
@@ -567,4 +575,29 @@ async fn a_reload_while_a_hold_is_being_written_keeps_the_hold() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(holds.stored.lock().unwrap().len(), 1, "the hold was stored");
     assert!(graph.calls.lock().unwrap().is_empty(), "the reload kept the hold: the bot did not talk over the person");
+}
+
+#[tokio::test]
+async fn the_conversation_is_passed_only_after_the_answer_to_asking_for_a_person_is_delivered() {
+    let graph = Arc::new(ScriptedGraph { latency: Duration::from_millis(100), ..ScriptedGraph::default() });
+    let status = Arc::new(Status::default());
+    let settings = EngineSettings { own_app_id: "1234567890".into(), ..EngineSettings::default() };
+    let deps =
+        EngineDeps { source: Arc::new(Source), graph: graph.clone(), status, events: Arc::new(NoInbox), settings };
+    let router = Router::start(deps).await.unwrap();
+    router.register(page(), None, "test");
+    // A first message's reply is still on its way when the customer asks for a person.
+    router.dispatch(message("m1"));
+    let mut ask = message("m2");
+    if let EventKind::Message { text, .. } = &mut ask.kind {
+        *text = Some("talk to a person".into());
+    }
+    ask.timestamp = 2;
+    router.dispatch(ask);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let answer = switchboard_actors::AskForPerson::default().reply;
+    assert_eq!(graph.texts.lock().unwrap().clone(), vec!["ok".to_owned(), answer.clone()]);
+    let before = graph.sent_before_pass.lock().unwrap().clone();
+    assert_eq!(before.len(), 1, "passed once");
+    assert!(before[0].contains(&answer), "passed after the answer, not after the earlier reply: {before:?}");
 }

@@ -36,8 +36,10 @@ pub(super) fn responded(state: &mut TenantState, event: InboundEvent, result: Re
             } else {
                 marks::finish(state, event.inbox_id, None);
             }
-            for reply in replies {
-                send::enqueue(state, &event, reply);
+            // The answer to asking for a person is out with its last reply: then the conversation is passed.
+            let (last, passes) = (replies.len().saturating_sub(1), state.takeover.passes_after(&event));
+            for (i, reply) in replies.into_iter().enumerate() {
+                send::enqueue(state, &event, reply, passes && i == last);
             }
         }
         Err(Unanswered::Bot(problem)) => {
@@ -114,7 +116,7 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
     // Only an event that is taken holds the conversation (one set aside comes back and is asked about then).
     if state.profile.as_ref().is_some_and(|p| p.ask_for_person.matches(&event)) {
         // Answered as the client chose (`PersonFirst`); the conversation goes to the inbox once that is out.
-        let change = state.takeover.asked_for_person(&event.sender, pause_ms(state));
+        let change = state.takeover.asked_for_person(&event, pause_ms(state));
         tracing::info!(page = %state.ctx.page, "a customer asked for a person; the conversation goes to the inbox");
         keep(state, change);
     }

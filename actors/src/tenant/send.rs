@@ -17,7 +17,7 @@ use crate::ids::{InboxId, ReplyId};
 use crate::ports::{FailureClass, GraphFailure, OutgoingMessage, Progress, SendOk, SinkError};
 
 /// Queues a reply to `event` (a full queue drops it, and counts it).
-pub(super) fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Reply) {
+pub(super) fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Reply, pass_after: bool) {
     if state.outbox.len() >= state.ctx.settings.send_queue_capacity {
         if let Some(m) = &state.metrics {
             m.dropped("queue_full", 1);
@@ -31,6 +31,7 @@ pub(super) fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Repl
         attempts: 0,
         inbox_id: event.inbox_id,
         reply_id: reply.reply_id,
+        pass_after,
     });
 }
 
@@ -201,7 +202,7 @@ fn delivered(state: &mut TenantState, item: &QueuedSend, ok: Option<SendOk>, ela
     if let Some(ok) = &ok {
         state.takeover.sent(&ok.message_id);
     }
-    if state.takeover.pass_now(&item.message.recipient) {
+    if item.pass_after && state.takeover.pass_now(&item.message.recipient) {
         pass_to_inbox(state, &item.message);
     }
     if let Some(usage) = ok.and_then(|ok| ok.usage)

@@ -10,7 +10,7 @@
 //! too (`StatusSink`), so a restart, an idle stop or a cluster handover does not make the bot talk over the
 //! person.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::dedup::Dedup;
 use crate::event::{Channel, EventKind, InboundEvent};
@@ -44,8 +44,9 @@ pub(super) struct Takeover {
     /// Person (PSID or IGSID) → until when (unix ms) the bot stays silent with them.
     held: HashMap<String, i64>,
     own_sends: Option<Dedup>,
-    /// People who asked for a person: the conversation is passed to the inbox once the bot's answer is out.
-    to_pass: HashSet<String>,
+    /// People who asked for a person, with the key of the event they asked in: the conversation is passed to
+    /// the inbox once the bot's answer to that event is out.
+    to_pass: HashMap<String, Option<String>>,
 }
 
 impl Takeover {
@@ -53,7 +54,7 @@ impl Takeover {
     /// gone from storage).
     pub(super) fn load(&mut self, held: &[(String, i64)]) {
         self.held = held.iter().cloned().collect();
-        self.to_pass.retain(|person| self.held.contains_key(person));
+        self.to_pass.retain(|person, _| self.held.contains_key(person));
     }
 
     /// Meta accepted a reply of this tenant's with `message_id`.
@@ -89,16 +90,23 @@ impl Takeover {
 
     /// `person` asked for a person: the bot answers so, stays silent with them from then on, and passes the
     /// conversation to the inbox once that answer is delivered.
-    pub(super) fn asked_for_person(&mut self, person: &str, pause_ms: i64) -> Change {
-        let until = now_ms().saturating_add(pause_ms);
+    pub(super) fn asked_for_person(&mut self, event: &InboundEvent, pause_ms: i64) -> Change {
+        let (person, until) = (&event.sender, now_ms().saturating_add(pause_ms));
         self.hold(person, until);
-        self.to_pass.insert(person.to_owned());
-        Change::Hold(person.to_owned(), until)
+        self.to_pass.insert(person.clone(), event.dedup_key());
+        Change::Hold(person.clone(), until)
     }
 
-    /// A reply to `person` was delivered: whether the conversation is to be passed to the inbox now.
+    /// Whether the replies to `event` are the answer to asking for a person (the last one passes the
+    /// conversation once delivered).
+    pub(super) fn passes_after(&self, event: &InboundEvent) -> bool {
+        self.to_pass.get(&event.sender).is_some_and(|key| *key == event.dedup_key())
+    }
+
+    /// The answer to asking for a person reached `person`: whether the conversation is to be passed to the
+    /// inbox now (not if it was passed back meanwhile).
     pub(super) fn pass_now(&mut self, person: &str) -> bool {
-        self.to_pass.remove(person)
+        self.to_pass.remove(person).is_some()
     }
 
     /// Whether the bot must stay silent with `person` at `now_ms`.
