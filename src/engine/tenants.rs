@@ -44,16 +44,27 @@ impl StoreTenants {
             return Ok((Arc::new(RulesResponder::new(Rules::default(), fallback)), self.ask_for_person.clone(), None));
         };
         let mut ask = self.ask_for_person.clone();
+        // How customers ask for a person lives in the client's rules, and holds whichever bot answers.
+        let mut own_ask = |rules: &Rules| {
+            if rules.person != *ask {
+                ask = Arc::new(rules.person.clone());
+            }
+        };
         let responder: Arc<dyn Responder> = match &settings.responder {
             ResponderSetting::Rules { rules_json } => {
                 let rules: Rules = serde_json::from_str(rules_json)
                     .map_err(|e| LoadError::Unusable(format!("stored rules are not valid: {e}")))?;
-                if rules.person != *ask {
-                    ask = Arc::new(rules.person.clone());
-                }
+                own_ask(&rules);
                 Arc::new(RulesResponder::new(rules, fallback))
             }
             ResponderSetting::Relay { url, secret } => {
+                // The rules kept while the relay answers; ones that do not parse are not in force (the default
+                // way to ask for a person then holds).
+                let kept =
+                    self.store.client_rules_json(client_id).await.map_err(|e| LoadError::Unavailable(e.to_string()))?;
+                if let Some(rules) = kept.and_then(|json| serde_json::from_str::<Rules>(&json).ok()) {
+                    own_ask(&rules);
+                }
                 let secret =
                     self.keys.open_relay_secret(client_id, secret).map_err(|e| LoadError::Unusable(e.to_string()))?;
                 Arc::new(RelayResponder::new(

@@ -342,6 +342,9 @@ async fn relay_and_rules_responders_answer_per_client() {
 
     let app = spawn_app(Options::default()).await;
     let (woodstock, rural_king) = (&app.clients[0], &app.clients[1]);
+    // Woodstock's rules say how its customers ask for a person; they hold while its own bot answers too.
+    let person = r#"{"person":{"keywords":["agente"],"payloads":[],"reply":"Un momento, por favor."}}"#;
+    app.db.store.set_responder(woodstock.id, &ResponderSetting::Rules { rules_json: person.to_owned() }).await.unwrap();
     let secret = app.keys.seal_relay_secret(woodstock.id, &SecretString::from(RELAY_SECRET.to_owned())).unwrap();
     app.db.store.set_responder(woodstock.id, &ResponderSetting::Relay { url: bot_url, secret }).await.unwrap();
     let rules = r#"{"keywords":[{"match":["hours"],"reply":"Open 8 to 8."}],"fallback":"Ask us about our hours."}"#;
@@ -350,11 +353,16 @@ async fn relay_and_rules_responders_answer_per_client() {
     assert_eq!(app.post_webhook(&text_event(PAGE_A, "7001", "m_relay", "do you deliver?", 1)).await.0, 200);
     assert_eq!(app.post_webhook(&text_event(PAGE_B, "7002", "m_rules1", "What are your HOURS?", 2)).await.0, 200);
     assert_eq!(app.post_webhook(&text_event(PAGE_B, "7003", "m_rules2", "hello", 3)).await.0, 200);
-    let sent = app.wait_for_sent(4).await;
+    assert_eq!(app.post_webhook(&text_event(PAGE_A, "7004", "m_person", "un agente por favor", 4)).await.0, 200);
+    let sent = app.wait_for_sent(5).await;
     let texts = |page: &str| -> Vec<String> {
         sent.iter().filter(|m| m.page_id == page).map(|m| m.text.clone().unwrap()).collect()
     };
-    assert_eq!(texts(PAGE_A), ["relay heard: do you deliver?", "second"], "relay replies are sent in order");
+    let to = |who: &str| -> Vec<String> {
+        sent.iter().filter(|m| m.recipient_id == who).map(|m| m.text.clone().unwrap()).collect()
+    };
+    assert_eq!(to("7001"), ["relay heard: do you deliver?", "second"], "relay replies are sent in order");
+    assert_eq!(to("7004"), ["Un momento, por favor."], "asking for a person is answered as the client chose");
     let mut rk = texts(PAGE_B);
     rk.sort();
     assert_eq!(rk, ["Ask us about our hours.", "Open 8 to 8."]);
