@@ -100,7 +100,9 @@ async fn responder(
             };
             let secret = SecretString::from(form.get("secret").cloned().unwrap_or_default());
             if let Err(problem) = crate::engine::relay::check_secret(&secret) {
-                return Ok(Err(format!("{}{}.", problem[..1].to_uppercase(), &problem[1..])));
+                let mut chars = problem.chars();
+                let sentence: String = chars.next().into_iter().flat_map(char::to_uppercase).chain(chars).collect();
+                return Ok(Err(format!("{sentence}.")));
             }
             let sealed = s
                 .onboarding
