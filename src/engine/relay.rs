@@ -64,8 +64,6 @@ pub fn http_client(timeout: std::time::Duration, limits: RelayLimits) -> reqwest
     builder.build().expect("a plain HTTP client builds")
 }
 
-/// Checks a relay URL as it is set: https (unless private addresses are allowed) with a host, and, for a
-/// literal address, a public one. Names are checked when they are resolved, at each call.
 /// The shortest relay secret accepted, in characters.
 pub const MIN_SECRET_CHARS: usize = 16;
 
@@ -77,6 +75,8 @@ pub fn check_secret(secret: &secrecy::SecretString) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a relay URL as it is set: https (unless private addresses are allowed) with a host, and, for a
+/// literal address, a public one. Names are checked when they are resolved, at each call.
 pub fn check_url(url: &str, allow_private: bool) -> Result<url::Url, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match parsed.scheme() {

@@ -82,8 +82,13 @@ fn with_cookie(mut response: Response, set_cookie: &str) -> Response {
 /// them for the next message.
 async fn reload_client_pages(s: &PortalState, client_id: i64) -> Result<(), crate::store::StoreError> {
     for i in s.store.list_integrations().await?.into_iter().filter(|i| i.client_id == client_id) {
-        s.router.reload(&i.page_id);
-        s.store.announce(&i.page_id).await;
+        reload_page(s, &i.page_id).await;
     }
     Ok(())
+}
+
+/// After what storage says of a Page changed: this node's tenant, and (in a cluster) the owner's, reload it.
+async fn reload_page(s: &PortalState, page: &crate::domain::PageId) {
+    s.router.reload(page);
+    s.store.announce(page).await;
 }

@@ -131,6 +131,8 @@ fn attempt_window(state: &mut TenantState, item: &QueuedSend) -> Option<MarkWrit
 /// tenant whose page moved to another node is being stopped; it sends nothing more).
 pub(super) fn not_marked(myself: &ActorRef<TenantMsg>, state: &mut TenantState, item: QueuedSend, problem: &SinkError) {
     state.busy.remove(&item.message.recipient);
+    // Every reply of the failed write's window is marked again by its next send, not only this one.
+    state.marked.retain(|_, write| !matches!(write.peek(), Some(Err(_))));
     if let Some(reply) = item.reply_id {
         state.marked.remove(&reply);
     }

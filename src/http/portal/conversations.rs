@@ -132,12 +132,14 @@ pub(super) async fn list(page: &str, q: &Form, signed: Option<Signed>, s: &Porta
     let mut rows = s.store.conversations(i.page_id.as_str(), before, CONVERSATIONS_PER_PAGE + 1).await?;
     let older = more(&mut rows, CONVERSATIONS_PER_PAGE, |c| c.last.id);
     let holds = holds(s, &i).await?;
-    let pause = pause(s, &i).await?;
+    // One entry per conversation: there is no earlier person's answer on it to explain a silence, so no pause.
     let conversations = rows
         .into_iter()
         .map(|c| Summary {
             held_until: holds.get(&c.customer_id).copied(),
-            last: read_exchanges(std::slice::from_ref(&c.last), pause).pop().unwrap_or_else(|| unreadable(&c.last)),
+            last: read_exchanges(std::slice::from_ref(&c.last), Duration::ZERO)
+                .pop()
+                .unwrap_or_else(|| unreadable(&c.last)),
             customer: c.customer_id,
             events: c.events,
         })
