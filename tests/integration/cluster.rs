@@ -217,6 +217,7 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice() {
     let mut deliveries = Vec::new();
     let started = Instant::now();
     let mut next = 0;
+    let mut logs = Vec::new();
     for name in names {
         let chunk = next..(next + N / names.len()).min(N);
         next = chunk.end;
@@ -227,7 +228,7 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         let stopping = nodes.remove(name).unwrap();
         let handed_over = Instant::now();
-        stopping.stop_cleanly();
+        logs.extend(stopping.stop_cleanly().into_iter().map(|line| format!("{name} (stopped): {line}")));
         let stop_took = handed_over.elapsed();
         nodes.insert(name.to_owned(), node(&rig, name));
         deliveries.extend(load.await.unwrap());
@@ -242,6 +243,17 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice() {
          {errors} got an error status",
         started.elapsed()
     );
+    if errors > 0 {
+        for d in deliveries.iter().filter(|d| d.status.is_some_and(|s| s != 200)) {
+            eprintln!("event {} got {:?} at {:?}", d.event, d.status, d.started - started);
+        }
+        for (name, node) in &nodes {
+            logs.extend(node.logged("").into_iter().map(|line| format!("{name}: {line}")));
+        }
+        for line in logs.iter().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+            eprintln!("{line}");
+        }
+    }
     assert_eq!(errors, 0, "a node that is stopping answers what it takes, or refuses the connection");
 }
 

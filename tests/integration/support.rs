@@ -299,11 +299,15 @@ impl Server {
     }
 
     /// SIGTERM, and the process must exit 0; its log is shown if it does not.
-    pub fn stop_cleanly(mut self) {
+    /// Returns what the process logged.
+    pub fn stop_cleanly(mut self) -> Vec<String> {
         let status = self.sigterm_and_wait();
         // The reader thread may still hold the last lines; give it a moment.
         std::thread::sleep(Duration::from_millis(100));
-        assert!(status.success(), "serve exited {status} on SIGTERM:\n{}", self.logged("").join("\n"));
+        let logged = self.logged("");
+        // The reason comes last: a CI log shows a failure's tail.
+        assert!(status.success(), "{}\n(that was its log) serve exited {status} on SIGTERM", logged.join("\n"));
+        logged
     }
 
     fn sigterm_and_wait(&mut self) -> std::process::ExitStatus {
@@ -314,7 +318,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("serve did not stop within 10 s of SIGTERM:\n{}", self.logged("").join("\n"));
+        panic!("{}\n(that was its log) serve did not stop within 10 s of SIGTERM", self.logged("").join("\n"));
     }
 }
 
