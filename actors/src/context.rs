@@ -81,6 +81,15 @@ impl TenantContext {
         self.registry.releases(&self.page) == self.releases
     }
 
+    /// Whether this tenant may still settle replies of unknown outcome, asked as it goes: its page is still the
+    /// engine's as when it started, and the engine is not stopping. Settling reads conversations at Meta's
+    /// pace, seconds per event: a tenant whose page moved leaves it to the new owner, and a stopping engine to
+    /// its next start, rather than keep a handover or a deploy waiting.
+    pub fn may_settle(&self) -> std::sync::Arc<dyn Fn() -> bool + Send + Sync> {
+        let (registry, page, releases) = (self.registry.clone(), self.page.clone(), self.releases);
+        std::sync::Arc::new(move || registry.releases(&page) == releases && !registry.is_stopping())
+    }
+
     /// Retires this tenant's actor `actor` if the registry still routes to it (an idle tenant stopping).
     pub fn retire(&self, actor: ActorId) -> bool {
         self.registry.retire(&self.page, actor)

@@ -72,4 +72,7 @@ pub(crate) enum Unanswered {
     /// Storage would not record the replies (after retries): the inbox row stays pending and is handled
     /// again later.
     Storage(SinkError),
+    /// Settling its replies of unknown outcome was given up (the page moved, or the engine stops): the inbox
+    /// row stays pending for whoever handles it next.
+    GaveUp,
 }

@@ -285,9 +285,9 @@ pub struct Progress {
     /// Events given up without finishing (storage refused their replies, the page's backlog was full): still
     /// pending, to be handed over again later.
     pub released: Vec<InboxId>,
-    /// Recorded replies a stopping tenant never sent (they were queued): sent without settling first when
-    /// their event is handed over again.
-    pub unattempted: Vec<ReplyId>,
+    /// Recorded replies a stopping tenant never sent (they were queued), with their events: sent without
+    /// settling first when their event is handed over again.
+    pub unattempted: Vec<(InboxId, ReplyId)>,
 }
 
 impl Progress {

@@ -57,6 +57,8 @@ struct Inner {
     /// How often the engine let go of each page (a cluster moved it away): a tenant started before the last
     /// time may not send any more.
     released: DashMap<PageId, u64>,
+    /// The engine is shutting down.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Cheap to clone; all clones are the same registry.
@@ -226,6 +228,15 @@ impl Registry {
     /// An idle tenant's actor retires: only if the registry still routes to that very actor.
     pub fn retire(&self, page: &PageId, actor: ActorId) -> bool {
         self.inner.slots.remove_if(page, |_, slot| matches!(slot, Slot::Running(a) if a.get_id() == actor)).is_some()
+    }
+
+    /// The engine is shutting down: work that can wait for the next start stops (see `is_stopping`).
+    pub fn stopping(&self) {
+        self.inner.stopping.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Stops routing to anyone (shutdown).

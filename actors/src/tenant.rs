@@ -111,6 +111,7 @@ impl TenantState {
             pace: self.conversations.clone(),
             claimed: self.claimed.clone(),
             backoff: self.backoff(),
+            current: self.ctx.may_settle(),
         }
     }
 
@@ -160,7 +161,7 @@ impl Actor for TenantActor {
         state.profile = None;
         // The replies still queued were never sent: say so, so whoever handles their events next sends them
         // without settling first.
-        let unattempted: Vec<_> = state.outbox.drain(..).filter_map(|q| q.reply_id).collect();
+        let unattempted: Vec<_> = state.outbox.drain(..).filter_map(|q| q.inbox_id.zip(q.reply_id)).collect();
         if !unattempted.is_empty() {
             let sink = state.ctx.ports.events.clone();
             state.ctx.spawn(async move { sink.progress(Progress { unattempted, ..Progress::default() }).await });

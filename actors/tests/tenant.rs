@@ -601,3 +601,80 @@ async fn the_conversation_is_passed_only_after_the_answer_to_asking_for_a_person
     assert_eq!(before.len(), 1, "passed once");
     assert!(before[0].contains(&answer), "passed after the answer, not after the earlier reply: {before:?}");
 }
+
+/// A Graph API whose Conversations API always fails (Meta is down for reads); sends are counted.
+#[derive(Default)]
+struct UnreadableConversations {
+    reads: Mutex<u32>,
+    sends: Mutex<u32>,
+}
+
+#[async_trait]
+impl GraphApi for UnreadableConversations {
+    async fn send_message(&self, _: &AccessToken, _: &OutgoingMessage) -> Result<SendOk, GraphFailure> {
+        *self.sends.lock().unwrap() += 1;
+        Ok(SendOk { message_id: "m".into(), usage: None })
+    }
+
+    async fn conversation(
+        &self,
+        _: &AccessToken,
+        _: &PageId,
+        _: Channel,
+        _: &str,
+    ) -> Result<Option<String>, GraphFailure> {
+        *self.reads.lock().unwrap() += 1;
+        Err(GraphFailure { http_status: Some(500), message: "down".into(), ..GraphFailure::default() })
+    }
+}
+
+/// An inbox whose one event comes back after a crash with a reply of unknown outcome.
+#[derive(Default)]
+struct UnknownReplyInbox {
+    finished: Mutex<Vec<i64>>,
+}
+
+#[async_trait]
+impl EventSink for UnknownReplyInbox {
+    async fn recorded(&self, _: InboxId) -> Result<Vec<RecordedReply>, SinkError> {
+        Ok(vec![RecordedReply { id: ReplyId(7), text: "hi".into(), sent: false, unknown: true, recorded_unix: 0 }])
+    }
+
+    async fn record(&self, _: &[ToRecord]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
+        unreachable!("a recovered event's replies are recorded already")
+    }
+
+    async fn sent_ids(&self, _: &PageId, _: &str, _: i64) -> Result<Vec<String>, SinkError> {
+        Ok(Vec::new())
+    }
+
+    async fn progress(&self, progress: Progress) {
+        self.finished.lock().unwrap().extend(progress.finished.into_iter().map(|(id, _)| id.0));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopping_engine_gives_up_settling_at_once_and_leaves_the_event_pending() {
+    let (graph, inbox) = (Arc::new(UnreadableConversations::default()), Arc::new(UnknownReplyInbox::default()));
+    let router = Router::start(EngineDeps {
+        source: Arc::new(Source),
+        graph: graph.clone(),
+        status: Arc::new(Status::default()),
+        events: inbox.clone(),
+        settings: EngineSettings { retry_base: Duration::from_secs(1), ..EngineSettings::default() },
+    })
+    .await
+    .unwrap();
+    router.register(page(), None, "test");
+    router.dispatch(InboundEvent { recovered: true, ..inbox_event(1, "7001", 1) });
+    // The first read failed; the next would come after the backoff.
+    run_for(Duration::from_millis(200)).await;
+    assert_eq!(*graph.reads.lock().unwrap(), 1);
+
+    let stopping = Instant::now();
+    router.shutdown().await;
+    assert!(stopping.elapsed() < Duration::from_secs(2), "shutdown waited {:?} for settling", stopping.elapsed());
+    assert_eq!(*graph.reads.lock().unwrap(), 1, "no read after the engine began to stop");
+    assert_eq!(*graph.sends.lock().unwrap(), 0, "the reply of unknown outcome is not sent unsettled");
+    assert!(inbox.finished.lock().unwrap().is_empty(), "the event stays pending for the next start");
+}

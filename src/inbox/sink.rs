@@ -54,7 +54,12 @@ impl StoreEvents {
                         Some(owned) => all.finished.iter().map(|(id, _)| fence(owned, &in_flight, *id)).collect(),
                         None => Vec::new(),
                     };
-                    write_progress(&store, &all, &fences).await;
+                    let unattempted: Vec<(ReplyId, Option<Fence>)> = all
+                        .unattempted
+                        .iter()
+                        .map(|(event, reply)| (*reply, owned.as_ref().map(|o| fence(o, &in_flight, *event))))
+                        .collect();
+                    write_progress(&store, &all, &fences, &unattempted).await;
                     in_flight.finished(all.finished.iter().map(|(id, _)| *id).chain(all.released));
                     Ok(vec![(); n])
                 }
@@ -82,12 +87,17 @@ fn fence(owned: &Owned, in_flight: &InFlight, id: InboxId) -> Fence {
 
 /// Writes progress, retrying until storage takes it: a reply not marked sent would be sent again after a
 /// restart. Later progress queues behind this (and is then written together).
-async fn write_progress(store: &Store, progress: &Progress, fences: &[Fence]) {
+async fn write_progress(
+    store: &Store,
+    progress: &Progress,
+    fences: &[Fence],
+    unattempted: &[(ReplyId, Option<Fence>)],
+) {
     let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     let mut attempt = 0;
     loop {
         let written = match store.inbox_progress_fenced(&progress.sent, &progress.finished, fences).await {
-            Ok(()) if !progress.unattempted.is_empty() => store.replies_unattempted(&progress.unattempted).await,
+            Ok(()) if !unattempted.is_empty() => store.replies_unattempted(unattempted).await,
             other => other,
         };
         match written {

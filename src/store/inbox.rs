@@ -6,10 +6,17 @@ use chrono::{DateTime, Utc};
 use super::rows::{ReplyRow, recorded_reply};
 use super::{Db, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, Store, StoreError, on};
 
-/// Marking replies ($1 ids) as about to be sent, up to the closing of the UNNEST.
-macro_rules! attempting_statement {
+/// Setting whether replies ($1 ids) were never attempted ($2), up to the closing of the UNNEST.
+macro_rules! mark_statement {
     () => {
-        "UPDATE webhook_replies r SET unattempted = FALSE FROM UNNEST($1::bigint[]"
+        "UPDATE webhook_replies r SET unattempted = $2 FROM UNNEST($1::bigint[]"
+    };
+}
+
+/// Only a reply not sent may be marked never attempted ($2).
+macro_rules! unsent_only {
+    () => {
+        "(NOT $2 OR r.sent_at IS NULL)"
     };
 }
 
@@ -96,43 +103,50 @@ impl Store {
     }
 
     /// Replies a stopping tenant never sent: sent without settling first when their event is handled again.
-    pub async fn replies_unattempted(&self, ids: &[ReplyId]) -> Result<(), StoreError> {
-        on!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            for id in ids {
-                sqlx::query("UPDATE webhook_replies SET unattempted = TRUE WHERE id = $1 AND sent_at IS NULL")
-                    .bind(id.0)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+    /// In a cluster each holds only under its fence: a tenant that lost its Page (or wrote too late) leaves its
+    /// replies of unknown outcome, for the new owner to settle.
+    pub async fn replies_unattempted(&self, replies: &[(ReplyId, Option<Fence>)]) -> Result<(), StoreError> {
+        self.mark_unattempted(replies, true).await.map(drop)
     }
 
     /// Marks replies as about to be sent (their outcome is unknown from now until Meta's answer is stored); in a
     /// cluster (on PostgreSQL) each only under its fence, its event's page and epoch. For each, whether it was
     /// marked (false: its fence did not hold).
     pub async fn replies_attempting(&self, replies: &[(ReplyId, Option<Fence>)]) -> Result<Vec<bool>, StoreError> {
+        self.mark_unattempted(replies, false).await
+    }
+
+    /// Sets whether `replies` were never attempted (`value`; only replies not sent are marked never attempted),
+    /// each under its fence when every one has one. For each, whether it was set.
+    async fn mark_unattempted(
+        &self,
+        replies: &[(ReplyId, Option<Fence>)],
+        value: bool,
+    ) -> Result<Vec<bool>, StoreError> {
         match &self.db {
             Db::Postgres(pool) => {
                 let ids: Vec<i64> = replies.iter().map(|(id, _)| id.0).collect();
                 let fences: Vec<Fence> = replies.iter().filter_map(|(_, f)| f.clone()).collect();
                 if fences.len() != ids.len() {
-                    sqlx::query(concat!(attempting_statement!(), ") AS t(id) WHERE r.id = t.id"))
+                    sqlx::query(concat!(mark_statement!(), ") AS t(id) WHERE r.id = t.id AND ", unsent_only!()))
                         .bind(&ids)
+                        .bind(value)
                         .execute(pool)
                         .await?;
                     return Ok(vec![true; ids.len()]);
                 }
                 let (pages, epochs, nodes) = super::postgres::fence_columns(&fences);
+                // One statement, so a stopping owner's late write and the new owner's marks never deadlock.
                 let marked: Vec<(i64,)> = sqlx::query_as(concat!(
-                    attempting_statement!(),
-                    ", $2::text[], $3::bigint[], $4::bigint[]) AS t(id, page, epoch, node) WHERE r.id = t.id AND ",
+                    mark_statement!(),
+                    ", $3::text[], $4::bigint[], $5::bigint[]) AS t(id, page, epoch, node) WHERE r.id = t.id AND ",
+                    unsent_only!(),
+                    " AND ",
                     super::postgres::fence_holds!(),
                     " RETURNING r.id"
                 ))
                 .bind(&ids)
+                .bind(value)
                 .bind(&pages)
                 .bind(&epochs)
                 .bind(&nodes)
@@ -144,10 +158,14 @@ impl Store {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
                 for (id, _) in replies {
-                    sqlx::query("UPDATE webhook_replies SET unattempted = FALSE WHERE id = $1")
-                        .bind(id.0)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(concat!(
+                        "UPDATE webhook_replies AS r SET unattempted = $2 WHERE r.id = $1 AND ",
+                        unsent_only!()
+                    ))
+                    .bind(id.0)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 tx.commit().await?;
                 Ok(vec![true; replies.len()])

@@ -375,7 +375,7 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
     assert_eq!(store.replies_attempting(&[(first[1].id, None)]).await.unwrap(), [true]);
     let unknown: Vec<bool> = store.replies_of(inbox_id).await.unwrap().iter().map(|r| r.unknown).collect();
     assert_eq!(unknown, [false, true]);
-    store.replies_unattempted(&[first[1].id]).await.unwrap();
+    store.replies_unattempted(&[(first[1].id, None)]).await.unwrap();
     let unknown: Vec<bool> = store.replies_of(inbox_id).await.unwrap().iter().map(|r| r.unknown).collect();
     assert_eq!(unknown, [false, false]);
     // Marking again never overwrites the stored message_id.
@@ -445,6 +445,36 @@ async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db
     // The dedup key of a pruned row is free again; a kept one still dedups.
     let again = store.inbox_insert(&[rows[0].clone(), rows[4].clone()]).await.unwrap();
     assert!(again[0].is_some() && again[1].is_none(), "{again:?}");
+}
+
+/// A stopping owner's late "never attempted" mark holds only under its fence: once another node has claimed
+/// the Page, the reply stays of unknown outcome, for the new owner to settle before it sends anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_attempted_mark_holds_only_while_its_writer_owns_the_page() {
+    use switchboard::store::{Fence, InboxRow, NewReply};
+    let db = TestDb::postgres().await;
+    let store = &db.store;
+    let old = store.node_join("old", 60_000).await.unwrap();
+    let epoch = store.page_claim(&page("1"), old).await.unwrap().unwrap();
+    let fence = Fence { node: old, page: "1".into(), epoch };
+    let row =
+        InboxRow { page_id: "1".into(), dedup_key: "m:a".into(), event: "{}".into(), customer_id: None, done: false };
+    let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
+    let reply = |seq: i32| NewReply { inbox_id, seq, text: format!("r{seq}"), recipient: "7001".into(), fence: None };
+    let ids: Vec<_> = store.replies_record(&[reply(0), reply(1)]).await.unwrap().into_iter().map(|r| r.id).collect();
+    let marks: Vec<_> = ids.iter().map(|id| (*id, Some(fence.clone()))).collect();
+    assert_eq!(store.replies_attempting(&marks).await.unwrap(), [true, true]);
+    let unknown = || async { store.replies_of(inbox_id).await.unwrap().iter().map(|r| r.unknown).collect::<Vec<_>>() };
+
+    // While the node owns the Page, its mark holds.
+    store.replies_unattempted(&marks[..1]).await.unwrap();
+    assert_eq!(unknown().await, [false, true]);
+    // The Page moves to another node; the old owner's late mark no longer holds.
+    store.node_leave(old).await.unwrap();
+    let new = store.node_join("new", 60_000).await.unwrap();
+    assert_eq!(store.page_claim(&page("1"), new).await.unwrap(), Some(epoch + 1));
+    store.replies_unattempted(&marks[1..]).await.unwrap();
+    assert_eq!(unknown().await, [false, true], "the reply stays of unknown outcome");
 }
 
 /// PostgreSQL's group-commit writes keep their connections between writes (skipping sqlx's test round

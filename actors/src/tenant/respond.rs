@@ -49,10 +49,12 @@ pub(super) fn responded(state: &mut TenantState, event: InboundEvent, result: Re
             }
             marks::finish(state, event.inbox_id, Some(format!("the bot failed: {problem}")));
         }
-        Err(Unanswered::Storage(problem)) => {
-            tracing::error!(page = %state.ctx.page, %problem, "cannot record replies; the event stays pending");
-            if let Some(m) = &state.metrics {
-                m.ignored("storage_unavailable");
+        Err(unanswered @ (Unanswered::Storage(_) | Unanswered::GaveUp)) => {
+            if let Unanswered::Storage(problem) = unanswered {
+                tracing::error!(page = %state.ctx.page, %problem, "cannot record replies; the event stays pending");
+                if let Some(m) = &state.metrics {
+                    m.ignored("storage_unavailable");
+                }
             }
             if let Some(key) = event.dedup_key() {
                 state.dedup.forget(&key);
@@ -292,7 +294,9 @@ async fn answer_one(
     if let (Some(id), true) = (event.inbox_id, event.recovered) {
         match with_retries(settler.backoff, || sink.recorded(id)).await {
             Ok(recorded) if !recorded.is_empty() => {
-                return Answer::Known(Ok(unsent(settler.unsent(event, recorded, sink).await)));
+                return Answer::Known(
+                    settler.unsent(event, recorded, sink).await.map(unsent).ok_or(Unanswered::GaveUp),
+                );
             }
             Ok(_) => {}
             Err(problem) => return Answer::Known(Err(Unanswered::Storage(problem))),

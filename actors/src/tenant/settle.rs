@@ -6,7 +6,9 @@
 //! A Page's replies to one person go out one at a time, in the order they were recorded. So the messages in
 //! the conversation created since the first unknown reply was recorded, less those storage knows were sent
 //! (and those this tenant already attributed), belong in order to the unknown replies with the same text.
-//! What cannot be read (no token, Meta refuses) is sent again: at least once rather than never.
+//! What cannot be read (no token, Meta refuses) is sent again: at least once rather than never. A tenant whose
+//! page is no longer its own (a cluster moved it) or whose engine is stopping gives up settling at once: its
+//! events stay pending for whoever handles them next, who settles them then.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -39,25 +41,42 @@ pub(crate) struct Settler {
     pub pace: Arc<SendLimiter>,
     pub claimed: Arc<Mutex<HashSet<String>>>,
     pub backoff: Backoff,
+    /// Whether the tenant may still settle (see [`crate::context::TenantContext::may_settle`]).
+    pub current: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// Why the conversation was not read.
+enum NotRead {
+    /// Meta refused, or there is no token: the unknown replies are sent again.
+    Unreadable,
+    /// The tenant may no longer settle: nothing is sent, the event stays pending.
+    GaveUp,
 }
 
 impl Settler {
     /// The replies of `recorded` still to send; those Meta already delivered are reported sent (with Meta's
-    /// message id) through `sink`.
+    /// message id) through `sink`. `None`: the tenant gave up settling (its page moved, or the engine stops).
     pub async fn unsent(
         &self,
         event: &InboundEvent,
         recorded: Vec<RecordedReply>,
         sink: &dyn EventSink,
-    ) -> Vec<RecordedReply> {
+    ) -> Option<Vec<RecordedReply>> {
         let Some(since) = recorded.iter().filter(|r| r.unknown).map(|r| r.recorded_unix - SKEW_SECS).min() else {
-            return recorded.into_iter().filter(|r| !r.sent).collect();
+            return Some(recorded.into_iter().filter(|r| !r.sent).collect());
         };
-        let Some(candidates) = self.candidates(event, since, sink).await else {
-            let unknown = recorded.iter().filter(|r| r.unknown).count();
-            metrics::counter!(UNKNOWN_REPLIES, "outcome" => "unreadable").increment(unknown as u64);
-            tracing::warn!(page = %self.page, unknown, "cannot read the conversation; unknown replies are sent again");
-            return recorded.into_iter().filter(|r| !r.sent).collect();
+        let candidates = match self.candidates(event, since, sink).await {
+            Ok(candidates) => candidates,
+            Err(NotRead::GaveUp) => {
+                tracing::info!(page = %self.page, "settling given up: the page moved or the engine stops");
+                return None;
+            }
+            Err(NotRead::Unreadable) => {
+                let unknown = recorded.iter().filter(|r| r.unknown).count();
+                metrics::counter!(UNKNOWN_REPLIES, "outcome" => "unreadable").increment(unknown as u64);
+                tracing::warn!(page = %self.page, unknown, "cannot read the conversation; unknown replies are sent again");
+                return Some(recorded.into_iter().filter(|r| !r.sent).collect());
+            }
         };
         let (to_send, delivered) = attribute(recorded, candidates);
         metrics::counter!(UNKNOWN_REPLIES, "outcome" => "delivered").increment(delivered.len() as u64);
@@ -73,18 +92,18 @@ impl Settler {
         if !delivered.is_empty() {
             sink.progress(Progress { sent: delivered, ..Progress::default() }).await;
         }
-        to_send
+        Some(to_send)
     }
 
     /// The conversation's messages since `since` that no stored or attributed reply accounts for, oldest
-    /// first; `None` if they could not be read.
+    /// first.
     async fn candidates(
         &self,
         event: &InboundEvent,
         since: i64,
         sink: &dyn EventSink,
-    ) -> Option<Vec<DeliveredMessage>> {
-        let token = self.token.as_ref()?;
+    ) -> Result<Vec<DeliveredMessage>, NotRead> {
+        let token = self.token.as_ref().ok_or(NotRead::Unreadable)?;
         let mut messages = None;
         for attempt in 0..READ_ATTEMPTS {
             if attempt > 0 {
@@ -95,35 +114,51 @@ impl Settler {
                     messages = Some(found);
                     break;
                 }
-                Err(failure) => tracing::info!(page = %self.page, reason = %failure.reason(), "conversation not read"),
+                Err(Some(failure)) => {
+                    tracing::info!(page = %self.page, reason = %failure.reason(), "conversation not read");
+                }
+                Err(None) => return Err(NotRead::GaveUp),
             }
         }
-        let stored: HashSet<String> = sink.sent_ids(&self.page, &event.sender, since).await.ok()?.into_iter().collect();
+        let messages = messages.ok_or(NotRead::Unreadable)?;
+        let stored = sink.sent_ids(&self.page, &event.sender, since).await.map_err(|_| NotRead::Unreadable)?;
+        let stored: HashSet<String> = stored.into_iter().collect();
         let claimed = self.claimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let mut candidates: Vec<DeliveredMessage> = messages?
+        let mut candidates: Vec<DeliveredMessage> = messages
             .into_iter()
             .filter(|m| m.created_unix >= since && !stored.contains(&m.message_id) && !claimed.contains(&m.message_id))
             .collect();
         candidates.reverse();
-        Some(candidates)
+        Ok(candidates)
     }
 }
 
 impl Settler {
     /// Finds the conversation with the event's sender and reads it: two calls, each within the Page's pace.
-    async fn read(&self, token: &AccessToken, event: &InboundEvent) -> Result<Vec<DeliveredMessage>, GraphFailure> {
-        self.paced().await;
+    /// `Err(None)`: the tenant may no longer settle.
+    async fn read(
+        &self,
+        token: &AccessToken,
+        event: &InboundEvent,
+    ) -> Result<Vec<DeliveredMessage>, Option<GraphFailure>> {
+        self.paced().await.ok_or(None)?;
         let Some(conversation) = self.graph.conversation(token, &self.page, event.channel, &event.sender).await? else {
             return Ok(Vec::new());
         };
-        self.paced().await;
-        self.graph.sent_in(token, &self.page, &conversation, &event.sender).await
+        self.paced().await.ok_or(None)?;
+        Ok(self.graph.sent_in(token, &self.page, &conversation, &event.sender).await?)
     }
 
-    /// Waits for the Page's next Conversations API slot.
-    async fn paced(&self) {
-        while let Err(wait) = self.pace.check() {
-            tokio::time::sleep(wait).await;
+    /// Waits for the Page's next Conversations API slot; `None` if the tenant may no longer settle.
+    async fn paced(&self) -> Option<()> {
+        loop {
+            if !(self.current)() {
+                return None;
+            }
+            match self.pace.check() {
+                Ok(()) => return Some(()),
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
         }
     }
 }
