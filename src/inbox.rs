@@ -38,6 +38,12 @@ use crate::meta::webhook::{RAW_LIMIT, Unhandled};
 use crate::ownership::{Owned, Wakes};
 use crate::store::{InboxRow, Store, UnhandledRow};
 
+/// Webhooks answered 503 because their events could not be committed (in time).
+pub const COMMIT_FAILURES: &str = "switchboard_inbox_commit_failures_total";
+
+/// When a failed commit was last logged.
+static COMMIT_FAILURE_LOGGED: crate::telemetry::Sometimes = crate::telemetry::Sometimes::every(Duration::from_secs(1));
+
 /// The durable inbox of a running server: webhook commits, and handing pending events to the engine.
 /// Cheap to clone.
 #[derive(Clone)]
@@ -100,7 +106,15 @@ impl Inbox {
         }
         let rows =
             events.iter().map(|(e, page)| row(e, page, self.router.needs_tenant(e))).collect::<Result<Vec<_>, _>>()?;
-        self.writer.submit_by(rows, Some(tokio::time::Instant::now() + self.commit_timeout)).await
+        let committed = self.writer.submit_by(rows, Some(tokio::time::Instant::now() + self.commit_timeout)).await;
+        if let Err(problem) = &committed {
+            metrics::counter!(COMMIT_FAILURES).increment(1);
+            // At Meta's rate an outage would fail every webhook: the log gets one line a second at most.
+            if COMMIT_FAILURE_LOGGED.ready() {
+                tracing::warn!(%problem, "cannot commit a webhook's events; answering 503 (Meta delivers again)");
+            }
+        }
+        committed
     }
 
     /// Keeps the parts of a webhook body Switchboard does not understand, before the 200 like the events (a

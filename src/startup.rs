@@ -241,7 +241,9 @@ impl Application {
                 "inbox progress not stored before shutdown; some replies may be sent again at the next start"
             );
         }
-        self.store.close().await;
+        if tokio::time::timeout(self.limits.shutdown_grace, self.store.close()).await.is_err() {
+            tracing::warn!("database connections still in use after the grace period; stopping without them");
+        }
         tracing::info!("switchboard stopped");
         Ok(())
     }

@@ -137,11 +137,7 @@ impl Inner {
     pub(super) async fn release(&self, page: &PageId, epoch: i64) {
         self.owned.released(page);
         self.router.disown(page);
-        let until = Instant::now() + self.send_drain;
-        while self.router.sends_in_flight(page) > 0 && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.inbox.flush().await;
+        self.drain(std::slice::from_ref(page)).await;
         self.inbox.let_go(page);
         if let Err(e) = self.store.page_release(page, self.owned.node(), epoch).await {
             tracing::warn!(%page, error = %e, "cannot release the Page; it is taken over when the lease runs out");
@@ -152,6 +148,19 @@ impl Inner {
         let _ = self.store.notify(OWNERS_CHANNEL, page.as_str()).await;
     }
 
+    /// Waits (each step at most `send_drain`) for the Send API calls `pages`' tenants have in flight, then for
+    /// the progress reported so far to be stored. A step that takes longer is left: whatever it had not stored
+    /// is of unknown outcome, and the next owner settles it before sending.
+    async fn drain(&self, pages: &[PageId]) {
+        let until = Instant::now() + self.send_drain;
+        while pages.iter().any(|p| self.router.sends_in_flight(p) > 0) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if tokio::time::timeout(self.send_drain, self.inbox.flush()).await.is_err() {
+            tracing::warn!(pages = pages.len(), "progress not stored before the release; the next owner settles it");
+        }
+    }
+
     /// Releases every Page this node owns (leaving the cluster).
     pub(super) async fn release_all(&self) {
         let pages = self.owned.pages();
@@ -159,11 +168,7 @@ impl Inner {
             self.owned.released(page);
             self.router.disown(page);
         }
-        let until = Instant::now() + self.send_drain;
-        while pages.iter().any(|(p, _)| self.router.sends_in_flight(p) > 0) && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.inbox.flush().await;
+        self.drain(&pages.iter().map(|(page, _)| page.clone()).collect::<Vec<_>>()).await;
         for (page, epoch) in &pages {
             self.inbox.let_go(page);
             if let Err(e) = self.store.page_release(page, self.owned.node(), *epoch).await {
