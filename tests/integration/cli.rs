@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use crate::support::{Server, TestDb, client, eventually_within, key_entry, new_integration, ring};
 
-/// Meta's settings, and a free port: `serve` binds before it opens the vault, so two tests expecting a vault
-/// error from `serve` at once must not both ask for the default 8080.
-/// Both listeners on free ports: two tests' `serve` runs that fail after binding must not collide on a default
+/// Meta's settings, and both listeners on free ports: two tests' `serve` runs that fail after binding must not collide on a default
 /// port (that failure would replace the error a test checks for).
 const APP_ENV: [(&str, &str); 5] = [
     ("META_APP_ID", "1234567890"),
@@ -145,6 +143,34 @@ async fn serve_on_sqlite_fails_closed_without_a_key_and_runs_with_one() {
     assert!(status == 200 && metrics.contains("switchboard_http_requests_total"), "{status}: {metrics}");
     server.stop_cleanly();
     assert!(dir.path().join("data/switchboard.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_closes_idle_and_unused_connections_at_once_instead_of_waiting_out_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = switchboard(dir.path());
+    cmd.envs(APP_ENV)
+        .env("SWITCHBOARD_ENCRYPTION_KEYS", key_entry("k1"))
+        .env("SWITCHBOARD__SERVER__SHUTDOWN_GRACE_SECS", "60");
+    let server = Server::start(cmd).unwrap();
+    // A client pool's spares (connected, nothing sent yet) and a kept-alive connection after one request.
+    let spares: Vec<std::net::TcpStream> =
+        (0..3).map(|_| std::net::TcpStream::connect(server.addr()).unwrap()).collect();
+    let pooled = reqwest::Client::new();
+    assert_eq!(pooled.get(server.url("/healthz")).send().await.unwrap().status(), 200);
+
+    let stopping = std::time::Instant::now();
+    let status = server.terminate();
+    let took = stopping.elapsed();
+    assert!(status.success(), "serve exited {status} on SIGTERM");
+    assert!(took < Duration::from_secs(5), "the drain waited {took:?} for connections that carry no request");
+    for mut spare in spares {
+        use std::io::{ErrorKind, Read as _};
+        spare.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let read = spare.read(&mut [0u8; 64]);
+        let still_open = read.as_ref().is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+        assert!(!still_open && !matches!(read, Ok(n) if n > 0), "a spare connection is closed, not answered: {read:?}");
+    }
 }
 
 #[test]
