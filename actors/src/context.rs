@@ -86,8 +86,14 @@ impl TenantContext {
     /// pace, seconds per event: a tenant whose page moved leaves it to the new owner, and a stopping engine to
     /// its next start, rather than keep a handover or a deploy waiting.
     pub fn may_settle(&self) -> std::sync::Arc<dyn Fn() -> bool + Send + Sync> {
+        let (current, registry) = (self.current(), self.registry.clone());
+        std::sync::Arc::new(move || current() && !registry.is_stopping())
+    }
+
+    /// [`TenantContext::is_current`], to ask from a task the tenant started.
+    pub fn current(&self) -> std::sync::Arc<dyn Fn() -> bool + Send + Sync> {
         let (registry, page, releases) = (self.registry.clone(), self.page.clone(), self.releases);
-        std::sync::Arc::new(move || registry.releases(&page) == releases && !registry.is_stopping())
+        std::sync::Arc::new(move || registry.releases(&page) == releases)
     }
 
     /// Retires this tenant's actor `actor` if the registry still routes to it (an idle tenant stopping).

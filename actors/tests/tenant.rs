@@ -678,3 +678,19 @@ async fn a_stopping_engine_gives_up_settling_at_once_and_leaves_the_event_pendin
     assert_eq!(*graph.sends.lock().unwrap(), 0, "the reply of unknown outcome is not sent unsettled");
     assert!(inbox.finished.lock().unwrap().is_empty(), "the event stays pending for the next start");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_send_whose_page_moved_while_its_mark_was_written_is_not_made_even_once_the_page_is_back() {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    inbox.first.add_permits(1);
+    router.dispatch(inbox_event(1, "a", 1));
+    // The reply is recorded and its mark (100 ms) is being written when the page moves away and comes back
+    // (a node paused past its lease that joined again and claimed it under a new epoch).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(inbox.marks.lock().unwrap().is_empty(), "the mark is still being written");
+    router.disown(&page());
+    router.own(&page());
+    run_for(Duration::from_secs(2)).await;
+    assert_eq!(inbox.marks.lock().unwrap().len(), 1, "the mark was written");
+    assert!(graph.calls.lock().unwrap().is_empty(), "the tenant that lost the page sent nothing");
+}

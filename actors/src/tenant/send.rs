@@ -79,11 +79,18 @@ fn start_send(myself: &ActorRef<TenantMsg>, state: &mut TenantState, item: Queue
     state.busy.insert(item.message.recipient.clone());
     let (graph, sink, stats) = (state.ctx.ports.graph.clone(), state.ctx.ports.events.clone(), state.ctx.stats.clone());
     let me = myself.clone();
+    let current = state.ctx.current();
     stats.send_started();
     state.ctx.spawn(async move {
-        if let Some(mark) = mark
-            && let Err(problem) = mark.await
-        {
+        let marked = match mark {
+            Some(mark) => mark.await,
+            None => Ok(()),
+        };
+        // Looked at again once the mark is stored: the Page may have moved meanwhile (this process may even
+        // have been paused past its lease), and a tenant that is no longer the Page's sends nothing, even
+        // once this node owns the Page again under a new epoch.
+        let marked = marked.and_then(|()| if current() { Ok(()) } else { Err(SinkError::Fenced) });
+        if let Err(problem) = marked {
             let _ = me.send_message(TenantMsg::NotMarked { item, problem });
             stats.send_stored();
             return;
