@@ -63,6 +63,8 @@ pub(crate) struct TenantState {
     progress: Progress,
     /// The Conversations API pace (2 calls a second) and the messages attributed to unknown replies.
     conversations: Arc<SendLimiter>,
+    /// No Conversations API call before this: see [`settle::FIRST_READ_AFTER`].
+    conversations_from: Instant,
     claimed: Arc<std::sync::Mutex<HashSet<String>>>,
     /// Replies marked in storage as about to be sent (`send::ATTEMPT_WINDOW` at a time), each with the write
     /// that marks it: a reply is sent only once that write is done, whichever send made it.
@@ -95,6 +97,7 @@ impl TenantState {
             progress: Progress::default(),
             // Meta allows 2 Conversations API calls a second per Page; 0.6 s apart leaves the network room.
             conversations: Arc::new(SendLimiter::with_period(Duration::from_millis(600))),
+            conversations_from: Instant::now() + settle::FIRST_READ_AFTER,
             claimed: Arc::default(),
             marked: HashMap::new(),
             takeover: takeover::Takeover::default(),
@@ -109,6 +112,7 @@ impl TenantState {
             token: self.profile.as_ref().and_then(|p| p.token.clone()),
             page: self.profile.as_ref().map_or_else(|| self.ctx.page.clone(), |p| p.page_id.clone()),
             pace: self.conversations.clone(),
+            not_before: self.conversations_from,
             claimed: self.claimed.clone(),
             backoff: self.backoff(),
             current: self.ctx.may_settle(),

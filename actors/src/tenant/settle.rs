@@ -25,6 +25,13 @@ use crate::{AccessToken, PageId};
 const SKEW_SECS: i64 = 5;
 /// How often reading the conversation is tried.
 const READ_ATTEMPTS: u32 = 3;
+/// How long after it starts a tenant makes its first Conversations API call. Meta counts 2 calls a second per
+/// Page, and whoever ran the Page's tenant just before (another node that handed the Page over, this process
+/// before a restart, the actor before a crash) may have used this second's calls: one window, and a margin
+/// for a call still on its way when that tenant stopped.
+pub(crate) const FIRST_READ_AFTER: std::time::Duration = std::time::Duration::from_millis(1_300);
+/// How often a settler waiting for its pace looks whether it may still settle.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Message ids this tenant attributed, kept so two events of one person never claim the same message.
 const CLAIMED_CAP: usize = 10_000;
 
@@ -39,6 +46,8 @@ pub(crate) struct Settler {
     pub page: PageId,
     /// The Page's Conversations API pace (2 calls a second).
     pub pace: Arc<SendLimiter>,
+    /// No call before this ([`FIRST_READ_AFTER`] after the tenant started).
+    pub not_before: tokio::time::Instant,
     pub claimed: Arc<Mutex<HashSet<String>>>,
     pub backoff: Backoff,
     /// Whether the tenant may still settle (see [`crate::context::TenantContext::may_settle`]).
@@ -149,16 +158,21 @@ impl Settler {
         Ok(self.graph.sent_in(token, &self.page, &conversation, &event.sender).await?)
     }
 
-    /// Waits for the Page's next Conversations API slot; `None` if the tenant may no longer settle.
+    /// Waits for the Page's next Conversations API slot (looking at least every [`LOOK_EVERY`] whether the
+    /// tenant may still settle); `None` if it may not.
     async fn paced(&self) -> Option<()> {
         loop {
             if !(self.current)() {
                 return None;
             }
-            match self.pace.check() {
-                Ok(()) => return Some(()),
-                Err(wait) => tokio::time::sleep(wait).await,
-            }
+            let wait = match self.not_before.checked_duration_since(tokio::time::Instant::now()) {
+                Some(wait) if !wait.is_zero() => wait,
+                _ => match self.pace.check() {
+                    Ok(()) => return Some(()),
+                    Err(wait) => wait,
+                },
+            };
+            tokio::time::sleep(wait.min(LOOK_EVERY)).await;
         }
     }
 }
