@@ -22,7 +22,7 @@ const PROGRESS_LINGER: Duration = Duration::from_millis(5);
 pub struct StoreEvents {
     store: Store,
     record: GroupCommit<NewReply, Option<RecordedReply>>,
-    progress: GroupCommit<Progress, ()>,
+    progress: GroupCommit<Report, ()>,
     attempting: GroupCommit<(ReplyId, Option<Fence>), bool>,
     in_flight: Arc<InFlight>,
     /// In a cluster: what this node owns, to fence its writes with.
@@ -41,24 +41,20 @@ impl StoreEvents {
         let progress = {
             let store = store.clone();
             // One writer: a progress write's answer means all progress before it is stored (`flush`).
-            let (in_flight, owned) = (in_flight.clone(), owned.clone());
-            GroupCommit::start(1, PROGRESS_LINGER, move |batches: Vec<Progress>| {
-                let (store, in_flight, owned) = (store.clone(), in_flight.clone(), owned.clone());
+            let in_flight = in_flight.clone();
+            GroupCommit::start(1, PROGRESS_LINGER, move |reports: Vec<Report>| {
+                let (store, in_flight) = (store.clone(), in_flight.clone());
                 async move {
-                    let n = batches.len();
+                    let n = reports.len();
                     let mut all = Progress::default();
-                    for batch in batches {
-                        all.extend(batch);
+                    let (mut fences, mut unattempted) = (Vec::new(), Vec::new());
+                    for report in reports {
+                        fences.extend(report.finished);
+                        unattempted.extend(
+                            report.progress.unattempted.iter().map(|(_, reply)| *reply).zip(report.unattempted),
+                        );
+                        all.extend(report.progress);
                     }
-                    let fences: Vec<Fence> = match &owned {
-                        Some(owned) => all.finished.iter().map(|(id, _)| fence(owned, &in_flight, *id)).collect(),
-                        None => Vec::new(),
-                    };
-                    let unattempted: Vec<(ReplyId, Option<Fence>)> = all
-                        .unattempted
-                        .iter()
-                        .map(|(event, reply)| (*reply, owned.as_ref().map(|o| fence(o, &in_flight, *event))))
-                        .collect();
                     write_progress(&store, &all, &fences, &unattempted).await;
                     in_flight.finished(all.finished.iter().map(|(id, _)| *id).chain(all.released));
                     Ok(vec![(); n])
@@ -73,6 +69,29 @@ impl StoreEvents {
             })
         };
         Self { store, record, progress, attempting, in_flight, owned }
+    }
+}
+
+/// A tenant's progress report, with the fences of its writes taken when it was made: the epochs its events
+/// were handed over under then, not whatever this node holds by the time the writer gets to it (the node may
+/// have lost the Page and claimed it again meanwhile).
+struct Report {
+    progress: Progress,
+    /// One per finished event (none outside a cluster).
+    finished: Vec<Fence>,
+    /// One per never-attempted reply.
+    unattempted: Vec<Option<Fence>>,
+}
+
+impl Report {
+    fn new(progress: Progress, owned: Option<&Owned>, in_flight: &InFlight) -> Self {
+        let finished = match owned {
+            Some(owned) => progress.finished.iter().map(|(id, _)| fence(owned, in_flight, *id)).collect(),
+            None => Vec::new(),
+        };
+        let unattempted =
+            progress.unattempted.iter().map(|(event, _)| owned.map(|o| fence(o, in_flight, *event))).collect();
+        Self { progress, finished, unattempted }
     }
 }
 
@@ -158,7 +177,8 @@ impl EventSink for StoreEvents {
     }
 
     async fn progress(&self, progress: Progress) {
-        let _ = self.progress.submit(vec![progress]).await;
+        let report = Report::new(progress, self.owned.as_deref(), &self.in_flight);
+        let _ = self.progress.submit(vec![report]).await;
     }
 
     fn lost(&self, page: &PageId) {
