@@ -231,7 +231,7 @@ impl Registry {
     }
 
     /// The engine is shutting down: work that can wait for the next start stops (see `is_stopping`).
-    pub fn stopping(&self) {
+    pub fn begin_stopping(&self) {
         self.inner.stopping.store(true, std::sync::atomic::Ordering::Release);
     }
 

@@ -222,7 +222,7 @@ impl Router {
     /// so the answers to Send API calls already made reach storage.
     pub async fn shutdown(&self) {
         self.inner.idle_checks.cancel();
-        self.registry().stopping();
+        self.registry().begin_stopping();
         if let Some(supervisor) = self.inner.supervisor.get() {
             supervisor
                 .stop_children_and_wait(Some("shutdown".to_owned()), Some(std::time::Duration::from_secs(5)))

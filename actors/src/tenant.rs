@@ -115,7 +115,7 @@ impl TenantState {
             not_before: self.conversations_from,
             claimed: self.claimed.clone(),
             backoff: self.backoff(),
-            current: self.ctx.may_settle(),
+            may_settle: self.ctx.may_settle(),
         }
     }
 

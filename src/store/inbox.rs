@@ -136,7 +136,8 @@ impl Store {
                     return Ok(vec![true; ids.len()]);
                 }
                 let (pages, epochs, nodes) = super::postgres::fence_columns(&fences);
-                // One statement, so a stopping owner's late write and the new owner's marks never deadlock.
+                // One statement (rather than one per reply in a transaction): a stopping owner's late write and
+                // the new owner's marks rarely wait on each other, and a deadlock costs one retried statement.
                 let marked: Vec<(i64,)> = sqlx::query_as(concat!(
                     mark_statement!(),
                     ", $3::text[], $4::bigint[], $5::bigint[]) AS t(id, page, epoch, node) WHERE r.id = t.id AND ",

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::support::{Server, TestDb, client, eventually_within, key_entry, new_integration, ring};
 
-/// Meta's settings, and both listeners on free ports: two tests' `serve` runs that fail after binding must not collide on a default
-/// port (that failure would replace the error a test checks for).
+/// Meta's settings, and both listeners on free ports: two tests' `serve` runs that fail after binding must not
+/// collide on a default port (that failure would replace the error a test checks for).
 const APP_ENV: [(&str, &str); 5] = [
     ("META_APP_ID", "1234567890"),
     ("META_APP_SECRET", "fixture-app-secret-do-not-use"),

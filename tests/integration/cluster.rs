@@ -203,7 +203,11 @@ async fn a_node_paused_past_its_lease_decides_no_send_for_the_pages_it_lost() {
             }
         }
     }
-    assert!(late.len() <= 4, "more than the calls it had begun went out after the resume: {late:?} (event, µs)");
+    // A begun call goes out as soon as the process runs again; a send decided later would come later.
+    assert!(
+        late.len() <= 4 && late.iter().all(|(_, after)| *after < 1_000_000),
+        "more than the calls it had begun went out after the resume: {late:?} (event, µs after it)"
+    );
     eprintln!("SIGSTOP test: {} call(s) the paused node had begun went out as it resumed", late.len());
     eprintln!("SIGSTOP of {owner} for {:?}: {taker} took page A and answered its {N} events once", stopped.elapsed());
 }

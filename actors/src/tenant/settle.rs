@@ -30,7 +30,7 @@ const READ_ATTEMPTS: u32 = 3;
 /// before a restart, the actor before a crash) may have used this second's calls: one window, and a margin
 /// for a call still on its way when that tenant stopped.
 pub(crate) const FIRST_READ_AFTER: std::time::Duration = std::time::Duration::from_millis(1_300);
-/// How often a settler waiting for its pace looks whether it may still settle.
+/// How often a waiting settler looks whether it may still settle.
 const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Message ids this tenant attributed, kept so two events of one person never claim the same message.
 const CLAIMED_CAP: usize = 10_000;
@@ -51,7 +51,7 @@ pub(crate) struct Settler {
     pub claimed: Arc<Mutex<HashSet<String>>>,
     pub backoff: Backoff,
     /// Whether the tenant may still settle (see [`crate::context::TenantContext::may_settle`]).
-    pub current: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub may_settle: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// Why the conversation was not read.
@@ -116,7 +116,7 @@ impl Settler {
         let mut messages = None;
         for attempt in 0..READ_ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(self.backoff.delay(attempt)).await;
+                self.wait(self.backoff.delay(attempt)).await.ok_or(NotRead::GaveUp)?;
             }
             match self.read(token, event).await {
                 Ok(found) => {
@@ -158,21 +158,33 @@ impl Settler {
         Ok(self.graph.sent_in(token, &self.page, &conversation, &event.sender).await?)
     }
 
-    /// Waits for the Page's next Conversations API slot (looking at least every [`LOOK_EVERY`] whether the
-    /// tenant may still settle); `None` if it may not.
+    /// Waits for the Page's next Conversations API slot; `None` if the tenant may no longer settle.
     async fn paced(&self) -> Option<()> {
         loop {
-            if !(self.current)() {
-                return None;
-            }
             let wait = match self.not_before.checked_duration_since(tokio::time::Instant::now()) {
                 Some(wait) if !wait.is_zero() => wait,
                 _ => match self.pace.check() {
-                    Ok(()) => return Some(()),
+                    Ok(()) => return (self.may_settle)().then_some(()),
                     Err(wait) => wait,
                 },
             };
-            tokio::time::sleep(wait.min(LOOK_EVERY)).await;
+            self.wait(wait).await?;
+        }
+    }
+
+    /// Sleeps for `duration`, looking every [`LOOK_EVERY`] whether the tenant may still settle; `None` as soon
+    /// as it may not.
+    async fn wait(&self, duration: std::time::Duration) -> Option<()> {
+        let until = tokio::time::Instant::now() + duration;
+        loop {
+            if !(self.may_settle)() {
+                return None;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Some(());
+            }
+            tokio::time::sleep((until - now).min(LOOK_EVERY)).await;
         }
     }
 }
