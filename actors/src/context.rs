@@ -45,13 +45,17 @@ impl Shared {
 
     /// The context of the tenant of `page`.
     pub fn context(&self, page: PageId) -> TenantContext {
+        let current: Current = {
+            let (registry, page, releases) = (self.registry.clone(), page.clone(), self.registry.releases(&page));
+            Arc::new(move || registry.releases(&page) == releases)
+        };
         TenantContext {
             stats: self.stats_for(&page),
             ports: self.ports.clone(),
             settings: self.settings.clone(),
             tasks: self.tasks.clone(),
-            releases: self.registry.releases(&page),
             registry: self.registry.clone(),
+            current,
             page,
         }
     }
@@ -65,9 +69,13 @@ pub(crate) struct TenantContext {
     pub stats: Arc<TenantStats>,
     tasks: TaskTracker,
     registry: Registry,
-    /// How often the engine had let go of this page when the tenant started.
-    releases: u64,
+    /// Whether the engine has not let go of this page since the tenant started (made once, so the tasks the
+    /// tenant starts ask it without an allocation each).
+    current: Current,
 }
+
+/// A question a tenant's tasks ask as they go.
+pub(crate) type Current = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl TenantContext {
     /// Runs `work` as a task shutdown waits for.
@@ -78,22 +86,21 @@ impl TenantContext {
     /// Whether the engine still runs this tenant's page as it did when the tenant started: a tenant whose
     /// page the engine let go of since (a cluster moved it) starts no Send API call.
     pub fn is_current(&self) -> bool {
-        self.registry.releases(&self.page) == self.releases
+        (self.current)()
     }
 
     /// Whether this tenant may still settle replies of unknown outcome, asked as it goes: its page is still the
     /// engine's as when it started, and the engine is not stopping. Settling reads conversations at Meta's
     /// pace, seconds per event: a tenant whose page moved leaves it to the new owner, and a stopping engine to
     /// its next start, rather than keep a handover or a deploy waiting.
-    pub fn may_settle(&self) -> std::sync::Arc<dyn Fn() -> bool + Send + Sync> {
+    pub fn may_settle(&self) -> Current {
         let (current, registry) = (self.current(), self.registry.clone());
-        std::sync::Arc::new(move || current() && !registry.is_stopping())
+        Arc::new(move || current() && !registry.is_stopping())
     }
 
     /// [`TenantContext::is_current`], to ask from a task the tenant started.
-    pub fn current(&self) -> std::sync::Arc<dyn Fn() -> bool + Send + Sync> {
-        let (registry, page, releases) = (self.registry.clone(), self.page.clone(), self.releases);
-        std::sync::Arc::new(move || registry.releases(&page) == releases)
+    pub fn current(&self) -> Current {
+        self.current.clone()
     }
 
     /// Retires this tenant's actor `actor` if the registry still routes to it (an idle tenant stopping).

@@ -131,17 +131,22 @@ async fn engine_with(
 ) -> (Router, Arc<ScriptedGraph>, Arc<Status>) {
     let graph = Arc::new(ScriptedGraph { script: Mutex::new(script.into()), ..ScriptedGraph::default() });
     let status = Arc::new(Status::default());
-    let router = Router::start(EngineDeps {
+    let router = started(EngineDeps {
         source: Arc::new(Source),
         graph: graph.clone(),
         status: status.clone(),
         events: Arc::new(NoInbox),
         settings,
     })
-    .await
-    .unwrap();
-    router.register(page(), None, "test");
+    .await;
     (router, graph, status)
+}
+
+/// An engine on `deps`, with the test page registered.
+async fn started(deps: EngineDeps) -> Router {
+    let router = Router::start(deps).await.unwrap();
+    router.register(page(), None, "test");
+    router
 }
 
 fn page() -> PageId {
@@ -325,16 +330,14 @@ async fn slow_inbox_engine_with(
         released: Mutex::new(vec![]),
         marks: Mutex::new(vec![]),
     });
-    let router = Router::start(EngineDeps {
+    let router = started(EngineDeps {
         source,
         graph: graph.clone(),
         status: Arc::new(Status::default()),
         events: inbox.clone(),
         settings,
     })
-    .await
-    .unwrap();
-    router.register(page(), None, "test");
+    .await;
     (router, graph, inbox)
 }
 
@@ -552,16 +555,14 @@ async fn a_reload_while_a_hold_is_being_written_keeps_the_hold() {
     let holds = Arc::new(GatedHolds { stored: Mutex::default(), gate: tokio::sync::Semaphore::new(0) });
     let graph = Arc::new(ScriptedGraph::default());
     let settings = EngineSettings { own_app_id: "1234567890".into(), ..EngineSettings::default() };
-    let router = Router::start(EngineDeps {
+    let router = started(EngineDeps {
         source: holds.clone(),
         graph: graph.clone(),
         status: holds.clone(),
         events: Arc::new(NoInbox),
         settings,
     })
-    .await
-    .unwrap();
-    router.register(page(), None, "test");
+    .await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     // A person answers: the tenant holds the customer at once, and its write to storage waits at the gate.
     router.dispatch(echo("m_person", Some("263902037430900"), now));
@@ -656,16 +657,14 @@ impl EventSink for UnknownReplyInbox {
 #[tokio::test(start_paused = true)]
 async fn a_stopping_engine_gives_up_settling_at_once_and_leaves_the_event_pending() {
     let (graph, inbox) = (Arc::new(UnreadableConversations::default()), Arc::new(UnknownReplyInbox::default()));
-    let router = Router::start(EngineDeps {
+    let router = started(EngineDeps {
         source: Arc::new(Source),
         graph: graph.clone(),
         status: Arc::new(Status::default()),
         events: inbox.clone(),
         settings: EngineSettings { retry_base: Duration::from_secs(1), ..EngineSettings::default() },
     })
-    .await
-    .unwrap();
-    router.register(page(), None, "test");
+    .await;
     router.dispatch(InboundEvent { recovered: true, ..inbox_event(1, "7001", 1) });
     // The first read (1.3 s after the tenant started: a previous tenant may have used the Page's second)
     // failed; the next would come after the backoff.

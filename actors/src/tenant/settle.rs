@@ -51,7 +51,7 @@ pub(crate) struct Settler {
     pub claimed: Arc<Mutex<HashSet<String>>>,
     pub backoff: Backoff,
     /// Whether the tenant may still settle (see [`crate::context::TenantContext::may_settle`]).
-    pub may_settle: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub may_settle: crate::context::Current,
 }
 
 /// Why the conversation was not read.
