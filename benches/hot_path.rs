@@ -67,6 +67,7 @@ fn webhook(c: &mut Criterion) {
             graph: Arc::new(Instant),
             status: Arc::new(Instant),
             events: Arc::new(NoInbox),
+            tenure: Arc::new(switchboard_actors::EveryPage),
             settings: EngineSettings::default(),
         };
         let router = Router::start(deps).await.expect("engine");

@@ -83,6 +83,7 @@ fn main() {
                 graph: fake.clone(),
                 status: fake.clone(),
                 events: Arc::new(NoInbox),
+                tenure: Arc::new(switchboard_actors::EveryPage),
                 settings: EngineSettings { idle_timeout: Duration::from_secs(3600), ..EngineSettings::default() },
             })
             .await

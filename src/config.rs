@@ -140,6 +140,8 @@ pub struct InboxSettings {
     pub sweep_interval: Duration,
     /// How long the engine may hold an event before the sweeper assumes it was lost.
     pub stale_after: Duration,
+    /// A Page whose oldest pending event waited this long while none of its events finished is stuck.
+    pub stuck_after: Duration,
 }
 
 /// Facebook Login and token health.

@@ -22,17 +22,19 @@ mod in_flight;
 mod recovery;
 mod retention;
 mod sink;
+mod watchdog;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use switchboard_actors::{Dispatched, EventSink, InboundEvent, InboxId, PageId, Progress, Router};
+use switchboard_actors::{EventSink, InboundEvent, InboxId, PageId, Progress, Router};
 
 pub use group_commit::GroupCommit;
 pub use in_flight::InFlight;
 pub use retention::{prune, prune_logged};
 pub use sink::{PROGRESS_RETRIES, StoreEvents};
+pub use watchdog::{Reason as StuckReason, Watchdog};
 
 use crate::meta::webhook::{RAW_LIMIT, Unhandled};
 use crate::ownership::{Owned, Wakes};
@@ -40,9 +42,13 @@ use crate::store::{InboxRow, Store, UnhandledRow};
 
 /// Webhooks answered 503 because their events could not be committed (in time).
 pub const COMMIT_FAILURES: &str = "switchboard_inbox_commit_failures_total";
+/// Committed events handed to the engine that no tenant took (they stay pending), by reason.
+pub const NOT_TAKEN: &str = "switchboard_inbox_events_not_taken_total";
 
 /// When a failed commit was last logged.
 static COMMIT_FAILURE_LOGGED: crate::telemetry::Sometimes = crate::telemetry::Sometimes::every(Duration::from_secs(1));
+/// When an event no tenant took was last logged.
+static NOT_TAKEN_LOGGED: crate::telemetry::Sometimes = crate::telemetry::Sometimes::every(Duration::from_secs(10));
 
 /// The durable inbox of a running server: webhook commits, and handing pending events to the engine.
 /// Cheap to clone.
@@ -136,21 +142,39 @@ impl Inbox {
         self.in_flight.forget_page(page);
     }
 
-    /// Hands a committed event of tenant `page` to the engine. One the router could not take (its tenant is
-    /// quarantined, or its start buffer is full) is not held: the next sweep hands it over again. In a cluster,
-    /// the event of a Page another node owns is not handed over here: its owner is woken for it.
+    /// The epoch under which this node runs `page` (always 0 outside a cluster), if it does.
+    fn runs(&self, page: &PageId) -> Option<i64> {
+        match &self.cluster {
+            None => Some(0),
+            Some((owned, _)) => owned.epoch(page),
+        }
+    }
+
+    /// Since when this node runs `page` (a cluster node: since it claimed it; `None` outside a cluster).
+    fn runs_since(&self, page: &PageId) -> Option<std::time::Instant> {
+        self.cluster.as_ref().and_then(|(owned, _)| owned.owned_since(page))
+    }
+
+    /// Hands a committed event of tenant `page` to the engine. One no tenant takes (its tenant is quarantined,
+    /// its start buffer is full, the Page moved away a moment ago) is not held: it stays pending, is counted
+    /// and logged, and the next sweep (or the Page's owner) hands it over again. In a cluster, the event of a
+    /// Page another node owns is not handed over here: its owner is woken for it.
     pub fn dispatch(&self, mut event: InboundEvent, id: InboxId, page: PageId) {
-        let epoch = match &self.cluster {
-            None => 0,
-            Some((owned, wakes)) => match owned.epoch(&page) {
-                Some(epoch) => epoch,
-                None => return wakes.wake(page),
-            },
+        let Some(epoch) = self.runs(&page) else {
+            if let Some((_, wakes)) = &self.cluster {
+                wakes.wake(page);
+            }
+            return;
         };
         event.inbox_id = Some(id);
-        self.in_flight.handed(id, page, epoch);
-        if self.router.dispatch(event) != Dispatched::Routed {
-            self.in_flight.finished([id]);
+        self.in_flight.handed(id, page.clone(), epoch);
+        if let Some(reason) = self.router.dispatch(event).not_taken() {
+            self.in_flight.unheld([id]);
+            metrics::counter!(NOT_TAKEN, "reason" => reason).increment(1);
+            if NOT_TAKEN_LOGGED.ready() {
+                tracing::warn!(%page, reason, "a committed event was handed to the engine and no tenant took it; it \
+                    stays pending and is handed over again (further ones within 10 s are only counted)");
+            }
         }
     }
 }

@@ -1,14 +1,16 @@
 //! In a cluster, what this node may do right now ([`Owned`]: its node id, the deadline its lease holds to by
 //! its own monotonic clock, the Pages it owns with their epochs) and how it wakes the owners of other Pages
-//! ([`Wakes`]). Shared by the cluster's loop (which changes them), the inbox (which hands over only owned
-//! Pages' events, stamped with their epoch, and wakes the owners of the rest), the engine's sink (which fences
-//! its writes) and the Graph API gate (which makes no call past the deadline).
+//! ([`Wakes`]). `Owned` is the one source of truth for "this node runs this Page": the engine asks it (it is
+//! the engine's [`Tenure`]) before it routes an event or starts a tenant, the inbox before it hands an event
+//! over (stamped with the epoch) or wakes the owner instead, the engine's sink to fence its writes, and the
+//! Graph API gate before every call. Only the cluster's claim loop changes it (`cluster::node`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use dashmap::DashMap;
+use switchboard_actors::Tenure;
 
 use crate::domain::PageId;
 use crate::store::Fence;
@@ -17,7 +19,14 @@ use crate::store::Fence;
 pub struct Owned {
     node: AtomicI64,
     deadline: Mutex<Option<Instant>>,
-    pages: DashMap<PageId, i64>,
+    /// Each Page this node owns: its epoch, and since when this node owns it.
+    pages: DashMap<PageId, (i64, Instant)>,
+}
+
+impl Tenure for Owned {
+    fn epoch(&self, page: &PageId) -> Option<i64> {
+        Owned::epoch(self, page)
+    }
 }
 
 impl Owned {
@@ -28,12 +37,17 @@ impl Owned {
 
     /// The epoch at which this node owns `page`, if it does.
     pub fn epoch(&self, page: &PageId) -> Option<i64> {
-        self.pages.get(page).map(|e| *e)
+        self.pages.get(page).map(|e| e.0)
+    }
+
+    /// Since when this node owns `page`, if it does.
+    pub fn owned_since(&self, page: &PageId) -> Option<Instant> {
+        self.pages.get(page).map(|e| e.1)
     }
 
     /// The Pages this node owns, with their epochs.
     pub fn pages(&self) -> Vec<(PageId, i64)> {
-        self.pages.iter().map(|e| (e.key().clone(), *e.value())).collect()
+        self.pages.iter().map(|e| (e.key().clone(), e.value().0)).collect()
     }
 
     pub fn owns(&self, page: &PageId) -> bool {
@@ -74,11 +88,11 @@ impl Owned {
     }
 
     pub(crate) fn claimed(&self, page: PageId, epoch: i64) {
-        self.pages.insert(page, epoch);
+        self.pages.insert(page, (epoch, Instant::now()));
     }
 
     pub(crate) fn released(&self, page: &PageId) -> Option<i64> {
-        self.pages.remove(page).map(|(_, epoch)| epoch)
+        self.pages.remove(page).map(|(_, (epoch, _))| epoch)
     }
 }
 

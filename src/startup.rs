@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secrecy::ExposeSecret as _;
-use switchboard_actors::{EngineDeps, GraphApi, Router};
+use switchboard_actors::{EngineDeps, EveryPage, GraphApi, Router, Tenure};
 use tokio::net::TcpListener;
 
 use crate::background::{Background, First};
@@ -23,7 +23,7 @@ use crate::http::portal::PortalState;
 use crate::http::portal::session::LoginThrottle;
 use crate::http::server;
 use crate::http::{self, HttpState, WebhookState};
-use crate::inbox::{InFlight, Inbox, StoreEvents};
+use crate::inbox::{InFlight, Inbox, StoreEvents, Watchdog};
 use crate::meta::graph::GraphClient;
 use crate::meta::webhook::WebhookSecrets;
 use crate::onboarding::Onboarding;
@@ -344,8 +344,13 @@ pub async fn start_engine(
 ) -> anyhow::Result<Engine> {
     // What a failed tenant held is handed over again once the Send API calls it had in flight are over
     // (each ends within the Graph timeout, and reports its mark itself).
-    let in_flight = Arc::new(InFlight::new(settings.engine.engine.send_drain + Duration::from_secs(1)));
     let owned = cluster.as_ref().map(|(owned, _)| owned.clone());
+    // Which Pages this process runs: every one, or (a cluster node) the ones it claimed.
+    let tenure: Arc<dyn Tenure> = match &owned {
+        Some(owned) => owned.clone(),
+        None => Arc::new(EveryPage),
+    };
+    let in_flight = Arc::new(InFlight::new(settings.engine.engine.send_drain + Duration::from_secs(1), tenure.clone()));
     let events = Arc::new(StoreEvents::new(store.clone(), in_flight.clone(), owned.clone()));
     let graph: Arc<dyn GraphApi> = match &owned {
         Some(owned) => Arc::new(GatedGraph::new(graph, owned.clone())),
@@ -356,10 +361,8 @@ pub async fn start_engine(
         graph,
         status: Arc::new(StoreStatus::new(store.clone())),
         events: events.clone(),
-        settings: switchboard_actors::EngineSettings {
-            owns_new_pages: owned.is_none(),
-            ..settings.engine.engine.clone()
-        },
+        tenure,
+        settings: settings.engine.engine.clone(),
     };
     let router = Router::start(deps).await.context("cannot start the actor engine")?;
     let integrations = store.list_integrations().await.context("cannot read integrations")?;
@@ -426,10 +429,19 @@ fn background_jobs(
         }
     });
     if let Some(inbox) = inbox {
-        let (every, stale, inbox) = (settings.inbox.sweep_interval, settings.inbox.stale_after, inbox.clone());
+        let (every, stale, i) = (settings.inbox.sweep_interval, settings.inbox.stale_after, inbox.clone());
         jobs.every(every, First::AfterPeriod, move || {
-            let inbox = inbox.clone();
+            let inbox = i.clone();
             async move { inbox.sweep(every, stale).await }
+        });
+        // Pages that stop making progress are seen, named and (where the cause is Switchboard's own) healed;
+        // on every node for the Pages it runs, and on the leader for the Pages nobody may run any more.
+        let watchdog =
+            Arc::new(Watchdog::new(inbox.clone(), settings.inbox.stuck_after, settings.cluster.node_name.clone()));
+        let c = cluster.cloned();
+        jobs.every(watchdog.period(), First::Now, move || {
+            let (watchdog, cluster) = (watchdog.clone(), c.clone());
+            async move { watchdog.check(cluster.as_ref().is_none_or(Cluster::is_leader)).await }
         });
     }
     // Keeps the histograms' windows rolling while nobody scrapes.

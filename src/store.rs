@@ -24,6 +24,7 @@ mod postgres;
 mod rotation;
 mod rows;
 pub mod sqlite;
+mod stuck;
 mod unhandled;
 mod users;
 
@@ -37,12 +38,14 @@ use sqlx::sqlite::SqlitePool;
 
 pub use cluster::{DIRECTORY_CHANNEL, FiguresRecord, NodeRecord, OwnerRecord};
 pub use conversations::{ConversationEntry, ConversationReply, ConversationSummary};
+pub use inbox::{Pending, PendingPage};
 pub use model::{
     AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, Fence, InboxRow,
     Integration, IntegrationStatus, NewIntegration, NewOAuthState, NewReply, NewUser, OAuthOutcome, Resealed,
     ResponderSetting, RevokeIf, SealedRelaySecret, SealedRow, Session, StateRejected, UnhandledRecord, UnhandledRow,
     UnhandledSummary, User,
 };
+pub use stuck::StuckPage;
 pub use switchboard_actors::{InboxId, RecordedReply, ReplyId};
 
 use crate::domain::PageId;

@@ -43,11 +43,11 @@ impl Shared {
         self.stats.entry(page.clone()).or_default().clone()
     }
 
-    /// The context of the tenant of `page`.
-    pub fn context(&self, page: PageId) -> TenantContext {
+    /// The context of the tenant of `page`, which this engine runs under `epoch`.
+    pub fn context(&self, page: PageId, epoch: i64) -> TenantContext {
         let current: Current = {
-            let (registry, page, releases) = (self.registry.clone(), page.clone(), self.registry.releases(&page));
-            Arc::new(move || registry.releases(&page) == releases)
+            let (registry, page) = (self.registry.clone(), page.clone());
+            Arc::new(move || registry.epoch(&page) == Some(epoch))
         };
         TenantContext {
             stats: self.stats_for(&page),
@@ -69,8 +69,8 @@ pub(crate) struct TenantContext {
     pub stats: Arc<TenantStats>,
     tasks: TaskTracker,
     registry: Registry,
-    /// Whether the engine has not let go of this page since the tenant started (made once, so the tasks the
-    /// tenant starts ask it without an allocation each).
+    /// Whether the engine still runs this page under the epoch the tenant started with (made once, so the
+    /// tasks the tenant starts ask it without an allocation each).
     current: Current,
 }
 
@@ -83,8 +83,9 @@ impl TenantContext {
         self.tasks.spawn(work);
     }
 
-    /// Whether the engine still runs this tenant's page as it did when the tenant started: a tenant whose
-    /// page the engine let go of since (a cluster moved it) starts no Send API call.
+    /// Whether the engine still runs this tenant's page under the epoch it started with: a tenant whose page
+    /// the engine let go of since (a cluster moved it, even if it came back under a new epoch) starts no Send
+    /// API call.
     pub fn is_current(&self) -> bool {
         (self.current)()
     }

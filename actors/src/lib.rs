@@ -6,6 +6,7 @@
 //!
 //! - `router`: the facade the root crate uses (dispatch, connect, disconnect, figures, shutdown);
 //! - `registry`: which account id belongs to which tenant, and each tenant's running actor or waiting events;
+//! - `tenure`: which pages this engine runs, under which epoch (asked of the root crate, never kept here);
 //! - `supervisor`: starts tenants on demand and restarts (or quarantines) failed ones;
 //! - `tenant` (`respond`, `send`, `marks`): one Page's state, its bot, its sending, its inbox marks;
 //! - `context`: what the parts share, and the narrow slice a tenant gets;
@@ -33,6 +34,7 @@ pub mod split;
 pub mod stats;
 mod supervisor;
 mod tenant;
+mod tenure;
 pub mod timer;
 mod token;
 
@@ -44,7 +46,8 @@ pub use ports::{
     BotError, DeliveredMessage, EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, OutgoingMessage,
     Progress, RecordedReply, Responder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
 };
-pub use router::{Dispatched, EngineDeps, Route, Router};
+pub use router::{Dispatched, EngineDeps, Route, Router, TenantPresence};
 pub use rules::{Answered, AskForPerson, KeywordRule, Rules, RulesResponder};
 pub use settings::EngineSettings;
+pub use tenure::{EveryPage, Tenure};
 pub use token::AccessToken;

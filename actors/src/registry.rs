@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::PageId;
 use crate::event::InboundEvent;
 use crate::mailbox::TenantMsg;
+use crate::tenure::Tenure;
 
 /// Whose an account id is.
 #[derive(Debug, Clone)]
@@ -24,8 +25,6 @@ pub struct Route {
     /// The tenant (Page) the account belongs to.
     pub page: PageId,
     pub client_slug: Arc<str>,
-    /// This engine runs the page's tenant (in a cluster: this node owns the page).
-    pub owned: bool,
 }
 
 enum Slot {
@@ -43,36 +42,62 @@ pub(crate) enum Delivery {
     Start(PageId),
     /// No client owns this account id.
     Unknown,
-    /// Another node owns the page: its tenant runs there.
+    /// This engine does not run the page's tenant ([`Tenure`]): another node does, or nobody yet.
     Elsewhere(PageId),
     /// Not taken: the tenant is quarantined, or too many events wait for it to start.
     Refused(PageId, &'static str),
 }
 
-#[derive(Default)]
 struct Inner {
     directory: DashMap<String, Route>,
     slots: DashMap<PageId, Slot>,
     quarantined: DashMap<PageId, Instant>,
-    /// How often the engine let go of each page (a cluster moved it away): a tenant started before the last
-    /// time may not send any more.
-    released: DashMap<PageId, u64>,
+    /// Which pages this engine runs: asked, never kept here.
+    tenure: Arc<dyn Tenure>,
     /// The engine is shutting down.
     stopping: std::sync::atomic::AtomicBool,
 }
 
+/// What runs for a page in this engine now (for the stuck-Page watchdog).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantPresence {
+    /// No actor, none starting: the page's next event starts one.
+    Absent,
+    /// An actor is being started (or restarted after a failure); events wait for it.
+    Starting,
+    Running,
+    /// The tenant spent its restart budget and takes no events until the quarantine ends.
+    Quarantined,
+}
+
 /// Cheap to clone; all clones are the same registry.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Registry {
     inner: Arc<Inner>,
 }
 
 impl Registry {
-    /// Adds (or updates) a connected page and its Instagram account; lifts a quarantine. A page already known
-    /// keeps whether it is owned here; a new one is owned here if `owned`.
-    pub fn register(&self, page: PageId, instagram: Option<PageId>, client_slug: &str, owned: bool) {
-        let owned = self.inner.directory.get(page.as_str()).map_or(owned, |r| r.owned);
-        let route = Route { page: page.clone(), client_slug: Arc::from(client_slug), owned };
+    pub fn new(tenure: Arc<dyn Tenure>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                directory: DashMap::new(),
+                slots: DashMap::new(),
+                quarantined: DashMap::new(),
+                tenure,
+                stopping: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The epoch under which this engine runs `page` now (see [`Tenure`]).
+    pub fn epoch(&self, page: &PageId) -> Option<i64> {
+        self.inner.tenure.epoch(page)
+    }
+
+    /// Adds (or updates) a connected page and its Instagram account; lifts a quarantine. Whether this engine
+    /// runs the page is not the directory's business: [`Tenure`] says.
+    pub fn register(&self, page: PageId, instagram: Option<PageId>, client_slug: &str) {
+        let route = Route { page: page.clone(), client_slug: Arc::from(client_slug) };
         if let Some(ig) = instagram {
             self.inner.directory.insert(ig.as_str().to_owned(), route.clone());
         }
@@ -92,32 +117,31 @@ impl Registry {
         self.inner.directory.len()
     }
 
-    /// Marks whether this engine runs `page`'s tenant (its Instagram account follows); a page it no longer
-    /// runs gives back its running actor, to be stopped.
-    pub fn set_owned(&self, page: &PageId, owned: bool) -> Option<ActorRef<TenantMsg>> {
-        for mut route in self.inner.directory.iter_mut() {
-            if &route.page == page {
-                route.owned = owned;
-            }
-        }
-        if owned {
-            return None;
-        }
-        *self.inner.released.entry(page.clone()).or_default() += 1;
+    /// This engine no longer runs `page` ([`Tenure`] says so already): its slot goes, and its running actor is
+    /// given back, to be stopped. Events waiting for a tenant that was starting are dropped from memory; they
+    /// are pending in the inbox, for the page's next owner.
+    pub fn release(&self, page: &PageId) -> Option<ActorRef<TenantMsg>> {
         match self.inner.slots.remove(page) {
             Some((_, Slot::Running(actor))) => Some(actor),
             _ => None,
         }
     }
 
+    /// A tenant was to start for `page`, but this engine does not run the page (any more): forget the events
+    /// that waited for it; how many.
+    pub fn abandon_start(&self, page: &PageId) -> usize {
+        match self.inner.slots.remove_if(page, |_, slot| matches!(slot, Slot::Starting(_))) {
+            Some((_, Slot::Starting(events))) => events.len(),
+            _ => 0,
+        }
+    }
+
     /// Hands `event` to its tenant's slot; at most `start_buffer` events wait for a tenant that is starting.
     pub fn deliver(&self, event: InboundEvent, start_buffer: usize) -> Delivery {
-        let Some((page, owned)) =
-            self.inner.directory.get(event.account_id.as_str()).map(|r| (r.page.clone(), r.owned))
-        else {
+        let Some(page) = self.inner.directory.get(event.account_id.as_str()).map(|r| r.page.clone()) else {
             return Delivery::Unknown;
         };
-        if !owned {
+        if self.inner.tenure.epoch(&page).is_none() {
             return Delivery::Elsewhere(page);
         }
         if let Some(until) = self.inner.quarantined.get(&page).map(|u| *u) {
@@ -167,9 +191,16 @@ impl Registry {
         }
     }
 
-    /// How often the engine let go of `page` so far (see [`Registry::set_owned`]).
-    pub fn releases(&self, page: &PageId) -> u64 {
-        self.inner.released.get(page).map_or(0, |n| *n)
+    /// What runs for `page` now.
+    pub fn presence(&self, page: &PageId) -> TenantPresence {
+        if self.inner.quarantined.get(page).is_some_and(|until| *until > Instant::now()) {
+            return TenantPresence::Quarantined;
+        }
+        match self.inner.slots.get(page).as_deref() {
+            None => TenantPresence::Absent,
+            Some(Slot::Starting(_)) => TenantPresence::Starting,
+            Some(Slot::Running(_)) => TenantPresence::Running,
+        }
     }
 
     /// Every running actor.

@@ -17,11 +17,12 @@ use crate::event::InboundEvent;
 use crate::mailbox::TenantMsg;
 use crate::metrics::{EVENTS_DROPPED, UNKNOWN_PAGE_EVENTS};
 use crate::ports::{EventSink, GraphApi, StatusSink, TenantSource};
-pub use crate::registry::Route;
 use crate::registry::{Delivery, Registry};
+pub use crate::registry::{Route, TenantPresence};
 use crate::settings::EngineSettings;
 use crate::stats::StatsSnapshot;
 use crate::supervisor::{SupervisorMsg, TenantSupervisor};
+use crate::tenure::Tenure;
 
 /// How many unknown account ids get a metric label of their own.
 const UNKNOWN_LABELS: usize = 100;
@@ -35,6 +36,8 @@ pub struct EngineDeps {
     pub status: Arc<dyn StatusSink>,
     /// Told when durable-inbox events are finished (never called for events without an inbox id).
     pub events: Arc<dyn EventSink>,
+    /// Which pages this engine runs ([`crate::EveryPage`] outside a cluster).
+    pub tenure: Arc<dyn Tenure>,
     pub settings: EngineSettings,
 }
 
@@ -45,9 +48,21 @@ pub enum Dispatched {
     /// No client owns this account id: acknowledged and counted, not processed.
     UnknownPage,
     /// The tenant is quarantined or its start buffer is full: counted, not processed.
-    Dropped,
-    /// Another node owns the page (a cluster): its tenant runs there.
+    Dropped(&'static str),
+    /// This engine does not run the page's tenant (a cluster: another node owns it, or nobody yet).
     Elsewhere,
+}
+
+impl Dispatched {
+    /// Why a tenant did not take the event, as a metric label (`None` when one did).
+    pub fn not_taken(self) -> Option<&'static str> {
+        match self {
+            Self::Routed => None,
+            Self::UnknownPage => Some("unknown_page"),
+            Self::Dropped(reason) => Some(reason),
+            Self::Elsewhere => Some("not_run_here"),
+        }
+    }
 }
 
 struct Inner {
@@ -71,7 +86,7 @@ impl Router {
         let shared = Arc::new(Shared {
             ports: Arc::new(Ports { source: deps.source, graph: deps.graph, status: deps.status, events: deps.events }),
             settings: Arc::new(deps.settings),
-            registry: Registry::default(),
+            registry: Registry::new(deps.tenure),
             stats: DashMap::new(),
             tasks: tokio_util::task::TaskTracker::new(),
         });
@@ -92,12 +107,7 @@ impl Router {
 
     /// Adds (or updates) a connected page and its Instagram account to the directory.
     pub fn register(&self, page: PageId, instagram: Option<PageId>, client_slug: &str) {
-        self.registry().register(page, instagram, client_slug, self.inner.shared.settings.owns_new_pages);
-    }
-
-    /// This node now runs `page`'s tenant (it claimed the page).
-    pub fn own(&self, page: &PageId) {
-        self.registry().set_owned(page, true);
+        self.registry().register(page, instagram, client_slug);
     }
 
     /// Whether a tenant has something to do with `event` (see [`InboundEvent::needs_tenant`]): the durable
@@ -106,12 +116,30 @@ impl Router {
         event.needs_tenant(&self.inner.shared.settings.own_app_id)
     }
 
-    /// This node no longer runs `page`'s tenant (it released or lost the page): its actor stops, the replies
-    /// it had queued are reported never sent, and the Send API calls it had in flight finish and are stored.
+    /// This node no longer runs `page`'s tenant (it released or lost the page, and [`Tenure`] says so
+    /// already): its actor stops, the replies it had queued are reported never sent, and the Send API calls
+    /// it had in flight finish and are stored.
     pub fn disown(&self, page: &PageId) {
-        if let Some(actor) = self.registry().set_owned(page, false) {
+        if let Some(actor) = self.registry().release(page) {
             let _ = actor.send_message(TenantMsg::Release);
         }
+    }
+
+    /// Stops `page`'s running tenant so that its next event starts a new one (the stuck-Page watchdog heals a
+    /// tenant that holds events and makes no progress). Its queued replies are reported never sent.
+    pub fn restart(&self, page: &PageId) -> bool {
+        match self.registry().release(page) {
+            Some(actor) => {
+                let _ = actor.send_message(TenantMsg::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What runs for `page` in this engine now.
+    pub fn presence(&self, page: &PageId) -> TenantPresence {
+        self.registry().presence(page)
     }
 
     /// Send API calls `page`'s tenant has in flight (they go on after its actor stopped, until Meta answers
@@ -143,7 +171,7 @@ impl Router {
             Delivery::Elsewhere(_) => Dispatched::Elsewhere,
             Delivery::Refused(page, reason) => {
                 metrics::counter!(EVENTS_DROPPED, "page" => page.as_str().to_owned(), "reason" => reason).increment(1);
-                Dispatched::Dropped
+                Dispatched::Dropped(reason)
             }
         }
     }

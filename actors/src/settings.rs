@@ -35,10 +35,6 @@ pub struct EngineSettings {
     /// At shutdown, how long to wait for Send API calls in flight (the longest a call can take), so Meta's
     /// answers are stored and those replies are not sent again at the next start.
     pub send_drain: Duration,
-    /// Whether this engine runs the tenants of the pages it learns about (one node does). In a cluster a
-    /// page's tenant runs only on the node that owns it: pages are registered as owned elsewhere, and the
-    /// node marks the ones it claims ([`crate::Router::own`]).
-    pub owns_new_pages: bool,
     /// This app's Meta app id: an echo that names another app (or none) is a person at the business
     /// answering, and the bot stays silent in that conversation.
     pub own_app_id: String,
@@ -68,7 +64,6 @@ impl Default for EngineSettings {
             restart_backoff: Duration::from_millis(100),
             quarantine: Duration::from_secs(300),
             send_drain: Duration::from_secs(10),
-            owns_new_pages: true,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! here rather than from the rendered metrics.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// A tenant's live figures.
 pub struct TenantStats {
@@ -18,6 +18,10 @@ pub struct TenantStats {
     queue_depth: AtomicU64,
     /// Send API calls started and not yet stored (they outlive the actor that started them).
     sends_in_flight: AtomicU64,
+    /// The tenant may not send: its token is gone, or Meta refused a permission.
+    blocked: AtomicBool,
+    /// Unix milliseconds until which Meta's throttling pauses the tenant (0: not paused).
+    paused_until_ms: AtomicI64,
 }
 
 /// A copy of a tenant's figures at one instant.
@@ -33,6 +37,10 @@ pub struct StatsSnapshot {
     pub throttled: u64,
     /// Replies waiting or in flight now.
     pub queue_depth: u64,
+    /// The tenant may not send (its token is gone, or Meta refused a permission) as it last reported.
+    pub blocked: bool,
+    /// Unix milliseconds until which Meta's throttling pauses the tenant, as it last reported.
+    pub paused_until_ms: Option<i64>,
 }
 
 /// Now, in unix milliseconds (Meta's timestamps).
@@ -51,6 +59,8 @@ impl Default for TenantStats {
             throttled: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             sends_in_flight: AtomicU64::new(0),
+            blocked: AtomicBool::new(false),
+            paused_until_ms: AtomicI64::new(0),
         }
     }
 }
@@ -72,6 +82,13 @@ impl TenantStats {
 
     pub fn queue_depth(&self, depth: usize) {
         self.queue_depth.store(depth as u64, Ordering::Relaxed);
+    }
+
+    /// What keeps the tenant from sending now, as it reports after each message it handles: blocked (its
+    /// token or a permission), or paused by Meta's throttling until `paused_until_ms`.
+    pub fn condition(&self, blocked: bool, paused_until_ms: Option<i64>) {
+        self.blocked.store(blocked, Ordering::Relaxed);
+        self.paused_until_ms.store(paused_until_ms.unwrap_or(0), Ordering::Relaxed);
     }
 
     pub fn replied(&self) {
@@ -112,6 +129,8 @@ impl TenantStats {
             send_errors: self.send_errors.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
             queue_depth: self.queue_depth.load(Ordering::Relaxed),
+            blocked: self.blocked.load(Ordering::Relaxed),
+            paused_until_ms: Some(self.paused_until_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0),
         }
     }
 }

@@ -55,7 +55,13 @@ impl Actor for TenantSupervisor {
         if !registry.is_starting(&page) {
             return Ok(());
         }
-        let ctx = state.shared.context(page.clone());
+        // The page may have moved away since its first event was routed here: nothing starts for it then.
+        let Some(epoch) = registry.epoch(&page) else {
+            let dropped = registry.abandon_start(&page);
+            tracing::debug!(%page, dropped, "a tenant was to start for a Page this engine no longer runs");
+            return Ok(());
+        };
+        let ctx = state.shared.context(page.clone(), epoch);
         // Tenant start-up does no I/O (the integration loads in a task), so this returns at once.
         match Actor::spawn_linked(None, TenantActor, ctx, myself.get_cell()).await {
             Ok((actor, _)) => {

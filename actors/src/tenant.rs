@@ -132,10 +132,17 @@ impl TenantState {
             && self.loading.is_empty()
     }
 
+    /// Reports the queue depth, and what keeps the tenant from sending (for the stuck-Page watchdog).
     fn report_depth(&self) {
         if let Some(m) = &self.metrics {
             m.queue_depth(self.outbox.len() + self.in_flight);
         }
+        let blocked = self.profile.as_ref().is_some_and(|p| p.token.is_none() || p.blocked.is_some());
+        let paused_until_ms = self.paused_until.and_then(|until| {
+            let left = until.checked_duration_since(Instant::now())?;
+            Some(crate::stats::now_ms() + i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 2))
+        });
+        self.ctx.stats.condition(blocked, paused_until_ms);
     }
 
     /// The one backoff this tenant retries with.

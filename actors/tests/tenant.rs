@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    AccessToken, BotError, Channel, EngineDeps, EngineSettings, EventKind, EventSink, GraphApi, GraphFailure,
-    InboundEvent, InboxId, LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, ReplyId, Responder,
-    Router, RulesResponder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
+    AccessToken, BotError, Channel, Dispatched, EngineDeps, EngineSettings, EventKind, EventSink, EveryPage, GraphApi,
+    GraphFailure, InboundEvent, InboxId, LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, ReplyId,
+    Responder, Router, RulesResponder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, Tenure, ToRecord,
+    Usage,
 };
 use tokio::time::Instant;
 
@@ -136,6 +137,7 @@ async fn engine_with(
         graph: graph.clone(),
         status: status.clone(),
         events: Arc::new(NoInbox),
+        tenure: Arc::new(EveryPage),
         settings,
     })
     .await;
@@ -322,6 +324,23 @@ async fn slow_inbox_engine_with(
     source: Arc<dyn TenantSource>,
     settings: EngineSettings,
 ) -> (Router, Arc<ScriptedGraph>, Arc<SlowInbox>) {
+    slow_inbox_engine_on(source, settings, Arc::new(EveryPage)).await
+}
+
+/// A node's say over which pages it runs, that a test changes: the page under an epoch, or not at all.
+struct Epoch(Mutex<Option<i64>>);
+
+impl Tenure for Epoch {
+    fn epoch(&self, _: &PageId) -> Option<i64> {
+        *self.0.lock().unwrap()
+    }
+}
+
+async fn slow_inbox_engine_on(
+    source: Arc<dyn TenantSource>,
+    settings: EngineSettings,
+    tenure: Arc<dyn Tenure>,
+) -> (Router, Arc<ScriptedGraph>, Arc<SlowInbox>) {
     let graph = Arc::new(ScriptedGraph::default());
     let inbox = Arc::new(SlowInbox {
         calls: Mutex::new(vec![]),
@@ -335,6 +354,7 @@ async fn slow_inbox_engine_with(
         graph: graph.clone(),
         status: Arc::new(Status::default()),
         events: inbox.clone(),
+        tenure,
         settings,
     })
     .await;
@@ -560,6 +580,7 @@ async fn a_reload_while_a_hold_is_being_written_keeps_the_hold() {
         graph: graph.clone(),
         status: holds.clone(),
         events: Arc::new(NoInbox),
+        tenure: Arc::new(EveryPage),
         settings,
     })
     .await;
@@ -583,8 +604,14 @@ async fn the_conversation_is_passed_only_after_the_answer_to_asking_for_a_person
     let graph = Arc::new(ScriptedGraph { latency: Duration::from_millis(100), ..ScriptedGraph::default() });
     let status = Arc::new(Status::default());
     let settings = EngineSettings { own_app_id: "1234567890".into(), ..EngineSettings::default() };
-    let deps =
-        EngineDeps { source: Arc::new(Source), graph: graph.clone(), status, events: Arc::new(NoInbox), settings };
+    let deps = EngineDeps {
+        source: Arc::new(Source),
+        graph: graph.clone(),
+        status,
+        events: Arc::new(NoInbox),
+        tenure: Arc::new(EveryPage),
+        settings,
+    };
     let router = Router::start(deps).await.unwrap();
     router.register(page(), None, "test");
     // A first message's reply is still on its way when the customer asks for a person.
@@ -662,6 +689,7 @@ async fn a_stopping_engine_gives_up_settling_at_once_and_leaves_the_event_pendin
         graph: graph.clone(),
         status: Arc::new(Status::default()),
         events: inbox.clone(),
+        tenure: Arc::new(EveryPage),
         settings: EngineSettings { retry_base: Duration::from_secs(1), ..EngineSettings::default() },
     })
     .await;
@@ -683,16 +711,72 @@ async fn a_stopping_engine_gives_up_settling_at_once_and_leaves_the_event_pendin
 
 #[tokio::test(start_paused = true)]
 async fn a_send_whose_page_moved_while_its_mark_was_written_is_not_made_even_once_the_page_is_back() {
-    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    let tenure = Arc::new(Epoch(Mutex::new(Some(1))));
+    let (router, graph, inbox) =
+        slow_inbox_engine_on(Arc::new(Source), EngineSettings::default(), tenure.clone()).await;
     inbox.first.add_permits(1);
     router.dispatch(inbox_event(1, "a", 1));
     // The reply is recorded and its mark (100 ms) is being written when the page moves away and comes back
     // (a node paused past its lease that joined again and claimed it under a new epoch).
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(inbox.marks.lock().unwrap().is_empty(), "the mark is still being written");
+    *tenure.0.lock().unwrap() = None;
     router.disown(&page());
-    router.own(&page());
+    *tenure.0.lock().unwrap() = Some(2);
     run_for(Duration::from_secs(2)).await;
     assert_eq!(inbox.marks.lock().unwrap().len(), 1, "the mark was written");
     assert!(graph.calls.lock().unwrap().is_empty(), "the tenant that lost the page sent nothing");
+}
+
+/// An engine whose say over the test page is `tenure`, with nothing registered yet.
+async fn engine_on(tenure: Arc<dyn Tenure>) -> (Router, Arc<ScriptedGraph>) {
+    let graph = Arc::new(ScriptedGraph::default());
+    let deps = EngineDeps {
+        source: Arc::new(Source),
+        graph: graph.clone(),
+        status: Arc::new(Status::default()),
+        events: Arc::new(NoInbox),
+        tenure,
+        settings: EngineSettings::default(),
+    };
+    (Router::start(deps).await.unwrap(), graph)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_claimed_before_the_directory_knows_it_is_answered_once_it_learns_it() {
+    let (router, graph) = engine_on(Arc::new(Epoch(Mutex::new(Some(1))))).await;
+    // The node claimed the page; the NOTIFY of its connection has not arrived yet.
+    assert_eq!(router.dispatch(message("m1")), Dispatched::UnknownPage);
+    router.register(page(), None, "test");
+    assert_eq!(router.dispatch(message("m2")), Dispatched::Routed, "known now, and run here since the claim");
+    // The connection's NOTIFY arrives late and registers the page again: it stays this node's.
+    router.register(page(), None, "test");
+    assert_eq!(router.dispatch(message("m3")), Dispatched::Routed);
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 2, "both routed events answered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn whether_a_page_is_run_here_is_asked_of_the_tenure_whatever_the_directory_saw_first() {
+    let tenure = Arc::new(Epoch(Mutex::new(None)));
+    let (router, graph) = engine_on(tenure.clone()).await;
+    router.register(page(), None, "test");
+    assert_eq!(router.dispatch(message("m1")), Dispatched::Elsewhere, "another node owns it");
+    // This node claims it: nothing else has to tell the engine.
+    *tenure.0.lock().unwrap() = Some(3);
+    assert_eq!(router.dispatch(message("m2")), Dispatched::Routed);
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 1);
+    // It moves away: the running tenant stops, and events are not taken here any more.
+    *tenure.0.lock().unwrap() = None;
+    router.disown(&page());
+    assert_eq!(router.dispatch(message("m3")), Dispatched::Elsewhere);
+    // A disconnect and a reconnect while it is run here (the directory forgets it, then learns it again).
+    *tenure.0.lock().unwrap() = Some(4);
+    router.disconnect(&page());
+    assert_eq!(router.dispatch(message("m4")), Dispatched::UnknownPage);
+    router.connected(page(), None, "test");
+    assert_eq!(router.dispatch(message("m5")), Dispatched::Routed);
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(graph.calls.lock().unwrap().len(), 2, "m2 and m5 answered, none of the others");
 }

@@ -1,11 +1,12 @@
-//! `cluster status`: the nodes (name, live or not, lease left, Pages owned) and each Page's owner and epoch.
+//! `cluster status`: the nodes (name, live or not, lease left, Pages owned) and each Page's owner, epoch, and
+//! pending events (how many, and how long the oldest has waited).
 
 use std::collections::HashMap;
 
 use super::UsageError;
 use crate::config::Settings;
 use crate::startup;
-use crate::store::{Backend, NodeRecord, OwnerRecord};
+use crate::store::{Backend, NodeRecord, OwnerRecord, PendingPage};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClusterCommand {
@@ -38,6 +39,9 @@ struct Page {
     owner_name: Option<String>,
     owner_live: bool,
     epoch: i64,
+    /// Events committed for the Page and not finished yet, and the age of the oldest in seconds.
+    pending: i64,
+    oldest_pending_secs: Option<i64>,
 }
 
 pub async fn run(settings: &Settings, cmd: ClusterCommand) -> anyhow::Result<()> {
@@ -48,7 +52,8 @@ pub async fn run(settings: &Settings, cmd: ClusterCommand) -> anyhow::Result<()>
     }
     let nodes = store.cluster_nodes().await?;
     let owners = store.page_owners().await?;
-    let status = status(nodes, owners);
+    let pending = store.inbox_pending_by_page().await?;
+    let status = status(nodes, owners, pending);
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
@@ -57,7 +62,9 @@ pub async fn run(settings: &Settings, cmd: ClusterCommand) -> anyhow::Result<()>
     Ok(())
 }
 
-fn status(nodes: Vec<NodeRecord>, owners: Vec<OwnerRecord>) -> Status {
+fn status(nodes: Vec<NodeRecord>, owners: Vec<OwnerRecord>, pending: Vec<PendingPage>) -> Status {
+    let now = crate::clock::now();
+    let pending: HashMap<String, PendingPage> = pending.into_iter().map(|p| (p.page_id.clone(), p)).collect();
     let mut owned: HashMap<i64, usize> = HashMap::new();
     for o in &owners {
         if let Some(node) = o.owner {
@@ -69,7 +76,10 @@ fn status(nodes: Vec<NodeRecord>, owners: Vec<OwnerRecord>) -> Status {
         .iter()
         .map(|o| {
             let node = o.owner.and_then(|id| by_id.get(&id));
+            let waiting = pending.get(&o.page_id);
             Page {
+                pending: waiting.map_or(0, |p| p.pending),
+                oldest_pending_secs: waiting.map(|p| (now - p.oldest).num_seconds()),
                 page_id: o.page_id.clone(),
                 owner: o.owner,
                 owner_name: node.map(|n| n.name.clone()),
@@ -103,14 +113,15 @@ fn print_tables(status: &Status) {
     }
     if !status.pages.is_empty() {
         println!();
-        println!("{:<20} {:<32} {:>6}", "page", "owner", "epoch");
+        println!("{:<20} {:<32} {:>6} {:>8} {:>12}", "page", "owner", "epoch", "pending", "oldest");
         for p in &status.pages {
             let owner = match (&p.owner_name, p.owner_live) {
                 (Some(name), true) => format!("{name} (node {})", p.owner.unwrap_or_default()),
                 (Some(name), false) => format!("{name} (gone)"),
                 (None, _) => "none".to_owned(),
             };
-            println!("{:<20} {:<32} {:>6}", p.page_id, owner, p.epoch);
+            let oldest = p.oldest_pending_secs.map_or_else(|| "-".to_owned(), |s| format!("{s} s"));
+            println!("{:<20} {:<32} {:>6} {:>8} {:>12}", p.page_id, owner, p.epoch, p.pending, oldest);
         }
     }
 }

@@ -8,7 +8,8 @@ use crate::store::{AuditEntry, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InboxCommand {
-    /// Events per status (pending, done, failed), and the webhook parts kept as not understood, per kind.
+    /// Events per status (pending, done, failed), the oldest pending event, the Pages found stuck (and why),
+    /// and the webhook parts kept as not understood, per kind.
     Stats,
     /// The newest webhook parts Switchboard did not understand (acknowledged to Meta and kept raw), with where
     /// each was in its body and why.
@@ -41,7 +42,8 @@ pub async fn run(settings: &Settings, cmd: InboxCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Rows per status, and a summary of what was not understood.
+/// Rows per status, the oldest pending event's age, the Pages found stuck, and a summary of what was not
+/// understood.
 async fn stats(store: &Store) -> anyhow::Result<()> {
     let counts = store.inbox_counts().await?;
     if counts.is_empty() {
@@ -49,6 +51,29 @@ async fn stats(store: &Store) -> anyhow::Result<()> {
     }
     for (status, n) in counts {
         println!("{status:<8} {n}");
+    }
+    let now = crate::clock::now();
+    if let Some(oldest) = store.inbox_pending_by_page().await?.iter().map(|p| p.oldest).min() {
+        println!("oldest pending event: waiting for {}", waited(now - oldest));
+    }
+    let stuck = store.stuck_pages().await?;
+    if !stuck.is_empty() {
+        println!();
+        println!("stuck Pages (pending events wait and none finishes; `inbox.stuck_after_secs`):");
+        println!("{:<20} {:<16} {:>8} {:>10}  {:<12} reason", "page", "why", "pending", "oldest", "checked by");
+        for s in stuck {
+            let age = |ms: i64| waited(now - chrono::DateTime::from_timestamp_millis(ms).unwrap_or(now));
+            println!(
+                "{:<20} {:<16} {:>8} {:>10}  {:<12} {} (checked {} ago)",
+                s.page_id,
+                s.reason,
+                s.pending,
+                age(s.oldest_ms),
+                s.node,
+                s.detail,
+                age(s.checked_ms)
+            );
+        }
     }
     let unhandled = store.unhandled_summary().await?;
     if !unhandled.is_empty() {
@@ -67,6 +92,15 @@ async fn stats(store: &Store) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A duration for people: seconds, minutes or hours.
+fn waited(d: chrono::Duration) -> String {
+    match d.num_seconds().max(0) {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{:.1} h", s as f64 / 3600.0),
+    }
 }
 
 /// The newest parts not understood, raw (or as JSON lines).

@@ -93,6 +93,7 @@ pub async fn shared_figures(store: &Store) -> HashMap<String, (StatsSnapshot, bo
                 send_errors: count(f.send_errors),
                 throttled: count(f.throttled),
                 queue_depth: count(f.queue_depth),
+                ..StatsSnapshot::default()
             };
             (f.page_id, (stats, f.active))
         })

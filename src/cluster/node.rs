@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use switchboard_actors::PageId;
 
 use super::{CLAIMS, Inner, LEASES_LOST, OWNED_PAGES, OWNERS_CHANNEL, RELEASES, rendezvous};
-use crate::store::{IntegrationStatus, OwnerRecord};
+use crate::store::{Integration, IntegrationStatus, OwnerRecord};
 
 impl Inner {
     fn ttl_ms(&self) -> i64 {
@@ -77,6 +77,10 @@ impl Inner {
         tracing::error!(node, pages = pages.len(), %why, "lost the cluster lease; its Pages are left to the others");
     }
 
+    /// Brings what this node runs in line with the database and with rendezvous hashing over the live nodes.
+    /// Whatever order claims, releases, connections, disconnections and lost answers came in, one pass leaves
+    /// each connected Page either run here under the epoch the database holds for this node, or not run here
+    /// and not owned by this node in the database.
     async fn rebalance(&self) -> anyhow::Result<()> {
         let me = self.owned.node();
         let live = self.store.live_nodes().await?;
@@ -84,17 +88,20 @@ impl Inner {
         let owners: HashMap<String, OwnerRecord> =
             self.store.page_owners().await?.into_iter().map(|o| (o.page_id.clone(), o)).collect();
         let live_ids: HashSet<i64> = live.iter().map(|(id, _)| *id).collect();
-        let connected: Vec<PageId> = self
+        let connected: Vec<Integration> = self
             .store
             .list_integrations()
             .await?
             .into_iter()
             .filter(|i| i.status != IntegrationStatus::Revoked)
-            .map(|i| i.page_id)
             .collect();
-        let wanted: HashSet<&PageId> =
-            connected.iter().filter(|p| rendezvous::owner(p.as_str(), &live) == Some(me)).collect();
-        // Pages taken from this node (it was thought dead) are given up here too.
+        let wanted: HashMap<&PageId, &Integration> = connected
+            .iter()
+            .filter(|i| rendezvous::owner(i.page_id.as_str(), &live) == Some(me))
+            .map(|i| (&i.page_id, i))
+            .collect();
+        // Pages this node runs: given up if another node took them (this one was thought dead), handed over if
+        // they are no longer this node's.
         for (page, epoch) in self.owned.pages() {
             let still = owners.get(page.as_str()).is_some_and(|o| o.owner == Some(me) && o.epoch == epoch);
             if !still {
@@ -102,25 +109,42 @@ impl Inner {
                 self.router.disown(&page);
                 self.inbox.let_go(&page);
                 tracing::warn!(%page, "another node owns this Page now; its tenant stopped here");
-            } else if !wanted.contains(&page) {
+            } else if !wanted.contains_key(&page) {
                 self.release(&page, epoch).await;
             }
         }
-        for page in wanted {
-            let free = owners.get(page.as_str()).is_none_or(|o| o.owner.is_none_or(|n| !live_ids.contains(&n)));
+        // Pages the database says this node owns but that it does not run (a claim that committed while its
+        // answer was lost, a release that failed): claimed again below if they are this node's, released now
+        // if not. Left alone, such a Page would look owned by a live node to every other node, and nobody
+        // would answer it.
+        for o in owners.values().filter(|o| o.owner == Some(me)) {
+            let Ok(page) = PageId::parse(&o.page_id) else { continue };
+            if !self.owned.owns(&page) && !wanted.contains_key(&page) {
+                self.store.page_release(&page, me, o.epoch).await?;
+                tracing::warn!(%page, "released a Page the database said this node owned but it did not run");
+                let _ = self.store.notify(OWNERS_CHANNEL, page.as_str()).await;
+            }
+        }
+        for (page, integration) in wanted {
+            let free =
+                owners.get(page.as_str()).is_none_or(|o| o.owner.is_none_or(|n| n == me || !live_ids.contains(&n)));
             if !self.owned.owns(page) && free {
-                self.claim(page).await?;
+                self.claim(integration).await?;
             }
         }
         metrics::gauge!(OWNED_PAGES).set(self.owned.pages().len() as f64);
         Ok(())
     }
 
-    async fn claim(&self, page: &PageId) -> anyhow::Result<()> {
+    /// Claims the Page of `integration`. The engine's directory learns the Page first (the claim may come
+    /// before the NOTIFY of its connection does), then the Page is this node's, then its pending events are
+    /// handed over.
+    async fn claim(&self, integration: &Integration) -> anyhow::Result<()> {
+        let page = &integration.page_id;
         let Some(epoch) = self.store.page_claim(page, self.owned.node()).await? else { return Ok(()) };
+        self.router.register(page.clone(), integration.instagram_account_id.clone(), integration.client_slug.as_str());
         self.owned.claimed(page.clone(), epoch);
         self.figures.claimed(page, &self.store, &self.router).await;
-        self.router.own(page);
         metrics::counter!(CLAIMS).increment(1);
         tracing::info!(%page, epoch, "claimed the Page");
         // What was committed for it meanwhile (on any node) is taken now.

@@ -57,8 +57,13 @@ impl Inner {
             match next {
                 Ok(Some(n)) => self.signal(n.channel(), n.payload(), &pages_tx).await,
                 Ok(None) => {
+                    // What was NOTIFYed meanwhile is lost: wake-ups (the Pages' pending events are taken again),
+                    // integration changes (the directory asks the store again, running tenants reload), ownership
+                    // changes (the claim loop runs now).
                     tracing::warn!("the LISTEN connection was lost; every owned Page's pending events are taken again");
+                    self.directory.changed();
                     for (page, _) in self.owned.pages() {
+                        self.router.reload(&page);
                         let _ = pages_tx.send(page);
                     }
                     self.tick.notify_one();

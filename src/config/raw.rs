@@ -40,6 +40,7 @@ pub(super) struct RawInbox {
     pub(super) commit_writers: u32,
     pub(super) sweep_interval_secs: u64,
     pub(super) stale_after_secs: u64,
+    pub(super) stuck_after_secs: u64,
 }
 
 #[derive(Deserialize)]

@@ -346,6 +346,9 @@ fn inbox(raw: &RawInbox, database_connections: u32) -> Result<InboxSettings, Con
     if raw.sweep_interval_secs == 0 || raw.stale_after_secs < raw.sweep_interval_secs {
         return Err(invalid("inbox.sweep_interval_secs", "must be above 0 and at most inbox.stale_after_secs"));
     }
+    if !(1..=86_400).contains(&raw.stuck_after_secs) {
+        return Err(invalid("inbox.stuck_after_secs", "must be between 1 and 86400 (a day)"));
+    }
     Ok(InboxSettings {
         mode: raw.mode,
         receipts: raw.receipts,
@@ -354,6 +357,7 @@ fn inbox(raw: &RawInbox, database_connections: u32) -> Result<InboxSettings, Con
         commit_writers: raw.commit_writers as usize,
         sweep_interval: Duration::from_secs(raw.sweep_interval_secs),
         stale_after: Duration::from_secs(raw.stale_after_secs),
+        stuck_after: Duration::from_secs(raw.stuck_after_secs),
     })
 }
 

@@ -1,15 +1,23 @@
-//! Which inbox events the engine holds, so the sweeper never hands over an event a tenant still has.
+//! Which inbox events the engine holds, so the sweeper never hands over an event a tenant still has. An event
+//! held under an epoch this node no longer runs its Page under (the Page moved away, or away and back) is not
+//! held any more: whatever tenant had it may not send for it.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use switchboard_actors::{InboxId, PageId};
+use dashmap::DashMap;
+use switchboard_actors::{InboxId, PageId, Tenure};
 
 /// Inbox events the engine holds: handed over and not finished, with when they were handed over and to
 /// which tenant.
 pub struct InFlight {
-    held: dashmap::DashMap<InboxId, Held>,
+    held: DashMap<InboxId, Held>,
     /// How long after its tenant failed an event counts as lost: past the Send API calls still in flight.
     lost_grace: Duration,
+    /// Which pages this node runs, under which epoch.
+    tenure: Arc<dyn Tenure>,
+    /// When an event of each page was last finished here (the stuck-Page watchdog's sign of progress).
+    progress: DashMap<PageId, Instant>,
 }
 
 struct Held {
@@ -23,8 +31,8 @@ struct Held {
 }
 
 impl InFlight {
-    pub fn new(lost_grace: Duration) -> Self {
-        Self { held: dashmap::DashMap::new(), lost_grace }
+    pub fn new(lost_grace: Duration, tenure: Arc<dyn Tenure>) -> Self {
+        Self { held: DashMap::new(), lost_grace, tenure, progress: DashMap::new() }
     }
 
     pub(crate) fn handed(&self, id: InboxId, page: PageId, epoch: i64) {
@@ -36,10 +44,33 @@ impl InFlight {
         self.held.get(&id).map(|held| (held.page.clone(), held.epoch))
     }
 
+    /// These events are finished (or their tenant let them go): they are no longer held. An event finished
+    /// counts as its page's progress.
     pub(crate) fn finished(&self, ids: impl IntoIterator<Item = InboxId>) {
+        let now = Instant::now();
+        for id in ids {
+            if let Some((_, held)) = self.held.remove(&id) {
+                self.progress.insert(held.page, now);
+            }
+        }
+    }
+
+    /// No longer held, but not finished either (no tenant took them, or their tenant set them aside): the
+    /// next sweep hands them over again. Not progress.
+    pub(crate) fn unheld(&self, ids: impl IntoIterator<Item = InboxId>) {
         for id in ids {
             self.held.remove(&id);
         }
+    }
+
+    /// When an event of `page` was last finished here, if one was.
+    pub(crate) fn last_progress(&self, page: &PageId) -> Option<Instant> {
+        self.progress.get(page).map(|at| *at)
+    }
+
+    /// How many events of `page` the engine holds now.
+    pub(crate) fn held_of(&self, page: &PageId) -> usize {
+        self.held.iter().filter(|held| held.page == *page).count()
     }
 
     /// The tenant of `page` failed; what it held is due once `lost_grace` has passed.
@@ -58,11 +89,13 @@ impl InFlight {
         self.held.retain(|_, held| held.page != *page);
     }
 
-    /// Not held, held by a tenant that failed at least `lost_grace` ago, or held for longer than `stale`
-    /// (the engine lost it some other way).
+    /// Not held, held under an epoch this node no longer runs the page under, held by a tenant that failed at
+    /// least `lost_grace` ago, or held for longer than `stale` (the engine lost it some other way).
     pub(crate) fn due(&self, id: InboxId, stale: Duration) -> bool {
         self.held.get(&id).is_none_or(|held| {
-            held.since.elapsed() >= stale || held.lost_at.is_some_and(|at| at.elapsed() >= self.lost_grace)
+            self.tenure.epoch(&held.page) != Some(held.epoch)
+                || held.since.elapsed() >= stale
+                || held.lost_at.is_some_and(|at| at.elapsed() >= self.lost_grace)
         })
     }
 

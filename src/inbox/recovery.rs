@@ -1,12 +1,14 @@
 //! Handing pending events to the engine again: at start-up every pending row, then on each sweep the rows the
-//! engine does not hold (or has held too long).
+//! engine does not hold (or has held too long). An event goes to the Page it was committed under (the row's
+//! own page), never to whatever the directory says now; in a cluster a node sweeps only the Pages it runs (the
+//! others are their owners' to sweep, and a Page with no owner is the claim loop's).
 
 use std::time::Duration;
 
 use switchboard_actors::{InboundEvent, PageId};
 
 use super::Inbox;
-use crate::store::StoreError;
+use crate::store::{Pending, StoreError};
 
 impl Inbox {
     /// Hands every pending row received before `received_before` that the engine does not hold (or has
@@ -14,52 +16,49 @@ impl Inbox {
     /// is every pending row.
     pub async fn recover(&self, received_before: Duration, stale: Duration) -> Result<usize, StoreError> {
         let before = crate::clock::now() - chrono::Duration::from_std(received_before).unwrap_or_default();
-        let pending = if self.in_flight.is_empty() {
+        let pending = if self.in_flight.is_empty() && self.cluster.is_none() {
             // Start-up: everything pending is due; read it in one go.
             self.store.inbox_pending(before, 1_000_000).await?
         } else {
             // A sweep: most pending rows are usually held (waiting behind a throttled page, say); read the
             // ids, and the bodies of the due ones only.
             let mut due = Vec::new();
-            for id in self.store.inbox_pending_ids(before, 1_000_000).await? {
-                if self.in_flight.due(id, stale)
-                    && let Some(json) = self.store.inbox_pending_event(id).await?
+            for (id, page) in self.store.inbox_pending_ids(before, 1_000_000).await? {
+                let runs = PageId::parse(&page).ok().and_then(|p| self.runs(&p)).is_some();
+                if runs
+                    && self.in_flight.due(id, stale)
+                    && let Some(event) = self.store.inbox_pending_event(id).await?
                 {
-                    due.push((id, json));
+                    due.push(Pending { id, page, event });
                 }
             }
             due
         };
-        let mut handed = 0;
-        for (id, json) in pending {
-            match serde_json::from_str::<InboundEvent>(&json) {
-                Ok(mut event) => {
-                    event.recovered = true;
-                    let page =
-                        self.router.route(event.account_id.as_str()).map_or(event.account_id.clone(), |r| r.page);
-                    self.dispatch(event, id, page);
-                    handed += 1;
-                }
-                Err(err) => {
-                    self.store.inbox_finish(&[(id, Some(format!("stored event unreadable: {err}")))]).await?;
-                }
-            }
-        }
-        Ok(handed)
+        self.hand_over(pending).await
     }
 
     /// Hands `page`'s pending events that the engine does not hold to it, oldest first (its owner was woken
-    /// for them, or has just claimed it); returns how many.
+    /// for them, or has just claimed it, or the watchdog found it stuck); returns how many.
     pub async fn recover_page(&self, page: &PageId) -> Result<usize, StoreError> {
-        let mut handed = 0;
-        for (id, json) in self.store.inbox_pending_of(page.as_str(), 10_000).await? {
-            if !self.in_flight.due(id, Duration::MAX) {
-                continue;
+        let mut due = Vec::new();
+        for (id, event) in self.store.inbox_pending_of(page.as_str(), 10_000).await? {
+            if self.in_flight.due(id, Duration::MAX) {
+                due.push(Pending { id, page: page.as_str().to_owned(), event });
             }
-            match serde_json::from_str::<InboundEvent>(&json) {
-                Ok(mut event) => {
+        }
+        self.hand_over(due).await
+    }
+
+    /// Hands each row to the engine, under the Page it was committed for; a row whose event cannot be read
+    /// is failed with the reason (it can never be answered).
+    async fn hand_over(&self, rows: Vec<Pending>) -> Result<usize, StoreError> {
+        let mut handed = 0;
+        for Pending { id, page, event } in rows {
+            let read = serde_json::from_str::<InboundEvent>(&event).map_err(|e| e.to_string());
+            match read.and_then(|event| Ok((event, PageId::parse(&page).map_err(|e| e.to_string())?))) {
+                Ok((mut event, page)) => {
                     event.recovered = true;
-                    self.dispatch(event, id, page.clone());
+                    self.dispatch(event, id, page);
                     handed += 1;
                 }
                 Err(err) => {

@@ -56,7 +56,8 @@ impl StoreEvents {
                         all.extend(report.progress);
                     }
                     write_progress(&store, &all, &fences, &unattempted).await;
-                    in_flight.finished(all.finished.iter().map(|(id, _)| *id).chain(all.released));
+                    in_flight.finished(all.finished.iter().map(|(id, _)| *id));
+                    in_flight.unheld(all.released);
                     Ok(vec![(); n])
                 }
             })

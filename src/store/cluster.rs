@@ -113,14 +113,15 @@ impl Store {
         .await?)
     }
 
-    /// Claims `page` for `node` if it has no live owner (and `node`'s own lease runs); the new epoch.
+    /// Claims `page` for `node` if it has no live owner, or `node` owns it already (a claim whose answer was
+    /// lost), and `node`'s own lease runs; the new epoch.
     pub async fn page_claim(&self, page: &PageId, node: i64) -> Result<Option<i64>, StoreError> {
         let claimed: Option<(i64,)> = sqlx::query_as(concat!(
             "INSERT INTO page_owners AS o (page_id, owner, epoch, claimed_at) ",
             "SELECT $1, $2, 1, now() WHERE EXISTS (",
             live_node!("$2"),
             ") ON CONFLICT (page_id) DO UPDATE SET owner = $2, epoch = o.epoch + 1, claimed_at = now() ",
-            "WHERE (o.owner IS NULL OR NOT EXISTS (",
+            "WHERE (o.owner IS NULL OR o.owner = $2 OR NOT EXISTS (",
             live_node!("o.owner"),
             ")) AND EXISTS (",
             live_node!("$2"),

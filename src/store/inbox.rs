@@ -27,6 +27,22 @@ macro_rules! prune_batch {
     };
 }
 
+/// A pending inbox row: its id, its tenant Page (as committed) and its event JSON.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: InboxId,
+    pub page: String,
+    pub event: String,
+}
+
+/// A Page's pending inbox rows: how many, and when the oldest was received.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingPage {
+    pub page_id: String,
+    pub pending: i64,
+    pub oldest: DateTime<Utc>,
+}
+
 impl Store {
     /// Commits events to the webhook inbox in one transaction; for each, the new row's id, or `None` when
     /// the page already has that dedup key (a redelivery).
@@ -210,40 +226,52 @@ impl Store {
         })
     }
 
-    /// Pending rows received before `received_before` (id, event JSON), oldest first.
-    pub async fn inbox_pending(
-        &self,
-        received_before: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<(InboxId, String)>, StoreError> {
+    /// Pending rows received before `received_before`, oldest first.
+    pub async fn inbox_pending(&self, received_before: DateTime<Utc>, limit: i64) -> Result<Vec<Pending>, StoreError> {
         on!(self, |pool| {
-            let rows: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT id, event FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 \
+            let rows: Vec<(i64, String, String)> = sqlx::query_as(
+                "SELECT id, page_id, event FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 \
                  ORDER BY id LIMIT $2",
             )
             .bind(received_before)
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            Ok(rows.into_iter().map(|(id, event)| (InboxId(id), event)).collect())
+            Ok(rows.into_iter().map(|(id, page, event)| Pending { id: InboxId(id), page, event }).collect())
         })
     }
 
-    /// The ids of pending rows received before `received_before`, oldest first (cheap: no event bodies).
+    /// The ids and pages of pending rows received before `received_before`, oldest first (cheap: no event
+    /// bodies).
     pub async fn inbox_pending_ids(
         &self,
         received_before: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<InboxId>, StoreError> {
+    ) -> Result<Vec<(InboxId, String)>, StoreError> {
         on!(self, |pool| {
-            let rows: Vec<(i64,)> = sqlx::query_as(
-                "SELECT id FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 ORDER BY id LIMIT $2",
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, page_id FROM webhook_inbox WHERE status = 'pending' AND received_at <= $1 \
+                 ORDER BY id LIMIT $2",
             )
             .bind(received_before)
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            Ok(rows.into_iter().map(|(id,)| InboxId(id)).collect())
+            Ok(rows.into_iter().map(|(id, page)| (InboxId(id), page)).collect())
+        })
+    }
+
+    /// Each Page with pending events: how many, and when the oldest was received (the stuck-Page watchdog, and
+    /// `cluster status`). Read through the partial index of pending rows.
+    pub async fn inbox_pending_by_page(&self) -> Result<Vec<PendingPage>, StoreError> {
+        on!(self, |pool| {
+            let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT page_id, CAST(count(*) AS BIGINT), min(received_at) FROM webhook_inbox \
+                 WHERE status = 'pending' GROUP BY page_id ORDER BY page_id",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(|(page_id, pending, oldest)| PendingPage { page_id, pending, oldest }).collect())
         })
     }
 

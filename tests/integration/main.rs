@@ -25,3 +25,4 @@ mod portal;
 mod store_contract;
 mod takeover;
 mod vault_storage;
+mod watchdog;

@@ -25,7 +25,43 @@ on_both_backends!(
     rules_are_saved_as_versions_and_a_stale_save_is_refused,
     conversation_holds_only_grow_are_released_and_pruned,
     conversations_are_listed_by_latest_activity_and_paged_with_their_replies,
+    stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending,
 );
+
+async fn stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending(db: TestDb) {
+    use switchboard::store::{InboxRow, StuckPage};
+    let store = &db.store;
+    let row = |page: &str, key: &str| InboxRow {
+        page_id: page.into(),
+        dedup_key: key.into(),
+        event: "{}".into(),
+        customer_id: None,
+        done: false,
+    };
+    let ids = store.inbox_insert(&[row("1", "m:a"), row("2", "m:b")]).await.unwrap();
+    let stuck = |page: &str, reason: &str| StuckPage {
+        page_id: page.into(),
+        reason: reason.into(),
+        detail: format!("{reason} in words"),
+        pending: 1,
+        oldest_ms: 1_000,
+        since_ms: 2_000,
+        node: "n1".into(),
+        checked_ms: 3_000,
+    };
+    store.stuck_pages_report(&[stuck("1", "no_tenant"), stuck("2", "throttled")], &[]).await.unwrap();
+    assert_eq!(store.stuck_pages().await.unwrap(), [stuck("1", "no_tenant"), stuck("2", "throttled")]);
+    // The next check: page 1 changed its reason, page 2 makes progress.
+    store.stuck_pages_report(&[stuck("1", "not_progressing")], &["2"]).await.unwrap();
+    assert_eq!(store.stuck_pages().await.unwrap(), [stuck("1", "not_progressing")]);
+    // Page 1's event is finished: nothing pending, nothing stuck.
+    store.inbox_finish(&[(ids[0].unwrap(), None)]).await.unwrap();
+    store.stuck_pages_report(&[], &[]).await.unwrap();
+    assert!(store.stuck_pages().await.unwrap().is_empty());
+    // A disconnected Page's leftovers are failed with the reason.
+    assert_eq!(store.inbox_fail_pending_of("2", "the page was disconnected").await.unwrap(), 1);
+    assert_eq!(store.inbox_counts().await.unwrap(), vec![("done".to_owned(), 1), ("failed".to_owned(), 1)]);
+}
 
 async fn conversations_are_listed_by_latest_activity_and_paged_with_their_replies(db: TestDb) {
     use switchboard::store::{InboxRow, NewReply};
@@ -314,15 +350,21 @@ async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
     assert!(again[1].is_some());
     assert_eq!(store.inbox_insert(&[]).await.unwrap(), Vec::<Option<InboxId>>::new());
 
-    let pending: Vec<InboxId> =
-        store.inbox_pending(chrono::Utc::now(), 10).await.unwrap().into_iter().map(|(id, _)| id).collect();
-    assert_eq!(pending.len(), 4);
+    let pending = store.inbox_pending(chrono::Utc::now(), 10).await.unwrap();
+    let pages: Vec<&str> = pending.iter().map(|p| p.page.as_str()).collect();
+    assert_eq!(pages, ["1", "1", "2", "1"], "each row with the page it was committed under");
+    let pending: Vec<InboxId> = pending.into_iter().map(|p| p.id).collect();
     assert!(pending.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    let by_page = store.inbox_pending_by_page().await.unwrap();
+    assert_eq!(by_page.iter().map(|p| (p.page_id.as_str(), p.pending)).collect::<Vec<_>>(), [("1", 3), ("2", 1)]);
+    assert!(by_page.iter().all(|p| (chrono::Utc::now() - p.oldest).num_seconds() < 60), "{by_page:?}");
     let receipt = InboxRow { done: true, ..row("1", "h:receipt") };
     assert!(store.inbox_insert(std::slice::from_ref(&receipt)).await.unwrap()[0].is_some());
     assert_eq!(store.inbox_insert(&[receipt]).await.unwrap(), vec![None], "a row stored done still dedups");
     assert_eq!(store.inbox_pending(chrono::Utc::now(), 10).await.unwrap().len(), 4, "and is never pending");
-    assert_eq!(store.inbox_pending_ids(chrono::Utc::now(), 10).await.unwrap(), pending);
+    let ids = store.inbox_pending_ids(chrono::Utc::now(), 10).await.unwrap();
+    assert_eq!(ids.iter().map(|(id, _)| *id).collect::<Vec<_>>(), pending);
+    assert_eq!(ids[2].1, "2");
     assert_eq!(store.inbox_pending_event(pending[0]).await.unwrap().as_deref(), Some("{}"));
     let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
     assert!(store.inbox_pending(hour_ago, 10).await.unwrap().is_empty(), "only rows received before the time");
@@ -475,6 +517,21 @@ async fn a_never_attempted_mark_holds_only_while_its_writer_owns_the_page() {
     assert_eq!(store.page_claim(&page("1"), new).await.unwrap(), Some(epoch + 1));
     store.replies_unattempted(&marks[1..]).await.unwrap();
     assert_eq!(unknown().await, [false, true], "the reply stays of unknown outcome");
+}
+
+/// A claim whose answer was lost (the statement committed, the connection broke) leaves the Page owned by a
+/// node that does not know it: that node may claim it again (a new epoch fences anything of the old one), and
+/// nobody else may while it lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_may_claim_again_a_page_the_database_says_it_owns() {
+    let db = TestDb::postgres().await;
+    let store = &db.store;
+    let (me, other) = (store.node_join("me", 60_000).await.unwrap(), store.node_join("other", 60_000).await.unwrap());
+    let epoch = store.page_claim(&page("1"), me).await.unwrap().unwrap();
+    assert_eq!(store.page_claim(&page("1"), other).await.unwrap(), None, "a live owner keeps it");
+    assert_eq!(store.page_claim(&page("1"), me).await.unwrap(), Some(epoch + 1));
+    store.page_release(&page("1"), me, epoch + 1).await.unwrap();
+    assert_eq!(store.page_claim(&page("1"), other).await.unwrap(), Some(epoch + 2), "released, anyone may");
 }
 
 /// PostgreSQL's group-commit writes keep their connections between writes (skipping sqlx's test round
