@@ -266,22 +266,5 @@ pub async fn decide_with(
     scopes: Option<&[&str]>,
     decision: &str,
 ) -> String {
-    let q: HashMap<String, String> = dialog.query_pairs().into_owned().collect();
-    let mut form: Vec<(&str, &str)> = vec![
-        ("client_id", &q["client_id"]),
-        ("redirect_uri", &q["redirect_uri"]),
-        ("state", &q["state"]),
-        ("requested", &q["scope"]),
-        ("decision", decision),
-    ];
-    form.extend(pages.iter().map(|p| ("page", *p)));
-    match scopes {
-        Some(scopes) => form.extend(scopes.iter().map(|s| ("scope", *s))),
-        None => form.extend(q["scope"].split(',').map(|s| ("scope", s))),
-    }
-    let base = format!("{}://{}", dialog.scheme(), dialog.host_str().unwrap_or_default());
-    let port = dialog.port().map(|p| format!(":{p}")).unwrap_or_default();
-    let resp = http.post(format!("{base}{port}/v25.0/dialog/oauth/decide")).form(&form).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 302, "the consent page redirects back");
-    resp.headers()["location"].to_str().unwrap().to_owned()
+    crate::support::login::decide(http, dialog, pages, scopes, decision).await.unwrap()
 }
