@@ -74,7 +74,7 @@ impl Onboarding {
             Ok(revoked) => Ok(revoked),
             Err(e) => {
                 // Handled again when Meta retries.
-                let _ = self.store.release_meta_callback(&hash).await;
+                let _ = self.store.release_meta_callback(&hash, "deauthorize").await;
                 Err(e.into())
             }
         }
@@ -98,7 +98,7 @@ impl Onboarding {
         match self.delete_user_data(&request.user_id, &code).await {
             Ok(()) => Ok(code),
             Err(e) => {
-                let _ = self.store.release_meta_callback(&hash).await;
+                let _ = self.store.release_meta_callback(&hash, "data_deletion").await;
                 Err(e.into())
             }
         }

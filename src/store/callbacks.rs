@@ -8,8 +8,9 @@ use super::{CallbackClaim, DeletionRequest, Store, StoreError, on};
 type DeletionRow = (String, DateTime<Utc>, Option<DateTime<Utc>>, i64);
 
 impl Store {
-    /// Claims a `signed_request` callback by its hash: `New` the first time (with the confirmation code to
-    /// answer replays with, for a data deletion), `Seen` for a replay.
+    /// Claims a `signed_request` callback of `kind` by its hash: `New` the first time (with the confirmation code
+    /// to answer replays with, for a data deletion), `Seen` for a replay. Each kind claims on its own: Meta may
+    /// send one payload to both callbacks.
     pub async fn claim_meta_callback(
         &self,
         request_hash: &[u8],
@@ -19,7 +20,7 @@ impl Store {
         on!(self, |pool| {
             let claimed = sqlx::query(
                 "INSERT INTO meta_callbacks (request_hash, kind, received_at, confirmation_code) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (request_hash) DO NOTHING",
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (request_hash, kind) DO NOTHING",
             )
             .bind(request_hash)
             .bind(kind)
@@ -31,18 +32,23 @@ impl Store {
                 return Ok(CallbackClaim::New);
             }
             let seen: Option<(Option<String>,)> =
-                sqlx::query_as("SELECT confirmation_code FROM meta_callbacks WHERE request_hash = $1")
+                sqlx::query_as("SELECT confirmation_code FROM meta_callbacks WHERE request_hash = $1 AND kind = $2")
                     .bind(request_hash)
+                    .bind(kind)
                     .fetch_optional(pool)
                     .await?;
             Ok(CallbackClaim::Seen { confirmation_code: seen.and_then(|(code,)| code) })
         })
     }
 
-    /// Forgets a claim whose handling failed, so Meta's retry is handled again.
-    pub async fn release_meta_callback(&self, request_hash: &[u8]) -> Result<(), StoreError> {
+    /// Forgets a claim of `kind` whose handling failed, so Meta's retry is handled again.
+    pub async fn release_meta_callback(&self, request_hash: &[u8], kind: &str) -> Result<(), StoreError> {
         on!(self, |pool| {
-            sqlx::query("DELETE FROM meta_callbacks WHERE request_hash = $1").bind(request_hash).execute(pool).await?;
+            sqlx::query("DELETE FROM meta_callbacks WHERE request_hash = $1 AND kind = $2")
+                .bind(request_hash)
+                .bind(kind)
+                .execute(pool)
+                .await?;
             Ok(())
         })
     }

@@ -294,6 +294,40 @@ async fn data_deletion_answers_a_status_url_and_confirmation_code() {
     assert_eq!(post(no_time).await.unwrap().status().as_u16(), 400, "a request without issued_at is refused");
 }
 
+/// Meta may send one signed_request payload (same user, same second) to both callbacks: each is handled, in
+/// either order, and each one's replay is still a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_payload_sent_to_both_callbacks_is_handled_by_each_in_either_order() {
+    for deletion_first in [false, true] {
+        let app = fresh_app().await;
+        onboard(&app, "woodstock-outlet", ALL_SCOPES).await;
+        let now = switchboard::clock::now().timestamp();
+        let body = signed(json!({"algorithm":"HMAC-SHA256","issued_at":now,"user_id":"10215241773831025"}), SECRET);
+        let post = |path: &'static str| {
+            let request = app.http.post(app.url(path)).form(&[("signed_request", body.clone())]);
+            async move {
+                let resp = request.send().await.unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            }
+        };
+        let (deauthorize, deletion) = ("/api/auth/facebook/deauthorize", "/api/auth/facebook/data-deletion");
+        let order = if deletion_first { [deletion, deauthorize] } else { [deauthorize, deletion] };
+        let mut code = None;
+        for path in order.into_iter().chain(order) {
+            let (status, text) = post(path).await;
+            assert_eq!(status, 200, "{path} (deletion first: {deletion_first}): {text}");
+            if path == deletion {
+                let answer: Value = serde_json::from_str(&text).unwrap();
+                let this = answer["confirmation_code"].as_str().unwrap().to_owned();
+                assert_eq!(*code.get_or_insert(this.clone()), this, "a replay gets the same confirmation code");
+            }
+        }
+        assert_eq!(app.db.count("data_deletion_requests").await, 1, "one deletion request");
+        let rows = app.db.store.list_integrations().await.unwrap();
+        assert!(rows.iter().all(|r| r.connected_by.is_none() && r.status == IntegrationStatus::Revoked));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_check_disconnect_and_send_links_from_the_cli() {
     use std::process::{Command, Stdio};
