@@ -175,6 +175,8 @@ pub struct ServerSettings {
     /// 0: no cap.
     pub max_connections_per_address: u32,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Addresses whose webhook bodies count as Meta's before they proved it with a signature.
+    pub webhook_sender_ranges: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]

@@ -284,7 +284,11 @@ fn routes(
         send_rate: settings.engine.send_rate_per_page,
     };
     Ok(http::routes(HttpState {
-        bodies: http::BodyBudget::new(settings.server.max_body_memory_bytes),
+        bodies: http::BodyBudget::new(
+            settings.server.max_body_memory_bytes,
+            settings.server.max_body_bytes,
+            settings.server.webhook_sender_ranges.clone(),
+        ),
         store: store.clone(),
         router: router.clone(),
         webhook,

@@ -77,6 +77,7 @@ pub(super) struct RawServer {
     pub(super) max_connections: usize,
     pub(super) max_connections_per_address: u32,
     pub(super) trusted_proxies: StringOrList,
+    pub(super) webhook_sender_ranges: StringOrList,
 }
 
 /// A list given as a TOML array, or as one comma-separated string (the form an environment variable takes).

@@ -8,7 +8,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::raw::{RawCluster, RawDatabase, RawEngine, RawInbox, RawMeta, RawOAuth, RawServer, RawSettings, RawVault};
+use super::raw::{
+    RawCluster, RawDatabase, RawEngine, RawInbox, RawMeta, RawOAuth, RawServer, RawSettings, RawVault, StringOrList,
+};
 use super::{
     ClusterMode, ClusterSettings, ConfigError, DatabaseSettings, EngineConfig, InboxMode, InboxSettings, LogSettings,
     MetaSettings, OAuthSettings, RelayLimits, ServerSettings, Settings, VaultSettings, key_label,
@@ -97,8 +99,8 @@ fn server(raw: &RawServer) -> Result<ServerSettings, ConfigError> {
     if raw.max_body_memory_bytes < 4 * raw.max_body_bytes {
         return Err(invalid(
             "server.max_body_memory_bytes",
-            "must be at least 4 × server.max_body_bytes (each address may hold a quarter of it, and that must fit \
-             one body of the largest size)",
+            "must be at least 4 × server.max_body_bytes (room for several bodies of the largest size from several \
+             addresses)",
         ));
     }
     seconds_within_a_day(&[
@@ -111,21 +113,8 @@ fn server(raw: &RawServer) -> Result<ServerSettings, ConfigError> {
     if raw.max_connections == 0 {
         return Err(invalid("server.max_connections", "must be at least 1"));
     }
-    let trusted_proxies = raw
-        .trusted_proxies
-        .items()
-        .into_iter()
-        .map(|item| {
-            item.parse::<ipnet::IpNet>().or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(
-                |_| {
-                    invalid(
-                        "server.trusted_proxies",
-                        format!("{item:?} is not an IP address or a CIDR like 10.0.0.0/8"),
-                    )
-                },
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted_proxies = networks("server.trusted_proxies", &raw.trusted_proxies)?;
+    let webhook_sender_ranges = networks("server.webhook_sender_ranges", &raw.webhook_sender_ranges)?;
     Ok(ServerSettings {
         bind,
         metrics_bind,
@@ -141,7 +130,20 @@ fn server(raw: &RawServer) -> Result<ServerSettings, ConfigError> {
         max_connections: raw.max_connections,
         max_connections_per_address: raw.max_connections_per_address,
         trusted_proxies,
+        webhook_sender_ranges,
     })
+}
+
+/// IP addresses or CIDRs, from a list or one comma-separated string.
+fn networks(key: &'static str, raw: &StringOrList) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    raw.items()
+        .into_iter()
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| invalid(key, format!("{item:?} is not an IP address or a CIDR like 10.0.0.0/8")))
+        })
+        .collect()
 }
 
 fn database(raw: &RawDatabase) -> Result<DatabaseSettings, ConfigError> {

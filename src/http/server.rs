@@ -10,9 +10,11 @@
 //! - **Phases** (see `connection`): a request's headers within `header_read_timeout` of its first byte, at
 //!   most `keep_alive_timeout` silent (before the first request or between requests), and a whole request
 //!   within `request_timeout` (408). When more than half the slots are taken the server is *pressed*, and a
-//!   silent connection gets only `first_byte_timeout`: a flood of silent connections is culled within it,
-//!   while clients that open connections ahead of use are left alone the rest of the time. A connection that
-//!   overstays is closed, freeing its slot.
+//!   silent connection gets only `first_byte_timeout`: a flood of silent connections is culled within it. The
+//!   server stays pressed until fewer than an eighth of the slots are taken (a low watermark), so a few
+//!   addresses that reconnect as fast as they are culled cannot keep half the slots for good; clients that open
+//!   connections ahead of use are left alone the rest of the time. A connection that overstays is closed,
+//!   freeing its slot.
 //! - **Age.** A connection older than `max_connection_age` finishes its request and closes, so no client
 //!   keeps a slot for good by sending a request just often enough.
 //! - **Memory.** Headers are read into a buffer of at most [`READ_BUFFER`] bytes per connection; bodies are
@@ -87,6 +89,8 @@ struct Shared {
     slots: Arc<Semaphore>,
     /// Bumped when the server becomes pressed, to wake every connection's watchdog.
     pressure: tokio::sync::watch::Sender<u64>,
+    /// Pressed now: set above half the slots, cleared below an eighth (see [`Shared::pressed`]).
+    pressed: std::sync::atomic::AtomicBool,
     routes: BoxedFilter<(Response,)>,
     limits: Limits,
     phases: PhaseLimits,
@@ -151,6 +155,7 @@ impl Shared {
             http,
             slots,
             pressure: tokio::sync::watch::Sender::new(0),
+            pressed: std::sync::atomic::AtomicBool::new(false),
             routes,
             phases: limits.phases(),
             limits,
@@ -168,7 +173,8 @@ impl Shared {
                 *pressed = true;
                 tracing::warn!(
                     open = self.limits.max_connections - self.slots.available_permits(),
-                    "more than half the connection slots are taken; silent connections get the first-byte timeout"
+                    "more than half the connection slots are taken; silent connections get the first-byte timeout until \
+                     fewer than an eighth are"
                 );
                 self.pressure.send_modify(|n| *n += 1);
             }
@@ -212,9 +218,21 @@ impl Shared {
         tracing::info!("all connections closed");
     }
 
-    /// More than half the slots are taken.
+    /// Whether silent connections get only the first-byte timeout: from when more than half the slots are
+    /// taken until fewer than an eighth are (culling stops at a low watermark, not just below the high one).
     fn pressed(&self) -> bool {
-        self.slots.available_permits() * 2 < self.limits.max_connections
+        use std::sync::atomic::Ordering;
+        let max = self.limits.max_connections;
+        let taken = max - self.slots.available_permits().min(max);
+        if taken * 2 > max {
+            self.pressed.store(true, Ordering::Relaxed);
+            true
+        } else if taken * 8 < max {
+            self.pressed.store(false, Ordering::Relaxed);
+            false
+        } else {
+            self.pressed.load(Ordering::Relaxed)
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::body::{Body, BodyBudget, limited};
 use super::error::ApiError;
+use super::server::ClientAddr;
 use crate::meta::webhook::{Parsed, Reason, Unhandled, WebhookSecrets, parse};
 
 pub const SIGNATURE_FAILURES: &str = "switchboard_webhook_signature_failures_total";
@@ -58,11 +59,18 @@ pub fn routes(
         .and(warp::post())
         // Just the signature header (a refcounted clone of its bytes), not a copy of the whole header map.
         .and(warp::header::value("x-hub-signature-256").map(Some).or(warp::any().map(|| None)).unify())
-        .and(limited(max_body, bodies))
+        .and(warp::ext::optional::<ClientAddr>())
+        .and(limited(max_body, bodies.clone()))
         .and(with_state)
-        .and_then(|signature: Option<HeaderValue>, body: Body, state: WebhookState| async move {
-            receive(signature.as_ref(), &body, &state).await
-        });
+        .and_then(
+            move |signature: Option<HeaderValue>, client: Option<ClientAddr>, body: Body, state: WebhookState| {
+                let bodies = bodies.clone();
+                async move {
+                    let sender = client.map(|c| (c, bodies.as_ref()));
+                    receive(signature.as_ref(), sender, &body, &state).await
+                }
+            },
+        );
     // POST first: Meta's traffic never pays for `or` cloning the other branch (boxed, so that is cheap too).
     receive.or(verify.boxed()).unify()
 }
@@ -81,12 +89,21 @@ fn verify(query: &HashMap<String, String>, state: &WebhookState) -> Result<Respo
     }
 }
 
-/// Verify, parse, (in durable mode: commit,) route, answer. Never waits on the Graph API or a bot.
-async fn receive(signature: Option<&HeaderValue>, body: &[u8], state: &WebhookState) -> Result<Response, Rejection> {
+/// Verify, parse, (in durable mode: commit,) route, answer. Never waits on the Graph API or a bot. A correctly
+/// signed body proves its `sender` is Meta: its next bodies get Meta's room in the body budget.
+async fn receive(
+    signature: Option<&HeaderValue>,
+    sender: Option<(ClientAddr, &BodyBudget)>,
+    body: &[u8],
+    state: &WebhookState,
+) -> Result<Response, Rejection> {
     let signature = signature.map(HeaderValue::as_bytes);
     if let Err(e) = state.secrets.verify(signature, body) {
         metrics::counter!(SIGNATURE_FAILURES).increment(1);
         return Err(warp::reject::custom(ApiError::Signature(e)));
+    }
+    if let Some((client, bodies)) = sender {
+        bodies.prove(client.key());
     }
     let Parsed { mut events, unhandled } = parse(body).map_err(|e| warp::reject::custom(ApiError::Parse(e)))?;
     for part in &unhandled {

@@ -151,43 +151,109 @@ async fn a_flood_from_one_address_leaves_other_addresses_their_slots() {
     server.terminate();
 }
 
+/// One attacking connection from `from`, again and again until `until`: a webhook POST announcing a 1–3 MiB
+/// body, then nothing (`trickle` = 0) or `trickle` bytes every 100 ms, reconnecting whenever the server answers or
+/// closes. How many times the server cut it off.
+async fn slow_body(addr: SocketAddr, from: &'static str, trickle: usize, until: Instant, seed: u64) -> u32 {
+    let mut cut = 0;
+    let mut n = seed;
+    while Instant::now() < until {
+        n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let len = 1_048_576 + (n >> 33) % 2_097_152;
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let Ok(mut conn) = socket.connect(addr).await else { continue };
+        let head = format!("POST /api/facebook-webhook HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+        if conn.write_all(head.as_bytes()).await.is_err() {
+            continue;
+        }
+        let chunk = vec![b'x'; trickle];
+        let mut buf = [0u8; 256];
+        loop {
+            if Instant::now() >= until {
+                return cut;
+            }
+            match tokio::time::timeout(Duration::from_millis(100), conn.read(&mut buf)).await {
+                Ok(_) => {
+                    cut += 1;
+                    break;
+                }
+                Err(_) if trickle > 0 && conn.write_all(&chunk).await.is_err() => break,
+                Err(_) => {}
+            }
+        }
+    }
+    cut
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trickled_bodies_from_one_address_cannot_take_the_memory_other_webhooks_need() {
+async fn slow_bodies_from_several_addresses_never_keep_a_signed_webhook_from_its_200() {
+    // The real binary with its default limits (64 MiB of bodies, 3 MiB each, 10,000 connections).
+    let rig = Rig::new(TestDb::postgres().await).await;
+    let server = rig.serve();
+    let addr = server.addr();
+    let until = Instant::now() + Duration::from_secs(30);
+    // Five addresses, six connections each: two announce a body and send nothing, two trickle 1 KiB every
+    // 100 ms, two send 16 KiB every 100 ms (fast enough to go on, so they hold what they sent).
+    let mut attackers = Vec::new();
+    for (a, from) in ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"].into_iter().enumerate() {
+        for (c, trickle) in [0, 0, 1024, 1024, 16 * 1024, 16 * 1024].into_iter().enumerate() {
+            attackers.push(tokio::spawn(slow_body(addr, from, trickle, until, (a * 10 + c) as u64)));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Meta, from an address that has delivered nothing yet: one signed webhook a second, each answered 200
+    // within a second, every time.
+    let meta = client(Some("127.0.0.9"));
+    let mut slowest = Duration::ZERO;
+    let mut i = 0;
+    while Instant::now() + Duration::from_secs(1) < until {
+        let sender = format!("71000001{i:02}");
+        let body = text_event(PAGE_A, &sender, &format!("m_slow_{i}"), "hello", 1_767_225_600_000 + i);
+        let started = Instant::now();
+        let (status, text) = post_signed(&meta, addr, body).await;
+        let took = started.elapsed();
+        assert_eq!((status, text.as_str()), (200, "EVENT_RECEIVED"), "webhook {i}, {took:?} in");
+        assert!(took < Duration::from_secs(1), "webhook {i} took {took:?}");
+        slowest = slowest.max(took);
+        i += 1;
+        tokio::time::sleep(Duration::from_secs(1).saturating_sub(took)).await;
+    }
+    let mut cut = 0;
+    for a in attackers {
+        cut += a.await.unwrap();
+    }
+    assert!(cut >= 30, "the slow bodies were cut off and came back ({cut} times)");
+    wait_for_reply_to(&rig, &format!("71000001{:02}", i - 1)).await;
+    eprintln!(
+        "30 s of slow bodies from 5 addresses: {i} signed webhooks, each 200, the slowest in {slowest:?}; {cut} attacking requests cut off"
+    );
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_culled_to_a_low_watermark_not_to_half_the_slots() {
     let rig = Rig::new(TestDb::postgres().await).await;
     let server = rig.serve_with(&[
-        ("SWITCHBOARD__SERVER__MAX_BODY_BYTES", "1048576"),
-        ("SWITCHBOARD__SERVER__MAX_BODY_MEMORY_BYTES", "4194304"),
+        ("SWITCHBOARD__SERVER__MAX_CONNECTIONS", "40"),
+        ("SWITCHBOARD__SERVER__FIRST_BYTE_TIMEOUT_SECS", "1"),
     ]);
     let addr = server.addr();
-    // Each claims a 1 MiB body and sends a few bytes of it: the address's share (a quarter of 4 MiB) is one.
-    let mut holders = Vec::new();
-    let mut answers = Vec::new();
-    for _ in 0..4 {
-        let mut conn = TcpStream::connect(addr).await.unwrap();
-        conn.write_all(b"POST /api/facebook-webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n{\"obj")
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut buf = vec![0u8; 512];
-        let n = tokio::time::timeout(Duration::from_millis(1500), conn.read(&mut buf)).await.map(|r| r.unwrap_or(0));
-        answers.push(n.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()).unwrap_or_default());
-        holders.push(conn);
+    let mut flood = Vec::new();
+    for _ in 0..30 {
+        flood.push(silent(addr, OTHER_ADDRESS).await);
     }
-    assert_eq!(answers[0], "", "the first body is being read (within its share)");
-    for answer in &answers[1..] {
-        assert!(answer.starts_with("HTTP/1.1 503"), "beyond its share the address is told to come back: {answer}");
-        assert!(answer.contains("too many request bodies"), "{answer}");
+    // More than half the slots are taken: the server is pressed, and stays so until fewer than an eighth (5)
+    // are, so every silent connection is culled, not just the 10 above half.
+    let mut culled = 0;
+    for conn in &mut flood {
+        culled += usize::from(closed_by_server(conn, Duration::from_secs(3)).await);
     }
+    assert!(culled >= 26, "only {culled} of 30 silent connections were culled");
     let started = Instant::now();
-    let body = text_event(PAGE_A, "7100000003", "m_trickle_1", "hi", 1_767_225_600_000);
-    assert_eq!(post_signed(&client(Some(OTHER_ADDRESS)), addr, body).await.0, 200);
-    assert!(started.elapsed() < Duration::from_secs(1), "another address's webhook is read at once");
-    // A body must arrive at 256 KiB/s at least, after 5 s of grace: the trickled 1 MiB is cut off at 9 s.
-    let mut buf = vec![0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(15), holders[0].read(&mut buf)).await.unwrap().unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]);
-    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("too slowly"), "{answer}");
-    drop(holders);
+    let body = text_event(PAGE_A, "7100000004", "m_watermark", "hi", 1_767_225_600_000);
+    assert_eq!(post_signed(&client(None), addr, body).await.0, 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
     server.terminate();
 }
 
