@@ -10,6 +10,7 @@ pub mod html;
 mod oauth;
 pub mod portal;
 pub mod server;
+pub mod throttle;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct HttpState {
     pub security: SecurityHeaders,
     pub onboarding: crate::onboarding::Onboarding,
     pub portal: crate::http::portal::PortalState,
+    /// The throttles every node shares (sign-in, "Connect with Facebook").
+    pub throttle: Arc<throttle::Throttle>,
 }
 
 /// All routes, with rejections mapped to status codes in one place and every request counted by route
@@ -54,7 +57,7 @@ pub fn routes(state: HttpState) -> BoxedFilter<(Response,)> {
     // after the webhook is boxed: its clone is one reference count, not a deep copy of its state. Measured:
     // unboxed, cloning and dropping the portal's and OAuth's state took a fifth of a webhook's CPU time.
     webhook::routes(state.webhook, state.bodies.clone())
-        .or(oauth::routes(state.onboarding, state.bodies.clone()).boxed())
+        .or(oauth::routes(state.onboarding, state.bodies.clone(), state.throttle).boxed())
         .unify()
         .or(portal::routes(state.portal, state.bodies).boxed())
         .unify()

@@ -78,6 +78,9 @@ impl Tone {
 pub struct Outcome {
     pub kind: OutcomeKind,
     pub client_slug: String,
+    /// The client the Pages were connected to, as people know it (results stored before it was kept: empty).
+    #[serde(default)]
+    pub client_name: String,
     #[serde(default)]
     pub connected: Vec<ConnectedPage>,
     #[serde(default)]

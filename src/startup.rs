@@ -20,8 +20,9 @@ use crate::cluster::{self, Cluster, GatedGraph};
 use crate::config::{ClusterMode, InboxMode, Settings};
 use crate::engine::{Directory, StoreStatus, StoreTenants, reconcile};
 use crate::http::portal::PortalState;
-use crate::http::portal::session::LoginThrottle;
+use crate::http::portal::session::{LoginThrottle, SessionPace};
 use crate::http::server;
+use crate::http::throttle::Throttle;
 use crate::http::{self, HttpState, WebhookState};
 use crate::inbox::{InFlight, Inbox, StoreEvents, Watchdog};
 use crate::meta::graph::GraphClient;
@@ -170,9 +171,19 @@ impl Application {
         };
         let onboarding = Onboarding::new(settings, store.clone(), keys, graph, Some(router.clone()))
             .in_cluster(cluster.as_ref().map(|c| c.owned().clone()));
-        let background =
-            background_jobs(settings, &store, &router, &onboarding, inbox.as_ref(), cluster.as_ref(), &metrics);
-        let routes = routes(settings, &store, &router, &onboarding, inbox.as_ref(), &directory, cluster.is_some())?;
+        let app_secret = settings.meta.app_secrets.first().context("META_APP_SECRET is required")?;
+        let throttle = Throttle::new(store.clone(), app_secret);
+        let running = Running {
+            store: &store,
+            router: &router,
+            onboarding: &onboarding,
+            inbox: inbox.as_ref(),
+            directory: &directory,
+            cluster: cluster.as_ref(),
+            throttle: &throttle,
+        };
+        let background = background_jobs(settings, &running, &metrics);
+        let routes = routes(settings, &running)?;
         Ok(Self {
             listener,
             metrics_listener,
@@ -250,15 +261,23 @@ impl Application {
 }
 
 /// The public routes: the webhook, OAuth and Meta's callbacks, the portal, health.
+/// What the routes and the background jobs of a running server are built from.
+struct Running<'a> {
+    store: &'a Store,
+    router: &'a Router,
+    onboarding: &'a Onboarding,
+    inbox: Option<&'a Inbox>,
+    directory: &'a Directory,
+    cluster: Option<&'a Cluster>,
+    throttle: &'a Arc<Throttle>,
+}
+
 fn routes(
     settings: &Settings,
-    store: &Store,
-    router: &Router,
-    onboarding: &Onboarding,
-    inbox: Option<&Inbox>,
-    directory: &Directory,
-    cluster: bool,
+    r: &Running<'_>,
 ) -> anyhow::Result<warp::filters::BoxedFilter<(warp::reply::Response,)>> {
+    let Running { store, router, onboarding, inbox, directory, throttle, .. } = *r;
+    let cluster = r.cluster.is_some();
     let app_secret = settings.meta.app_secrets.first().context("META_APP_SECRET is required")?;
     let webhook = WebhookState {
         secrets: Arc::new(WebhookSecrets::new(&settings.meta.app_secrets)),
@@ -274,7 +293,8 @@ fn routes(
         onboarding: onboarding.clone(),
         router: router.clone(),
         secure: settings.server.public_url.scheme() == "https",
-        throttle: LoginThrottle::new(app_secret),
+        throttle: LoginThrottle::new(app_secret, throttle.clone()),
+        pace: SessionPace::new(),
         session_ttl: settings.session_ttl,
         shared_figures: cluster,
         fallback_reply: settings.engine.fallback_reply.clone(),
@@ -298,6 +318,7 @@ fn routes(
         ),
         onboarding: onboarding.clone(),
         portal,
+        throttle: throttle.clone(),
     }))
 }
 
@@ -396,15 +417,8 @@ pub async fn start_engine(
 }
 
 /// The server's periodic jobs, on the one timer idiom (see `background`).
-fn background_jobs(
-    settings: &Settings,
-    store: &Store,
-    router: &Router,
-    onboarding: &Onboarding,
-    inbox: Option<&Inbox>,
-    cluster: Option<&Cluster>,
-    metrics: &PrometheusHandle,
-) -> Background {
+fn background_jobs(settings: &Settings, r: &Running<'_>, metrics: &PrometheusHandle) -> Background {
+    let Running { store, router, onboarding, inbox, cluster, throttle, .. } = *r;
     const HOURLY: Duration = Duration::from_secs(3600);
     let jobs = Background::new();
     let token_check = settings.oauth.token_check_interval;
@@ -429,6 +443,18 @@ fn background_jobs(
                 if cluster.is_some() {
                     let _ = store.prune_nodes().await;
                 }
+            }
+        }
+    });
+    // Throttle counters of windows that ended count nothing: forgotten every minute, once per cluster.
+    let (t, c) = (throttle.clone(), cluster.cloned());
+    jobs.every(Duration::from_secs(60), First::AfterPeriod, move || {
+        let (throttle, cluster) = (t.clone(), c.clone());
+        async move {
+            if cluster.as_ref().is_none_or(Cluster::is_leader)
+                && let Err(e) = throttle.prune().await
+            {
+                tracing::warn!(error = %e, "cannot prune throttle counters; will try again");
             }
         }
     });

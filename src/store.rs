@@ -25,6 +25,7 @@ mod rotation;
 mod rows;
 pub mod sqlite;
 mod stuck;
+mod throttle;
 mod unhandled;
 mod users;
 
@@ -37,7 +38,9 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 pub use cluster::{DIRECTORY_CHANNEL, FiguresRecord, NodeRecord, OwnerRecord};
-pub use conversations::{ConversationEntry, ConversationReply, ConversationSummary};
+pub use conversations::{
+    CONVERSATION_WINDOW, COUNTED_AT_MOST, ConversationEntry, ConversationList, ConversationReply, ConversationSummary,
+};
 pub use inbox::{Pending, PendingPage};
 pub use model::{
     AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, Fence, InboxRow,

@@ -40,6 +40,15 @@ pub enum ApiError {
     Busy(&'static str),
     #[error("the request body arrived too slowly")]
     SlowBody,
+    /// Over a throttle: try again after this many seconds.
+    #[error("{0} Please wait {1} seconds and try again.")]
+    TooMany(&'static str, u64),
+    /// "Connect with Facebook" was continued without the page that names the client, in this browser.
+    #[error(
+        "This sign-in was not continued from the page that names the business it connects to, in this browser. \
+             Open the link you were sent again, check the business it names, and continue from there."
+    )]
+    StartNotShown,
     #[error("the request body was cut off")]
     BodyCutOff,
 }
@@ -144,6 +153,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::SlowBody => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyCutOff => StatusCode::BAD_REQUEST,
+            ApiError::TooMany(..) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::StartNotShown => StatusCode::FORBIDDEN,
         }
     }
 
@@ -151,7 +162,12 @@ impl ApiError {
     fn for_people(&self) -> bool {
         matches!(
             self,
-            ApiError::OnboardLink(_) | ApiError::UnknownClient(_) | ApiError::Callback(_) | ApiError::NotFound(_)
+            ApiError::OnboardLink(_)
+                | ApiError::UnknownClient(_)
+                | ApiError::Callback(_)
+                | ApiError::NotFound(_)
+                | ApiError::TooMany(..)
+                | ApiError::StartNotShown
         )
     }
 }
@@ -159,7 +175,13 @@ impl ApiError {
 /// Maps rejections to answers.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     if let Some(e) = rejection.find::<ApiError>().filter(|e| e.for_people()) {
-        return Ok(html::error(e.status(), &e.to_string()));
+        let mut page = html::error(e.status(), &e.to_string());
+        if let ApiError::TooMany(_, wait) = e
+            && let Ok(value) = warp::http::HeaderValue::from_str(&wait.to_string())
+        {
+            page.headers_mut().insert("retry-after", value);
+        }
+        return Ok(page);
     }
     let (status, message) = if let Some(e) = rejection.find::<ApiError>() {
         (e.status(), e.to_string())

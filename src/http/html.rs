@@ -69,6 +69,31 @@ pub enum Retry {
 }
 
 /// What happened in a Facebook Login, in plain words.
+/// The first page of an onboarding link: whose the Pages will be, before anything goes to Facebook. `fields`
+/// are the link's own (sent on with the button), `shown` proves the page was shown in this browser.
+pub fn start(client_name: &str, fields: &[(&str, &str)], shown: &str) -> Response {
+    page(
+        StatusCode::OK,
+        "Connect your Facebook Pages",
+        html! {
+            h1 { "Connect your Facebook Pages" }
+            p class="banner warn" id="client" {
+                "You are connecting your Facebook Pages to " strong { (client_name) } "."
+            }
+            p {
+                "Facebook will ask which Pages to share. Whoever runs " strong { (client_name) } " on Switchboard will \
+                 then answer those Pages' Messenger and Instagram messages with their bot."
+            }
+            p { "If you do not work with " (client_name) ", stop here: this link was meant for them." }
+            form method="post" action="/api/auth/facebook/start" {
+                @for (name, value) in fields { input type="hidden" name=(name) value=(value); }
+                input type="hidden" name="shown" value=(shown);
+                button type="submit" id="continue" { "Continue to Facebook" }
+            }
+        },
+    )
+}
+
 pub fn outcome(o: &Outcome, retry: &Retry) -> Response {
     let class = o.tone().class();
     let headline = match o.kind {
@@ -82,6 +107,8 @@ pub fn outcome(o: &Outcome, retry: &Retry) -> Response {
         headline,
         html! {
             h1 { (headline) }
+            @let client = if o.client_name.is_empty() { o.client_slug.as_str() } else { o.client_name.as_str() };
+            p id="client" { "Business: " strong { (client) } }
             @if let Some(message) = &o.message { p class={"banner " (class)} id="outcome" { (message) } }
             @if !o.connected.is_empty() {
                 h2 { "Connected" }

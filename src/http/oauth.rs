@@ -2,6 +2,7 @@
 //! the data-deletion status page and the connect result page.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::json;
 use warp::reply::Response;
@@ -10,8 +11,12 @@ use warp::{Filter, Rejection, Reply};
 use super::cookies;
 use super::error::{ApiError, found};
 use super::html;
+use super::server::ClientAddr;
+use super::throttle::{START_ADDRESS, START_LINK, Throttle};
 use crate::domain::ClientSlug;
 use crate::onboarding::{CallbackQuery, MetaCallbackError, Onboarding, OutcomeKind};
+use crate::secrets::tokens;
+use crate::store::Client;
 
 type Query = HashMap<String, String>;
 
@@ -33,19 +38,35 @@ pub fn browser_cookie(o: &Onboarding, value: &str) -> String {
 pub fn routes(
     onboarding: Onboarding,
     bodies: std::sync::Arc<super::BodyBudget>,
+    throttle: std::sync::Arc<Throttle>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let form = super::body::form(16 * 1024, bodies);
     let with = warp::any().map(move || onboarding.clone());
     let cookies = warp::header::optional::<String>("cookie");
-    let start = warp::path!("api" / "auth" / "facebook" / "start")
+    let show = warp::path!("api" / "auth" / "facebook" / "start")
         .and(warp::get())
         .and(warp::query::<Query>())
         .and(cookies)
         .and(with.clone())
         .and_then(|q: Query, cookies: Option<String>, o: Onboarding| async move {
             let browser = cookies::cookie_value(cookies.as_deref(), browser_cookie_name(&o));
-            start(&q, browser, &o).await
+            show_start(&q, browser, &o).await
         });
+    let with_throttle = warp::any().map(move || throttle.clone());
+    let start = warp::path!("api" / "auth" / "facebook" / "start")
+        .and(warp::post())
+        .and(form.clone())
+        .and(cookies)
+        .and(warp::ext::optional::<ClientAddr>())
+        .and(with.clone())
+        .and(with_throttle)
+        .and_then(
+            |f: Query, cookies: Option<String>, client: Option<ClientAddr>, o: Onboarding, t: Arc<Throttle>| async move {
+                let browser = cookies::cookie_value(cookies.as_deref(), browser_cookie_name(&o));
+                start(&f, browser, client, &o, &t).await
+            },
+        );
+    let start = show.or(start).unify();
     let callback = warp::path!("api" / "auth" / "facebook" / "callback")
         .and(warp::get())
         .and(warp::query::<CallbackQuery>())
@@ -88,7 +109,8 @@ pub fn routes(
     start.or(callback).unify().or(deauthorize).unify().or(deletion_status).unify().or(result).unify()
 }
 
-async fn start(q: &Query, browser: Option<&str>, o: &Onboarding) -> Result<Response, Rejection> {
+/// The client an onboarding link (its query or form fields) is for, once the link is verified.
+async fn linked_client(q: &Query, o: &Onboarding) -> Result<Client, Rejection> {
     let get = |k: &str| q.get(k).map(String::as_str);
     let slug = o
         .links()
@@ -98,11 +120,56 @@ async fn start(q: &Query, browser: Option<&str>, o: &Onboarding) -> Result<Respo
         Ok(slug) => o.store().client_by_slug(&slug).await.map_err(unavailable)?,
         Err(_) => None,
     };
-    let client = client.ok_or_else(|| warp::reject::custom(ApiError::UnknownClient(slug.clone())))?;
+    client.ok_or_else(|| warp::reject::custom(ApiError::UnknownClient(slug)))
+}
+
+/// What proves the start page was shown in this browser: a hash of the browser's own cookie value, which a page
+/// elsewhere can neither read nor send along with a cross-site POST (the cookie is SameSite=Lax).
+fn shown_token(browser: &str) -> String {
+    hex::encode(tokens::hash(&format!("switchboard/start-shown/v1\0{browser}")))
+}
+
+/// `GET start`: a page that names the business the Pages will be connected to, with the button that goes on
+/// to Facebook. A link forwarded to someone else says whose it is before anything happens; nothing is stored.
+async fn show_start(q: &Query, browser: Option<&str>, o: &Onboarding) -> Result<Response, Rejection> {
+    let client = linked_client(q, o).await?;
+    let browser = browser.filter(|b| tokens::is_token(b)).map_or_else(tokens::random_token, str::to_owned);
+    let fields: Vec<(&str, &str)> = ["client", "expires", "sig", "rerequest"]
+        .into_iter()
+        .filter_map(|k| q.get(k).map(|v| (k, v.as_str())))
+        .collect();
+    let page = html::start(&client.name, &fields, &shown_token(&browser));
+    Ok(warp::reply::with_header(page, "set-cookie", browser_cookie(o, &browser)).into_response())
+}
+
+/// `POST start`, from the start page: throttled per address and per link, then the state is made and the
+/// browser goes to Facebook's dialog.
+async fn start(
+    f: &Query,
+    browser: Option<&str>,
+    client_addr: Option<ClientAddr>,
+    o: &Onboarding,
+    throttle: &Throttle,
+) -> Result<Response, Rejection> {
+    let shown = f.get("shown").map(String::as_str).unwrap_or_default();
+    let Some(browser) = browser.filter(|b| tokens::same(&shown_token(b), shown)) else {
+        return Err(warp::reject::custom(ApiError::StartNotShown));
+    };
+    let client = linked_client(f, o).await?;
+    let address = client_addr.map_or_else(|| "unknown".to_owned(), |c| c.key().to_string());
+    let sig = f.get("sig").map(String::as_str).unwrap_or_default();
+    for (limit, key, what) in [
+        (START_ADDRESS, address.as_str(), "Too many Facebook sign-ins were started from this address."),
+        (START_LINK, sig, "Too many Facebook sign-ins were started from this link."),
+    ] {
+        if let Err(wait) = throttle.hit(limit, key).await.map_err(unavailable)? {
+            return Err(warp::reject::custom(ApiError::TooMany(what, wait)));
+        }
+    }
     // Verified above, so the flow (and whatever its result page offers) ends when the link does.
-    let link_expires = get("expires").and_then(|e| e.parse::<i64>().ok());
-    let begun =
-        o.begin(client.id, None, get("rerequest") == Some("1"), browser, link_expires).await.map_err(unavailable)?;
+    let link_expires = f.get("expires").and_then(|e| e.parse::<i64>().ok());
+    let rerequest = f.get("rerequest").is_some_and(|r| r == "1");
+    let begun = o.begin(client.id, None, rerequest, Some(browser), link_expires).await.map_err(unavailable)?;
     Ok(warp::reply::with_header(found(&begun.dialog), "set-cookie", browser_cookie(o, &begun.browser)).into_response())
 }
 
@@ -125,8 +192,10 @@ async fn meta_callback(form: &Query, o: &Onboarding, delete: bool) -> Result<Res
 
 async fn connect_result(key: &str, o: &Onboarding) -> Result<Response, Rejection> {
     let not_found = || warp::reject::custom(ApiError::NotFound("this result is not known (or has expired)".to_owned()));
-    let hash = hex::decode(key).map_err(|_| not_found())?;
-    let stored = o.store().oauth_outcome(&hash).await.map_err(unavailable)?.ok_or_else(not_found)?;
+    if !tokens::is_token(key) {
+        return Err(not_found());
+    }
+    let stored = o.store().oauth_outcome(key).await.map_err(unavailable)?.ok_or_else(not_found)?;
     if crate::clock::now() - stored.created_at
         > chrono::Duration::from_std(crate::onboarding::STATE_KEPT).unwrap_or_default()
     {

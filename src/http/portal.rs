@@ -46,6 +46,8 @@ pub struct PortalState {
     /// Mark cookies Secure and `__Host-` (the public URL is https).
     pub secure: bool,
     pub throttle: Arc<LoginThrottle>,
+    /// Requests per signed-in session.
+    pub pace: Arc<session::SessionPace>,
     pub session_ttl: Duration,
     /// In a cluster: the figures every node shows are the owners' snapshots in the database, not this node's.
     pub shared_figures: bool,

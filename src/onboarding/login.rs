@@ -104,8 +104,10 @@ impl Onboarding {
             },
         };
         outcome.client_slug = client.slug.to_string();
+        outcome.client_name = client.name.clone();
         let json = serde_json::to_string(&outcome).unwrap_or_default();
-        self.store.set_oauth_outcome(&hash, &json).await?;
+        let result = random_token();
+        self.store.set_oauth_outcome(&hash, &result, &json).await?;
         self.audit(
             Actor::user_or_link(consumed.user_id),
             "oauth.completed",
@@ -121,8 +123,8 @@ impl Onboarding {
         .await;
         // Started from the portal: back to it, with the banner; from a link: the public result page.
         Ok(match consumed.user_id {
-            Some(_) => format!("/portal?result={}", hex::encode(hash)),
-            None => format!("/portal/connect-result/{}", hex::encode(hash)),
+            Some(_) => format!("/portal?result={result}"),
+            None => format!("/portal/connect-result/{result}"),
         })
     }
 

@@ -58,13 +58,18 @@ pub async fn hash(password: SecretString) -> Result<String, PasswordError> {
     .map_err(|e| PasswordError::Hash(e.to_string()))?
 }
 
-/// True when `password` matches `stored`. The parameters come from the stored hash, so raising the
-/// defaults later keeps old hashes verifiable.
+/// True when `password` matches `stored`, after waiting for a turn among the hashes that run at once. The
+/// parameters come from the stored hash, so raising the defaults later keeps old hashes verifiable.
 pub async fn verify(password: SecretString, stored: String) -> Result<bool, PasswordError> {
+    let _turn = AT_ONCE.acquire().await.map_err(|e| PasswordError::Hash(e.to_string()))?;
+    check(password, stored).await
+}
+
+/// [`verify`] for a caller that decides itself how many run at once (sign-in keeps lanes of its own).
+pub async fn check(password: SecretString, stored: String) -> Result<bool, PasswordError> {
     if password.expose_secret().len() > MAX_LEN {
         return Ok(false);
     }
-    let _turn = AT_ONCE.acquire().await.map_err(|e| PasswordError::Hash(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         match argon2().verify_password(password.expose_secret().as_bytes(), stored.as_str()) {
             Ok(()) => Ok(true),

@@ -32,13 +32,29 @@ pub struct ConversationReply {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-/// A conversation on a Page: the customer, how many of their events are stored, and the newest one.
+/// A conversation on a Page: the customer, how many of their events are stored (at most
+/// [`COUNTED_AT_MOST`]), and the newest one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationSummary {
     pub customer_id: String,
     pub events: i64,
     pub last: ConversationEntry,
 }
+
+/// One page of a Page's conversation list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationSummary>,
+    /// The list read [`CONVERSATION_WINDOW`] messages and stopped: older conversations may follow below this
+    /// inbox id (the next page's cursor, if this page is not full).
+    pub read_down_to: Option<i64>,
+}
+
+/// How many of a Page's newest kept messages one page of its conversation list reads, at most: the list costs
+/// the same however many messages a Page keeps.
+pub const CONVERSATION_WINDOW: i64 = 20_000;
+/// A conversation's messages are counted up to this many.
+pub const COUNTED_AT_MOST: i64 = 10_000;
 
 /// (customer, events, id, event, status, reason, received, reply body, message id, sent): one entry per row,
 /// repeated for each of its replies.
@@ -73,29 +89,50 @@ macro_rules! entry_query {
 
 impl Store {
     /// The conversations on `page` whose newest event is older than `before` (an inbox id; `None` for the
-    /// newest), newest activity first, at most `limit`.
+    /// newest), newest activity first, at most `limit`, found among the page's newest [`CONVERSATION_WINDOW`]
+    /// messages below `before` (a customer with a message at or after `before` was listed already).
     pub async fn conversations(
         &self,
         page: &str,
         before: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<ConversationSummary>, StoreError> {
-        let rows: Vec<EntryRow> = on!(self, |pool| {
-            sqlx::query_as(entry_query!(
-                "SELECT customer_id, MAX(id) AS id, COUNT(*) AS events FROM webhook_inbox \
-                 WHERE page_id = $1 AND customer_id IS NOT NULL GROUP BY customer_id \
-                 HAVING MAX(id) < $2 ORDER BY MAX(id) DESC LIMIT $3"
+    ) -> Result<ConversationList, StoreError> {
+        let before = before.unwrap_or(i64::MAX);
+        let (rows, window): (Vec<EntryRow>, (i64, Option<i64>)) = on!(self, |pool| {
+            let rows = sqlx::query_as(entry_query!(
+                "WITH recent AS (SELECT customer_id, id FROM webhook_inbox \
+                     WHERE page_id = $1 AND customer_id IS NOT NULL AND id < $2 ORDER BY id DESC LIMIT $4), \
+                 latest AS (SELECT customer_id, MAX(id) AS id FROM recent GROUP BY customer_id), \
+                 fresh AS (SELECT customer_id, id FROM latest l WHERE NOT EXISTS (SELECT 1 FROM webhook_inbox n \
+                     WHERE n.page_id = $1 AND n.customer_id = l.customer_id AND n.id >= $2) \
+                     ORDER BY id DESC LIMIT $3) \
+                 SELECT customer_id, id, (SELECT COUNT(*) FROM (SELECT 1 FROM webhook_inbox c WHERE c.page_id = $1 \
+                     AND c.customer_id = fresh.customer_id LIMIT $5) counted) AS events FROM fresh"
             ))
             .bind(page)
-            .bind(before.unwrap_or(i64::MAX))
+            .bind(before)
             .bind(limit)
+            .bind(CONVERSATION_WINDOW)
+            .bind(COUNTED_AT_MOST)
             .fetch_all(pool)
-            .await?
+            .await?;
+            let window: (i64, Option<i64>) = sqlx::query_as(
+                "SELECT CAST(COUNT(*) AS BIGINT), MIN(id) FROM (SELECT id FROM webhook_inbox \
+                 WHERE page_id = $1 AND customer_id IS NOT NULL AND id < $2 ORDER BY id DESC LIMIT $3) w",
+            )
+            .bind(page)
+            .bind(before)
+            .bind(CONVERSATION_WINDOW)
+            .fetch_one(pool)
+            .await?;
+            (rows, window)
         });
-        Ok(grouped(rows)
+        let conversations = grouped(rows)
             .into_iter()
             .map(|(customer_id, events, last)| ConversationSummary { customer_id, events, last })
-            .collect())
+            .collect();
+        let read_down_to = window.1.filter(|_| window.0 >= CONVERSATION_WINDOW);
+        Ok(ConversationList { conversations, read_down_to })
     }
 
     /// The events of the conversation with `customer` on `page` older than `before` (an inbox id; `None` for

@@ -66,24 +66,27 @@ impl Store {
         })
     }
 
-    /// Records what the callback did, for the result page.
-    pub async fn set_oauth_outcome(&self, state_hash: &[u8], outcome: &str) -> Result<(), StoreError> {
+    /// Records what the callback did, for the result page at `result_id` (a random id of its own: nothing about
+    /// the state, which Facebook's dialog URL carries, leads to it).
+    pub async fn set_oauth_outcome(&self, state_hash: &[u8], result_id: &str, outcome: &str) -> Result<(), StoreError> {
         on!(self, |pool| {
-            sqlx::query("UPDATE oauth_states SET outcome = $2 WHERE state_hash = $1")
+            sqlx::query("UPDATE oauth_states SET outcome = $2, result_id = $3 WHERE state_hash = $1")
                 .bind(state_hash)
                 .bind(outcome)
+                .bind(result_id)
                 .execute(pool)
                 .await?;
             Ok(())
         })
     }
 
-    pub async fn oauth_outcome(&self, state_hash: &[u8]) -> Result<Option<OAuthOutcome>, StoreError> {
+    /// What the callback whose result page is `result_id` did.
+    pub async fn oauth_outcome(&self, result_id: &str) -> Result<Option<OAuthOutcome>, StoreError> {
         on!(self, |pool| {
             let row: Option<OutcomeRow> = sqlx::query_as(
-                "SELECT client_id, created_at, outcome, link_expires_at FROM oauth_states WHERE state_hash = $1",
+                "SELECT client_id, created_at, outcome, link_expires_at FROM oauth_states WHERE result_id = $1",
             )
-            .bind(state_hash)
+            .bind(result_id)
             .fetch_optional(pool)
             .await?;
             Ok(row.and_then(|(client_id, created_at, outcome, link_expires_at)| {

@@ -201,7 +201,7 @@ async fn a_facebook_dialog_forwarded_to_another_browser_connects_nothing_in_a_re
     let slug = switchboard::domain::ClientSlug::parse("rural-king").unwrap();
     let start = app
         .url(&format!("/api/auth/facebook/start?{}", links.sign(&slug, switchboard::clock::now().timestamp() + 600)));
-    let resp = app.http.get(&start).send().await.unwrap();
+    let resp = crate::support::login::press_continue(&app.http, &start).await.unwrap();
     let dialog = resp.headers()["location"].to_str().unwrap().to_owned();
     // …and sends it to the admin of the Woodstock Outlet Page, who consents in their own browser.
     let c = browser(&driver).await;

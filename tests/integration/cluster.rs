@@ -317,3 +317,42 @@ async fn a_page_connected_elsewhere_is_answered_whichever_node_its_first_webhook
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_limits_are_counted_across_nodes_and_survive_a_restart() {
+    let rig = rig().await;
+    let hash = switchboard::secrets::password::hash(secrecy::SecretString::from(crate::portal::PASSWORD.to_owned()))
+        .await
+        .unwrap();
+    rig.db
+        .store
+        .create_user(&switchboard::store::NewUser {
+            email: switchboard::domain::Email::parse("ops@switchboard.example").unwrap(),
+            password_hash: hash,
+            role: switchboard::domain::Role::Operator,
+            client_id: None,
+            must_change_password: false,
+        })
+        .await
+        .unwrap();
+    let mut nodes: HashMap<String, Server> = ["n1", "n2"].map(|n| (n.to_owned(), node(&rig, n))).into();
+    let attempt = |node: &Server| {
+        let url = node.url("/portal/login");
+        async move {
+            let b = crate::portal::browser();
+            let page = b.get(&url).send().await.unwrap().text().await.unwrap();
+            let csrf = crate::portal::field(&page, "csrf");
+            let form = [("csrf", csrf.as_str()), ("email", "ops@switchboard.example"), ("password", "a wrong guess!")];
+            b.post(&url).form(&form).send().await.unwrap().status().as_u16()
+        }
+    };
+    // Five wrong guesses at the account on one node: the sixth, on the other node, is slowed.
+    for _ in 0..5 {
+        assert_eq!(attempt(&nodes["n1"]).await, 401);
+    }
+    assert_eq!(attempt(&nodes["n2"]).await, 429, "the nodes count together");
+    // A restart forgets nothing.
+    nodes.remove("n2").unwrap().stop_cleanly();
+    nodes.insert("n2".to_owned(), node(&rig, "n2"));
+    assert_eq!(attempt(&nodes["n2"]).await, 429, "still slowed after a restart");
+}

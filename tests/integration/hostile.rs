@@ -20,11 +20,8 @@ async fn a_dialog_forwarded_to_another_browser_connects_nothing() {
     let app = fresh_app().await;
     // The attacker holds Rural King's onboarding link and starts the flow in their own browser…
     let attacker = browser();
-    let resp = attacker
-        .get(link_until(&app, "rural-king", switchboard::clock::now().timestamp() + 3600))
-        .send()
-        .await
-        .unwrap();
+    let link = link_until(&app, "rural-king", switchboard::clock::now().timestamp() + 3600);
+    let resp = crate::support::login::press_continue(&attacker, &link).await.unwrap();
     assert_eq!(resp.status().as_u16(), 302);
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
@@ -56,7 +53,7 @@ async fn connect_again_never_outlives_the_link_the_flow_started_from() {
     let app = fresh_app().await;
     let b = browser();
     let expires = switchboard::clock::now().timestamp() + 3;
-    let resp = b.get(link_until(&app, "woodstock-outlet", expires)).send().await.unwrap();
+    let resp = crate::support::login::press_continue(&b, &link_until(&app, "woodstock-outlet", expires)).await.unwrap();
     let dialog = url::Url::parse(&location(&resp)).unwrap();
     let state: HashMap<String, String> = dialog.query_pairs().into_owned().collect();
     // "Cancelled", straight to the callback, without Facebook.
@@ -314,4 +311,147 @@ async fn relay_calls_reach_no_private_address() {
         failure_of(&app, "https://169.254.169.254/latest/meta-data", "m_p3").await.contains("not a public address")
     );
     assert!(app.sent().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_onboarding_link_names_the_business_first_and_its_result_page_cannot_be_guessed() {
+    let app = fresh_app().await;
+    let link = link_until(&app, "woodstock-outlet", switchboard::clock::now().timestamp() + 3600);
+    // Whoever opens the link is told whose the Pages will be before anything happens; nothing is stored.
+    let b = browser();
+    let first = b.get(&link).send().await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let html = first.text().await.unwrap();
+    assert!(
+        html.contains("You are connecting your Facebook Pages to <strong>Client woodstock-outlet</strong>"),
+        "{html}"
+    );
+    assert_eq!(app.db.count("oauth_states").await, 0, "showing the page stores nothing");
+    // The button only works from that page, in that browser: another browser, or a page elsewhere posting the
+    // link's fields (its SameSite cookie stays behind), starts nothing.
+    let fields = crate::support::login::hidden_fields(&html);
+    for (who, other) in [("another browser", browser()), ("no cookie", reqwest::Client::new())] {
+        let resp = other.post(app.url("/api/auth/facebook/start")).form(&fields).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 403, "{who}");
+        assert!(resp.text().await.unwrap().contains("not continued from the page that names the business"), "{who}");
+    }
+    let forged: Vec<(String, String)> =
+        fields.iter().map(|(k, v)| (k.clone(), if k == "shown" { "0".repeat(64) } else { v.clone() })).collect();
+    assert_eq!(b.post(app.url("/api/auth/facebook/start")).form(&forged).send().await.unwrap().status().as_u16(), 403);
+    assert_eq!(app.db.count("oauth_states").await, 0, "nothing was started");
+
+    // Continued from the page: the dialog, then a result page that names the business too.
+    let resp = b.post(app.url("/api/auth/facebook/start")).form(&fields).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    let dialog = url::Url::parse(&location(&resp)).unwrap();
+    let state = dialog.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let callback = decide(&b, &dialog, &[PAGE_A], "continue").await;
+    let result = location(&b.get(&callback).send().await.unwrap());
+    let page = b.get(app.url(&result)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Business: <strong>Client woodstock-outlet</strong>"), "{page}");
+    // Whoever saw the dialog URL (its state) cannot derive the result page's address.
+    let derived = format!("/portal/connect-result/{}", hex::encode(switchboard::secrets::tokens::hash(&state)));
+    assert_ne!(result, derived);
+    assert_eq!(b.get(app.url(&derived)).send().await.unwrap().status().as_u16(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_facebook_login_is_throttled_per_address_and_per_link() {
+    let app = spawn_app(Options {
+        connect: false,
+        ..Options::with(|s| s.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()])
+    })
+    .await;
+    crate::support::client(&app.db.store, "woodstock-outlet").await;
+    let link = link_until(&app, "woodstock-outlet", switchboard::clock::now().timestamp() + 3600);
+    let start_from = |xff: String| {
+        let link = link.clone();
+        async move {
+            let b = reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers([("x-forwarded-for".parse().unwrap(), xff.parse().unwrap())].into_iter().collect())
+                .build()
+                .unwrap();
+            let resp = crate::support::login::press_continue(&b, &link).await.unwrap();
+            (resp.status().as_u16(), resp.headers().get("retry-after").is_some())
+        }
+    };
+    // One address: 10 starts a minute, then 429 with Retry-After.
+    let mut from_one = Vec::new();
+    for _ in 0..12 {
+        from_one.push(start_from("203.0.113.7".to_owned()).await);
+    }
+    assert_eq!(from_one.iter().filter(|(s, _)| *s == 302).count(), 10, "{from_one:?}");
+    assert!(from_one[10..].iter().all(|r| *r == (429, true)), "{from_one:?}");
+    // One link, from many addresses: 20 an hour.
+    let mut from_many = Vec::new();
+    for i in 0..12 {
+        from_many.push(start_from(format!("198.51.100.{i}")).await);
+    }
+    assert_eq!(from_many.iter().filter(|(s, _)| *s == 302).count(), 10, "the link had 10 starts left: {from_many:?}");
+    assert_eq!(app.db.count("oauth_states").await, 20, "a state per start allowed, none beyond");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_flood_from_many_addresses_never_queues_ahead_of_the_owners_known_browser() {
+    let app = spawn_app(Options::with(|s| s.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()])).await;
+    add_user(&app, "owner@woodstock.example", Some(app.clients[0].id)).await;
+    let owner = browser();
+    assert_eq!(sign_in(&app, &owner, "owner@woodstock.example", PASSWORD).await.status().as_u16(), 303);
+    let _ = owner.post(app.url("/portal/logout")).send().await;
+
+    // 40 addresses, each guessing at an account of its own, so no per-address or per-account limit stops them:
+    // every one costs a password check.
+    let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let flood: Vec<_> = (0..40)
+        .map(|i| {
+            let (url, done) = (app.url("/portal/login"), done.clone());
+            tokio::spawn(async move {
+                let b = browser();
+                let xff = format!("203.0.113.{i}");
+                let page = b.get(&url).header("x-forwarded-for", &xff).send().await.unwrap().text().await.unwrap();
+                let csrf = field(&page, "csrf");
+                let email = format!("guess{i}@x.example");
+                let form = [("csrf", csrf.as_str()), ("email", email.as_str()), ("password", "guess guess guess")];
+                let status = b.post(&url).header("x-forwarded-for", &xff).form(&form).send().await.unwrap().status();
+                done.lock().unwrap().push((std::time::Instant::now(), status.as_u16()));
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = sign_in(&app, &owner, "owner@woodstock.example", PASSWORD).await;
+    let owner_done = std::time::Instant::now();
+    assert_eq!(resp.status().as_u16(), 303, "the owner's known browser signs in");
+    for f in flood {
+        f.await.unwrap();
+    }
+    let done = done.lock().unwrap();
+    let checked_before: usize = done.iter().filter(|(at, status)| *at < owner_done && *status == 401).count();
+    // The owner's check ran in a lane of its own: at most the checks already running finished ahead of it.
+    assert!(checked_before <= 6, "{checked_before} of the flood's password checks went before the owner's");
+    let busy = done.iter().filter(|(_, status)| *status == 429).count();
+    assert!(busy > 0, "beyond the waiting room, the flood is told to try again: {done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_pulling_portal_pages_in_a_loop_is_slowed_and_others_are_not() {
+    let app = spawn_app(Options::default()).await;
+    add_user(&app, "owner@woodstock.example", Some(app.clients[0].id)).await;
+    add_user(&app, "other@woodstock.example", Some(app.clients[0].id)).await;
+    let (script, person) = (browser(), browser());
+    assert_eq!(sign_in(&app, &script, "owner@woodstock.example", PASSWORD).await.status().as_u16(), 303);
+    assert_eq!(sign_in(&app, &person, "other@woodstock.example", PASSWORD).await.status().as_u16(), 303);
+    let path = format!("/portal/pages/{PAGE_A}/conversations");
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        let resp = script.get(app.url(&path)).send().await.unwrap();
+        if resp.status().as_u16() == 429 {
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        statuses.push(resp.status().as_u16());
+    }
+    let slowed = statuses.iter().filter(|s| **s == 429).count();
+    assert!(slowed > 0 && statuses[..20].iter().all(|s| *s == 200), "a burst of 20, then slowed: {statuses:?}");
+    assert_eq!(page(&app, &person, &path).await.0, 200, "another session is not slowed");
 }

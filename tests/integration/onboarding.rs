@@ -32,8 +32,12 @@ pub(crate) fn location(resp: &reqwest::Response) -> String {
 /// The person's side of the login: open the link, read the consent page, press a button with these
 /// permissions ticked. Returns the callback URL the dialog redirects to.
 async fn consent(app: &TestApp, start: &str, scopes: &[&str], decision: &str) -> String {
-    let resp = app.http.get(start).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 302, "start redirects to the dialog");
+    let first = app.http.get(start).send().await.unwrap();
+    assert_eq!(first.status().as_u16(), 200, "the link shows whose the Pages will be first");
+    let page = first.text().await.unwrap();
+    assert!(page.contains("You are connecting your Facebook Pages to <strong>Client "), "{page}");
+    let resp = crate::support::login::press_continue(&app.http, start).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302, "its button goes on to the dialog");
     let dialog = url::Url::parse(&location(&resp)).unwrap();
     assert!(dialog.as_str().starts_with(&format!("{}/v25.0/dialog/oauth", app.meta.url())), "{dialog}");
     let q: std::collections::HashMap<String, String> = dialog.query_pairs().into_owned().collect();
@@ -213,7 +217,7 @@ async fn bad_links_are_refused_with_a_clear_page_and_nothing_stored() {
         assert!(resp.text().await.unwrap().contains(needle), "{url}");
     }
     assert_eq!(app.db.count("oauth_states").await, 0, "no state was created for a bad link");
-    let resp = app.http.get(&good).send().await.unwrap();
+    let resp = crate::support::login::press_continue(&app.http, &good).await.unwrap();
     assert_eq!(resp.status().as_u16(), 302, "the genuine link still works");
 }
 
@@ -362,7 +366,7 @@ async fn operators_check_disconnect_and_send_links_from_the_cli() {
 
     let (code, link, err) = cli(&["client", "onboard-link", "woodstock-outlet", "--ttl", "1h"]);
     assert_eq!(code, Some(0), "{err}");
-    let resp = app.http.get(link.trim()).send().await.unwrap();
+    let resp = crate::support::login::press_continue(&app.http, link.trim()).await.unwrap();
     assert_eq!(resp.status().as_u16(), 302, "the printed link starts the login");
     assert_eq!(cli(&["client", "onboard-link", "woodstock-outlet", "--ttl", "0s"]).0, Some(2));
     assert_eq!(cli(&["client", "onboard-link", "nobody", "--ttl", "1h"]).0, Some(2));

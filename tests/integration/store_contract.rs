@@ -26,7 +26,38 @@ on_both_backends!(
     conversation_holds_only_grow_are_released_and_pruned,
     conversations_are_listed_by_latest_activity_and_paged_with_their_replies,
     stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending,
+    a_conversation_list_reads_a_bounded_window_and_pages_on_below_it,
 );
+
+/// A Page with a chatty customer: one page of its conversation list reads at most `CONVERSATION_WINDOW` of its
+/// messages (not all of them), counts a conversation's messages up to `COUNTED_AT_MOST`, and the next page goes
+/// on below the window, so no conversation is out of reach.
+async fn a_conversation_list_reads_a_bounded_window_and_pages_on_below_it(db: TestDb) {
+    use switchboard::store::{CONVERSATION_WINDOW, COUNTED_AT_MOST, InboxRow};
+    let store = &db.store;
+    let row = |customer: &str, n: i64| InboxRow {
+        page_id: "1".into(),
+        dedup_key: format!("m:{customer}:{n}"),
+        event: "{}".into(),
+        customer_id: Some(customer.into()),
+        done: true,
+    };
+    store.inbox_insert(&[row("900", 0)]).await.unwrap();
+    let chatty: Vec<InboxRow> = (0..CONVERSATION_WINDOW).map(|n| row("901", n)).collect();
+    for chunk in chatty.chunks(2_000) {
+        store.inbox_insert(chunk).await.unwrap();
+    }
+    store.inbox_insert(&[row("902", 0)]).await.unwrap();
+
+    let first = store.conversations("1", None, 21).await.unwrap();
+    let listed: Vec<(&str, i64)> = first.conversations.iter().map(|c| (c.customer_id.as_str(), c.events)).collect();
+    assert_eq!(listed, [("902", 1), ("901", COUNTED_AT_MOST)], "the window holds these two; the count is capped");
+    let below = first.read_down_to.expect("the window was full: the list goes on below it");
+    let next = store.conversations("1", Some(below), 21).await.unwrap();
+    let listed: Vec<&str> = next.conversations.iter().map(|c| c.customer_id.as_str()).collect();
+    assert_eq!(listed, ["900"], "below the window: the oldest conversation, and 901 not again");
+    assert_eq!(next.read_down_to, None, "nothing more to read");
+}
 
 async fn stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending(db: TestDb) {
     use switchboard::store::{InboxRow, StuckPage};
@@ -102,16 +133,16 @@ async fn conversations_are_listed_by_latest_activity_and_paged_with_their_replie
         .await
         .unwrap();
 
-    let listed = store.conversations("1", None, 2).await.unwrap();
+    let listed = store.conversations("1", None, 2).await.unwrap().conversations;
     let summary: Vec<(&str, i64, i64)> = listed.iter().map(|c| (c.customer_id.as_str(), c.events, c.last.id)).collect();
     assert_eq!(summary, [("703", 1, id(4)), ("701", 2, id(2))], "newest activity first; receipts are no conversation");
-    let rest = store.conversations("1", Some(id(2)), 2).await.unwrap();
+    let rest = store.conversations("1", Some(id(2)), 2).await.unwrap().conversations;
     assert_eq!(rest.iter().map(|c| c.customer_id.as_str()).collect::<Vec<_>>(), ["702"]);
     assert_eq!(
         (rest[0].last.status.as_str(), rest[0].last.reason.as_deref()),
         ("failed", Some("the bot failed: timeout"))
     );
-    assert_eq!(store.conversations("2", None, 10).await.unwrap().len(), 1, "each page its own");
+    assert_eq!(store.conversations("2", None, 10).await.unwrap().conversations.len(), 1, "each page its own");
 
     let talk = store.conversation("1", "701", None, 10).await.unwrap();
     assert_eq!(talk.iter().map(|e| e.id).collect::<Vec<_>>(), [id(2), id(0)], "newest first");
@@ -623,10 +654,11 @@ async fn old_oauth_states_are_pruned_and_recent_ones_kept(db: TestDb) {
             .await
             .unwrap();
     }
-    store.set_oauth_outcome(b"state-two", "{}").await.unwrap();
+    store.set_oauth_outcome(b"state-two", "result-two", "{}").await.unwrap();
+    assert!(store.oauth_outcome("result-two").await.unwrap().is_some(), "read by its result id");
     assert_eq!(store.prune_oauth_states(switchboard::clock::now() - chrono::Duration::hours(24)).await.unwrap(), 0);
     assert_eq!(db.count("oauth_states").await, 2, "states younger than the cut-off are kept");
     assert_eq!(store.prune_oauth_states(switchboard::clock::now() + chrono::Duration::seconds(1)).await.unwrap(), 2);
     assert_eq!(db.count("oauth_states").await, 0);
-    assert!(store.oauth_outcome(b"state-two").await.unwrap().is_none());
+    assert!(store.oauth_outcome("result-two").await.unwrap().is_none());
 }

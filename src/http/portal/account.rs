@@ -5,7 +5,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::access::{Page, Signed, signed_in};
-use super::session::{DEVICE_COOKIE, DEVICE_TTL_SECS, LOGIN_COOKIE, SESSION_COOKIE};
+use super::session::{DEVICE_COOKIE, DEVICE_TTL_SECS, LOGIN_COOKIE, NotNow, SESSION_COOKIE};
 use super::{Form, PortalState, views, with_cookie};
 use crate::domain::Email;
 use crate::http::PageError;
@@ -37,9 +37,6 @@ pub(super) async fn login(cookies: Option<&str>, client: Option<ClientAddr>, for
     // The client's address (what a trusted proxy forwarded), counted per IPv4 address or IPv6 /64.
     let address = client.map_or_else(|| "unknown".to_owned(), |c| c.key().to_string());
     let device = cookie_value(cookies, &s.cookie_name(DEVICE_COOKIE));
-    if let Err(wait) = s.throttle.attempt(&account, &address, device) {
-        return again(PageError::TooManyAttempts(wait));
-    }
     let user = match &email {
         Some(e) => s.store.user_by_email(e).await.unwrap_or(None),
         None => None,
@@ -50,7 +47,12 @@ pub(super) async fn login(cookies: Option<&str>, client: Option<ClientAddr>, for
         None => dummy_hash().await,
     };
     let typed = SecretString::from(form.get("password").cloned().unwrap_or_default());
-    let ok = password::verify(typed, stored).await.unwrap_or(false);
+    let ok = match s.throttle.check(&account, &address, device, typed, stored).await {
+        Ok(ok) => ok,
+        Err(NotNow::Wait(wait)) => return again(PageError::TooManyAttempts(wait)),
+        Err(NotNow::Busy) => return again(PageError::TooManyAttempts(1)),
+        Err(NotNow::Store(e)) => return PageError::from(e).page(),
+    };
     let Some(user) = user.filter(|_| ok) else {
         return again(PageError::BadCredentials);
     };

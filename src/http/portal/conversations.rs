@@ -129,8 +129,10 @@ pub(super) async fn list(page: &str, q: &Form, signed: Option<Signed>, s: &Porta
     let g = signed_in(signed)?.ready()?;
     let i = g.owned_page(page, s).await?;
     let before = cursor(q)?;
-    let mut rows = s.store.conversations(i.page_id.as_str(), before, CONVERSATIONS_PER_PAGE + 1).await?;
-    let older = more(&mut rows, CONVERSATIONS_PER_PAGE, |c| c.last.id);
+    let list = s.store.conversations(i.page_id.as_str(), before, CONVERSATIONS_PER_PAGE + 1).await?;
+    let mut rows = list.conversations;
+    // A full page continues below its last conversation; a page the read window cut short, below the window.
+    let older = more(&mut rows, CONVERSATIONS_PER_PAGE, |c| c.last.id).or(list.read_down_to);
     let holds = holds(s, &i).await?;
     // One entry per conversation: there is no earlier person's answer on it to explain a silence, so no pause.
     let conversations = rows

@@ -37,10 +37,10 @@ pub(super) async fn home(signed: Option<Signed>, q: &Form, s: &PortalState) -> P
         Principal::Client(client_id) => {
             let client =
                 s.store.client_by_id(client_id).await?.ok_or_else(|| StoreError::NotFound("client".to_owned()))?;
-            let outcome = match q.get("result").and_then(|h| hex::decode(h).ok()) {
-                Some(hash) => s
+            let outcome = match q.get("result").filter(|id| crate::secrets::tokens::is_token(id)) {
+                Some(id) => s
                     .store
-                    .oauth_outcome(&hash)
+                    .oauth_outcome(id)
                     .await?
                     .filter(|o| o.client_id == client_id)
                     .and_then(|o| serde_json::from_str::<Outcome>(&o.outcome).ok()),

@@ -9,6 +9,7 @@ use warp::{Filter, Rejection};
 
 use super::access::{Signed, session};
 use super::{Form, PortalState, account, admin, bot, conversations, pages, settings};
+use crate::http::ApiError;
 use crate::http::error::respond;
 use crate::http::server::ClientAddr;
 
@@ -29,9 +30,18 @@ pub fn routes(
     bodies: Arc<crate::http::BodyBudget>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let with = warp::any().map(move || state.clone()).boxed();
+    // A signed-in session's requests are paced (a script pulling pages in a loop is slowed, with 429).
     let signed = warp::header::optional::<String>("cookie")
         .and(with.clone())
-        .then(|cookies: Option<String>, s: PortalState| async move { (session(cookies.as_deref(), &s).await, s) })
+        .and_then(|cookies: Option<String>, s: PortalState| async move {
+            let signed = session(cookies.as_deref(), &s).await;
+            if let Some(g) = &signed
+                && let Err(wait) = s.pace.request(&crate::secrets::tokens::hash(&g.id))
+            {
+                return Err(warp::reject::custom(ApiError::TooMany("Too many requests from this session.", wait)));
+            }
+            Ok((signed, s))
+        })
         .untuple_one()
         .boxed();
     let form = crate::http::body::form(16 * 1024, bodies.clone()).boxed();

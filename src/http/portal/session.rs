@@ -7,17 +7,29 @@
 //! its attempts are counted on their own (5 a minute for that account and browser). Every other attempt is
 //! counted per client address (an IPv4 address or IPv6 /64, from `X-Forwarded-For` only behind a trusted
 //! proxy: 20 a minute) and per account (5 a minute). So an attacker without the password who keeps tripping
-//! an account's limit, from however many addresses, never locks out a browser its owner signed in with.
+//! an account's limit, from however many addresses, never locks out a browser its owner signed in with. The
+//! counts live in the database (`http::throttle`): every node of a cluster counts together, and a restart
+//! forgets nothing.
+//!
+//! Checking a password (argon2id, 19 MiB and tens of milliseconds of a core) is the expensive part, so at most
+//! [`CHECKS`] run at once, in two lanes: one for browsers that signed in to the account before, the others
+//! for everyone else, where each client address has at most one check running or waiting and at most
+//! [`WAITING`] wait in all (beyond that an attempt is told to try again in a moment). A flood from many
+//! addresses therefore queues behind itself, never in front of the owner's browser.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use dashmap::DashMap;
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
+use tokio::sync::Semaphore;
 
+use crate::http::throttle::{SIGN_IN_ACCOUNT, SIGN_IN_ADDRESS, SIGN_IN_KNOWN_BROWSER, Throttle};
+use crate::secrets::password;
 use crate::secrets::tokens::random_token;
+use crate::store::StoreError;
 
 pub const SESSION_COOKIE: &str = "sb_session";
 pub const LOGIN_COOKIE: &str = "sb_login";
@@ -25,28 +37,46 @@ pub const DEVICE_COOKIE: &str = "sb_device";
 
 /// How long a browser stays known to an account after it signed in.
 pub const DEVICE_TTL_SECS: u64 = 180 * 86_400;
+/// Password checks running at once: one lane for known browsers, the rest for everyone else.
+pub const CHECKS: usize = 4;
+/// Password checks of unknown browsers that may wait for a turn; more are told to try again in a moment.
+pub const WAITING: usize = 32;
 
-/// Sign-in attempts, kept in memory per process: per known browser of an account, per client address, and
-/// per account for browsers it does not know (see the module's doc).
+/// Why a sign-in attempt is not checked now.
+#[derive(Debug)]
+pub enum NotNow {
+    /// Over a limit: wait this many seconds.
+    Wait(u64),
+    /// Too many checks are waiting (or this address has one waiting already): try again in a moment.
+    Busy,
+    Store(StoreError),
+}
+
+/// Sign-in attempts: their counts (shared through the database), the device cookies that tell an owner's
+/// browser, and the lanes password checks wait in (see the module's doc).
 pub struct LoginThrottle {
-    devices: DefaultKeyedRateLimiter<String>,
-    accounts: DefaultKeyedRateLimiter<String>,
-    addresses: DefaultKeyedRateLimiter<String>,
+    counters: Arc<Throttle>,
     device_key: Hmac<Sha256>,
+    known_lane: Arc<Semaphore>,
+    others_lane: Arc<Semaphore>,
+    /// Addresses with a check of an unknown browser running or waiting.
+    checking: DashMap<String, ()>,
+    waiting: AtomicUsize,
 }
 
 impl LoginThrottle {
     /// `app_secret` only derives the key device cookies are signed with (rotating it forgets known browsers).
-    pub fn new(app_secret: &SecretString) -> Arc<Self> {
-        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+    pub fn new(app_secret: &SecretString, counters: Arc<Throttle>) -> Arc<Self> {
         let mut derive = Hmac::<Sha256>::new_from_slice(app_secret.expose_secret().as_bytes()).expect("any key length");
         derive.update(b"switchboard/device-cookie/v1");
         let device_key = Hmac::<Sha256>::new_from_slice(&derive.finalize().into_bytes()).expect("any key length");
         Arc::new(Self {
-            devices: RateLimiter::keyed(per_minute(5)),
-            accounts: RateLimiter::keyed(per_minute(5)),
-            addresses: RateLimiter::keyed(per_minute(20)),
+            counters,
             device_key,
+            known_lane: Arc::new(Semaphore::new(1)),
+            others_lane: Arc::new(Semaphore::new(CHECKS - 1)),
+            checking: DashMap::new(),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -73,66 +103,78 @@ impl LoginThrottle {
     }
 
     /// Counts one attempt at `account` from `address`, by a browser holding `device` (its device cookie, if
-    /// any); `Err(seconds)` when it must wait.
-    pub fn attempt(&self, account: &str, address: &str, device: Option<&str>) -> Result<(), u64> {
-        if self.accounts.len() + self.devices.len() + self.addresses.len() > 100_000 {
-            self.devices.retain_recent();
-            self.accounts.retain_recent();
-            self.addresses.retain_recent();
-        }
-        let wait = |r: Result<(), governor::NotUntil<governor::clock::QuantaInstant>>| {
-            r.map_err(|n| {
-                n.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()))
-                    .as_secs()
-                    .max(1)
-            })
+    /// any), and if it may go on, checks `password` against `stored` in its lane: whether it matches.
+    pub async fn check(
+        &self,
+        account: &str,
+        address: &str,
+        device: Option<&str>,
+        password: SecretString,
+        stored: String,
+    ) -> Result<bool, NotNow> {
+        let counted = |r: Result<Result<(), u64>, StoreError>| match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(wait)) => Err(NotNow::Wait(wait)),
+            Err(e) => Err(NotNow::Store(e)),
         };
         if let Some(nonce) = self.known_device(account, device) {
-            return wait(self.devices.check_key(&format!("{account}\0{nonce}")));
+            counted(self.counters.hit(SIGN_IN_KNOWN_BROWSER, &format!("{account}\0{nonce}")).await)?;
+            let _turn = self.known_lane.acquire().await.map_err(|_| NotNow::Busy)?;
+            return Ok(password::check(password, stored).await.unwrap_or(false));
         }
-        wait(self.addresses.check_key(&address.to_owned()))?;
-        wait(self.accounts.check_key(&account.to_owned()))
+        counted(self.counters.hit(SIGN_IN_ADDRESS, address).await)?;
+        counted(self.counters.hit(SIGN_IN_ACCOUNT, account).await)?;
+        // One check per address at a time, and a bounded queue.
+        if self.checking.insert(address.to_owned(), ()).is_some() {
+            return Err(NotNow::Busy);
+        }
+        let _mine = Leaves(&self.checking, address);
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= WAITING {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(NotNow::Busy);
+        }
+        let turn = self.others_lane.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let _turn = turn.map_err(|_| NotNow::Busy)?;
+        Ok(password::check(password, stored).await.unwrap_or(false))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Portal requests per signed-in session: a person clicks a page or two a second; a script that pulls the
+/// conversation view in a loop is slowed to this pace (kept in this process's memory: behind several nodes, a
+/// session's pace is per node).
+pub struct SessionPace {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+}
 
-    fn throttle() -> Arc<LoginThrottle> {
-        LoginThrottle::new(&SecretString::from("app-secret-for-tests".to_owned()))
+/// Requests a session may make each second, and in a burst.
+pub const SESSION_PER_SECOND: u32 = 5;
+pub const SESSION_BURST: u32 = 20;
+
+impl SessionPace {
+    pub fn new() -> Arc<Self> {
+        let n = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
+        let quota = governor::Quota::per_second(n(SESSION_PER_SECOND)).allow_burst(n(SESSION_BURST));
+        Arc::new(Self { limiter: governor::RateLimiter::keyed(quota) })
     }
 
-    #[test]
-    fn repeated_attempts_are_slowed_per_account_and_per_address() {
-        let t = throttle();
-        for _ in 0..5 {
-            assert!(t.attempt("a@x.example", "10.0.0.1", None).is_ok());
+    /// One request of the session whose id hashes to `session_hash`: `Err(seconds)` to wait when it is too fast.
+    pub fn request(&self, session_hash: &[u8]) -> Result<(), u64> {
+        if self.limiter.len() > 100_000 {
+            self.limiter.retain_recent();
         }
-        assert!(t.attempt("a@x.example", "10.0.0.2", None).is_err(), "the account waits, from any address");
-        assert!(t.attempt("b@x.example", "10.0.0.1", None).is_ok(), "another account from the same address may try");
-        for i in 0..20 {
-            let _ = t.attempt(&format!("u{i}@x.example"), "10.0.0.9", None);
-        }
-        assert!(t.attempt("fresh@x.example", "10.0.0.9", None).is_err(), "the address waits after many accounts");
+        self.limiter.check_key(&hex::encode(session_hash)).map_err(|not_until| {
+            let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+            not_until.wait_time_from(now).as_secs().max(1)
+        })
     }
+}
 
-    #[test]
-    fn an_attacker_tripping_the_account_limit_does_not_lock_out_a_browser_that_signed_in_before() {
-        let t = throttle();
-        let owners = t.device_cookie("owner@x.example");
-        for i in 0..50 {
-            let _ = t.attempt("owner@x.example", &format!("203.0.113.{i}"), None);
-        }
-        assert!(t.attempt("owner@x.example", "198.51.100.7", None).is_err(), "strangers wait");
-        assert!(t.attempt("owner@x.example", "198.51.100.7", Some(&owners)).is_ok(), "the owner's browser does not");
-        let forged = format!("{}.{}", random_token(), "00".repeat(32));
-        assert!(t.attempt("owner@x.example", "198.51.100.7", Some(&forged)).is_err(), "a forged cookie is a stranger");
-        let others = t.device_cookie("other@x.example");
-        assert!(t.attempt("owner@x.example", "198.51.100.7", Some(&others)).is_err(), "one account's cookie only");
-        for _ in 0..4 {
-            let _ = t.attempt("owner@x.example", "198.51.100.7", Some(&owners));
-        }
-        assert!(t.attempt("owner@x.example", "198.51.100.7", Some(&owners)).is_err(), "a known browser is slowed too");
+/// Takes an address out of the checking set when its check ends (or is dropped).
+struct Leaves<'a>(&'a DashMap<String, ()>, &'a str);
+
+impl Drop for Leaves<'_> {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
     }
 }
