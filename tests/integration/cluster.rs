@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use meta_sim::SimConfig;
 
 use crate::app::{PAGE_A, PAGE_B};
-use crate::faults::{Delivery, deliver_to, redeliver_to};
+use crate::faults::{Delivery, PAGES, deliver_to, redeliver_to};
 use crate::rig::{Rig, SETTLE};
 use crate::support::{Server, TestDb, eventually_within};
 
@@ -79,7 +79,7 @@ async fn three_nodes_share_the_pages_and_a_killed_owner_fails_over_within_the_le
     // Meta delivers for 6 s to any node; the owner of page A is killed once replies flow.
     let load = {
         let (http, all) = (rig.http.clone(), all.clone());
-        tokio::spawn(async move { deliver_to(&http, &all, 0..N, 150.0).await })
+        tokio::spawn(async move { deliver_to(&http, &all, 0..N, 150.0, PAGES).await })
     };
     eventually_within(SETTLE, "replies flowing", || async {
         let sent = rig.meta.sim().messages_sent();
@@ -89,7 +89,7 @@ async fn three_nodes_share_the_pages_and_a_killed_owner_fails_over_within_the_le
     nodes.remove(&owner_a).unwrap().kill9();
     let killed_us = unix_us();
     let deliveries: Vec<Delivery> = load.await.unwrap();
-    redeliver_to(&rig.http, &urls(&nodes), &deliveries).await;
+    redeliver_to(&rig.http, &urls(&nodes), &deliveries, PAGES).await;
     assert_answered_once(&rig, N).await;
 
     // Another node claims the page within the lease and one claim tick, and answers for it.
@@ -155,7 +155,7 @@ async fn a_node_paused_past_its_lease_decides_no_send_for_the_pages_it_lost() {
     let paused = &nodes[&owner];
     let to_owner = [paused.url("").trim_end_matches('/').to_owned()];
     let page_a_events: Vec<usize> = (0..2 * N).step_by(2).collect();
-    let deliveries = deliver_to(&rig.http, &to_owner, page_a_events.iter().copied(), 500.0).await;
+    let deliveries = deliver_to(&rig.http, &to_owner, page_a_events.iter().copied(), 500.0, PAGES).await;
     assert!(deliveries.iter().all(|d| d.status == Some(200)));
     paused.signal("STOP");
     let stopped = Instant::now();
@@ -232,7 +232,7 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice() {
         next = chunk.end;
         let load = {
             let (http, up) = (rig.http.clone(), urls(&nodes));
-            tokio::spawn(async move { deliver_to(&http, &up, chunk, 150.0).await })
+            tokio::spawn(async move { deliver_to(&http, &up, chunk, 150.0, PAGES).await })
         };
         tokio::time::sleep(Duration::from_millis(700)).await;
         let stopping = nodes.remove(name).unwrap();
@@ -243,7 +243,7 @@ async fn a_rolling_restart_under_load_loses_nothing_and_sends_nothing_twice() {
         deliveries.extend(load.await.unwrap());
         eprintln!("rolling restart: {name} stopped in {stop_took:?} and started again");
     }
-    redeliver_to(&rig.http, &urls(&nodes), &deliveries).await;
+    redeliver_to(&rig.http, &urls(&nodes), &deliveries, PAGES).await;
     assert_answered_once(&rig, N).await;
     let refused = deliveries.iter().filter(|d| d.status.is_none()).count();
     let errors = deliveries.iter().filter(|d| d.status.is_some_and(|s| s != 200)).count();
@@ -355,4 +355,59 @@ async fn sign_in_limits_are_counted_across_nodes_and_survive_a_restart() {
     nodes.remove("n2").unwrap().stop_cleanly();
     nodes.insert("n2".to_owned(), node(&rig, "n2"));
     assert_eq!(attempt(&nodes["n2"]).await, 429, "still slowed after a restart");
+}
+
+/// The Pages of the black-box scenario: the stand-in's two, and two more of the same person.
+const FOUR_PAGES: [&str; 4] = [PAGE_A, PAGE_B, "318933334455667", "427044445566778"];
+
+/// The black box: a fresh three-node cluster, four Pages connected through Facebook Login on one node a
+/// moment after the nodes started (so a node may claim a Page before its directory has heard of it), then
+/// 1,500 signed webhooks to random nodes: every one is answered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_connected_through_facebook_login_as_the_cluster_starts_are_all_answered() {
+    const N: usize = 1500;
+    let defaults = SimConfig::default();
+    let mut user = defaults.users[0].clone();
+    for (i, id) in FOUR_PAGES[2..].iter().enumerate() {
+        let template = user.pages[1].clone();
+        user.pages.push(meta_sim::SimPage { id: (*id).to_owned(), name: format!("Store {}", i + 3), ..template });
+    }
+    let sim = SimConfig { rate_limit_per_page: META_RATE, users: vec![user], ..defaults };
+    let rig = Rig::bare(TestDb::postgres().await, sim).await;
+    crate::support::client(&rig.db.store, "woodstock-outlet").await;
+    let public = crate::app::REDIRECT.trim_end_matches("/api/auth/facebook/callback");
+    let nodes: HashMap<String, Server> = ["n1", "n2", "n3"]
+        .map(|n| {
+            let node = rig.serve_with(&[
+                ("SWITCHBOARD_CLUSTER_MODE", "postgres"),
+                ("SWITCHBOARD__CLUSTER__LEASE_TTL_SECS", "2"),
+                ("SWITCHBOARD__CLUSTER__NODE_NAME", n),
+                ("SWITCHBOARD_PUBLIC_URL", public),
+            ]);
+            (n.to_owned(), node)
+        })
+        .into();
+
+    // The client opens its link on n1 and shares all four Pages; Facebook sends it back to n1.
+    let n1 = nodes["n1"].url("").trim_end_matches('/').to_owned();
+    let links = switchboard::onboarding::OnboardLinks::new(&secrecy::SecretString::from(crate::app::SECRET.to_owned()));
+    let slug = switchboard::domain::ClientSlug::parse("woodstock-outlet").unwrap();
+    let link =
+        format!("{n1}/api/auth/facebook/start?{}", links.sign(&slug, switchboard::clock::now().timestamp() + 600));
+    let browser = crate::portal::browser();
+    let dialog = crate::support::login::begin(&browser, &link).await.unwrap();
+    let callback = crate::support::login::decide(&browser, &dialog, &FOUR_PAGES, None, "continue").await.unwrap();
+    let resp = browser.get(callback.replace(public, &n1)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    let result = resp.headers()["location"].to_str().unwrap().to_owned();
+    let page = browser.get(format!("{n1}{result}")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Your Facebook connection is set up"), "{page}");
+
+    let all = urls(&nodes);
+    let deliveries = deliver_to(&rig.http, &all, 0..N, 300.0, &FOUR_PAGES).await;
+    redeliver_to(&rig.http, &all, &deliveries, &FOUR_PAGES).await;
+    assert_answered_once(&rig, N).await;
+    for page in FOUR_PAGES {
+        owner_of(&rig, page).await;
+    }
 }

@@ -16,8 +16,12 @@ pub(crate) fn sender(i: usize) -> String {
     format!("7{i:07}")
 }
 
-fn body(i: usize) -> Vec<u8> {
-    let page = if i.is_multiple_of(2) { PAGE_A } else { PAGE_B };
+/// The seeded Pages, which the deliveries alternate between unless told others.
+pub(crate) const PAGES: &[&str] = &[PAGE_A, PAGE_B];
+
+/// Event `i`: a customer of its own writing to one of `pages`, in turn.
+fn body(i: usize, pages: &[&str]) -> Vec<u8> {
+    let page = pages[i % pages.len()];
     text_event(page, &sender(i), &format!("m_fault_{i}"), &format!("hello {i}"), 1_700_000_000_000 + i as i64)
 }
 
@@ -38,16 +42,17 @@ async fn deliver(
     events: impl IntoIterator<Item = usize>,
     rate: f64,
 ) -> Vec<Delivery> {
-    deliver_to(http, &[url.to_owned()], events, rate).await
+    deliver_to(http, &[url.to_owned()], events, rate, PAGES).await
 }
 
-/// Delivers `events`, each to one of `urls` at random (a load balancer), `rate` per second, at most 256 at a
-/// time (Meta delivers in parallel).
+/// Delivers `events` (to `pages` in turn), each to one of `urls` at random (a load balancer), `rate` per second,
+/// at most 256 at a time (Meta delivers in parallel).
 pub(crate) async fn deliver_to(
     http: &reqwest::Client,
     urls: &[String],
     events: impl IntoIterator<Item = usize>,
     rate: f64,
+    pages: &[&str],
 ) -> Vec<Delivery> {
     use rand::Rng as _;
     let permits = Arc::new(tokio::sync::Semaphore::new(256));
@@ -57,7 +62,7 @@ pub(crate) async fn deliver_to(
     for (k, event) in events.into_iter().enumerate() {
         tokio::time::sleep_until(start + interval * k as u32).await;
         let permit = permits.clone().acquire_owned().await.unwrap();
-        let body = body(event);
+        let body = body(event, pages);
         let url = &urls[rand::rng().random_range(0..urls.len())];
         let request = http
             .post(format!("{url}/api/facebook-webhook"))
@@ -77,11 +82,11 @@ pub(crate) async fn deliver_to(
 
 /// Meta's retry: delivers every event that did not get a 200 again, until each has one.
 async fn redeliver_until_accepted(http: &reqwest::Client, url: &str, deliveries: &[Delivery]) {
-    redeliver_to(http, &[url.to_owned()], deliveries).await;
+    redeliver_to(http, &[url.to_owned()], deliveries, PAGES).await;
 }
 
 /// Meta's retry, to any of `urls`.
-pub(crate) async fn redeliver_to(http: &reqwest::Client, urls: &[String], deliveries: &[Delivery]) {
+pub(crate) async fn redeliver_to(http: &reqwest::Client, urls: &[String], deliveries: &[Delivery], pages: &[&str]) {
     let accepted: HashSet<usize> = deliveries.iter().filter(|d| d.status == Some(200)).map(|d| d.event).collect();
     let mut missing: Vec<usize> = deliveries.iter().map(|d| d.event).filter(|e| !accepted.contains(e)).collect();
     missing.sort_unstable();
@@ -90,7 +95,7 @@ pub(crate) async fn redeliver_to(http: &reqwest::Client, urls: &[String], delive
         if missing.is_empty() {
             return;
         }
-        let round = deliver_to(http, urls, missing.clone(), 500.0).await;
+        let round = deliver_to(http, urls, missing.clone(), 500.0, pages).await;
         missing = round.iter().filter(|d| d.status != Some(200)).map(|d| d.event).collect();
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -28,11 +28,16 @@ impl Rig {
 
     /// A rig whose stand-in runs with `sim` (its rate limit, say).
     pub async fn with_sim(db: TestDb, sim: SimConfig) -> Self {
+        let rig = Self::bare(db, sim).await;
+        seed_tenants(&rig.db.store, &ring(&rig.key_entry), &rig.meta).await;
+        rig
+    }
+
+    /// A rig whose clients have connected nothing yet.
+    pub async fn bare(db: TestDb, sim: SimConfig) -> Self {
         let meta = meta_sim::spawn(SimConfig { redirect_uris: vec![REDIRECT.to_owned()], ..sim }).await.unwrap();
-        let key_entry = key_entry("k1");
-        seed_tenants(&db.store, &ring(&key_entry), &meta).await;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-        Self { db, meta, key_entry, http }
+        Self { db, meta, key_entry: key_entry("k1"), http }
     }
 
     /// `switchboard serve` on this database and stand-in (durable inbox, the default).
