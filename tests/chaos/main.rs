@@ -17,6 +17,8 @@
 mod login;
 #[path = "../common/processes.rs"]
 mod processes;
+#[path = "../common/replies.rs"]
+mod replies;
 
 mod faults;
 mod load;

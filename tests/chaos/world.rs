@@ -220,13 +220,7 @@ impl World {
 
     /// Replies the stand-in accepted, per event (senders are `7` and the event's number).
     pub fn replies(&self) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
-        let mut by_event: HashMap<usize, Vec<meta_sim::SentMessage>> = HashMap::new();
-        for m in self.meta.sim().messages() {
-            if let Some(i) = m.recipient_id.strip_prefix('7').and_then(|n| n.parse().ok()) {
-                by_event.entry(i).or_default().push(m);
-            }
-        }
-        by_event
+        crate::replies::by_event(self.meta.sim().messages())
     }
 }
 

@@ -290,16 +290,7 @@ async fn a_page_connected_elsewhere_is_answered_whichever_node_its_first_webhook
     let senders = ["7300000001", "7300000002"];
     for (node, sender) in nodes.values().zip(senders) {
         let body = crate::app::text_event(PAGE_B, sender, &format!("m_{sender}"), "hello", 1_700_000_000_000);
-        let status = rig
-            .http
-            .post(node.url("/api/facebook-webhook"))
-            .header("x-hub-signature-256", meta_sim::webhook::signature(crate::app::SECRET, &body))
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 200);
+        assert_eq!(rig.deliver(node, body).await, 200);
     }
     eventually_within(Duration::from_secs(20), "page B's first events answered", || async {
         let answered: Vec<String> = rig.meta.sim().messages().into_iter().map(|m| m.recipient_id).collect();

@@ -64,15 +64,22 @@ impl Rig {
         Server::start(cmd).unwrap()
     }
 
+    /// Posts a signed webhook `body` to `server`, as Meta does; the status.
+    pub async fn deliver(&self, server: &Server, body: Vec<u8>) -> u16 {
+        self.http
+            .post(server.url("/api/facebook-webhook"))
+            .header("x-hub-signature-256", meta_sim::webhook::signature(SECRET, &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Replies the stand-in accepted, per event index.
     pub fn replies(&self) -> HashMap<usize, Vec<meta_sim::SentMessage>> {
-        let mut by_event: HashMap<usize, Vec<meta_sim::SentMessage>> = HashMap::new();
-        for m in self.meta.sim().messages() {
-            if let Some(i) = m.recipient_id.strip_prefix('7').and_then(|n| n.parse().ok()) {
-                by_event.entry(i).or_default().push(m);
-            }
-        }
-        by_event
+        crate::support::replies::by_event(self.meta.sim().messages())
     }
 
     /// The replies the stand-in accepted, once no new one has arrived for half a second.

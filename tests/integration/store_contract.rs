@@ -59,16 +59,20 @@ async fn a_conversation_list_reads_a_bounded_window_and_pages_on_below_it(db: Te
     assert_eq!(next.read_down_to, None, "nothing more to read");
 }
 
-async fn stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending(db: TestDb) {
-    use switchboard::store::{InboxRow, StuckPage};
-    let store = &db.store;
-    let row = |page: &str, key: &str| InboxRow {
+/// A pending inbox row of `page` with `key`, its event empty.
+fn row(page: &str, key: &str) -> switchboard::store::InboxRow {
+    switchboard::store::InboxRow {
         page_id: page.into(),
         dedup_key: key.into(),
         event: "{}".into(),
         customer_id: None,
         done: false,
-    };
+    }
+}
+
+async fn stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending(db: TestDb) {
+    use switchboard::store::StuckPage;
+    let store = &db.store;
     let ids = store.inbox_insert(&[row("1", "m:a"), row("2", "m:b")]).await.unwrap();
     let stuck = |page: &str, reason: &str| StuckPage {
         page_id: page.into(),
@@ -366,13 +370,6 @@ async fn audit_log_lists_newest_first(db: TestDb) {
 async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
     use switchboard::store::InboxRow;
     let store = &db.store;
-    let row = |page: &str, key: &str| InboxRow {
-        page_id: page.into(),
-        dedup_key: key.into(),
-        event: "{}".into(),
-        customer_id: None,
-        done: false,
-    };
     let ids = store.inbox_insert(&[row("1", "m:a"), row("1", "m:b"), row("1", "m:a"), row("2", "m:a")]).await.unwrap();
     assert!(ids[0].is_some() && ids[1].is_some() && ids[3].is_some(), "{ids:?}");
     assert_eq!(ids[2], None, "a key repeated within one group is stored once");

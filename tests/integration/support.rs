@@ -4,6 +4,8 @@
 pub mod login;
 #[path = "../common/processes.rs"]
 mod processes;
+#[path = "../common/replies.rs"]
+pub mod replies;
 pub use processes::{PrivatePg, Server};
 
 use std::future::Future;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::app::{PAGE_A, SECRET, text_event};
+use crate::app::{PAGE_A, text_event};
 use crate::rig::Rig;
 use crate::support::{Server, TestDb, eventually_within};
 
@@ -84,16 +84,7 @@ async fn a_page_meta_throttles_is_shown_stuck_with_the_reason_and_not_retried_fa
     })
     .await;
     let body = text_event(PAGE_A, "7000000002", "m_throttled", "hi", 1_700_000_000_000);
-    let status = rig
-        .http
-        .post(server.url("/api/facebook-webhook"))
-        .header("x-hub-signature-256", meta_sim::webhook::signature(SECRET, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(rig.deliver(&server, body).await, 200);
 
     let stats = eventually_within(Duration::from_secs(20), "the throttled Page shown stuck", || async {
         let stats = inbox_stats(&rig);
