@@ -46,8 +46,8 @@ impl Shared {
     /// The context of the tenant of `page`, which this engine runs under `epoch`.
     pub fn context(&self, page: PageId, epoch: i64) -> TenantContext {
         let current: Current = {
-            let (registry, page) = (self.registry.clone(), page.clone());
-            Arc::new(move || registry.epoch(&page) == Some(epoch))
+            let (registry, page, generation) = (self.registry.clone(), page.clone(), self.registry.generation(&page));
+            Arc::new(move || registry.epoch(&page) == Some(epoch) && registry.generation(&page) == generation)
         };
         TenantContext {
             stats: self.stats_for(&page),
@@ -69,8 +69,8 @@ pub(crate) struct TenantContext {
     pub stats: Arc<TenantStats>,
     tasks: TaskTracker,
     registry: Registry,
-    /// Whether the engine still runs this page under the epoch the tenant started with (made once, so the
-    /// tasks the tenant starts ask it without an allocation each).
+    /// Whether the engine still runs this page under the epoch the tenant started with, and has not stopped the
+    /// tenant from outside since (made once, so the tasks the tenant starts ask it without an allocation each).
     current: Current,
 }
 

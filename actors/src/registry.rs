@@ -54,6 +54,9 @@ struct Inner {
     quarantined: DashMap<PageId, Instant>,
     /// Which pages this engine runs: asked, never kept here.
     tenure: Arc<dyn Tenure>,
+    /// How often each page's tenant was stopped from outside (released, restarted): a tenant started before
+    /// the last time may not send any more, even under the same epoch.
+    generations: DashMap<PageId, u64>,
     /// The engine is shutting down.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -84,6 +87,7 @@ impl Registry {
                 slots: DashMap::new(),
                 quarantined: DashMap::new(),
                 tenure,
+                generations: DashMap::new(),
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -117,10 +121,17 @@ impl Registry {
         self.inner.directory.len()
     }
 
-    /// This engine no longer runs `page` ([`Tenure`] says so already): its slot goes, and its running actor is
-    /// given back, to be stopped. Events waiting for a tenant that was starting are dropped from memory; they
-    /// are pending in the inbox, for the page's next owner.
+    /// How often `page`'s tenant was stopped from outside so far (see [`Registry::release`]).
+    pub fn generation(&self, page: &PageId) -> u64 {
+        self.inner.generations.get(page).map_or(0, |g| *g)
+    }
+
+    /// `page`'s tenant is stopped from outside (this engine no longer runs the page, or it is restarted): its slot
+    /// goes, its running actor is given back, to be stopped, and its generation moves on, so nothing it started
+    /// sends any more. Events waiting for a tenant that was starting are dropped from memory; they are pending in
+    /// the inbox, for the page's next tenant.
     pub fn release(&self, page: &PageId) -> Option<ActorRef<TenantMsg>> {
+        *self.inner.generations.entry(page.clone()).or_default() += 1;
         match self.inner.slots.remove(page) {
             Some((_, Slot::Running(actor))) => Some(actor),
             _ => None,
@@ -128,9 +139,15 @@ impl Registry {
     }
 
     /// A tenant was to start for `page`, but this engine does not run the page (any more): forget the events
-    /// that waited for it; how many.
+    /// that waited for it (asked again under the slot's lock, so a claim that came meanwhile keeps them); how
+    /// many.
     pub fn abandon_start(&self, page: &PageId) -> usize {
-        match self.inner.slots.remove_if(page, |_, slot| matches!(slot, Slot::Starting(_))) {
+        let tenure = &self.inner.tenure;
+        match self
+            .inner
+            .slots
+            .remove_if(page, |_, slot| matches!(slot, Slot::Starting(_)) && tenure.epoch(page).is_none())
+        {
             Some((_, Slot::Starting(events))) => events.len(),
             _ => 0,
         }

@@ -58,7 +58,12 @@ impl Actor for TenantSupervisor {
         // The page may have moved away since its first event was routed here: nothing starts for it then.
         let Some(epoch) = registry.epoch(&page) else {
             let dropped = registry.abandon_start(&page);
-            tracing::debug!(%page, dropped, "a tenant was to start for a Page this engine no longer runs");
+            if dropped > 0 {
+                // Still pending in the inbox: the Page's owner takes them.
+                metrics::counter!(crate::metrics::EVENTS_DROPPED, "page" => page.as_str().to_owned(), "reason" => "not_run_here")
+                    .increment(dropped as u64);
+                tracing::warn!(%page, dropped, "a tenant was to start for a Page this engine no longer runs; its events are left to the Page's owner");
+            }
             return Ok(());
         };
         let ctx = state.shared.context(page.clone(), epoch);

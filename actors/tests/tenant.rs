@@ -780,3 +780,18 @@ async fn whether_a_page_is_run_here_is_asked_of_the_tenure_whatever_the_director
     run_for(Duration::from_secs(1)).await;
     assert_eq!(graph.calls.lock().unwrap().len(), 2, "m2 and m5 answered, none of the others");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_restarted_from_outside_sends_nothing_it_had_decided_before() {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    inbox.first.add_permits(1);
+    router.dispatch(inbox_event(1, "a", 1));
+    // The reply is recorded and its mark (100 ms) is being written when the watchdog restarts the tenant (it
+    // made no progress): the page is still run here, under the same epoch.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(inbox.marks.lock().unwrap().is_empty(), "the mark is still being written");
+    assert!(router.restart(&page()));
+    run_for(Duration::from_secs(2)).await;
+    assert_eq!(inbox.marks.lock().unwrap().len(), 1, "the mark was written");
+    assert!(graph.calls.lock().unwrap().is_empty(), "the stopped tenant sent nothing; the next one settles it");
+}

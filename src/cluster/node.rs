@@ -102,6 +102,7 @@ impl Inner {
             .collect();
         // Pages this node runs: given up if another node took them (this one was thought dead), handed over if
         // they are no longer this node's.
+        let mut ran = HashSet::new();
         for (page, epoch) in self.owned.pages() {
             let still = owners.get(page.as_str()).is_some_and(|o| o.owner == Some(me) && o.epoch == epoch);
             if !still {
@@ -112,6 +113,7 @@ impl Inner {
             } else if !wanted.contains_key(&page) {
                 self.release(&page, epoch).await;
             }
+            ran.insert(page);
         }
         // Pages the database says this node owns but that it does not run (a claim that committed while its
         // answer was lost, a release that failed): claimed again below if they are this node's, released now
@@ -119,10 +121,17 @@ impl Inner {
         // would answer it.
         for o in owners.values().filter(|o| o.owner == Some(me)) {
             let Ok(page) = PageId::parse(&o.page_id) else { continue };
-            if !self.owned.owns(&page) && !wanted.contains_key(&page) {
-                self.store.page_release(&page, me, o.epoch).await?;
-                tracing::warn!(%page, "released a Page the database said this node owned but it did not run");
-                let _ = self.store.notify(OWNERS_CHANNEL, page.as_str()).await;
+            if ran.contains(&page) || self.owned.owns(&page) || wanted.contains_key(&page) {
+                continue;
+            }
+            match self.store.page_release(&page, me, o.epoch).await {
+                Ok(()) => {
+                    tracing::warn!(%page, "released a Page the database said this node owned but it did not run");
+                    let _ = self.store.notify(OWNERS_CHANNEL, page.as_str()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(%page, error = %e, "cannot release a Page this node does not run; will try again")
+                }
             }
         }
         for (page, integration) in wanted {

@@ -5,8 +5,11 @@
 //! loophole. Keys (e-mails, addresses, links) are stored only as a keyed hash. Sign-in attempts and "Connect
 //! with Facebook" starts are counted here.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use governor::clock::DefaultClock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
@@ -36,7 +39,13 @@ pub const START_LINK: Limit = Limit { scope: "oauth_start_link", hits: 20, windo
 pub struct Throttle {
     store: Store,
     key: Hmac<Sha256>,
+    /// The same limits counted in this process alone, asked first: once a key is over its limit here, it is
+    /// over it everywhere, and refusing it costs no database write.
+    local: std::collections::HashMap<&'static str, DefaultKeyedRateLimiter<String>>,
 }
+
+/// Every limit counted here.
+const LIMITS: [Limit; 5] = [SIGN_IN_KNOWN_BROWSER, SIGN_IN_ACCOUNT, SIGN_IN_ADDRESS, START_ADDRESS, START_LINK];
 
 impl Throttle {
     /// `app_secret` only derives the key counters' keys are hashed with.
@@ -44,7 +53,16 @@ impl Throttle {
         let mut derive = Hmac::<Sha256>::new_from_slice(app_secret.expose_secret().as_bytes()).expect("any key length");
         derive.update(b"switchboard/throttle-key/v1");
         let key = Hmac::<Sha256>::new_from_slice(&derive.finalize().into_bytes()).expect("any key length");
-        Arc::new(Self { store, key })
+        let local = LIMITS
+            .iter()
+            .map(|l| {
+                let hits = NonZeroU32::new(u32::try_from(l.hits).unwrap_or(1)).unwrap_or(NonZeroU32::MIN);
+                let every = std::time::Duration::from_secs(u64::try_from(l.window_secs).unwrap_or(60)) / hits.get();
+                let quota = Quota::with_period(every).unwrap_or_else(|| Quota::per_second(hits)).allow_burst(hits);
+                (l.scope, RateLimiter::keyed(quota))
+            })
+            .collect();
+        Arc::new(Self { store, key, local })
     }
 
     /// Counts one hit of `key` against `limit`: `Ok(Err(seconds))` when it is over the limit and must wait that
@@ -58,6 +76,15 @@ impl Throttle {
         mac.update(&[0]);
         mac.update(key.as_bytes());
         let hashed = hex::encode(&mac.finalize().into_bytes()[..16]);
+        if let Some(local) = self.local.get(limit.scope) {
+            if local.len() > 100_000 {
+                local.retain_recent();
+            }
+            if let Err(not_until) = local.check_key(&hashed) {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
+                return Ok(Err(wait.as_secs().max(1)));
+            }
+        }
         let (current, previous) =
             self.store.throttle_hit(limit.scope, &hashed, window_end, window_end - limit.window_secs).await?;
         Ok(over(limit, current, previous, window_end as f64 - now))
@@ -66,11 +93,7 @@ impl Throttle {
     /// Forgets counters of windows that can no longer count (older than the longest window before the current
     /// one).
     pub async fn prune(&self) -> Result<u64, StoreError> {
-        let longest = [SIGN_IN_KNOWN_BROWSER, SIGN_IN_ACCOUNT, SIGN_IN_ADDRESS, START_ADDRESS, START_LINK]
-            .iter()
-            .map(|l| l.window_secs)
-            .max()
-            .unwrap_or(3600);
+        let longest = LIMITS.iter().map(|l| l.window_secs).max().unwrap_or(3600);
         self.store.throttle_prune(crate::clock::now().timestamp() - longest).await
     }
 }

@@ -301,12 +301,15 @@ impl Watchdog {
                 inbox.in_flight.lost(page);
                 Ok(())
             }
-            Reason::Disconnected => inbox
-                .store
-                .inbox_fail_pending_of(page.as_str(), "the page was disconnected")
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Reason::Disconnected => {
+                let before = crate::clock::now() - chrono::Duration::from_std(self.stuck_after).unwrap_or_default();
+                inbox
+                    .store
+                    .inbox_fail_pending_of(page.as_str(), "the page was disconnected", before)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
             _ => return,
         };
         match healed {

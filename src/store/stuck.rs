@@ -75,17 +75,26 @@ impl Store {
         })
     }
 
-    /// Fails every pending event of `page` with `reason` (a disconnected Page's leftovers: nobody can answer
-    /// them; `inbox replay --failed` puts them back); how many.
-    pub async fn inbox_fail_pending_of(&self, page: &str, reason: &str) -> Result<u64, StoreError> {
+    /// Fails the pending events of a disconnected `page` received before `received_before`, with `reason`
+    /// (leftovers nobody can answer; `inbox replay --failed` puts them back); how many. Only while the Page is
+    /// still disconnected, checked in the same statement: a Page connected again meanwhile keeps its events.
+    pub async fn inbox_fail_pending_of(
+        &self,
+        page: &str,
+        reason: &str,
+        received_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
         on!(self, |pool| {
             let done = sqlx::query(
                 "UPDATE webhook_inbox SET status = 'failed', reason = $2, finished_at = $3 \
-                 WHERE page_id = $1 AND status = 'pending'",
+                 WHERE page_id = $1 AND status = 'pending' AND received_at < $4 \
+                 AND NOT EXISTS (SELECT 1 FROM client_integrations \
+                     WHERE facebook_page_id = $1 AND status <> 'revoked')",
             )
             .bind(page)
             .bind(reason)
             .bind(crate::clock::now())
+            .bind(received_before)
             .execute(pool)
             .await?;
             Ok(done.rows_affected())

@@ -93,8 +93,10 @@ async fn stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending(db: 
     store.inbox_finish(&[(ids[0].unwrap(), None)]).await.unwrap();
     store.stuck_pages_report(&[], &[]).await.unwrap();
     assert!(store.stuck_pages().await.unwrap().is_empty());
-    // A disconnected Page's leftovers are failed with the reason.
-    assert_eq!(store.inbox_fail_pending_of("2", "the page was disconnected").await.unwrap(), 1);
+    // A disconnected Page's leftovers are failed with the reason (those received before the time given).
+    let now = switchboard::clock::now();
+    assert_eq!(store.inbox_fail_pending_of("2", "gone", now - chrono::Duration::hours(1)).await.unwrap(), 0);
+    assert_eq!(store.inbox_fail_pending_of("2", "the page was disconnected", now).await.unwrap(), 1);
     assert_eq!(store.inbox_counts().await.unwrap(), vec![("done".to_owned(), 1), ("failed".to_owned(), 1)]);
 }
 

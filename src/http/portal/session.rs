@@ -12,19 +12,19 @@
 //! forgets nothing.
 //!
 //! Checking a password (argon2id, 19 MiB and tens of milliseconds of a core) is the expensive part, so at most
-//! [`CHECKS`] run at once, in two lanes: one for browsers that signed in to the account before, the others
-//! for everyone else, where each client address has at most one check running or waiting and at most
-//! [`WAITING`] wait in all (beyond that an attempt is told to try again in a moment). A flood from many
-//! addresses therefore queues behind itself, never in front of the owner's browser.
+//! [`CHECKS`] run at once, in two lanes: one for browsers that signed in to the account before (one check per
+//! account at a time), the other for everyone else (one check per client address at a time). Each lane's
+//! waiting room is bounded ([`WAITING`] for strangers, [`WAITING_KNOWN`] for known browsers): beyond it an
+//! attempt is told to try again in a moment. A flood from many addresses therefore queues behind itself, never
+//! in front of the owner's browser, and one account's many browsers cannot fill the known lane.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::http::throttle::{SIGN_IN_ACCOUNT, SIGN_IN_ADDRESS, SIGN_IN_KNOWN_BROWSER, Throttle};
 use crate::secrets::password;
@@ -41,6 +41,8 @@ pub const DEVICE_TTL_SECS: u64 = 180 * 86_400;
 pub const CHECKS: usize = 4;
 /// Password checks of unknown browsers that may wait for a turn; more are told to try again in a moment.
 pub const WAITING: usize = 32;
+/// Password checks of known browsers that may wait for a turn.
+pub const WAITING_KNOWN: usize = 8;
 
 /// Why a sign-in attempt is not checked now.
 #[derive(Debug)]
@@ -57,11 +59,56 @@ pub enum NotNow {
 pub struct LoginThrottle {
     counters: Arc<Throttle>,
     device_key: Hmac<Sha256>,
-    known_lane: Arc<Semaphore>,
-    others_lane: Arc<Semaphore>,
-    /// Addresses with a check of an unknown browser running or waiting.
-    checking: DashMap<String, ()>,
-    waiting: AtomicUsize,
+    /// Checks of browsers that signed in to the account before, one per account at a time.
+    known: Lane,
+    /// Every other check, one per client address at a time.
+    others: Lane,
+}
+
+/// Password checks that run a few at a time, each of one party (an account, an address) at most one at a time,
+/// with a bounded waiting room.
+struct Lane {
+    running: Arc<Semaphore>,
+    waiting_room: Arc<Semaphore>,
+    /// Parties with a check running or waiting.
+    members: Arc<DashMap<String, ()>>,
+}
+
+/// A turn in a [`Lane`]: the party leaves it when this drops (the check ended, or the request was dropped).
+struct Turn {
+    _running: OwnedSemaphorePermit,
+    _member: Member,
+}
+
+struct Member(Arc<DashMap<String, ()>>, String);
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.0.remove(&self.1);
+    }
+}
+
+impl Lane {
+    fn new(running: usize, waiting: usize) -> Self {
+        Self {
+            running: Arc::new(Semaphore::new(running)),
+            waiting_room: Arc::new(Semaphore::new(waiting)),
+            members: Arc::new(DashMap::new()),
+        }
+    }
+
+    /// A turn for `party`, or `Busy` when it has one running or waiting already, or the waiting room is full.
+    /// Every count is a guard: a request dropped while it waits gives all of it back.
+    async fn turn(&self, party: &str) -> Result<Turn, NotNow> {
+        if self.members.insert(party.to_owned(), ()).is_some() {
+            return Err(NotNow::Busy);
+        }
+        let member = Member(self.members.clone(), party.to_owned());
+        let waiting = self.waiting_room.clone().try_acquire_owned().map_err(|_| NotNow::Busy)?;
+        let running = self.running.clone().acquire_owned().await.map_err(|_| NotNow::Busy)?;
+        drop(waiting);
+        Ok(Turn { _running: running, _member: member })
+    }
 }
 
 impl LoginThrottle {
@@ -73,10 +120,8 @@ impl LoginThrottle {
         Arc::new(Self {
             counters,
             device_key,
-            known_lane: Arc::new(Semaphore::new(1)),
-            others_lane: Arc::new(Semaphore::new(CHECKS - 1)),
-            checking: DashMap::new(),
-            waiting: AtomicUsize::new(0),
+            known: Lane::new(1, WAITING_KNOWN),
+            others: Lane::new(CHECKS - 1, WAITING),
         })
     }
 
@@ -117,25 +162,14 @@ impl LoginThrottle {
             Ok(Err(wait)) => Err(NotNow::Wait(wait)),
             Err(e) => Err(NotNow::Store(e)),
         };
-        if let Some(nonce) = self.known_device(account, device) {
+        let _turn = if let Some(nonce) = self.known_device(account, device) {
             counted(self.counters.hit(SIGN_IN_KNOWN_BROWSER, &format!("{account}\0{nonce}")).await)?;
-            let _turn = self.known_lane.acquire().await.map_err(|_| NotNow::Busy)?;
-            return Ok(password::check(password, stored).await.unwrap_or(false));
-        }
-        counted(self.counters.hit(SIGN_IN_ADDRESS, address).await)?;
-        counted(self.counters.hit(SIGN_IN_ACCOUNT, account).await)?;
-        // One check per address at a time, and a bounded queue.
-        if self.checking.insert(address.to_owned(), ()).is_some() {
-            return Err(NotNow::Busy);
-        }
-        let _mine = Leaves(&self.checking, address);
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= WAITING {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(NotNow::Busy);
-        }
-        let turn = self.others_lane.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let _turn = turn.map_err(|_| NotNow::Busy)?;
+            self.known.turn(account).await?
+        } else {
+            counted(self.counters.hit(SIGN_IN_ADDRESS, address).await)?;
+            counted(self.counters.hit(SIGN_IN_ACCOUNT, account).await)?;
+            self.others.turn(address).await?
+        };
         Ok(password::check(password, stored).await.unwrap_or(false))
     }
 }
@@ -170,11 +204,33 @@ impl SessionPace {
     }
 }
 
-/// Takes an address out of the checking set when its check ends (or is dropped).
-struct Leaves<'a>(&'a DashMap<String, ()>, &'a str);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Drop for Leaves<'_> {
-    fn drop(&mut self) {
-        self.0.remove(self.1);
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_takes_one_turn_per_party_a_bounded_wait_and_gives_all_back_when_a_waiter_is_dropped() {
+        let lane = Lane::new(1, 2);
+        let first = lane.turn("a").await.unwrap();
+        assert!(matches!(lane.turn("a").await, Err(NotNow::Busy)), "one turn per party");
+        // Two wait; a third is told to come back.
+        let waiting: Vec<_> = ["b", "c"].map(|p| (p, Box::pin(lane.turn(p)))).into_iter().collect();
+        let mut waiting: Vec<_> = waiting
+            .into_iter()
+            .map(|(_, mut w)| {
+                assert!(futures_util::FutureExt::now_or_never(&mut w).is_none(), "waits for the running one");
+                w
+            })
+            .collect();
+        assert!(matches!(lane.turn("d").await, Err(NotNow::Busy)), "the waiting room is full");
+        // A waiter whose request is dropped (a timeout, a closed socket) gives its place back.
+        drop(waiting.pop());
+        let mut d = Box::pin(lane.turn("d"));
+        assert!(futures_util::FutureExt::now_or_never(&mut d).is_none(), "d waits now");
+        drop((first, waiting, d));
+        assert_eq!(lane.waiting_room.available_permits(), 2);
+        assert_eq!(lane.running.available_permits(), 1);
+        assert!(lane.members.is_empty(), "nobody is left a member");
+        assert!(lane.turn("c").await.is_ok());
     }
 }
