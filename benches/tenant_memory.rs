@@ -104,6 +104,7 @@ fn main() {
                 router.dispatch(InboundEvent {
                     inbox_id: None,
                     recovered: false,
+                    received: None,
                     account_id: page.clone(),
                     channel: Channel::Messenger,
                     sender: format!("7{i:015}"),

@@ -50,6 +50,10 @@ pub const RELEASES: &str = "switchboard_cluster_releases_total";
 pub const LEASES_LOST: &str = "switchboard_cluster_leases_lost_total";
 /// Pages this node owns now.
 pub const OWNED_PAGES: &str = "switchboard_cluster_owned_pages";
+/// Lease renewals this node made.
+pub const RENEWALS: &str = "switchboard_cluster_lease_renewals_total";
+/// Live nodes, as this node's claim loop last saw them.
+pub const LIVE_NODES: &str = "switchboard_cluster_live_nodes";
 
 /// What a cluster node is built from.
 pub struct Parts {

@@ -22,7 +22,7 @@ mod in_flight;
 mod recovery;
 mod retention;
 mod sink;
-mod watchdog;
+pub mod watchdog;
 
 use std::sync::Arc;
 use std::time::Duration;

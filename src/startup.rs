@@ -142,6 +142,8 @@ impl Application {
         let keys = Arc::new(open_vault(settings, &store).await?);
         tracing::info!(current_key = %keys.current_key_id(), "key ring loaded");
         let metrics = metrics_handle();
+        let mode = if settings.cluster.mode == ClusterMode::Postgres { "postgres" } else { "single" };
+        crate::telemetry::catalog::describe(&settings.cluster.node_name, mode);
         let graph = Arc::new(graph_client(settings)?);
         let owned = (settings.cluster.mode == ClusterMode::Postgres).then(|| Arc::new(Owned::default()));
         let (wakes, wake_queue) = cluster::wake_queue();
@@ -474,6 +476,15 @@ fn background_jobs(settings: &Settings, r: &Running<'_>, metrics: &PrometheusHan
             async move { watchdog.check(cluster.as_ref().is_none_or(Cluster::is_leader)).await }
         });
     }
+    // Whether the database answers, for operators (readiness answers the load balancer).
+    let s = store.clone();
+    jobs.every(Duration::from_secs(5), First::Now, move || {
+        let store = s.clone();
+        async move {
+            let up = tokio::time::timeout(Duration::from_secs(4), store.ping()).await.is_ok_and(|r| r.is_ok());
+            metrics::gauge!(crate::telemetry::catalog::DATABASE_UP).set(if up { 1.0 } else { 0.0 });
+        }
+    });
     // Keeps the histograms' windows rolling while nobody scrapes.
     let metrics = metrics.clone();
     jobs.every(Duration::from_secs(5), First::AfterPeriod, move || {
@@ -493,6 +504,12 @@ pub fn metrics_handle() -> PrometheusHandle {
                     Matcher::Full(switchboard_actors::metrics::SEND_LATENCY.to_owned()),
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(switchboard_actors::metrics::WEBHOOK_REPLY.to_owned()),
+                        &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+                    )
+                })
                 .expect("bucket list is not empty");
             match builder.install_recorder() {
                 Ok(handle) => handle,

@@ -1,5 +1,8 @@
 //! Logging: `tracing` to stderr, as text or JSON. `RUST_LOG`, when set, overrides the configured filter.
 //! Secrets never reach this layer: they are held in types whose Debug and Display print a placeholder.
+//! Metrics: `catalog` lists every one Switchboard exports.
+
+pub mod catalog;
 
 use std::io::IsTerminal as _;
 

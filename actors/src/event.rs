@@ -23,6 +23,10 @@ pub struct InboundEvent {
     /// Handed over again from the inbox after a restart: its replies may be recorded (and sent) already.
     #[serde(skip)]
     pub recovered: bool,
+    /// When its webhook arrived at this process (for the webhook → reply latency); unknown for an event handed
+    /// over again from the inbox.
+    #[serde(skip)]
+    pub received: Option<tokio::time::Instant>,
     /// `entry[].id`: the Page id (Messenger) or Instagram account id. The routing key.
     pub account_id: PageId,
     pub channel: Channel,

@@ -55,6 +55,8 @@ pub(crate) struct QueuedSend {
     /// The last reply to a customer who asked for a person: once it is delivered, the conversation goes to
     /// the inbox (not before, or the answer would reach a conversation this app no longer has).
     pub pass_after: bool,
+    /// When the event's webhook arrived (see [`InboundEvent::received`]).
+    pub received: Option<tokio::time::Instant>,
 }
 
 /// A reply still to send, with its outbox row for inbox events.

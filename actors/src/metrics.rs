@@ -21,6 +21,10 @@ pub const ACTIVE_ACTORS: &str = "switchboard_active_actors";
 pub const UNKNOWN_PAGE_EVENTS: &str = "switchboard_unknown_page_events_total";
 /// Events the router could not hand to a tenant (quarantined, or its start buffer full).
 pub const EVENTS_DROPPED: &str = "switchboard_events_dropped_total";
+/// Replies of unknown outcome, by how they were settled (`delivered`, `resent`, `unreadable`).
+pub const UNKNOWN_REPLIES: &str = "switchboard_unknown_replies_total";
+/// From a webhook's arrival to Meta accepting a reply to its event.
+pub const WEBHOOK_REPLY: &str = "switchboard_webhook_reply_seconds";
 
 const KINDS: [&str; 7] = ["message", "echo", "postback", "read", "delivery", "reaction", "other"];
 
@@ -35,6 +39,7 @@ pub struct TenantMetrics {
     throttled: Counter,
     queue_depth: Gauge,
     latency: Histogram,
+    webhook_reply: Histogram,
     last_event: Gauge,
 }
 
@@ -48,6 +53,7 @@ impl TenantMetrics {
             throttled: counter!(THROTTLED_PAUSES, "client" => c.clone(), "page" => p.clone()),
             queue_depth: gauge!(QUEUE_DEPTH, "client" => c.clone(), "page" => p.clone()),
             latency: histogram!(SEND_LATENCY, "client" => c.clone(), "page" => p.clone()),
+            webhook_reply: histogram!(WEBHOOK_REPLY, "client" => c.clone(), "page" => p.clone()),
             last_event: gauge!(LAST_EVENT, "client" => c.clone(), "page" => p.clone()),
             client: c,
             page: p,
@@ -67,9 +73,14 @@ impl TenantMetrics {
             .increment(1);
     }
 
-    pub fn sent(&self, latency: std::time::Duration) {
+    /// Meta accepted a reply after `latency`; `since_webhook`: how long after its event's webhook arrived
+    /// (unknown for an event handed over again from the inbox).
+    pub fn sent(&self, latency: std::time::Duration, since_webhook: Option<std::time::Duration>) {
         self.replies.increment(1);
         self.latency.record(latency.as_secs_f64());
+        if let Some(d) = since_webhook {
+            self.webhook_reply.record(d.as_secs_f64());
+        }
         self.stats.replied();
     }
 

@@ -216,6 +216,7 @@ mod tests {
         InboundEvent {
             inbox_id: None,
             recovered: false,
+            received: None,
             account_id: PageId::parse("1").unwrap(),
             channel: Channel::Messenger,
             sender: "7".into(),

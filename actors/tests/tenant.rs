@@ -159,6 +159,7 @@ fn message(mid: &str) -> InboundEvent {
     InboundEvent {
         inbox_id: None,
         recovered: false,
+        received: None,
         account_id: page(),
         channel: Channel::Messenger,
         sender: "7001".into(),

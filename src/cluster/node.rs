@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_actors::PageId;
 
-use super::{CLAIMS, Inner, LEASES_LOST, OWNED_PAGES, OWNERS_CHANNEL, RELEASES, rendezvous};
+use super::{CLAIMS, Inner, LEASES_LOST, LIVE_NODES, OWNED_PAGES, OWNERS_CHANNEL, RELEASES, RENEWALS, rendezvous};
 use crate::store::{Integration, IntegrationStatus, OwnerRecord};
 
 impl Inner {
@@ -56,7 +56,10 @@ impl Inner {
         }
         let asked = Instant::now();
         match self.store.node_renew(self.owned.node(), self.ttl_ms()).await {
-            Ok(true) => self.owned.renewed(asked + self.lease_ttl),
+            Ok(true) => {
+                self.owned.renewed(asked + self.lease_ttl);
+                metrics::counter!(RENEWALS).increment(1);
+            }
             Ok(false) => self.lose("the lease ran out"),
             Err(e) if self.owned.lease_holds() => tracing::warn!(error = %e, "cannot renew the lease; will try again"),
             Err(e) => self.lose(&format!("the database was unreachable past the lease ({e})")),
@@ -84,6 +87,7 @@ impl Inner {
     async fn rebalance(&self) -> anyhow::Result<()> {
         let me = self.owned.node();
         let live = self.store.live_nodes().await?;
+        metrics::gauge!(LIVE_NODES).set(live.len() as f64);
         self.leader.store(live.first().is_some_and(|(id, _)| *id == me), Ordering::Release);
         let owners: HashMap<String, OwnerRecord> =
             self.store.page_owners().await?.into_iter().map(|o| (o.page_id.clone(), o)).collect();

@@ -1,5 +1,6 @@
 //! Keeps the engine's directory in step with the store: pages connected or disconnected by another process
-//! (the CLI, another node) are registered or stopped here.
+//! (the CLI, another node) are registered or stopped here. It also exports what the store says of the Pages:
+//! how many are in each status, and which need reconnecting (every node the same, from the database).
 
 use switchboard_actors::Router;
 
@@ -9,6 +10,7 @@ use crate::store::{IntegrationStatus, Store};
 pub async fn reconcile(store: &Store, router: &Router) {
     match store.list_integrations().await {
         Ok(list) => {
+            export(&list);
             for i in list {
                 let known = router.route(i.page_id.as_str()).is_some();
                 match i.status {
@@ -22,5 +24,19 @@ pub async fn reconcile(store: &Store, router: &Router) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "reconcile: cannot list integrations"),
+    }
+}
+
+/// Pages per status, and each Page that needs its client to reconnect (its token dead, or a permission refused).
+fn export(list: &[crate::store::Integration]) {
+    use crate::telemetry::catalog::{PAGE_NEEDS_RECONNECTION, PAGE_STATUSES, PAGES};
+    for status in PAGE_STATUSES {
+        let n = list.iter().filter(|i| i.status.as_str() == status).count();
+        metrics::gauge!(PAGES, "status" => status).set(n as f64);
+    }
+    for i in list {
+        let needs = matches!(i.status, IntegrationStatus::NeedsReauth | IntegrationStatus::Error);
+        metrics::gauge!(PAGE_NEEDS_RECONNECTION, "client" => i.client_slug.to_string(), "page" => i.page_id.to_string())
+            .set(if needs { 1.0 } else { 0.0 });
     }
 }

@@ -112,6 +112,10 @@ async fn receive(
     // Meta does not promise order within a body after redeliveries: hand events over in timestamp order
     // (stable, so equal timestamps keep Meta's order).
     events.sort_by_key(|e| e.timestamp);
+    let arrived = tokio::time::Instant::now();
+    for event in &mut events {
+        event.received = Some(arrived);
+    }
     if let Some(inbox) = &state.inbox {
         // Only events some tenant owns are stored (receipts only if configured); the rest are acknowledged
         // and handed over (or counted by the router) once the commit succeeded.

@@ -37,6 +37,8 @@ pub const PENDING: &str = "switchboard_inbox_pending_events";
 pub const CLUSTER_OLDEST_PENDING: &str = "switchboard_cluster_oldest_pending_seconds";
 /// The age of the oldest pending event of each Page this node runs (0 once it has none, or runs elsewhere).
 pub const PAGE_OLDEST_PENDING: &str = "switchboard_page_oldest_pending_seconds";
+/// 1 while a Page this node runs is stuck, else 0.
+pub const PAGE_STUCK: &str = "switchboard_page_stuck";
 
 /// How often a Page that stays stuck is logged again.
 const LOG_AGAIN: Duration = Duration::from_secs(300);
@@ -151,6 +153,7 @@ impl Watchdog {
         let mut counts: HashMap<Reason, u64> = HashMap::new();
         let (mut stuck, mut progressing) = (Vec::new(), Vec::new());
         let mut exported = HashSet::new();
+        let mut stuck_here = HashSet::new();
         let mut seen = HashSet::new();
         for p in &pending {
             let Ok(page) = PageId::parse(&p.page_id) else { continue };
@@ -161,7 +164,8 @@ impl Watchdog {
             if !(connected && runs_here || !connected && leader) {
                 continue;
             }
-            if let Some((client, _, _)) = integration.filter(|_| runs_here) {
+            let client = integration.filter(|_| runs_here).map(|(client, _, _)| client.clone());
+            if let Some(client) = &client {
                 metrics::gauge!(PAGE_OLDEST_PENDING, "client" => client.clone(), "page" => p.page_id.clone())
                     .set(age(p).as_secs_f64());
                 exported.insert((client.clone(), p.page_id.clone()));
@@ -178,6 +182,9 @@ impl Watchdog {
                 }
                 Some((reason, detail)) => {
                     *counts.entry(reason).or_default() += 1;
+                    if let Some(client) = &client {
+                        stuck_here.insert((client.clone(), p.page_id.clone()));
+                    }
                     let since = self.noticed(&page, reason, &detail, p);
                     if reason.heals() {
                         self.heal(&page, reason).await;
@@ -196,7 +203,7 @@ impl Watchdog {
             }
         }
         self.episodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|page, _| seen.contains(page));
-        self.export(&counts, oldest_here, pending_here, exported);
+        self.export(&counts, oldest_here, pending_here, exported, &stuck_here);
         store.stuck_pages_report(&stuck, &progressing).await
     }
 
@@ -326,6 +333,7 @@ impl Watchdog {
         oldest: Duration,
         pending: i64,
         exported: HashSet<(String, String)>,
+        stuck: &HashSet<(String, String)>,
     ) {
         for reason in Reason::ALL {
             metrics::gauge!(STUCK_PAGES, "reason" => reason.label())
@@ -337,6 +345,10 @@ impl Watchdog {
         let mut last = self.exported.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (client, page) in last.difference(&exported) {
             metrics::gauge!(PAGE_OLDEST_PENDING, "client" => client.clone(), "page" => page.clone()).set(0.0);
+        }
+        for (client, page) in exported.iter().chain(last.difference(&exported)) {
+            let value = if stuck.contains(&(client.clone(), page.clone())) { 1.0 } else { 0.0 };
+            metrics::gauge!(PAGE_STUCK, "client" => client.clone(), "page" => page.clone()).set(value);
         }
         *last = exported;
     }

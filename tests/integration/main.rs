@@ -21,6 +21,7 @@ mod fuzz;
 mod hostile;
 mod inbox;
 mod onboarding;
+mod operators;
 mod portal;
 mod store_contract;
 mod takeover;

@@ -32,6 +32,7 @@ pub(super) fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Repl
         inbox_id: event.inbox_id,
         reply_id: reply.reply_id,
         pass_after,
+        received: event.received,
     });
 }
 
@@ -205,7 +206,7 @@ fn delivered(state: &mut TenantState, item: &QueuedSend, ok: Option<SendOk>, ela
         state.marked.remove(&reply);
     }
     if let Some(m) = &state.metrics {
-        m.sent(elapsed);
+        m.sent(elapsed, item.received.map(|at| at.elapsed()));
     }
     marks::settle(state, item.inbox_id, None);
     if let Some(ok) = &ok {

@@ -17,6 +17,7 @@ use crate::backoff::Backoff;
 use crate::event::InboundEvent;
 use crate::ids::ReplyId;
 use crate::limiter::SendLimiter;
+use crate::metrics::UNKNOWN_REPLIES;
 use crate::ports::{DeliveredMessage, EventSink, GraphApi, GraphFailure, Progress, RecordedReply};
 use crate::{AccessToken, PageId};
 
@@ -34,9 +35,6 @@ pub(crate) const FIRST_READ_AFTER: std::time::Duration = std::time::Duration::fr
 const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Message ids this tenant attributed, kept so two events of one person never claim the same message.
 const CLAIMED_CAP: usize = 10_000;
-
-/// Counts unknown replies by how they were settled (`delivered`, `resent`, `unreadable`).
-pub const UNKNOWN_REPLIES: &str = "switchboard_unknown_replies_total";
 
 /// What a tenant settles with.
 #[derive(Clone)]

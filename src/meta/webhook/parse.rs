@@ -423,6 +423,7 @@ fn event(
     Ok(InboundEvent {
         inbox_id: None,
         recovered: false,
+        received: None,
         account_id: account.clone(),
         channel,
         sender: item.sender.and_then(|p| p.id).map(|id| id.0).unwrap_or_default(),

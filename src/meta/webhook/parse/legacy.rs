@@ -157,6 +157,7 @@ fn event(account: &PageId, channel: Channel, entry_time: i64, item: Item, standb
     InboundEvent {
         inbox_id: None,
         recovered: false,
+        received: None,
         account_id: account.clone(),
         channel,
         sender: item.sender.map(|p| p.id).unwrap_or_default(),
