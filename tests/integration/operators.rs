@@ -214,3 +214,16 @@ async fn a_real_prometheus_scraping_the_binary_fires_the_stuck_page_alert_and_ru
     assert!(unknown.is_empty(), "the dashboard names metrics the binary does not export: {unknown:?}");
     server.stop_cleanly();
 }
+
+#[test]
+fn every_metric_and_every_alert_has_its_place_in_the_readme() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    for m in catalog::ALL {
+        assert!(readme.contains(&format!("| `{}` |", m.name)), "README's metrics table lacks {}", m.name);
+    }
+    let rules = std::fs::read_to_string(repo("deploy/prometheus/alerts.yml")).unwrap();
+    for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        assert!(readme.contains(&format!("#### {alert}\n")), "README has no runbook for {alert}");
+        assert!(rules.contains(&format!("runbook: \"README.md#{}\"", alert.to_lowercase())), "{alert}'s runbook link");
+    }
+}
