@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod history;
 pub mod http;
 pub mod inbox;
 pub mod meta;

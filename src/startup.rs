@@ -19,6 +19,7 @@ use crate::background::{Background, First};
 use crate::cluster::{self, Cluster, GatedGraph};
 use crate::config::{ClusterMode, InboxMode, Settings};
 use crate::engine::{Directory, StoreStatus, StoreTenants, reconcile};
+use crate::history::History;
 use crate::http::portal::PortalState;
 use crate::http::portal::session::{LoginThrottle, SessionPace};
 use crate::http::server;
@@ -304,6 +305,7 @@ fn routes(
         keeps_messages: settings.inbox.mode == InboxMode::Durable,
         relay_allow_private: settings.engine.relay.allow_private,
         send_rate: settings.engine.send_rate_per_page,
+        stuck_after: settings.inbox.stuck_after,
     };
     Ok(http::routes(HttpState {
         bodies: http::BodyBudget::new(
@@ -441,6 +443,7 @@ fn background_jobs(settings: &Settings, r: &Running<'_>, metrics: &PrometheusHan
         async move {
             if cluster.as_ref().is_none_or(Cluster::is_leader) {
                 crate::inbox::prune_logged(&store, retention).await;
+                History::prune(&store).await;
                 crate::onboarding::prune_states(&store).await;
                 if cluster.is_some() {
                     let _ = store.prune_nodes().await;
@@ -476,6 +479,13 @@ fn background_jobs(settings: &Settings, r: &Running<'_>, metrics: &PrometheusHan
             async move { watchdog.check(cluster.as_ref().is_none_or(Cluster::is_leader)).await }
         });
     }
+    // Each Page's figures over time, for the portal's charts: every node writes the Pages it runs.
+    let history =
+        Arc::new(History::new(store.clone(), router.clone(), cluster.map(|c| c.owned().clone()), inbox.is_some()));
+    jobs.every(crate::history::EVERY, First::AfterPeriod, move || {
+        let history = history.clone();
+        async move { history.write().await }
+    });
     // Whether the database answers, for operators (readiness answers the load balancer).
     let s = store.clone();
     jobs.every(Duration::from_secs(5), First::Now, move || {

@@ -15,6 +15,7 @@ mod callbacks;
 mod clients;
 mod cluster;
 mod conversations;
+mod history;
 mod holds;
 mod inbox;
 mod integrations;
@@ -41,6 +42,7 @@ pub use cluster::{DIRECTORY_CHANNEL, FiguresRecord, NodeRecord, OwnerRecord};
 pub use conversations::{
     CONVERSATION_WINDOW, COUNTED_AT_MOST, ConversationEntry, ConversationList, ConversationReply, ConversationSummary,
 };
+pub use history::{HistoryAdd, HistorySlot};
 pub use inbox::{Pending, PendingPage};
 pub use model::{
     AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, Fence, InboxRow,

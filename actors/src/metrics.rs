@@ -80,6 +80,7 @@ impl TenantMetrics {
         self.latency.record(latency.as_secs_f64());
         if let Some(d) = since_webhook {
             self.webhook_reply.record(d.as_secs_f64());
+            self.stats.reply_latency(d);
         }
         self.stats.replied();
     }

@@ -226,6 +226,16 @@ impl Router {
         self.inner.shared.stats.get(page).map(|s| s.snapshot()).unwrap_or_default()
     }
 
+    /// The webhook → reply latencies `page`'s tenant counted since they were last taken.
+    pub fn take_reply_latencies(&self, page: &PageId) -> crate::stats::Latencies {
+        self.inner.shared.stats.get(page).map(|s| s.take_reply_latencies()).unwrap_or_default()
+    }
+
+    /// The pages this engine has figures for (every page a tenant ran for since the process started).
+    pub fn pages_with_figures(&self) -> Vec<PageId> {
+        self.inner.shared.stats.iter().map(|e| e.key().clone()).collect()
+    }
+
     /// Whether the tenant has a running actor right now (it stops when idle).
     pub fn is_active(&self, page: &PageId) -> bool {
         self.registry().running(page).is_some()

@@ -22,6 +22,41 @@ pub struct TenantStats {
     blocked: AtomicBool,
     /// Unix milliseconds until which Meta's throttling pauses the tenant (0: not paused).
     paused_until_ms: AtomicI64,
+    /// Webhook → reply latencies since they were last taken ([`TenantStats::take_reply_latencies`]), counted in
+    /// the buckets of [`LATENCY_BOUNDS_MS`].
+    reply_latencies: Mutex<[u32; LATENCY_BUCKETS]>,
+}
+
+/// Upper bounds (milliseconds) of the webhook → reply latency buckets kept for the portal's history; the last
+/// bucket holds everything slower.
+pub const LATENCY_BOUNDS_MS: [u64; LATENCY_BUCKETS - 1] =
+    [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000];
+const LATENCY_BUCKETS: usize = 14;
+
+/// Webhook → reply latencies counted in the buckets of [`LATENCY_BOUNDS_MS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latencies(pub [u32; LATENCY_BUCKETS]);
+
+impl Latencies {
+    /// The 95th percentile, as the upper bound of its bucket in milliseconds (`None` without samples; the
+    /// slowest bucket reads as its lower bound).
+    pub fn p95_ms(&self) -> Option<u64> {
+        let total: u64 = self.0.iter().map(|n| u64::from(*n)).sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = total.saturating_mul(95).div_ceil(100);
+        let mut seen = 0u64;
+        for (i, n) in self.0.iter().enumerate() {
+            seen += u64::from(*n);
+            if seen >= rank {
+                return Some(
+                    LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 1]),
+                );
+            }
+        }
+        None
+    }
 }
 
 /// A copy of a tenant's figures at one instant.
@@ -61,6 +96,7 @@ impl Default for TenantStats {
             sends_in_flight: AtomicU64::new(0),
             blocked: AtomicBool::new(false),
             paused_until_ms: AtomicI64::new(0),
+            reply_latencies: Mutex::new([0; LATENCY_BUCKETS]),
         }
     }
 }
@@ -103,6 +139,19 @@ impl TenantStats {
         }
     }
 
+    /// A reply was accepted this long after its event's webhook arrived.
+    pub fn reply_latency(&self, since_webhook: std::time::Duration) {
+        let ms = u64::try_from(since_webhook.as_millis()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BOUNDS_MS.iter().position(|bound| ms <= *bound).unwrap_or(LATENCY_BUCKETS - 1);
+        self.reply_latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[bucket] += 1;
+    }
+
+    /// The webhook → reply latencies counted since the last call, and a fresh start.
+    pub fn take_reply_latencies(&self) -> Latencies {
+        let mut counts = self.reply_latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Latencies(std::mem::take(&mut *counts))
+    }
+
     /// A Send API call started; [`TenantStats::send_stored`] when Meta's answer is stored.
     pub fn send_started(&self) {
         self.sends_in_flight.fetch_add(1, Ordering::Relaxed);
@@ -138,6 +187,20 @@ impl TenantStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_to_reply_latencies_are_taken_with_their_95th_percentile() {
+        let stats = TenantStats::default();
+        assert_eq!(stats.take_reply_latencies().p95_ms(), None);
+        for ms in 0..100 {
+            stats.reply_latency(std::time::Duration::from_millis(ms * 2));
+        }
+        let taken = stats.take_reply_latencies();
+        assert_eq!(taken.p95_ms(), Some(250), "the 95th of 0..198 ms falls in the bucket up to 250 ms");
+        assert_eq!(stats.take_reply_latencies(), Latencies::default(), "taken once");
+        stats.reply_latency(std::time::Duration::from_secs(3600));
+        assert_eq!(stats.take_reply_latencies().p95_ms(), Some(300_000), "the slowest bucket");
+    }
 
     #[test]
     fn replies_are_counted_and_the_latest_event_kept() {

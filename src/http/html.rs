@@ -41,7 +41,9 @@ header.top{display:flex;justify-content:space-between;align-items:center;flex-wr
 ul{padding-left:1.2rem}li{margin:.3rem 0}\
 .line{border-left:.25rem solid #ccd0d5;padding:.2rem .6rem;margin:.4rem 0}.line.bot{border-color:#1877f2}.line.person{border-color:#e4a11b}\
 .said{white-space:pre-wrap;overflow-wrap:anywhere}.state{font-size:.9rem;padding:.1rem .4rem;border-radius:.3rem;display:inline-block}\
-.quiet{background:#eceef1}";
+.quiet{background:#eceef1}\
+.charts{display:flex;flex-wrap:wrap;gap:.4rem .8rem;margin:.4rem 0}.chart{margin:0;flex:1 1 9.5rem;max-width:13rem}\
+.chart svg{width:100%;height:auto;background:#fff;border:1px solid #ddd;border-radius:.2rem}.chart figcaption{font-size:.8rem}";
 
 pub fn page(status: StatusCode, title: &str, body: Markup) -> Response {
     warp::reply::with_status(warp::reply::html(layout(title, body).into_string()), status).into_response()

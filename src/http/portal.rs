@@ -15,6 +15,7 @@ mod access;
 mod account;
 mod admin;
 mod bot;
+mod charts;
 mod conversations;
 mod pages;
 mod routes;
@@ -61,6 +62,8 @@ pub struct PortalState {
     pub relay_allow_private: bool,
     /// The deployment's send rate per Page, for clients that set none.
     pub send_rate: u32,
+    /// `inbox.stuck_after_secs`: where the charts draw the line past which a Page counts as stuck.
+    pub stuck_after: Duration,
 }
 
 impl PortalState {

@@ -109,21 +109,23 @@ async fn wait_for_text(c: &Client, needle: &str) -> String {
 
 /// The client's user, "owner@woodstock.example".
 async fn client_user(app: &TestApp, client_id: i64) {
+    add_user(app, "owner@woodstock.example", Role::Client, Some(client_id)).await;
+}
+
+async fn add_user(app: &TestApp, email: &str, role: Role, client_id: Option<i64>) {
     let hash = switchboard::secrets::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
-    let email = Email::parse("owner@woodstock.example").unwrap();
-    let user = NewUser {
-        email,
-        password_hash: hash,
-        role: Role::Client,
-        client_id: Some(client_id),
-        must_change_password: false,
-    };
+    let email = Email::parse(email).unwrap();
+    let user = NewUser { email, password_hash: hash, role, client_id, must_change_password: false };
     app.db.store.create_user(&user).await.unwrap();
 }
 
 async fn sign_in(c: &Client, app: &TestApp) {
+    sign_in_as(c, app, "owner@woodstock.example").await;
+}
+
+async fn sign_in_as(c: &Client, app: &TestApp, email: &str) {
     c.goto(&app.url("/portal/login")).await.unwrap();
-    c.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("owner@woodstock.example").await.unwrap();
+    c.find(Locator::Css("input[name=email]")).await.unwrap().send_keys(email).await.unwrap();
     c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
     c.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
 }
@@ -313,5 +315,51 @@ async fn a_client_steers_its_bot_reads_its_conversations_and_a_person_takes_over
     wait_for_text(&c, "The conversation is the bot's again").await;
     let owners = app.meta.sim().thread_owners();
     assert_eq!(owners[format!("{PAGE_A}:{bea}")], meta_sim::config::DEFAULT_APP_ID.to_string());
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_every_pages_last_24_hours_as_charts_in_a_real_browser_on_a_desk_and_a_phone() {
+    let Some(driver) = chromedriver() else { return };
+    let app: TestApp = spawn_app(Options::default()).await;
+    add_user(&app, "ops@switchboard.example", Role::Operator, None).await;
+    // Live data: customers write to page A, and the bot answers them.
+    for i in 0..6 {
+        let body = crate::app::text_event(PAGE_A, &format!("71000000{i:02}"), &format!("m_chart_{i}"), "hours?", 1 + i);
+        assert_eq!(app.post_webhook(&body).await.0, 200);
+    }
+    app.wait_for_sent(6).await;
+    // Each node writes what it counted every 15 s.
+    eventually_within(Duration::from_secs(40), "the Page's history written", || async {
+        let n = app.db.count("page_history").await;
+        if n >= 2 { Ok(()) } else { Err(format!("{n} rows")) }
+    })
+    .await;
+
+    let c = browser(&driver).await;
+    let shots = Shots::new();
+    sign_in_as(&c, &app, "ops@switchboard.example").await;
+    let body = wait_for_text(&c, "All clients").await;
+    assert!(body.contains("The last 24 hours") || body.contains("the last 24 hours"), "{body}");
+    let events = c.find(Locator::Id(&format!("page-{PAGE_A}-events"))).await.unwrap().text().await.unwrap();
+    assert!(events.contains("Events in") && events.contains("in 24 h"), "{events}");
+    let answers = c.find(Locator::Id(&format!("page-{PAGE_A}-answers"))).await.unwrap().text().await.unwrap();
+    assert!(answers.contains("6 in 24 h"), "the six answers, in words: {answers}");
+    let charts = c.find_all(Locator::Css("figure.chart svg")).await.unwrap();
+    assert!(charts.len() >= 15, "five charts per Page and per client: {}", charts.len());
+    let bars = c.find_all(Locator::Css(&format!("#page-{PAGE_A}-answers rect"))).await.unwrap();
+    assert!(!bars.is_empty(), "the answers drawn as bars");
+    shots.take(&c, "09-operator-charts").await;
+    // On a phone the charts wrap, one under another, and nothing is wider than the screen.
+    c.set_window_size(390, 844).await.unwrap();
+    let overflow =
+        c.execute("return document.documentElement.scrollWidth <= window.innerWidth + 1;", vec![]).await.unwrap();
+    assert_eq!(overflow, json!(true), "nothing wider than a phone's screen");
+    shots.take(&c, "10-operator-charts-phone").await;
+    // The Page's own history page: 24 hours and 30 days.
+    c.goto(&app.url(&format!("/portal/pages/{PAGE_A}/health"))).await.unwrap();
+    let body = wait_for_text(&c, "The last 30 days").await;
+    assert!(body.contains("The last 24 hours"), "{body}");
+    shots.take(&c, "11-page-health").await;
     c.close().await.unwrap();
 }

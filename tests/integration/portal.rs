@@ -109,8 +109,16 @@ async fn a_client_user_sees_and_acts_on_its_own_pages_only() {
     assert!(html.contains(PAGE_A) && !html.contains(PAGE_B), "only its own page is listed");
     let csrf = field(&html, "csrf");
 
+    // Its own Page's charts: the last 24 hours on the home page, and 30 days on the Page's own.
+    assert!(html.contains(&format!("id=\"page-{PAGE_A}-events\"")), "its Page's charts");
+    assert!(!html.contains("id=\"client-"), "the all-Pages charts are the operator's");
+    let (status, health) = page(&app, &b, &format!("/portal/pages/{PAGE_A}/health")).await;
+    assert_eq!(status, 200);
+    assert!(health.contains("The last 30 days") && health.contains("id=\"month-answers\""), "{health}");
+
     // Another client's page, by every route that names a page: 404, nothing changed.
     assert_eq!(page(&app, &b, &format!("/portal/pages/{PAGE_B}/disconnect")).await.0, 404);
+    assert_eq!(page(&app, &b, &format!("/portal/pages/{PAGE_B}/health")).await.0, 404);
     let resp = b
         .post(app.url(&format!("/portal/pages/{PAGE_B}/disconnect")))
         .form(&[("csrf", csrf.as_str())])

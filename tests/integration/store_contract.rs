@@ -27,7 +27,37 @@ on_both_backends!(
     conversations_are_listed_by_latest_activity_and_paged_with_their_replies,
     stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending,
     a_conversation_list_reads_a_bounded_window_and_pages_on_below_it,
+    a_pages_history_adds_up_across_writers_reads_in_slots_and_is_pruned,
 );
+
+/// Two nodes writing the same Page's minute (a handover mid-minute) add up; slots sum minutes; the worst latency
+/// and age are kept; old buckets are pruned.
+async fn a_pages_history_adds_up_across_writers_reads_in_slots_and_is_pruned(db: TestDb) {
+    use switchboard::store::HistoryAdd;
+    let store = &db.store;
+    let add = |page: &str, at: i64, events: i64, p95: Option<i64>, oldest: i64| HistoryAdd {
+        page_id: page.into(),
+        bucket_secs: 60,
+        at,
+        events,
+        answers: events,
+        failures: 1,
+        reply_p95_ms: p95,
+        oldest_pending_s: oldest,
+    };
+    store.history_add(&[add("1", 600, 3, Some(200), 5), add("2", 600, 9, None, 0)]).await.unwrap();
+    // Another node claims page 1 within the same minute and adds what it counted.
+    store.history_add(&[add("1", 600, 2, Some(900), 1), add("1", 660, 4, None, 0)]).await.unwrap();
+    let slots = store.history(Some("1"), 60, 0, 900).await.unwrap();
+    assert_eq!(slots.len(), 1, "both minutes fall in one 15-minute slot: {slots:?}");
+    let s = &slots[0];
+    assert_eq!((s.at, s.events, s.answers, s.failures), (0, 9, 9, 3));
+    assert_eq!((s.reply_p95_ms, s.oldest_pending_s), (Some(900), 5), "the worst of each");
+    assert_eq!(store.history(None, 60, 0, 60).await.unwrap().len(), 3, "per minute, every Page");
+    assert!(store.history(None, 3600, 0, 3600).await.unwrap().is_empty(), "hours are their own buckets");
+    assert_eq!(store.history_prune(60, 660).await.unwrap(), 2);
+    assert_eq!(store.history(None, 60, 0, 60).await.unwrap().len(), 1);
+}
 
 /// A Page with a chatty customer: one page of its conversation list reads at most `CONVERSATION_WINDOW` of its
 /// messages (not all of them), counts a conversation's messages up to `COUNTED_AT_MOST`, and the next page goes

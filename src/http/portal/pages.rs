@@ -1,6 +1,7 @@
 //! The home page (a client's Pages, or every tenant for an operator), and connecting and disconnecting Pages.
 
 use super::access::{Page, Principal, Signed, signed_in};
+use super::charts::Timeline;
 use super::views::{self, ClientPanel, PageRow};
 use super::{Form, PortalState, with_cookie};
 use crate::cluster::shared_figures;
@@ -11,6 +12,11 @@ use crate::http::error::see_other;
 use crate::http::oauth;
 use crate::onboarding::Outcome;
 use crate::store::{Integration, StoreError};
+
+/// The portal's charts span a day in 15-minute slots.
+const DAY_SECS: i64 = 86_400;
+const SLOT_SECS: i64 = 900;
+const SLOTS: usize = 96;
 
 pub(super) async fn home(signed: Option<Signed>, q: &Form, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?;
@@ -25,13 +31,20 @@ pub(super) async fn home(signed: Option<Signed>, q: &Form, s: &PortalState) -> P
     };
     let integrations = s.store.list_integrations().await?;
     let shared = if s.shared_figures { shared_figures(&s.store).await } else { Default::default() };
+    // The last 24 hours of every Page, in 15-minute slots (each Page's minutes, summed).
+    let now = crate::clock::now().timestamp();
+    let history = s.store.history(None, 60, now - DAY_SECS, SLOT_SECS).await?;
+    let day = |pages: &[&str]| {
+        let rows: Vec<_> = history.iter().filter(|h| pages.contains(&h.page_id.as_str())).collect();
+        Timeline::new(&rows, now, SLOT_SECS, SLOTS, "15 min", "24 h")
+    };
     let row = |i: Integration| {
         let (stats, active) = match shared.get(i.page_id.as_str()) {
             Some(figures) => *figures,
             None if s.shared_figures => Default::default(),
             None => (s.router.stats(&i.page_id), s.router.is_active(&i.page_id)),
         };
-        PageRow { stats, active, integration: i }
+        PageRow { stats, active, day: day(&[i.page_id.as_str()]), integration: i }
     };
     match principal {
         Principal::Client(client_id) => {
@@ -47,7 +60,7 @@ pub(super) async fn home(signed: Option<Signed>, q: &Form, s: &PortalState) -> P
                 None => None,
             };
             let rows: Vec<PageRow> = integrations.into_iter().filter(|i| i.client_id == client_id).map(row).collect();
-            Ok(views::client_view(user, csrf, &client, &rows, outcome.as_ref(), notice))
+            Ok(views::client_view(user, csrf, &client, &rows, stuck_after(s), outcome.as_ref(), notice))
         }
         Principal::Operator => {
             let mut panels: Vec<ClientPanel> = s
@@ -55,14 +68,18 @@ pub(super) async fn home(signed: Option<Signed>, q: &Form, s: &PortalState) -> P
                 .list_clients()
                 .await?
                 .into_iter()
-                .map(|client| ClientPanel { client, rows: Vec::new() })
+                .map(|client| ClientPanel { client, rows: Vec::new(), day: Timeline::default() })
                 .collect();
             for i in integrations {
                 if let Some(panel) = panels.iter_mut().find(|p| p.client.id == i.client_id) {
                     panel.rows.push(row(i));
                 }
             }
-            Ok(views::operator_view(user, csrf, &panels, notice))
+            for panel in &mut panels {
+                let pages: Vec<&str> = panel.rows.iter().map(|r| r.integration.page_id.as_str()).collect();
+                panel.day = day(&pages);
+            }
+            Ok(views::operator_view(user, csrf, &panels, stuck_after(s), notice))
         }
     }
 }
@@ -139,4 +156,21 @@ pub(super) async fn hand_back(page: &str, person: &str, signed: Option<Signed>, 
         Some("conversation") => format!("/portal/pages/{}/conversations/{person}?notice={notice}", i.page_id),
         _ => format!("/portal/pages/{}/people?notice={notice}", i.page_id),
     }))
+}
+
+/// The age (seconds) at which a Page counts as stuck: the dashed line of the charts.
+fn stuck_after(s: &PortalState) -> i64 {
+    i64::try_from(s.stuck_after.as_secs()).unwrap_or(60)
+}
+
+/// `GET /portal/pages/{page}/health`: the Page's last 24 hours and last 30 days, with its status in words.
+pub(super) async fn health(page: &str, signed: Option<Signed>, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?;
+    let i = g.owned_page(page, s).await?;
+    let now = crate::clock::now().timestamp();
+    let minutes = s.store.history(Some(i.page_id.as_str()), 60, now - DAY_SECS, SLOT_SECS).await?;
+    let hours = s.store.history(Some(i.page_id.as_str()), 3600, now - 30 * DAY_SECS, 6 * 3600).await?;
+    let day = Timeline::new(&minutes.iter().collect::<Vec<_>>(), now, SLOT_SECS, SLOTS, "15 min", "24 h");
+    let month = Timeline::new(&hours.iter().collect::<Vec<_>>(), now, 6 * 3600, 120, "6 h", "30 days");
+    Ok(views::health(&i, &day, &month, stuck_after(s)))
 }

@@ -124,6 +124,11 @@ fn page_routes(p: &Parts) -> BoxedFilter<(Response,)> {
         .then(|page: String, q: Form, signed: Option<Signed>, s: PortalState| async move {
             respond(conversations::list(&page, &q, signed, &s).await)
         });
+    let health = warp::path!("portal" / "pages" / String / "health").and(warp::get()).and(p.signed.clone()).then(
+        |page: String, signed: Option<Signed>, s: PortalState| async move {
+            respond(pages::health(&page, signed, &s).await)
+        },
+    );
     let conversation = warp::path!("portal" / "pages" / String / "conversations" / String)
         .and(warp::get())
         .and(warp::query::<Form>())
@@ -149,6 +154,8 @@ fn page_routes(p: &Parts) -> BoxedFilter<(Response,)> {
         .or(hand_back)
         .unify()
         .or(conversations)
+        .unify()
+        .or(health)
         .unify()
         .or(conversation)
         .unify()

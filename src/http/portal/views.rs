@@ -6,16 +6,18 @@ use maud::{Markup, html};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::charts::{Timeline, charts};
 use crate::http::html;
 use crate::onboarding::{Outcome, OutcomeKind};
 use crate::store::{Client, Integration, IntegrationStatus, User};
 use switchboard_actors::stats::StatsSnapshot;
 
-/// One row of a Pages list: the integration and its live figures.
+/// One row of a Pages list: the integration, its live figures, and its last 24 hours.
 pub struct PageRow {
     pub integration: Integration,
     pub stats: StatsSnapshot,
     pub active: bool,
+    pub day: Timeline,
 }
 
 pub fn login(csrf: &str, problem: Option<&str>, status: StatusCode) -> Response {
@@ -107,6 +109,7 @@ pub fn client_view(
     csrf: &str,
     client: &Client,
     rows: &[PageRow],
+    stuck_after: i64,
     outcome: Option<&Outcome>,
     notice: Option<&str>,
 ) -> Response {
@@ -133,15 +136,38 @@ pub fn client_view(
                     p { span class={"badge banner " (class)} data-status=(i.status) { (label) } " since " (when(i.status_changed_at)) }
                     p class="reason" { (words) }
                     p { "Last message received: " (last_event(&row.stats)) " · Replies in the last hour: " (row.stats.replies_last_hour) }
+                    h4 class="tight" { "The last 24 hours" }
+                    (charts(&format!("page-{}", i.page_id), &row.day, stuck_after))
                     @if i.status != IntegrationStatus::Revoked {
                         a href={"/portal/pages/" (i.page_id) "/conversations"} class="conversations" { "Conversations" }
                         " · "
                         a href={"/portal/pages/" (i.page_id) "/people"} class="people" { "Conversations a person is handling" }
                         " · "
+                        a href={"/portal/pages/" (i.page_id) "/health"} class="health" { "The last 30 days" }
+                        " · "
                         a href={"/portal/pages/" (i.page_id) "/disconnect"} class="disconnect" { "Disconnect" }
                     }
                 }
             }
+        },
+    )
+}
+
+/// A Page's figures over time: its last 24 hours and its last 30 days, with its status in words.
+pub fn health(i: &Integration, day: &Timeline, month: &Timeline, stuck_after: i64) -> Response {
+    let name = i.page_name.clone().unwrap_or_else(|| i.page_id.to_string());
+    let (label, class, words) = status_words(i);
+    html::page(
+        StatusCode::OK,
+        &name,
+        html! {
+            p { a href="/portal" { "← Back" } }
+            h1 { (name) " " small { "(" (i.page_id) ")" } }
+            p { span class={"badge banner " (class)} data-status=(i.status) { (label) } " " (words) }
+            h2 { "The last 24 hours" }
+            (charts("day", day, stuck_after))
+            h2 { "The last 30 days" }
+            (charts("month", month, stuck_after))
         },
     )
 }
@@ -249,9 +275,17 @@ pub fn bot_editor(csrf: &str, e: &super::bot::Editor) -> Response {
 pub struct ClientPanel {
     pub client: Client,
     pub rows: Vec<PageRow>,
+    /// The client's Pages' last 24 hours, added up.
+    pub day: Timeline,
 }
 
-pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Option<&str>) -> Response {
+pub fn operator_view(
+    user: &User,
+    csrf: &str,
+    panels: &[ClientPanel],
+    stuck_after: i64,
+    notice: Option<&str>,
+) -> Response {
     html::page(
         StatusCode::OK,
         "Operator",
@@ -263,6 +297,10 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
                     h2 class="tight" { (panel.client.name) " " small { "(" (panel.client.slug) ")" } }
                     p class="tight" { a href={"/portal/clients/" (panel.client.slug) "/settings"} class="settings" { "Settings: bot, send rate, pause" } }
                     @if panel.rows.is_empty() { p { "No Page connected." } }
+                    @if !panel.rows.is_empty() {
+                        h3 class="tight" { "All its Pages, the last 24 hours" }
+                        (charts(&format!("client-{}", panel.client.slug), &panel.day, stuck_after))
+                    }
                     @for row in &panel.rows {
                         @let i = &row.integration;
                         @let (label, class, words) = status_words(i);
@@ -276,8 +314,10 @@ pub fn operator_view(user: &User, csrf: &str, panels: &[ClientPanel], notice: Op
                                 " · actor " (if row.active { "running" } else { "idle" })
                                 " · last event " (last_event(&row.stats))
                             }
-                            br; a href={"/portal/pages/" (i.page_id) "/conversations"} class="conversations" { "Conversations" }
+                            (charts(&format!("page-{}", i.page_id), &row.day, stuck_after))
+                            a href={"/portal/pages/" (i.page_id) "/conversations"} class="conversations" { "Conversations" }
                             " · " a href={"/portal/pages/" (i.page_id) "/people"} class="people" { "Conversations a person is handling" }
+                            " · " a href={"/portal/pages/" (i.page_id) "/health"} class="health" { "The last 30 days" }
                         }
                     }
                     form method="post" action={"/portal/clients/" (panel.client.slug) "/link"} class="spaced" {
