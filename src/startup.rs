@@ -432,7 +432,7 @@ fn background_jobs(settings: &Settings, r: &Running<'_>, metrics: &PrometheusHan
         async move { onboarding.check_round(token_check).await }
     });
     let (s, r) = (store.clone(), router.clone());
-    jobs.every(settings.oauth.reconcile_interval, First::AfterPeriod, move || {
+    jobs.every(settings.oauth.reconcile_interval, First::Now, move || {
         let (store, router) = (s.clone(), r.clone());
         async move { reconcile(&store, &router).await }
     });
