@@ -259,7 +259,7 @@ fn failover(
                 .await
                 .expect("owners")
                 .into_iter()
-                .find(|o| o.page_id == page)
+                .find(|o| o.page_id.as_str() == page)
                 .and_then(|o| o.owner);
             nodes.into_iter().find(|(id, _)| Some(*id) == owner).expect("an owner")
         });
@@ -293,41 +293,39 @@ fn failover(
         killed.child.kill().expect("kill");
         let killed_us = now_us();
         let _ = killed.child.wait();
-        let (claimed, answered) =
-            load.block_on(async {
-                let started = Instant::now();
-                loop {
-                    let claimed_by_other =
-                        {
-                            let live: Vec<i64> =
-                                store.live_nodes().await.expect("nodes").into_iter().map(|(id, _)| id).collect();
-                            store.page_owners().await.expect("owners").into_iter().any(|o| {
-                                o.page_id == page && o.owner.is_some_and(|n| n != owner_id && live.contains(&n))
-                            })
-                        };
-                    // The first reply the new owner sent (not one the killed node had on the wire).
-                    let claimed = if claimed_by_other { Some(sqlx_claimed_at(&db, &page).await) } else { None };
-                    let reply = claimed.and_then(|claimed| {
-                        let sent = sim.sim().messages().into_iter().filter(|m| m.page_id == page && m.at_us > claimed);
-                        sent.map(|m| m.at_us).min().map(|at| (claimed, at))
-                    });
-                    if let Some((claimed, at)) = reply {
-                        return (
-                            Duration::from_micros((claimed - killed_us).max(0) as u64),
-                            Duration::from_micros((at - killed_us).max(0) as u64),
-                        );
-                    }
-                    if started.elapsed() > Duration::from_secs(30) {
-                        let owners = store.page_owners().await.expect("owners");
-                        let nodes = store.cluster_nodes().await.expect("nodes");
-                        panic!(
-                            "page never answered after the kill: owners {:?}, nodes {nodes:?}",
-                            owners.iter().find(|o| o.page_id == page)
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+        let (claimed, answered) = load.block_on(async {
+            let started = Instant::now();
+            loop {
+                let claimed_by_other = {
+                    let live: Vec<i64> =
+                        store.live_nodes().await.expect("nodes").into_iter().map(|(id, _)| id).collect();
+                    store.page_owners().await.expect("owners").into_iter().any(|o| {
+                        o.page_id.as_str() == page && o.owner.is_some_and(|n| n != owner_id && live.contains(&n))
+                    })
+                };
+                // The first reply the new owner sent (not one the killed node had on the wire).
+                let claimed = if claimed_by_other { Some(sqlx_claimed_at(&db, &page).await) } else { None };
+                let reply = claimed.and_then(|claimed| {
+                    let sent = sim.sim().messages().into_iter().filter(|m| m.page_id == page && m.at_us > claimed);
+                    sent.map(|m| m.at_us).min().map(|at| (claimed, at))
+                });
+                if let Some((claimed, at)) = reply {
+                    return (
+                        Duration::from_micros((claimed - killed_us).max(0) as u64),
+                        Duration::from_micros((at - killed_us).max(0) as u64),
+                    );
                 }
-            });
+                if started.elapsed() > Duration::from_secs(30) {
+                    let owners = store.page_owners().await.expect("owners");
+                    let nodes = store.cluster_nodes().await.expect("nodes");
+                    panic!(
+                        "page never answered after the kill: owners {:?}, nodes {nodes:?}",
+                        owners.iter().find(|o| o.page_id.as_str() == page)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
         println!("kill {}: {owner} killed; claimed after {claimed:.2?}, answered after {answered:.2?}", kill + 1);
         results.push((claimed, answered));
         trickle.abort();

@@ -290,7 +290,7 @@ async fn batch_insert_rate(url: &str, bodies: &[Vec<u8>]) -> f64 {
     let rows: Vec<switchboard::store::InboxRow> = bodies
         .iter()
         .flat_map(|body| parse(body).expect("bench bodies parse").events)
-        .map(|event| switchboard::inbox::row(&event, event.account_id.as_str(), event.wants_reply()).expect("row"))
+        .map(|event| switchboard::inbox::row(&event, &event.account_id, event.wants_reply()).expect("row"))
         .collect();
     let started = std::time::Instant::now();
     for chunk in rows.chunks(64) {

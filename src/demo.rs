@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::domain::{ClientSlug, Email, Role};
+use crate::domain::{ClientId, ClientSlug, Email, Role};
 use crate::secrets::tokens::random_token;
 use crate::startup::{self, Application};
 use crate::store::{IntegrationStatus, NewUser, Store};
@@ -98,7 +98,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Every two seconds, one signed message per connected demo Page, as Meta would send it.
-async fn drive_events(store: Store, client_id: i64, webhook: String, secret: String, sim: Arc<meta_sim::Sim>) {
+async fn drive_events(store: Store, client_id: ClientId, webhook: String, secret: String, sim: Arc<meta_sim::Sim>) {
     let http = reqwest::Client::new();
     let post = |body: Vec<u8>| {
         let signature = meta_sim::webhook::signature(&secret, &body);

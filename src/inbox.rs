@@ -105,7 +105,7 @@ impl Inbox {
 
     /// Commits `events` (with their tenant page) and returns each one's inbox id, `None` for one already
     /// stored (a redelivery). `Err` means the commit failed or did not finish in time: answer 503.
-    pub async fn commit(&self, events: &[(&InboundEvent, &str)]) -> Result<Vec<Option<InboxId>>, String> {
+    pub async fn commit(&self, events: &[(&InboundEvent, &PageId)]) -> Result<Vec<Option<InboxId>>, String> {
         if events.is_empty() {
             // Receipts only, or Pages no client owns: nothing to store, no writer round trip.
             return Ok(Vec::new());
@@ -181,7 +181,7 @@ impl Inbox {
 
 /// The inbox row the webhook commits for `event` of tenant page `page`: pending if its tenant has something
 /// to do with it, else done.
-pub fn row(event: &InboundEvent, page: &str, pending: bool) -> Result<InboxRow, String> {
+pub fn row(event: &InboundEvent, page: &PageId, pending: bool) -> Result<InboxRow, String> {
     let json = serde_json::to_string(event).map_err(|e| e.to_string())?;
     let dedup_key = event.dedup_key().unwrap_or_else(|| format!("h:{}", hex::encode(Sha256::digest(json.as_bytes()))));
     // This app's own echoes (stored done) repeat the replies the outbox holds: they stay out of the view.
@@ -189,7 +189,7 @@ pub fn row(event: &InboundEvent, page: &str, pending: bool) -> Result<InboxRow, 
         Some(_) if !pending => None,
         _ => event.customer().map(str::to_owned),
     };
-    Ok(InboxRow { page_id: page.to_owned(), dedup_key, event: json, customer_id, done: !pending })
+    Ok(InboxRow { page_id: page.clone(), dedup_key, event: json, customer_id, done: !pending })
 }
 
 /// The row that keeps `part`: its raw JSON cut at `RAW_LIMIT` bytes (on a character boundary), and a hash of
@@ -233,7 +233,7 @@ mod tests {
     fn rows_name_the_customer_of_messages_postbacks_and_a_persons_echoes_only() {
         let customer = |fixture: &str, pending: bool| {
             let e = events(fixture).remove(0);
-            (row(&e, e.account_id.as_str(), pending).unwrap().customer_id, e)
+            (row(&e, &e.account_id, pending).unwrap().customer_id, e)
         };
         for fixture in ["messenger_text.json", "messenger_postback.json", "instagram_text.json"] {
             let (id, e) = customer(fixture, true);

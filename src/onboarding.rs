@@ -26,7 +26,7 @@ pub use login::{STATE_KEPT, prune_states};
 pub use token_health::CheckResult;
 
 use crate::config::{OAuthSettings, Settings};
-use crate::domain::{Actor, PageId};
+use crate::domain::{Actor, AuditAction, ClientId, PageId};
 use crate::meta::graph::GraphClient;
 use crate::ownership::Owned;
 use crate::secrets::vault::KeyRing;
@@ -254,10 +254,17 @@ impl Onboarding {
         )
     }
 
-    async fn audit(&self, actor: Actor, action: &str, client_id: Option<i64>, page_id: Option<PageId>, detail: String) {
-        let entry = AuditEntry { actor, action: action.to_owned(), client_id, page_id, detail };
+    async fn audit(
+        &self,
+        actor: Actor,
+        action: AuditAction,
+        client_id: Option<ClientId>,
+        page_id: Option<PageId>,
+        detail: String,
+    ) {
+        let entry = AuditEntry { actor, action, client_id, page_id, detail };
         if let Err(e) = self.store.append_audit(&entry).await {
-            tracing::error!(error = %e, action, "cannot write audit row");
+            tracing::error!(error = %e, action = action.as_str(), "cannot write audit row");
         }
     }
 }

@@ -66,7 +66,7 @@ impl Owned {
 
     /// The fence of a write for `page` at `epoch`.
     pub fn fence(&self, page: &PageId, epoch: i64) -> Fence {
-        Fence { node: self.node(), page: page.as_str().to_owned(), epoch }
+        Fence { node: self.node(), page: page.clone(), epoch }
     }
 
     pub(crate) fn joined(&self, node: i64, deadline: Instant) {

@@ -138,7 +138,7 @@ pub(crate) trait Batched: Send + Sync {
         &self,
         sent: &[(ReplyId, Option<String>)],
         finished: &[(InboxId, Option<String>)],
-        fences: &[Fence],
+        fences: &[Option<Fence>],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Records each (inbox id, seq) once; a reply recorded before is returned as first recorded. A row whose

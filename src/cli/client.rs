@@ -2,7 +2,7 @@
 
 use super::UsageError;
 use crate::config::Settings;
-use crate::domain::{Actor, ClientName, ClientSlug};
+use crate::domain::{Actor, AuditAction, ClientId, ClientName, ClientSlug};
 use crate::startup;
 use crate::store::{AuditEntry, Store};
 
@@ -74,7 +74,7 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             store
                 .append_audit(&AuditEntry {
                     actor: Actor::Cli,
-                    action: "client.created".to_owned(),
+                    action: AuditAction::ClientCreated,
                     client_id: Some(client.id),
                     page_id: None,
                     detail: format!("name {:?}, slug {}", client.name, client.slug),
@@ -90,7 +90,7 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             let client = find_client(&store, &slug).await?;
             store.set_send_rate(client.id, rate).await?;
             announce(&store, client.id).await;
-            audit(&store, client.id, "client.rate_set", format!("{rate:?}")).await?;
+            audit(&store, client.id, AuditAction::ClientRateSet, format!("{rate:?}")).await?;
             match rate {
                 Some(r) => println!("client {} now sends at most {r} calls per second per page", client.slug),
                 None => println!("client {} now uses the default send rate", client.slug),
@@ -103,7 +103,7 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             let client = find_client(&store, &slug).await?;
             store.set_human_pause(client.id, secs).await?;
             announce(&store, client.id).await;
-            audit(&store, client.id, "client.human_pause_set", format!("{secs:?}")).await?;
+            audit(&store, client.id, AuditAction::ClientHumanPauseSet, format!("{secs:?}")).await?;
             match secs {
                 Some(s) => println!(
                     "client {}: the bot stays silent for {} after a person answers",
@@ -124,7 +124,7 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             audit(
                 tools.onboarding.store(),
                 client.id,
-                "client.onboard_link",
+                AuditAction::ClientOnboardLink,
                 format!("valid for {}", humantime::format_duration(ttl)),
             )
             .await?;
@@ -153,9 +153,13 @@ async fn find_client(store: &crate::store::Store, slug: &str) -> anyhow::Result<
     Ok(store.client_by_slug(&slug).await?.ok_or_else(|| UsageError(format!("no client with slug {slug}")))?)
 }
 
-async fn audit(store: &crate::store::Store, client_id: i64, action: &str, detail: String) -> anyhow::Result<()> {
-    let entry =
-        AuditEntry { actor: Actor::Cli, action: action.to_owned(), client_id: Some(client_id), page_id: None, detail };
+async fn audit(
+    store: &crate::store::Store,
+    client_id: ClientId,
+    action: AuditAction,
+    detail: String,
+) -> anyhow::Result<()> {
+    let entry = AuditEntry { actor: Actor::Cli, action, client_id: Some(client_id), page_id: None, detail };
     Ok(store.append_audit(&entry).await?)
 }
 
@@ -194,7 +198,7 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
         ResponderSetting::Rules { .. } => "rules",
         ResponderSetting::Relay { .. } => "relay",
     };
-    audit(&store, client.id, "client.responder_set", kind.to_owned()).await?;
+    audit(&store, client.id, AuditAction::ClientResponderSet, kind.to_owned()).await?;
     println!(
         "client {} now answers with {kind}; a cluster's nodes reload its tenants now, a single server when they next start",
         client.slug
@@ -203,7 +207,7 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
 }
 
 /// Tells running nodes that the client's Pages changed (a cluster reloads their tenants at once).
-async fn announce(store: &Store, client_id: i64) {
+async fn announce(store: &Store, client_id: ClientId) {
     for i in store.list_integrations().await.unwrap_or_default().into_iter().filter(|i| i.client_id == client_id) {
         store.announce(&i.page_id).await;
     }

@@ -76,11 +76,11 @@ fn status(nodes: Vec<NodeRecord>, owners: Vec<OwnerRecord>, pending: Vec<Pending
         .iter()
         .map(|o| {
             let node = o.owner.and_then(|id| by_id.get(&id));
-            let waiting = pending.get(&o.page_id);
+            let waiting = pending.get(o.page_id.as_str());
             Page {
                 pending: waiting.map_or(0, |p| p.pending),
                 oldest_pending_secs: waiting.map(|p| (now - p.oldest).num_seconds()),
-                page_id: o.page_id.clone(),
+                page_id: o.page_id.to_string(),
                 owner: o.owner,
                 owner_name: node.map(|n| n.name.clone()),
                 owner_live: node.is_some_and(|n| n.live),

@@ -2,7 +2,7 @@
 
 use super::UsageError;
 use crate::config::Settings;
-use crate::domain::{Actor, ClientSlug};
+use crate::domain::{Actor, AuditAction, ClientSlug};
 use crate::startup;
 use crate::store::{AuditEntry, Store};
 
@@ -144,7 +144,7 @@ async fn replay(store: &Store, client: Option<String>) -> anyhow::Result<()> {
     store
         .append_audit(&AuditEntry {
             actor: Actor::Cli,
-            action: "inbox.replayed".to_owned(),
+            action: AuditAction::InboxReplayed,
             client_id,
             page_id: None,
             detail: format!("{n} failed event(s) back to pending"),

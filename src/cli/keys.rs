@@ -5,7 +5,7 @@ use secrecy::ExposeSecret as _;
 
 use super::UsageError;
 use crate::config::Settings;
-use crate::domain::Actor;
+use crate::domain::{Actor, AuditAction};
 use crate::secrets::rotation;
 use crate::secrets::vault::{self, KeyId};
 use crate::startup;
@@ -40,7 +40,7 @@ pub async fn rotate(settings: &Settings, args: &RotateArgs) -> anyhow::Result<()
     store
         .append_audit(&AuditEntry {
             actor: Actor::Cli,
-            action: "vault.rotated".to_owned(),
+            action: AuditAction::VaultRotated,
             client_id: None,
             page_id: None,
             detail: format!(

@@ -3,7 +3,7 @@
 
 use super::UsageError;
 use crate::config::Settings;
-use crate::domain::{Actor, ClientSlug, Email, Role};
+use crate::domain::{Actor, AuditAction, ClientSlug, Email, Role};
 use crate::secrets::password;
 use crate::startup;
 use crate::store::{AuditEntry, NewUser, StoreError};
@@ -61,7 +61,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> anyhow::Result<()> {
     store
         .append_audit(&AuditEntry {
             actor: Actor::Cli,
-            action: "user.created".to_owned(),
+            action: AuditAction::UserCreated,
             client_id: user.client_id,
             page_id: None,
             detail: format!("{} ({})", user.email, user.role),

@@ -89,7 +89,7 @@ impl Inner {
         let live = self.store.live_nodes().await?;
         metrics::gauge!(LIVE_NODES).set(live.len() as f64);
         self.leader.store(live.first().is_some_and(|(id, _)| *id == me), Ordering::Release);
-        let owners: HashMap<String, OwnerRecord> =
+        let owners: HashMap<PageId, OwnerRecord> =
             self.store.page_owners().await?.into_iter().map(|o| (o.page_id.clone(), o)).collect();
         let live_ids: HashSet<i64> = live.iter().map(|(id, _)| *id).collect();
         let connected: Vec<Integration> = self
@@ -108,7 +108,7 @@ impl Inner {
         // they are no longer this node's.
         let mut ran = HashSet::new();
         for (page, epoch) in self.owned.pages() {
-            let still = owners.get(page.as_str()).is_some_and(|o| o.owner == Some(me) && o.epoch == epoch);
+            let still = owners.get(&page).is_some_and(|o| o.owner == Some(me) && o.epoch == epoch);
             if !still {
                 self.owned.released(&page);
                 self.router.disown(&page);
@@ -124,11 +124,11 @@ impl Inner {
         // if not. Left alone, such a Page would look owned by a live node to every other node, and nobody
         // would answer it.
         for o in owners.values().filter(|o| o.owner == Some(me)) {
-            let Ok(page) = PageId::parse(&o.page_id) else { continue };
-            if ran.contains(&page) || self.owned.owns(&page) || wanted.contains_key(&page) {
+            let page = &o.page_id;
+            if ran.contains(page) || self.owned.owns(page) || wanted.contains_key(page) {
                 continue;
             }
-            match self.store.page_release(&page, me, o.epoch).await {
+            match self.store.page_release(page, me, o.epoch).await {
                 Ok(()) => {
                     tracing::warn!(%page, "released a Page the database said this node owned but it did not run");
                     let _ = self.store.notify(OWNERS_CHANNEL, page.as_str()).await;
@@ -139,8 +139,7 @@ impl Inner {
             }
         }
         for (page, integration) in wanted {
-            let free =
-                owners.get(page.as_str()).is_none_or(|o| o.owner.is_none_or(|n| n == me || !live_ids.contains(&n)));
+            let free = owners.get(page).is_none_or(|o| o.owner.is_none_or(|n| n == me || !live_ids.contains(&n)));
             if !self.owned.owns(page) && free {
                 self.claim(integration).await?;
             }

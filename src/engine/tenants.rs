@@ -11,7 +11,7 @@ use switchboard_actors::{
 };
 
 use crate::config::EngineConfig;
-use crate::domain::Actor;
+use crate::domain::{Actor, AuditAction, ClientId};
 use crate::engine::relay::RelayResponder;
 use crate::secrets::vault::KeyRing;
 use crate::store::{AuditEntry, ClientSettings, IntegrationStatus, ResponderSetting, Store};
@@ -34,7 +34,7 @@ impl StoreTenants {
 
     async fn responder(
         &self,
-        client_id: i64,
+        client_id: ClientId,
         client_slug: &str,
     ) -> Result<(Arc<dyn Responder>, Arc<AskForPerson>, Option<ClientSettings>), LoadError> {
         let settings =
@@ -139,14 +139,14 @@ impl StoreStatus {
         Self { store }
     }
 
-    async fn record(&self, page: &PageId, status: IntegrationStatus, reason: &str, action: &str) {
+    async fn record(&self, page: &PageId, status: IntegrationStatus, reason: &str, action: AuditAction) {
         let client_id = match self.store.integration_by_page(page).await {
             Ok(Some(i)) => Some(i.client_id),
             _ => None,
         };
         let entry = AuditEntry {
             actor: Actor::System,
-            action: action.to_owned(),
+            action,
             client_id,
             page_id: Some(page.clone()),
             detail: reason.to_owned(),
@@ -161,11 +161,11 @@ impl StoreStatus {
 #[async_trait]
 impl StatusSink for StoreStatus {
     async fn needs_reauth(&self, page: &PageId, reason: &str) {
-        self.record(page, IntegrationStatus::NeedsReauth, reason, "integration.needs_reauth").await;
+        self.record(page, IntegrationStatus::NeedsReauth, reason, AuditAction::IntegrationNeedsReauth).await;
     }
 
     async fn permission_error(&self, page: &PageId, reason: &str) {
-        self.record(page, IntegrationStatus::Error, reason, "integration.error").await;
+        self.record(page, IntegrationStatus::Error, reason, AuditAction::IntegrationError).await;
     }
 
     async fn person_handling(&self, page: &PageId, person: &str, until_unix_ms: i64) {

@@ -32,6 +32,7 @@ use warp::reply::Response;
 
 pub use self::routes::routes;
 use self::session::LoginThrottle;
+use crate::domain::ClientId;
 use crate::http::cookies::{cookie, cookie_name};
 use crate::onboarding::Onboarding;
 use crate::store::Store;
@@ -85,7 +86,7 @@ fn with_cookie(mut response: Response, set_cookie: &str) -> Response {
 
 /// After a client's settings changed: this node's tenants of its Pages, and (in a cluster) their owners', load
 /// them for the next message.
-async fn reload_client_pages(s: &PortalState, client_id: i64) -> Result<(), crate::store::StoreError> {
+async fn reload_client_pages(s: &PortalState, client_id: ClientId) -> Result<(), crate::store::StoreError> {
     for i in s.store.list_integrations().await?.into_iter().filter(|i| i.client_id == client_id) {
         reload_page(s, &i.page_id).await;
     }

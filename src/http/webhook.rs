@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq as _;
 use switchboard_actors::metrics::EVENTS_IGNORED;
-use switchboard_actors::{InboundEvent, Route, Router};
+use switchboard_actors::{InboundEvent, PageId, Route, Router};
 use warp::http::HeaderValue;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -129,7 +129,7 @@ async fn receive(
                 None => unowned.push(event),
             }
         }
-        let refs: Vec<(&InboundEvent, &str)> = owned.iter().map(|(r, e)| (e, r.page.as_str())).collect();
+        let refs: Vec<(&InboundEvent, &PageId)> = owned.iter().map(|(r, e)| (e, &r.page)).collect();
         let ids = if unhandled.is_empty() {
             inbox.commit(&refs).await
         } else {

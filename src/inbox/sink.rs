@@ -78,8 +78,9 @@ impl StoreEvents {
 /// have lost the Page and claimed it again meanwhile).
 struct Report {
     progress: Progress,
-    /// One per finished event (none outside a cluster).
-    finished: Vec<Fence>,
+    /// One per finished event (none outside a cluster; `None` for an event this node does not hold, whose
+    /// finishing then does not hold).
+    finished: Vec<Option<Fence>>,
     /// One per never-attempted reply.
     unattempted: Vec<Option<Fence>>,
 }
@@ -90,19 +91,30 @@ impl Report {
             Some(owned) => progress.finished.iter().map(|(id, _)| fence(owned, in_flight, *id)).collect(),
             None => Vec::new(),
         };
-        let unattempted =
-            progress.unattempted.iter().map(|(event, _)| owned.map(|o| fence(o, in_flight, *event))).collect();
+        // A never-attempted mark of an event this node does not hold would not hold: it is not written.
+        let mut progress = progress;
+        let unattempted = match owned {
+            Some(owned) => {
+                let mut fences = Vec::new();
+                progress.unattempted.retain(|(event, _)| match fence(owned, in_flight, *event) {
+                    Some(f) => {
+                        fences.push(Some(f));
+                        true
+                    }
+                    None => false,
+                });
+                fences
+            }
+            None => vec![None; progress.unattempted.len()],
+        };
         Self { progress, finished, unattempted }
     }
 }
 
-/// The fence of a write for event `id`: the page and epoch it was handed over under (an event not held is
-/// fenced with an epoch no page has, so the write does not hold).
-fn fence(owned: &Owned, in_flight: &InFlight, id: InboxId) -> Fence {
-    match in_flight.fence_of(id) {
-        Some((page, epoch)) => owned.fence(&page, epoch),
-        None => Fence { node: owned.node(), page: String::new(), epoch: -1 },
-    }
+/// The fence of a write for event `id`: the page and epoch it was handed over under; none for an event this
+/// node does not hold (its write then does not hold).
+fn fence(owned: &Owned, in_flight: &InFlight, id: InboxId) -> Option<Fence> {
+    in_flight.fence_of(id).map(|(page, epoch)| owned.fence(&page, epoch))
 }
 
 /// Writes progress, retrying until storage takes it: a reply not marked sent would be sent again after a
@@ -110,7 +122,7 @@ fn fence(owned: &Owned, in_flight: &InFlight, id: InboxId) -> Fence {
 async fn write_progress(
     store: &Store,
     progress: &Progress,
-    fences: &[Fence],
+    fences: &[Option<Fence>],
     unattempted: &[(ReplyId, Option<Fence>)],
 ) {
     let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
@@ -137,6 +149,17 @@ async fn write_progress(
 /// How often storing inbox progress had to be retried.
 pub const PROGRESS_RETRIES: &str = "switchboard_inbox_progress_retries_total";
 
+impl StoreEvents {
+    /// The fence a write for event `id` carries: none outside a cluster; in one, the page and epoch the event
+    /// was handed over under, or `Fenced` for an event this node does not hold (its write would not hold).
+    fn fence_of(&self, id: InboxId) -> Result<Option<Fence>, SinkError> {
+        match &self.owned {
+            None => Ok(None),
+            Some(owned) => fence(owned, &self.in_flight, id).map(Some).ok_or(SinkError::Fenced),
+        }
+    }
+}
+
 #[async_trait]
 impl EventSink for StoreEvents {
     async fn recorded(&self, inbox_id: InboxId) -> Result<Vec<RecordedReply>, SinkError> {
@@ -144,15 +167,17 @@ impl EventSink for StoreEvents {
     }
 
     async fn record(&self, events: &[ToRecord]) -> Result<Vec<Vec<RecordedReply>>, SinkError> {
+        let fences = events.iter().map(|e| self.fence_of(e.inbox_id)).collect::<Result<Vec<_>, _>>()?;
         let rows = events
             .iter()
-            .flat_map(|event| {
-                event.texts.iter().enumerate().map(|(seq, text)| NewReply {
+            .zip(fences)
+            .flat_map(|(event, fence)| {
+                event.texts.iter().enumerate().map(move |(seq, text)| NewReply {
                     inbox_id: event.inbox_id,
                     seq: i32::try_from(seq).unwrap_or(i32::MAX),
                     text: text.clone(),
                     recipient: event.recipient.clone(),
-                    fence: self.owned.as_ref().map(|owned| fence(owned, &self.in_flight, event.inbox_id)),
+                    fence: fence.clone(),
                 })
             })
             .collect();
@@ -166,8 +191,8 @@ impl EventSink for StoreEvents {
     async fn attempting(&self, replies: &[(InboxId, ReplyId)]) -> Result<(), SinkError> {
         let marks = replies
             .iter()
-            .map(|(event, reply)| (*reply, self.owned.as_ref().map(|owned| fence(owned, &self.in_flight, *event))))
-            .collect();
+            .map(|(event, reply)| Ok((*reply, self.fence_of(*event)?)))
+            .collect::<Result<_, SinkError>>()?;
         let held = self.attempting.submit(marks).await.map_err(SinkError::Unavailable)?;
         if held.into_iter().all(|h| h) { Ok(()) } else { Err(SinkError::Fenced) }
     }

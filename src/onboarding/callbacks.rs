@@ -2,7 +2,7 @@
 //! verified, must be fresh, and is handled once (a replay changes nothing).
 
 use super::Onboarding;
-use crate::domain::Actor;
+use crate::domain::{Actor, AuditAction};
 use crate::meta::signed_request::{self, SignedRequestError};
 use crate::store::{CallbackClaim, DeletionRequest, IntegrationStatus, RevokeIf, StoreError};
 
@@ -32,7 +32,7 @@ impl Onboarding {
             self.announce(&i.page_id).await;
             self.audit(
                 Actor::Meta,
-                "integration.deauthorized",
+                AuditAction::IntegrationDeauthorized,
                 Some(i.client_id),
                 Some(i.page_id.clone()),
                 String::new(),
@@ -56,8 +56,14 @@ impl Onboarding {
             integrations_affected: affected as i64,
         };
         self.store.record_deletion(&request, facebook_user_id).await?;
-        self.audit(Actor::Meta, "data.deleted", None, None, format!("confirmation {code}, {affected} integration(s)"))
-            .await;
+        self.audit(
+            Actor::Meta,
+            AuditAction::DataDeleted,
+            None,
+            None,
+            format!("confirmation {code}, {affected} integration(s)"),
+        )
+        .await;
         Ok(())
     }
 

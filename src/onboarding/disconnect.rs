@@ -1,7 +1,7 @@
 //! Disconnecting a Page: only if it still belongs to the client the caller checked.
 
 use super::Onboarding;
-use crate::domain::{Actor, PageId};
+use crate::domain::{Actor, AuditAction, ClientId, PageId};
 use crate::store::{RevokeIf, StoreError};
 
 impl Onboarding {
@@ -21,7 +21,7 @@ impl Onboarding {
     pub async fn disconnect(
         &self,
         page: &PageId,
-        owner: Option<i64>,
+        owner: Option<ClientId>,
         who: Actor,
         reason: &str,
     ) -> Result<Option<String>, StoreError> {
@@ -49,7 +49,7 @@ impl Onboarding {
             Some(Err(e)) => Some(format!("the stored token could not be opened ({e})")),
             None => None,
         };
-        self.audit(who, "integration.disconnected", Some(owner), Some(page.clone()), reason.to_owned()).await;
+        self.audit(who, AuditAction::IntegrationDisconnected, Some(owner), Some(page.clone()), reason.to_owned()).await;
         Ok(warning)
     }
 }

@@ -6,7 +6,7 @@ use switchboard_actors::{AccessToken, GraphFailure};
 use url::Url;
 
 use super::{Begun, CallbackError, CallbackQuery, ConnectedPage, Onboarding, Outcome, OutcomeKind, RefusedPage};
-use crate::domain::{Actor, ClientSlug, PageId};
+use crate::domain::{Actor, AuditAction, ClientId, ClientSlug, PageId};
 use crate::meta::graph::pages::TokenInfo;
 use crate::meta::signed_request;
 use crate::secrets::tokens::{self, is_token, random_token};
@@ -14,7 +14,7 @@ use crate::store::{IntegrationStatus, NewIntegration, NewOAuthState, Store, Stor
 
 /// A Facebook Login that got a long-lived user token: for whom, and what the token may do.
 struct Grant<'a> {
-    client_id: i64,
+    client_id: ClientId,
     slug: &'a ClientSlug,
     user_id: Option<i64>,
     token: AccessToken,
@@ -28,7 +28,7 @@ impl Onboarding {
     /// started from: whatever the result page offers to try again inherits it.
     pub async fn begin(
         &self,
-        client_id: i64,
+        client_id: ClientId,
         user_id: Option<i64>,
         rerequest: bool,
         browser: Option<&str>,
@@ -110,7 +110,7 @@ impl Onboarding {
         self.store.set_oauth_outcome(&hash, &result, &json).await?;
         self.audit(
             Actor::user_or_link(consumed.user_id),
-            "oauth.completed",
+            AuditAction::OAuthCompleted,
             Some(consumed.client_id),
             None,
             format!(
@@ -129,7 +129,7 @@ impl Onboarding {
     }
 
     /// Exchanges the code for a long-lived user token and connects every Page it shares.
-    async fn connect(&self, client_id: i64, slug: &ClientSlug, code: &str, user_id: Option<i64>) -> Outcome {
+    async fn connect(&self, client_id: ClientId, slug: &ClientSlug, code: &str, user_id: Option<i64>) -> Outcome {
         let grant = match self.grant(client_id, slug, code, user_id).await {
             Ok(grant) => grant,
             Err(outcome) => return outcome,
@@ -177,7 +177,7 @@ impl Onboarding {
     /// outcome that says why not.
     async fn grant<'a>(
         &self,
-        client_id: i64,
+        client_id: ClientId,
         slug: &'a ClientSlug,
         code: &str,
         user_id: Option<i64>,
@@ -259,7 +259,7 @@ impl Onboarding {
         };
         self.audit(
             Actor::user_or_link(grant.user_id),
-            "integration.connected",
+            AuditAction::IntegrationConnected,
             Some(grant.client_id),
             Some(page_id.clone()),
             format!("{name}{}", instagram.as_ref().map(|ig| format!(" with Instagram {ig}")).unwrap_or_default()),

@@ -3,7 +3,7 @@
 //! message fails.
 
 use super::Onboarding;
-use crate::domain::{Actor, PageId};
+use crate::domain::{Actor, AuditAction, PageId};
 use crate::store::{AuditEntry, IntegrationStatus, StoreError};
 
 /// What a token check found.
@@ -49,7 +49,7 @@ impl Onboarding {
         if let Some(reason) = problem {
             let entry = AuditEntry {
                 actor: Actor::System,
-                action: "integration.needs_reauth".to_owned(),
+                action: AuditAction::IntegrationNeedsReauth,
                 client_id: Some(integration.client_id),
                 page_id: Some(page.clone()),
                 detail: reason.clone(),
@@ -68,7 +68,7 @@ impl Onboarding {
                 Ok(()) => {
                     self.audit(
                         Actor::System,
-                        "integration.resubscribed",
+                        AuditAction::IntegrationResubscribed,
                         Some(integration.client_id),
                         Some(page.clone()),
                         "Meta had unsubscribed the page".to_owned(),

@@ -70,10 +70,11 @@ impl SealedKind for RelaySecrets {
         limit: i64,
     ) -> Result<Vec<(i64, String, SealedToken)>, StoreError> {
         let rows = store.relay_secrets_to_rotate(current, after, limit).await?;
-        Ok(rows.into_iter().map(|r| (r.client_id, format!("client {}", r.client_id), r.sealed)).collect())
+        Ok(rows.into_iter().map(|r| (r.client_id.0, format!("client {}", r.client_id), r.sealed)).collect())
     }
     fn reseal(&self, keys: &KeyRing, id: i64, _owner: &str, sealed: &SealedToken) -> Result<SealedToken, VaultError> {
-        keys.seal_relay_secret(id, &keys.open_relay_secret(id, sealed)?)
+        let client = crate::domain::ClientId(id);
+        keys.seal_relay_secret(client, &keys.open_relay_secret(client, sealed)?)
     }
     async fn write(&self, store: &Store, rows: &[Resealed]) -> Result<u64, StoreError> {
         store.reseal_relay_secrets(rows).await

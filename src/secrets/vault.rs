@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use crate::domain::{AccessToken, PageId};
+use crate::domain::{AccessToken, ClientId, PageId};
 
 /// Nonce length of AES-GCM as used here: 96 bits, the size GCM is specified for.
 pub const NONCE_LEN: usize = 12;
@@ -228,11 +228,11 @@ impl KeyRing {
     }
 
     /// Seals a client's relay secret, bound to the client id.
-    pub fn seal_relay_secret(&self, client_id: i64, secret: &SecretString) -> Result<SealedToken, VaultError> {
+    pub fn seal_relay_secret(&self, client_id: ClientId, secret: &SecretString) -> Result<SealedToken, VaultError> {
         self.seal_bytes(RELAY_SECRET, &client_id.to_string(), secret.expose_secret().as_bytes())
     }
 
-    pub fn open_relay_secret(&self, client_id: i64, sealed: &SealedToken) -> Result<SecretString, VaultError> {
+    pub fn open_relay_secret(&self, client_id: ClientId, sealed: &SealedToken) -> Result<SecretString, VaultError> {
         Ok(SecretString::from(self.open_text(RELAY_SECRET, &client_id.to_string(), sealed)?))
     }
 

@@ -13,7 +13,7 @@ macro_rules! insert_audit {
         )
         .bind($at)
         .bind($entry.actor.to_string())
-        .bind(&$entry.action)
+        .bind($entry.action.as_str())
         .bind($entry.client_id)
         .bind($entry.page_id.as_ref().map(PageId::as_str))
         .bind(&$entry.detail)

@@ -3,7 +3,7 @@
 
 use super::rows::{ClientRow, ClientSettingsRow, collect};
 use super::{Client, ClientSettings, ResponderSetting, Store, StoreError, on};
-use crate::domain::ClientSlug;
+use crate::domain::{ClientId, ClientSlug};
 
 impl Store {
     pub async fn create_client(&self, name: &str, slug: &ClientSlug) -> Result<Client, StoreError> {
@@ -33,7 +33,7 @@ impl Store {
         })
     }
 
-    pub async fn client_by_id(&self, id: i64) -> Result<Option<Client>, StoreError> {
+    pub async fn client_by_id(&self, id: ClientId) -> Result<Option<Client>, StoreError> {
         on!(self, |pool| {
             let row: Option<ClientRow> = sqlx::query_as("SELECT id, name, slug, created_at FROM clients WHERE id = $1")
                 .bind(id)
@@ -52,7 +52,7 @@ impl Store {
     }
 
     /// The client's engine settings, if any were set.
-    pub async fn client_settings(&self, client_id: i64) -> Result<Option<ClientSettings>, StoreError> {
+    pub async fn client_settings(&self, client_id: ClientId) -> Result<Option<ClientSettings>, StoreError> {
         on!(self, |pool| {
             let row: Option<ClientSettingsRow> = sqlx::query_as(
                 "SELECT client_id, responder_kind, rules_json, relay_url, relay_secret, relay_key_id, \
@@ -67,7 +67,7 @@ impl Store {
 
     /// Chooses the client's responder (keeping its send rate). New rules are the next version, so an editor
     /// open in the portal on the old ones cannot save over them unseen.
-    pub async fn set_responder(&self, client_id: i64, responder: &ResponderSetting) -> Result<(), StoreError> {
+    pub async fn set_responder(&self, client_id: ClientId, responder: &ResponderSetting) -> Result<(), StoreError> {
         on!(self, |pool| {
             let (kind, rules, url, secret, key_id) = match responder {
                 ResponderSetting::Rules { rules_json } => ("rules", Some(rules_json.as_str()), None, None, None),
@@ -103,7 +103,7 @@ impl Store {
     }
 
     /// The rules the client keeps (also while its relay answers), if it has settings.
-    pub async fn client_rules_json(&self, client_id: i64) -> Result<Option<String>, StoreError> {
+    pub async fn client_rules_json(&self, client_id: ClientId) -> Result<Option<String>, StoreError> {
         on!(self, |pool| {
             let row: Option<(String,)> = sqlx::query_as("SELECT rules_json FROM client_settings WHERE client_id = $1")
                 .bind(client_id)
@@ -115,7 +115,7 @@ impl Store {
 
     /// Saves the client's rules as the version after `based_on` (the version the editor started from), and
     /// returns the new version; `Conflict` if another save came first. The responder kind is kept.
-    pub async fn save_rules(&self, client_id: i64, rules_json: &str, based_on: i64) -> Result<i64, StoreError> {
+    pub async fn save_rules(&self, client_id: ClientId, rules_json: &str, based_on: i64) -> Result<i64, StoreError> {
         let now = crate::clock::now();
         on!(self, |pool| {
             let updated: Option<(i64,)> = sqlx::query_as(
@@ -150,16 +150,16 @@ impl Store {
     }
 
     /// Sets (or with `None` clears) the client's per-page send rate.
-    pub async fn set_send_rate(&self, client_id: i64, rate: Option<u32>) -> Result<(), StoreError> {
+    pub async fn set_send_rate(&self, client_id: ClientId, rate: Option<u32>) -> Result<(), StoreError> {
         self.set_number(client_id, Setting::SendRate, rate).await
     }
 
     /// Sets (or with `None` clears) how long, in seconds, a person's answer silences the client's bot.
-    pub async fn set_human_pause(&self, client_id: i64, secs: Option<u32>) -> Result<(), StoreError> {
+    pub async fn set_human_pause(&self, client_id: ClientId, secs: Option<u32>) -> Result<(), StoreError> {
         self.set_number(client_id, Setting::HumanPause, secs).await
     }
 
-    async fn set_number(&self, client_id: i64, setting: Setting, value: Option<u32>) -> Result<(), StoreError> {
+    async fn set_number(&self, client_id: ClientId, setting: Setting, value: Option<u32>) -> Result<(), StoreError> {
         let column = match setting {
             Setting::SendRate => "send_rate_per_second",
             Setting::HumanPause => "human_pause_secs",

@@ -28,7 +28,7 @@ pub struct NodeRecord {
 /// A Page's owner (a node id, none while unowned) and epoch.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OwnerRecord {
-    pub page_id: String,
+    pub page_id: PageId,
     pub owner: Option<i64>,
     pub epoch: i64,
 }
@@ -151,7 +151,13 @@ impl Store {
             sqlx::query_as("SELECT page_id, owner, epoch FROM page_owners ORDER BY page_id")
                 .fetch_all(self.postgres()?)
                 .await?;
-        Ok(rows.into_iter().map(|(page_id, owner, epoch)| OwnerRecord { page_id, owner, epoch }).collect())
+        rows.into_iter()
+            .map(|(page_id, owner, epoch)| {
+                let page_id =
+                    PageId::parse(&page_id).map_err(|e| StoreError::Corrupt(format!("page_owners.page_id: {e}")))?;
+                Ok(OwnerRecord { page_id, owner, epoch })
+            })
+            .collect()
     }
 
     /// Every node incarnation that is live or left less than a day ago, newest first.

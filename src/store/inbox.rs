@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::rows::{ReplyRow, recorded_reply};
 use super::{Db, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, Store, StoreError, on};
+use crate::domain::ClientId;
 
 /// Setting whether replies ($1 ids) were never attempted ($2), up to the closing of the UNNEST.
 macro_rules! mark_statement {
@@ -70,7 +71,7 @@ impl Store {
         &self,
         sent: &[(ReplyId, Option<String>)],
         finished: &[(InboxId, Option<String>)],
-        fences: &[Fence],
+        fences: &[Option<Fence>],
     ) -> Result<(), StoreError> {
         self.batched.write_progress(sent, finished, fences, crate::clock::now()).await
     }
@@ -151,7 +152,7 @@ impl Store {
                         .await?;
                     return Ok(vec![true; ids.len()]);
                 }
-                let (pages, epochs, nodes) = super::postgres::fence_columns(&fences);
+                let (pages, epochs, nodes) = super::postgres::fence_columns(fences.iter().map(Some));
                 // One statement (rather than one per reply in a transaction): a stopping owner's late write and
                 // the new owner's marks rarely wait on each other, and a deadlock costs one retried statement.
                 let marked: Vec<(i64,)> = sqlx::query_as(concat!(
@@ -299,7 +300,7 @@ impl Store {
     }
 
     /// Puts failed rows (of one client's pages, or all) back to pending; returns how many.
-    pub async fn inbox_requeue_failed(&self, client_id: Option<i64>) -> Result<u64, StoreError> {
+    pub async fn inbox_requeue_failed(&self, client_id: Option<ClientId>) -> Result<u64, StoreError> {
         on!(self, |pool| {
             let done = sqlx::query(
                 "UPDATE webhook_inbox SET status = 'pending', reason = NULL, finished_at = NULL \

@@ -5,13 +5,13 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Actor, ClientSlug, Email, PageId, Role};
+use crate::domain::{Actor, AuditAction, ClientId, ClientSlug, Email, PageId, Role};
 use crate::secrets::vault::SealedToken;
 
 /// A tenant: one client business.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Client {
-    pub id: i64,
+    pub id: ClientId,
     pub name: String,
     pub slug: ClientSlug,
     pub created_at: DateTime<Utc>,
@@ -23,7 +23,7 @@ pub struct NewUser {
     pub email: Email,
     pub password_hash: String,
     pub role: Role,
-    pub client_id: Option<i64>,
+    pub client_id: Option<ClientId>,
     /// The password was made for them (an invitation's one-time password): they must choose their own at
     /// their first sign-in.
     pub must_change_password: bool,
@@ -35,7 +35,7 @@ pub struct User {
     pub email: Email,
     pub password_hash: String,
     pub role: Role,
-    pub client_id: Option<i64>,
+    pub client_id: Option<ClientId>,
     pub must_change_password: bool,
     pub created_at: DateTime<Utc>,
 }
@@ -96,7 +96,7 @@ impl fmt::Display for IntegrationStatus {
 /// A page connection to store: what the OAuth callback learned, with the token already sealed.
 #[derive(Debug, Clone)]
 pub struct NewIntegration {
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub page_id: PageId,
     pub page_name: Option<String>,
     pub instagram_account_id: Option<PageId>,
@@ -112,7 +112,7 @@ pub struct NewIntegration {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Integration {
     pub id: i64,
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub client_name: String,
     pub client_slug: ClientSlug,
     pub page_id: PageId,
@@ -151,8 +151,8 @@ pub struct Resealed {
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
     pub actor: Actor,
-    pub action: String,
-    pub client_id: Option<i64>,
+    pub action: AuditAction,
+    pub client_id: Option<ClientId>,
     pub page_id: Option<PageId>,
     pub detail: String,
 }
@@ -163,7 +163,7 @@ pub struct AuditRecord {
     pub at: DateTime<Utc>,
     pub actor: Actor,
     pub action: String,
-    pub client_id: Option<i64>,
+    pub client_id: Option<ClientId>,
     pub page_id: Option<String>,
     pub detail: String,
 }
@@ -180,7 +180,7 @@ pub enum ResponderSetting {
 /// A client's engine settings; a client without a row uses the defaults (rules `{}`, default rate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub responder: ResponderSetting,
     pub send_rate_per_second: Option<u32>,
     /// How long a person's answer silences the bot in a conversation; `None`: `engine.human_pause_secs`.
@@ -192,7 +192,7 @@ pub struct ClientSettings {
 /// A relay secret read for key rotation.
 #[derive(Debug, Clone)]
 pub struct SealedRelaySecret {
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub sealed: SealedToken,
 }
 
@@ -201,7 +201,7 @@ pub struct SealedRelaySecret {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevokeIf<'a> {
     /// The page still belongs to this client.
-    OwnedBy(i64),
+    OwnedBy(ClientId),
     /// The page was still connected by this Facebook user (app-scoped id).
     ConnectedBy(&'a str),
 }
@@ -210,7 +210,7 @@ pub enum RevokeIf<'a> {
 #[derive(Debug, Clone)]
 pub struct NewOAuthState {
     pub state_hash: Vec<u8>,
-    pub client_id: i64,
+    pub client_id: ClientId,
     /// The portal user who started it, if it was started from the portal.
     pub user_id: Option<i64>,
     pub expires_at: DateTime<Utc>,
@@ -242,14 +242,14 @@ pub enum CallbackClaim {
 /// A consumed OAuth state: whose flow it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumedState {
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub user_id: Option<i64>,
 }
 
 /// What a callback recorded for its result page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthOutcome {
-    pub client_id: i64,
+    pub client_id: ClientId,
     pub created_at: DateTime<Utc>,
     pub outcome: String,
     /// The expiry of the onboarding link the flow started from, if any: "Connect again" inherits it.
@@ -277,7 +277,7 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxRow {
     /// The tenant page the event belongs to.
-    pub page_id: String,
+    pub page_id: PageId,
     /// The message mid, or a hash of the event: unique per page.
     pub dedup_key: String,
     /// The event as JSON.
@@ -295,7 +295,7 @@ pub struct InboxRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
     pub node: i64,
-    pub page: String,
+    pub page: PageId,
     pub epoch: i64,
 }
 

@@ -2,12 +2,14 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::ClientId;
+
 use super::{ConsumedState, NewOAuthState, OAuthOutcome, StateRejected, Store, StoreError, on};
 
 /// (used, expires, browser hash): why a state could not be consumed.
 type StateRow = (Option<DateTime<Utc>>, DateTime<Utc>, Option<Vec<u8>>);
 /// (client, created, outcome, link expiry).
-type OutcomeRow = (i64, DateTime<Utc>, Option<String>, Option<DateTime<Utc>>);
+type OutcomeRow = (ClientId, DateTime<Utc>, Option<String>, Option<DateTime<Utc>>);
 
 impl Store {
     /// Stores a new OAuth state (its hash, and the hash of its browser's value).
@@ -39,7 +41,7 @@ impl Store {
     ) -> Result<Result<ConsumedState, StateRejected>, StoreError> {
         on!(self, |pool| {
             let now = crate::clock::now();
-            let consumed: Option<(i64, Option<i64>)> = sqlx::query_as(
+            let consumed: Option<(ClientId, Option<i64>)> = sqlx::query_as(
                 "UPDATE oauth_states SET used_at = $2 \
                  WHERE state_hash = $1 AND used_at IS NULL AND expires_at > $2 AND browser_hash = $3 \
                  RETURNING client_id, user_id",

@@ -90,12 +90,15 @@ macro_rules! fence_holds {
 }
 pub(super) use fence_holds;
 
-/// Fences as the columns a fenced statement binds.
-pub(super) fn fence_columns(fences: &[Fence]) -> (Vec<&str>, Vec<i64>, Vec<i64>) {
+/// Fences as the columns a fenced statement binds (a missing fence binds no page: its row's write does not
+/// hold).
+pub(super) fn fence_columns<'a>(
+    fences: impl Iterator<Item = Option<&'a Fence>> + Clone,
+) -> (Vec<Option<&'a str>>, Vec<i64>, Vec<i64>) {
     (
-        fences.iter().map(|f| f.page.as_str()).collect(),
-        fences.iter().map(|f| f.epoch).collect(),
-        fences.iter().map(|f| f.node).collect(),
+        fences.clone().map(|f| f.map(|f| f.page.as_str())).collect(),
+        fences.clone().map(|f| f.map_or(0, |f| f.epoch)).collect(),
+        fences.map(|f| f.map_or(0, |f| f.node)).collect(),
     )
 }
 
@@ -189,14 +192,14 @@ impl Batched for PgBatched {
         &self,
         sent: &[(ReplyId, Option<String>)],
         finished: &[(InboxId, Option<String>)],
-        fences: &[Fence],
+        fences: &[Option<Fence>],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (sent_ids, message_ids): (Vec<i64>, Vec<Option<&str>>) =
             sent.iter().map(|(id, m)| (id.0, m.as_deref())).unzip();
         let (finished_ids, reasons): (Vec<i64>, Vec<Option<&str>>) =
             finished.iter().map(|(id, r)| (id.0, r.as_deref())).unzip();
-        let (pages, epochs, nodes) = fence_columns(fences);
+        let (pages, epochs, nodes) = fence_columns(fences.iter().map(Option::as_ref));
         let mut writer = self.writer().await?;
         // Sent marks are facts (Meta answered): stored whoever owns the page now. Finishing an event is on the
         // way to a send, so in a cluster it holds only under its fence.
@@ -247,7 +250,7 @@ impl Batched for PgBatched {
         if fenced && fences.len() != unique.len() {
             return Err(StoreError::Corrupt("a batch of replies mixes fenced and unfenced rows".to_owned()));
         }
-        let (pages, epochs, nodes) = fence_columns(&fences);
+        let (pages, epochs, nodes) = fence_columns(fences.iter().map(Some));
         // A no-op update on conflict, so the row recorded first is returned. In a cluster a row is recorded
         // only under its fence (in the same statement).
         let statement = if fenced {

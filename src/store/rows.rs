@@ -8,12 +8,12 @@ use super::model::{
     SealedRow, User,
 };
 use super::{RecordedReply, ReplyId, StoreError};
-use crate::domain::{Actor, ClientSlug, Email, PageId, Role};
+use crate::domain::{Actor, ClientId, ClientSlug, Email, PageId, Role};
 use crate::secrets::vault::SealedToken;
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {
-    id: i64,
+    id: ClientId,
     name: String,
     slug: String,
     created_at: DateTime<Utc>,
@@ -37,7 +37,7 @@ pub(crate) struct UserRow {
     email: String,
     password_hash: String,
     role: String,
-    client_id: Option<i64>,
+    client_id: Option<ClientId>,
     must_change_password: bool,
     created_at: DateTime<Utc>,
 }
@@ -60,7 +60,7 @@ impl TryFrom<UserRow> for User {
 #[derive(sqlx::FromRow)]
 pub(crate) struct IntegrationRow {
     id: i64,
-    client_id: i64,
+    client_id: ClientId,
     client_name: String,
     client_slug: String,
     facebook_page_id: String,
@@ -138,7 +138,7 @@ impl TryFrom<SealedTokenRow> for SealedRow {
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientSettingsRow {
-    client_id: i64,
+    client_id: ClientId,
     responder_kind: String,
     rules_json: String,
     relay_url: Option<String>,
@@ -176,7 +176,7 @@ impl TryFrom<ClientSettingsRow> for ClientSettings {
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct RelaySecretRow {
-    client_id: i64,
+    client_id: ClientId,
     relay_key_id: String,
     relay_secret: Vec<u8>,
 }
@@ -200,7 +200,7 @@ pub(crate) struct AuditRow {
     at: DateTime<Utc>,
     actor: String,
     action: String,
-    client_id: Option<i64>,
+    client_id: Option<ClientId>,
     facebook_page_id: Option<String>,
     detail: String,
 }

@@ -62,7 +62,7 @@ impl Batched for SqliteBatched {
                  VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN 'done' ELSE 'pending' END, CASE WHEN $5 THEN $4 END, $6) \
                  ON CONFLICT (page_id, dedup_key) DO NOTHING RETURNING id",
             )
-            .bind(&row.page_id)
+            .bind(row.page_id.as_str())
             .bind(&row.dedup_key)
             .bind(&row.event)
             .bind(now)
@@ -80,7 +80,7 @@ impl Batched for SqliteBatched {
         &self,
         sent: &[(ReplyId, Option<String>)],
         finished: &[(InboxId, Option<String>)],
-        fences: &[Fence],
+        fences: &[Option<Fence>],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         if !fences.is_empty() {

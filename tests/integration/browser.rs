@@ -108,11 +108,11 @@ async fn wait_for_text(c: &Client, needle: &str) -> String {
 }
 
 /// The client's user, "owner@woodstock.example".
-async fn client_user(app: &TestApp, client_id: i64) {
+async fn client_user(app: &TestApp, client_id: switchboard::domain::ClientId) {
     add_user(app, "owner@woodstock.example", Role::Client, Some(client_id)).await;
 }
 
-async fn add_user(app: &TestApp, email: &str, role: Role, client_id: Option<i64>) {
+async fn add_user(app: &TestApp, email: &str, role: Role, client_id: Option<switchboard::domain::ClientId>) {
     let hash = switchboard::secrets::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
     let email = Email::parse(email).unwrap();
     let user = NewUser { email, password_hash: hash, role, client_id, must_change_password: false };

@@ -36,7 +36,7 @@ async fn owner_of(rig: &Rig, page: &str) -> String {
     eventually_within(SETTLE, &format!("{page} owned by a live node"), || async {
         let nodes = rig.db.store.cluster_nodes().await.map_err(|e| e.to_string())?;
         let owners = rig.db.store.page_owners().await.map_err(|e| e.to_string())?;
-        let owner = owners.iter().find(|o| o.page_id == page).and_then(|o| o.owner);
+        let owner = owners.iter().find(|o| o.page_id.as_str() == page).and_then(|o| o.owner);
         nodes
             .iter()
             .find(|n| Some(n.id) == owner && n.live)

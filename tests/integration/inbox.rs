@@ -18,7 +18,7 @@ async fn durable() -> TestApp {
 async fn store_pending(app: &TestApp, sender: &str, mid: &str, text: &str, timestamp: i64) -> InboxId {
     let event =
         switchboard::meta::webhook::parse(&text_event(PAGE_A, sender, mid, text, timestamp)).unwrap().events.remove(0);
-    let row = switchboard::inbox::row(&event, PAGE_A, true).unwrap();
+    let row = switchboard::inbox::row(&event, &crate::support::page(PAGE_A), true).unwrap();
     app.db.store.inbox_insert(&[row]).await.unwrap()[0].unwrap()
 }
 
@@ -188,7 +188,7 @@ async fn operators_see_inbox_counts_and_replay_dead_letters_from_the_cli() {
     let app = durable().await;
     let rows: Vec<InboxRow> = (0..3)
         .map(|i| InboxRow {
-            page_id: PAGE_A.to_owned(),
+            page_id: crate::support::page(PAGE_A),
             dedup_key: format!("m:dead{i}"),
             event: "{}".to_owned(),
             customer_id: None,

@@ -12,7 +12,7 @@ use crate::support::eventually;
 
 pub(crate) const PASSWORD: &str = "a long enough passphrase";
 
-pub(crate) async fn add_user(app: &TestApp, email: &str, client: Option<i64>) {
+pub(crate) async fn add_user(app: &TestApp, email: &str, client: Option<switchboard::domain::ClientId>) {
     let hash = switchboard::secrets::password::hash(SecretString::from(PASSWORD.to_owned())).await.unwrap();
     let role = if client.is_some() { Role::Client } else { Role::Operator };
     app.db

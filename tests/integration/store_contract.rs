@@ -1,6 +1,6 @@
 //! The `Store` contract, run against both backends.
 
-use switchboard::domain::{Actor, ClientSlug, Email, Role};
+use switchboard::domain::{Actor, AuditAction, ClientSlug, Email, Role};
 use switchboard::store::{
     AuditEntry, InboxId, IntegrationStatus, NewOAuthState, NewUser, ResponderSetting, StoreError, UnhandledRow,
 };
@@ -66,7 +66,7 @@ async fn a_conversation_list_reads_a_bounded_window_and_pages_on_below_it(db: Te
     use switchboard::store::{CONVERSATION_WINDOW, COUNTED_AT_MOST, InboxRow};
     let store = &db.store;
     let row = |customer: &str, n: i64| InboxRow {
-        page_id: "1".into(),
+        page_id: page("1"),
         dedup_key: format!("m:{customer}:{n}"),
         event: "{}".into(),
         customer_id: Some(customer.into()),
@@ -92,7 +92,7 @@ async fn a_conversation_list_reads_a_bounded_window_and_pages_on_below_it(db: Te
 /// A pending inbox row of `page` with `key`, its event empty.
 fn row(page: &str, key: &str) -> switchboard::store::InboxRow {
     switchboard::store::InboxRow {
-        page_id: page.into(),
+        page_id: crate::support::page(page),
         dedup_key: key.into(),
         event: "{}".into(),
         customer_id: None,
@@ -134,7 +134,7 @@ async fn conversations_are_listed_by_latest_activity_and_paged_with_their_replie
     use switchboard::store::{InboxRow, NewReply};
     let store = &db.store;
     let row = |page: &str, key: &str, customer: Option<&str>| InboxRow {
-        page_id: page.into(),
+        page_id: crate::support::page(page),
         dedup_key: key.into(),
         event: format!("{{\"key\":\"{key}\"}}"),
         customer_id: customer.map(str::to_owned),
@@ -319,7 +319,7 @@ async fn upsert_for_an_unknown_client_is_not_found(db: TestDb) {
     let store = &db.store;
     let keys = ring(&key_entry("k1"));
     let mut ghost = client(store, "real").await;
-    ghost.id += 1000;
+    ghost.id = switchboard::domain::ClientId(ghost.id.0 + 1000);
     let err = store.upsert_integration(&new_integration(&keys, &ghost, "888", "t")).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     assert!(store.list_integrations().await.unwrap().is_empty());
@@ -333,7 +333,7 @@ async fn status_changes_record_reason_and_time(db: TestDb) {
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let entry = AuditEntry {
         actor: Actor::System,
-        action: "integration.error".to_owned(),
+        action: AuditAction::IntegrationError,
         client_id: Some(acme.id),
         page_id: Some(page("42")),
         detail: "permission 10".to_owned(),
@@ -380,11 +380,11 @@ async fn instagram_account_is_linked_to_one_page_only(db: TestDb) {
 async fn audit_log_lists_newest_first(db: TestDb) {
     let store = &db.store;
     let acme = client(store, "acme").await;
-    for action in ["client.created", "integration.connected"] {
+    for action in [AuditAction::ClientCreated, AuditAction::IntegrationConnected] {
         store
             .append_audit(&AuditEntry {
                 actor: Actor::Cli,
-                action: action.to_owned(),
+                action,
                 client_id: Some(acme.id),
                 page_id: Some(page("104711112233445")),
                 detail: "detail".to_owned(),
@@ -439,7 +439,7 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
     use switchboard::store::{InboxRow, NewReply, RecordedReply};
     let store = &db.store;
     let row =
-        InboxRow { page_id: "1".into(), dedup_key: "m:a".into(), event: "{}".into(), customer_id: None, done: false };
+        InboxRow { page_id: page("1"), dedup_key: "m:a".into(), event: "{}".into(), customer_id: None, done: false };
     let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
     let reply =
         |seq: i32, text: &str| NewReply { inbox_id, seq, text: text.into(), recipient: "7001".into(), fence: None };
@@ -495,7 +495,7 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
 
     // One group may carry the same reply twice (two recordings of one event): both get the first copy.
     let other =
-        InboxRow { page_id: "1".into(), dedup_key: "m:b".into(), event: "{}".into(), customer_id: None, done: false };
+        InboxRow { page_id: page("1"), dedup_key: "m:b".into(), event: "{}".into(), customer_id: None, done: false };
     let other = store.inbox_insert(&[other]).await.unwrap()[0].unwrap();
     let twice = store
         .replies_record(&[
@@ -516,7 +516,7 @@ async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db
     let store = &db.store;
     let rows: Vec<InboxRow> = (0..5)
         .map(|i| InboxRow {
-            page_id: "1".into(),
+            page_id: page("1"),
             dedup_key: format!("m:{i}"),
             event: "{}".into(),
             customer_id: None,
@@ -558,9 +558,9 @@ async fn a_never_attempted_mark_holds_only_while_its_writer_owns_the_page() {
     let store = &db.store;
     let old = store.node_join("old", 60_000).await.unwrap();
     let epoch = store.page_claim(&page("1"), old).await.unwrap().unwrap();
-    let fence = Fence { node: old, page: "1".into(), epoch };
+    let fence = Fence { node: old, page: page("1"), epoch };
     let row =
-        InboxRow { page_id: "1".into(), dedup_key: "m:a".into(), event: "{}".into(), customer_id: None, done: false };
+        InboxRow { page_id: page("1"), dedup_key: "m:a".into(), event: "{}".into(), customer_id: None, done: false };
     let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
     let reply = |seq: i32| NewReply { inbox_id, seq, text: format!("r{seq}"), recipient: "7001".into(), fence: None };
     let ids: Vec<_> = store.replies_record(&[reply(0), reply(1)]).await.unwrap().into_iter().map(|r| r.id).collect();
@@ -602,7 +602,7 @@ async fn kept_writer_connections_give_way_when_the_server_drops_them_and_never_h
     let db = TestDb::postgres().await;
     let store = &db.store;
     let row = |key: &str| InboxRow {
-        page_id: "1".into(),
+        page_id: page("1"),
         dedup_key: key.into(),
         event: "{}".into(),
         customer_id: None,

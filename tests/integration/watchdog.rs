@@ -46,7 +46,7 @@ async fn a_page_whose_pending_events_no_tenant_holds_is_found_stuck_named_and_he
             .unwrap()
             .events
             .remove(0);
-    let row = switchboard::inbox::row(&event, PAGE_A, true).unwrap();
+    let row = switchboard::inbox::row(&event, &crate::support::page(PAGE_A), true).unwrap();
     rig.db.store.inbox_insert(&[row]).await.unwrap();
 
     let answered = eventually_within(Duration::from_secs(20), "the stuck Page healed and answered", || async {

@@ -5,7 +5,7 @@ use warp::reply::Response;
 
 use super::session::SESSION_COOKIE;
 use super::{Form, PortalState};
-use crate::domain::{Actor, PageId, Role};
+use crate::domain::{Actor, AuditAction, ClientId, PageId, Role};
 use crate::http::PageError;
 use crate::http::cookies::cookie_value;
 use crate::secrets::tokens::{hash, same};
@@ -24,7 +24,7 @@ pub(super) enum Principal {
     /// Every client.
     Operator,
     /// This client only.
-    Client(i64),
+    Client(ClientId),
 }
 
 /// The session the request's cookie names, if it is live.
@@ -94,14 +94,8 @@ impl Signed {
     }
 
     /// Appends an audit row naming this user.
-    pub async fn audit(&self, s: &PortalState, action: &str, client_id: Option<i64>, detail: String) {
-        let entry = AuditEntry {
-            actor: Actor::User(self.user().id),
-            action: action.to_owned(),
-            client_id,
-            page_id: None,
-            detail,
-        };
+    pub async fn audit(&self, s: &PortalState, action: AuditAction, client_id: Option<ClientId>, detail: String) {
+        let entry = AuditEntry { actor: Actor::User(self.user().id), action, client_id, page_id: None, detail };
         if let Err(e) = s.store.append_audit(&entry).await {
             tracing::error!(error = %e, "cannot write audit row");
         }

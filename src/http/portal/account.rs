@@ -7,7 +7,7 @@ use warp::reply::Response;
 use super::access::{Page, Signed, signed_in};
 use super::session::{DEVICE_COOKIE, DEVICE_TTL_SECS, LOGIN_COOKIE, NotNow, SESSION_COOKIE};
 use super::{Form, PortalState, views, with_cookie};
-use crate::domain::Email;
+use crate::domain::{AuditAction, Email};
 use crate::http::PageError;
 use crate::http::cookies::cookie_value;
 use crate::http::error::see_other;
@@ -116,6 +116,6 @@ pub(super) async fn change_password(signed: Option<Signed>, form: &Form, s: &Por
     }
     let hash_of_new = password::hash(new).await.map_err(|e| PageError::Internal(e.to_string()))?;
     s.store.set_password(g.user().id, &hash_of_new, &hash(&g.id)).await?;
-    g.audit(s, "user.password_changed", g.user().client_id, g.user().email.to_string()).await;
+    g.audit(s, AuditAction::UserPasswordChanged, g.user().client_id, g.user().email.to_string()).await;
     Ok(see_other("/portal?notice=password-changed"))
 }

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 
 use super::access::{Page, Signed, signed_in};
 use super::{Form, PortalState, views};
-use crate::domain::{ClientName, ClientSlug, Email, Role};
+use crate::domain::{AuditAction, ClientName, ClientSlug, Email, Role};
 use crate::http::PageError;
 use crate::http::error::see_other;
 use crate::secrets::password;
@@ -21,7 +21,7 @@ pub(super) async fn add_client(signed: Option<Signed>, form: &Form, s: &PortalSt
     let slug = ClientSlug::from_name(name.as_str()).map_err(|_| invalid())?;
     match s.store.create_client(name.as_str(), &slug).await {
         Ok(c) => {
-            g.audit(s, "client.created", Some(c.id), format!("{} ({})", c.name, c.slug)).await;
+            g.audit(s, AuditAction::ClientCreated, Some(c.id), format!("{} ({})", c.name, c.slug)).await;
             Ok(see_other("/portal?notice=client-added"))
         }
         Err(StoreError::Conflict(m)) => Err(PageError::Conflict(m)),
@@ -34,7 +34,7 @@ pub(super) async fn onboard_link(slug: &str, signed: Option<Signed>, form: &Form
     let g = signed_in(signed)?.ready()?.form(form)?.operator()?;
     let c = client(slug, s).await?.ok_or(PageError::NotFound("No such client."))?;
     let link = s.onboarding.onboard_link(&c.slug, Duration::from_secs(86_400));
-    g.audit(s, "client.onboard_link", Some(c.id), "valid for 24h".to_owned()).await;
+    g.audit(s, AuditAction::ClientOnboardLink, Some(c.id), "valid for 24h".to_owned()).await;
     Ok(views::show_once(
         "Onboarding link",
         html! {
@@ -81,7 +81,7 @@ pub(super) async fn invite(signed: Option<Signed>, form: &Form, s: &PortalState)
     };
     match s.store.create_user(&new).await {
         Ok(u) => {
-            g.audit(s, "user.created", u.client_id, format!("{} ({})", u.email, u.role)).await;
+            g.audit(s, AuditAction::UserCreated, u.client_id, format!("{} ({})", u.email, u.role)).await;
             Ok(views::show_once(
                 "User invited",
                 html! {

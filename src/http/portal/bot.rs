@@ -11,6 +11,7 @@ use switchboard_actors::{Answered, KeywordRule, Rules, RulesResponder};
 
 use super::access::{Page, Principal, Signed, signed_in};
 use super::{Form, PortalState, views};
+use crate::domain::{AuditAction, ClientId};
 use crate::http::PageError;
 use crate::http::error::see_other;
 use crate::store::{ResponderSetting, StoreError};
@@ -91,13 +92,13 @@ pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -
         Err(e) => return Err(e.into()),
     };
     super::reload_client_pages(s, client_id).await?;
-    g.audit(s, "client.rules_saved", Some(client_id), format!("version {saved}")).await;
+    g.audit(s, AuditAction::ClientRulesSaved, Some(client_id), format!("version {saved}")).await;
     Ok(see_other("/portal/bot?notice=saved"))
 }
 
 /// The rules the client keeps, also while its relay answers. Rules that do not parse are an error, never an
 /// empty editor (a save would erase them).
-async fn stored_rules(s: &PortalState, client_id: i64) -> Result<Rules, PageError> {
+async fn stored_rules(s: &PortalState, client_id: ClientId) -> Result<Rules, PageError> {
     match s.store.client_rules_json(client_id).await? {
         Some(json) => serde_json::from_str(&json)
             .map_err(|e| PageError::Internal(format!("client {client_id}: stored rules are not valid: {e}"))),
@@ -111,7 +112,7 @@ fn rows(form: &Form, prefixes: [&str; 2]) -> std::collections::BTreeSet<usize> {
     form.keys().filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p)?.parse::<usize>().ok())).collect()
 }
 
-fn client_of(g: &Signed) -> Result<i64, PageError> {
+fn client_of(g: &Signed) -> Result<ClientId, PageError> {
     match g.principal()? {
         Principal::Client(client_id) => Ok(client_id),
         Principal::Operator => Err(PageError::Forbidden("A client's bot is edited by the client's users.")),

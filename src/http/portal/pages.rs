@@ -5,7 +5,7 @@ use super::charts::Timeline;
 use super::views::{self, ClientPanel, PageRow};
 use super::{Form, PortalState, with_cookie};
 use crate::cluster::shared_figures;
-use crate::domain::Actor;
+use crate::domain::{Actor, AuditAction};
 use crate::http::PageError;
 use crate::http::cookies::cookie_value;
 use crate::http::error::see_other;
@@ -150,7 +150,7 @@ pub(super) async fn hand_back(page: &str, person: &str, signed: Option<Signed>, 
         Ok(()) => ("handed-back", format!("page {}, taken back at Meta", i.page_id)),
         Err(why) => ("handed-back-here", format!("page {}, not taken back at Meta: {why}", i.page_id)),
     };
-    g.audit(s, "conversation.handed_back", Some(i.client_id), detail).await;
+    g.audit(s, AuditAction::ConversationHandedBack, Some(i.client_id), detail).await;
     // Back where the button was: the conversation's own page, or the list of conversations a person handles.
     Ok(see_other(&match form.get("back").map(String::as_str) {
         Some("conversation") => format!("/portal/pages/{}/conversations/{person}?notice={notice}", i.page_id),

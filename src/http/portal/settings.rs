@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use super::access::{Page, Principal, Signed, signed_in};
 use super::{Form, PortalState, views};
-use crate::domain::ClientSlug;
+use crate::domain::{AuditAction, ClientSlug};
 use crate::http::PageError;
 use crate::http::error::see_other;
 use crate::store::{Client, ResponderSetting};
@@ -51,14 +51,14 @@ pub(super) async fn post(slug: &str, form: &Form, signed: Option<Signed>, s: &Po
         "pause" => match crate::config::client_human_pause(&field("pause")) {
             Ok(secs) => {
                 s.store.set_human_pause(client.id, secs).await?;
-                ("client.human_pause_set", format!("{secs:?}"))
+                (AuditAction::ClientHumanPauseSet, format!("{secs:?}"))
             }
             Err(problem) => return refused(&g, client, operator, problem, s).await,
         },
         "rate" => match crate::config::client_send_rate(&field("rate")) {
             Ok(rate) => {
                 s.store.set_send_rate(client.id, rate).await?;
-                ("client.rate_set", format!("{rate:?}"))
+                (AuditAction::ClientRateSet, format!("{rate:?}"))
             }
             Err(problem) => return refused(&g, client, operator, problem, s).await,
         },
@@ -69,7 +69,7 @@ pub(super) async fn post(slug: &str, form: &Form, signed: Option<Signed>, s: &Po
                     ResponderSetting::Rules { .. } => "rules",
                     ResponderSetting::Relay { .. } => "relay",
                 };
-                ("client.responder_set", kind.to_owned())
+                (AuditAction::ClientResponderSet, kind.to_owned())
             }
             Err(problem) => return refused(&g, client, operator, problem, s).await,
         },
