@@ -19,6 +19,7 @@
 
 mod group_commit;
 mod in_flight;
+mod ingest;
 mod recovery;
 mod retention;
 mod sink;
@@ -32,6 +33,7 @@ use switchboard_actors::{EventSink, InboundEvent, InboxId, PageId, Progress, Rou
 
 pub use group_commit::GroupCommit;
 pub use in_flight::InFlight;
+pub use ingest::{Ingest, UNHANDLED, UNHANDLED_NOT_KEPT, Unavailable};
 pub use retention::{prune, prune_logged};
 pub use sink::{PROGRESS_RETRIES, StoreEvents};
 pub use watchdog::{Reason as StuckReason, Watchdog};

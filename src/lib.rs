@@ -6,6 +6,7 @@
 
 pub mod background;
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -239,6 +239,20 @@ impl Onboarding {
         self.oauth.state_ttl
     }
 
+    /// An onboarding link `who` makes for `client`, valid for `ttl`, audited (the CLI's and the portal's one way
+    /// to make one).
+    pub async fn send_onboard_link(
+        &self,
+        who: Actor,
+        client: &crate::store::Client,
+        ttl: std::time::Duration,
+    ) -> String {
+        let link = self.onboard_link(&client.slug, ttl);
+        let detail = format!("valid for {}", humantime::format_duration(ttl));
+        self.audit(who, AuditAction::ClientOnboardLink, Some(client.id), None, detail).await;
+        link
+    }
+
     /// An onboarding link for a client, valid for `ttl`.
     pub fn onboard_link(&self, slug: &crate::domain::ClientSlug, ttl: std::time::Duration) -> String {
         let expires = crate::clock::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
@@ -262,9 +276,6 @@ impl Onboarding {
         page_id: Option<PageId>,
         detail: String,
     ) {
-        let entry = AuditEntry { actor, action, client_id, page_id, detail };
-        if let Err(e) = self.store.append_audit(&entry).await {
-            tracing::error!(error = %e, action = action.as_str(), "cannot write audit row");
-        }
+        self.store.record_audit(AuditEntry { actor, action, client_id, page_id, detail }).await;
     }
 }

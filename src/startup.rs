@@ -16,6 +16,7 @@ use switchboard_actors::{EngineDeps, EveryPage, GraphApi, Router, Tenure};
 use tokio::net::TcpListener;
 
 use crate::background::{Background, First};
+use crate::clients::Clients;
 use crate::cluster::{self, Cluster, GatedGraph};
 use crate::config::{ClusterMode, InboxMode, Settings};
 use crate::engine::{Directory, StoreStatus, StoreTenants, reconcile};
@@ -25,7 +26,7 @@ use crate::http::portal::session::{LoginThrottle, SessionPace};
 use crate::http::server;
 use crate::http::throttle::Throttle;
 use crate::http::{self, HttpState, WebhookState};
-use crate::inbox::{InFlight, Inbox, StoreEvents, Watchdog};
+use crate::inbox::{InFlight, Inbox, Ingest, StoreEvents, Watchdog};
 use crate::meta::graph::GraphClient;
 use crate::meta::webhook::WebhookSecrets;
 use crate::onboarding::Onboarding;
@@ -285,14 +286,20 @@ fn routes(
     let webhook = WebhookState {
         secrets: Arc::new(WebhookSecrets::new(&settings.meta.app_secrets)),
         verify_token: Arc::new(settings.meta.verify_token.clone().context("META_VERIFY_TOKEN is required")?),
-        router: router.clone(),
-        directory: directory.clone(),
         max_body_bytes: settings.server.max_body_bytes,
-        inbox: inbox.cloned(),
-        durable_receipts: settings.inbox.receipts == InboxMode::Durable,
+        ingest: match inbox {
+            Some(inbox) => Ingest::durable(
+                inbox.clone(),
+                router.clone(),
+                directory.clone(),
+                settings.inbox.receipts == InboxMode::Durable,
+            ),
+            None => Ingest::in_memory(router.clone(), directory.clone()),
+        },
     };
     let portal = PortalState {
         store: store.clone(),
+        clients: Clients::new(store.clone(), Some(router.clone())),
         onboarding: onboarding.clone(),
         router: router.clone(),
         secure: settings.server.public_url.scheme() == "https",

@@ -11,6 +11,7 @@
 //! never sees a plaintext token: integrations carry only `SealedToken`s, sealed and opened by the vault.
 
 mod audit;
+pub use audit::AUDIT_WRITE_FAILURES;
 mod callbacks;
 mod clients;
 mod cluster;
@@ -43,7 +44,7 @@ pub use conversations::{
     CONVERSATION_WINDOW, COUNTED_AT_MOST, ConversationEntry, ConversationList, ConversationReply, ConversationSummary,
 };
 pub use history::{HistoryAdd, HistorySlot};
-pub use inbox::{Pending, PendingPage};
+pub use inbox::{InboxStatus, Pending, PendingPage};
 pub use model::{
     AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, Fence, InboxRow,
     Integration, IntegrationStatus, NewIntegration, NewOAuthState, NewReply, NewUser, OAuthOutcome, Resealed,

@@ -1,10 +1,11 @@
 //! `client add` and `client list`.
 
 use super::UsageError;
+use crate::clients::Clients;
 use crate::config::Settings;
-use crate::domain::{Actor, AuditAction, ClientId, ClientName, ClientSlug};
+use crate::domain::{Actor, ClientName, ClientSlug};
 use crate::startup;
-use crate::store::{AuditEntry, Store};
+use crate::store::{Client, ResponderSetting, Store, StoreError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClientCommand {
@@ -66,31 +67,19 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
                 Some(raw) => ClientSlug::parse(&raw).map_err(|e| UsageError(format!("--slug: {e}")))?,
                 None => ClientSlug::from_name(name.as_str()).map_err(|e| UsageError(e.to_string()))?,
             };
-            let store = startup::open_store(settings).await?;
-            let client = store.create_client(name.as_str(), &slug).await.map_err(|e| match e {
-                crate::store::StoreError::Conflict(msg) => anyhow::Error::new(UsageError(msg)),
+            let clients = clients(settings).await?;
+            let client = clients.create(Actor::Cli, &name, &slug).await.map_err(|e| match e {
+                StoreError::Conflict(msg) => anyhow::Error::new(UsageError(msg)),
                 other => other.into(),
             })?;
-            store
-                .append_audit(&AuditEntry {
-                    actor: Actor::Cli,
-                    action: AuditAction::ClientCreated,
-                    client_id: Some(client.id),
-                    page_id: None,
-                    detail: format!("name {:?}, slug {}", client.name, client.slug),
-                })
-                .await?;
             println!("created client {} with slug {}", client.id, client.slug);
             Ok(())
         }
         ClientCommand::SetResponder { slug, responder } => set_responder(settings, &slug, responder).await,
         ClientCommand::SetRate { slug, rate } => {
             let rate = crate::config::client_send_rate(&rate).map_err(UsageError)?;
-            let store = startup::open_store(settings).await?;
-            let client = find_client(&store, &slug).await?;
-            store.set_send_rate(client.id, rate).await?;
-            announce(&store, client.id).await;
-            audit(&store, client.id, AuditAction::ClientRateSet, format!("{rate:?}")).await?;
+            let (clients, client) = client(settings, &slug).await?;
+            clients.set_rate(Actor::Cli, client.id, rate).await?;
             match rate {
                 Some(r) => println!("client {} now sends at most {r} calls per second per page", client.slug),
                 None => println!("client {} now uses the default send rate", client.slug),
@@ -99,11 +88,8 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
         }
         ClientCommand::SetHumanPause { slug, pause } => {
             let secs = crate::config::client_human_pause(&pause).map_err(UsageError)?;
-            let store = startup::open_store(settings).await?;
-            let client = find_client(&store, &slug).await?;
-            store.set_human_pause(client.id, secs).await?;
-            announce(&store, client.id).await;
-            audit(&store, client.id, AuditAction::ClientHumanPauseSet, format!("{secs:?}")).await?;
+            let (clients, client) = client(settings, &slug).await?;
+            clients.set_human_pause(Actor::Cli, client.id, secs).await?;
             match secs {
                 Some(s) => println!(
                     "client {}: the bot stays silent for {} after a person answers",
@@ -120,14 +106,7 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
             }
             let tools = super::Tools::open(settings).await?;
             let client = find_client(tools.onboarding.store(), &slug).await?;
-            println!("{}", tools.onboarding.onboard_link(&client.slug, ttl));
-            audit(
-                tools.onboarding.store(),
-                client.id,
-                AuditAction::ClientOnboardLink,
-                format!("valid for {}", humantime::format_duration(ttl)),
-            )
-            .await?;
+            println!("{}", tools.onboarding.send_onboard_link(Actor::Cli, &client, ttl).await);
             Ok(())
         }
         ClientCommand::List { json } => {
@@ -148,23 +127,24 @@ pub async fn run(settings: &Settings, cmd: ClientCommand) -> anyhow::Result<()> 
     }
 }
 
-async fn find_client(store: &crate::store::Store, slug: &str) -> anyhow::Result<crate::store::Client> {
+/// The client business steps over the configured store (no engine in this process: running nodes are told).
+async fn clients(settings: &Settings) -> anyhow::Result<Clients> {
+    Ok(Clients::new(startup::open_store(settings).await?, None))
+}
+
+/// The business steps and the client named by `slug` (an unknown slug is a usage error).
+async fn client(settings: &Settings, slug: &str) -> anyhow::Result<(Clients, Client)> {
+    let clients = clients(settings).await?;
+    let client = find_client(clients.store(), slug).await?;
+    Ok((clients, client))
+}
+
+async fn find_client(store: &Store, slug: &str) -> anyhow::Result<Client> {
     let slug = ClientSlug::parse(slug).map_err(|e| UsageError(format!("slug: {e}")))?;
     Ok(store.client_by_slug(&slug).await?.ok_or_else(|| UsageError(format!("no client with slug {slug}")))?)
 }
 
-async fn audit(
-    store: &crate::store::Store,
-    client_id: ClientId,
-    action: AuditAction,
-    detail: String,
-) -> anyhow::Result<()> {
-    let entry = AuditEntry { actor: Actor::Cli, action, client_id: Some(client_id), page_id: None, detail };
-    Ok(store.append_audit(&entry).await?)
-}
-
 async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> anyhow::Result<()> {
-    use crate::store::ResponderSetting;
     let setting = match &args {
         ResponderArgs::Rules { file } => {
             let text =
@@ -180,35 +160,22 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
             None
         }
     };
-    let store = startup::open_store(settings).await?;
-    let client = find_client(&store, slug).await?;
+    let (clients, client) = client(settings, slug).await?;
     let responder = match (args, setting) {
         (ResponderArgs::Rules { .. }, Some(rules_json)) => ResponderSetting::Rules { rules_json },
         (ResponderArgs::Relay { url }, _) => {
             let secret = super::read_secret_line("relay secret")?;
             crate::engine::relay::check_secret(&secret).map_err(UsageError)?;
-            let keys = startup::open_vault(settings, &store).await?;
+            let keys = startup::open_vault(settings, clients.store()).await?;
             ResponderSetting::Relay { url, secret: keys.seal_relay_secret(client.id, &secret)? }
         }
         (ResponderArgs::Rules { .. }, None) => unreachable!("rules are parsed above"),
     };
-    store.set_responder(client.id, &responder).await?;
-    announce(&store, client.id).await;
-    let kind = match &responder {
-        ResponderSetting::Rules { .. } => "rules",
-        ResponderSetting::Relay { .. } => "relay",
-    };
-    audit(&store, client.id, AuditAction::ClientResponderSet, kind.to_owned()).await?;
+    clients.set_responder(Actor::Cli, client.id, &responder).await?;
     println!(
-        "client {} now answers with {kind}; a cluster's nodes reload its tenants now, a single server when they next start",
-        client.slug
+        "client {} now answers with {}; a cluster's nodes reload its tenants now, a single server when they next start",
+        client.slug,
+        responder.kind()
     );
     Ok(())
-}
-
-/// Tells running nodes that the client's Pages changed (a cluster reloads their tenants at once).
-async fn announce(store: &Store, client_id: ClientId) {
-    for i in store.list_integrations().await.unwrap_or_default().into_iter().filter(|i| i.client_id == client_id) {
-        store.announce(&i.page_id).await;
-    }
 }

@@ -32,7 +32,7 @@ use warp::reply::Response;
 
 pub use self::routes::routes;
 use self::session::LoginThrottle;
-use crate::domain::ClientId;
+use crate::clients::Clients;
 use crate::http::cookies::{cookie, cookie_name};
 use crate::onboarding::Onboarding;
 use crate::store::Store;
@@ -43,6 +43,8 @@ type Form = HashMap<String, String>;
 #[derive(Clone)]
 pub struct PortalState {
     pub store: Store,
+    /// The business steps that change a client (its settings, its rules), shared with the CLI.
+    pub clients: Clients,
     pub onboarding: Onboarding,
     pub router: Router,
     /// Mark cookies Secure and `__Host-` (the public URL is https).
@@ -82,19 +84,4 @@ fn with_cookie(mut response: Response, set_cookie: &str) -> Response {
         response.headers_mut().append("set-cookie", value);
     }
     response
-}
-
-/// After a client's settings changed: this node's tenants of its Pages, and (in a cluster) their owners', load
-/// them for the next message.
-async fn reload_client_pages(s: &PortalState, client_id: ClientId) -> Result<(), crate::store::StoreError> {
-    for i in s.store.list_integrations().await?.into_iter().filter(|i| i.client_id == client_id) {
-        reload_page(s, &i.page_id).await;
-    }
-    Ok(())
-}
-
-/// After what storage says of a Page changed: this node's tenant, and (in a cluster) the owner's, reload it.
-async fn reload_page(s: &PortalState, page: &crate::domain::PageId) {
-    s.router.reload(page);
-    s.store.announce(page).await;
 }

@@ -21,7 +21,19 @@ macro_rules! insert_audit {
 }
 pub(crate) use insert_audit;
 
+/// Audit rows that could not be written (the change they describe was made).
+pub const AUDIT_WRITE_FAILURES: &str = "switchboard_audit_write_failures_total";
+
 impl Store {
+    /// Records `entry`. A row that cannot be written never turns a change that was made into an error (the
+    /// person would retry what already happened): it is logged at ERROR and counted for an operator.
+    pub async fn record_audit(&self, entry: AuditEntry) {
+        if let Err(e) = self.append_audit(&entry).await {
+            metrics::counter!(AUDIT_WRITE_FAILURES).increment(1);
+            tracing::error!(error = %e, action = entry.action.as_str(), "cannot write an audit row; the change was made");
+        }
+    }
+
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         on!(self, |pool| {
             insert_audit!(entry, crate::clock::now()).execute(pool).await?;

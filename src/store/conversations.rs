@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, on};
+use super::{InboxStatus, Store, StoreError, on};
 
 /// One stored event of a conversation (a customer's message or postback, or a person's echo) and the replies
 /// recorded for it, in order.
@@ -14,8 +14,7 @@ pub struct ConversationEntry {
     pub id: i64,
     /// The event as stored (JSON of `switchboard_actors::InboundEvent`).
     pub event: String,
-    /// `pending`, `done` or `failed`.
-    pub status: String,
+    pub status: InboxStatus,
     /// Why it failed, for a failed event.
     pub reason: Option<String>,
     pub received_at: DateTime<Utc>,
@@ -127,7 +126,7 @@ impl Store {
             .await?;
             (rows, window)
         });
-        let conversations = grouped(rows)
+        let conversations = grouped(rows)?
             .into_iter()
             .map(|(customer_id, events, last)| ConversationSummary { customer_id, events, last })
             .collect();
@@ -156,21 +155,28 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        Ok(grouped(rows).into_iter().map(|(_, _, entry)| entry).collect())
+        Ok(grouped(rows)?.into_iter().map(|(_, _, entry)| entry).collect())
     }
 }
 
 /// Folds the joined rows (an entry repeated once per reply, in order) into entries with their replies.
-fn grouped(rows: Vec<EntryRow>) -> Vec<(String, i64, ConversationEntry)> {
+fn grouped(rows: Vec<EntryRow>) -> Result<Vec<(String, i64, ConversationEntry)>, StoreError> {
     let mut out: Vec<(String, i64, ConversationEntry)> = Vec::new();
     for (customer, events, id, event, status, reason, received_at, body, message_id, sent_at) in rows {
         if out.last().is_none_or(|(_, _, e)| e.id != id) {
-            let entry = ConversationEntry { id, event, status, reason, received_at, replies: Vec::new() };
+            let entry = ConversationEntry {
+                id,
+                event,
+                status: InboxStatus::parse(&status)?,
+                reason,
+                received_at,
+                replies: Vec::new(),
+            };
             out.push((customer, events, entry));
         }
         if let (Some(body), Some((_, _, entry))) = (body, out.last_mut()) {
             entry.replies.push(ConversationReply { body, message_id, sent_at });
         }
     }
-    out
+    Ok(out)
 }

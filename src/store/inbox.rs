@@ -28,6 +28,37 @@ macro_rules! prune_batch {
     };
 }
 
+/// Where an inbox row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboxStatus {
+    /// Acknowledged to Meta, not finished yet.
+    Pending,
+    Done,
+    /// Finished without an answer, with a reason (`inbox replay --failed` puts it back).
+    Failed,
+}
+
+impl InboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxStatus::Pending => "pending",
+            InboxStatus::Done => "done",
+            InboxStatus::Failed => "failed",
+        }
+    }
+
+    /// The status stored as `text`.
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "pending" => Ok(InboxStatus::Pending),
+            "done" => Ok(InboxStatus::Done),
+            "failed" => Ok(InboxStatus::Failed),
+            other => Err(StoreError::Corrupt(format!("webhook_inbox.status: {other:?}"))),
+        }
+    }
+}
+
 /// A pending inbox row: its id, its tenant Page (as committed) and its event JSON.
 #[derive(Debug, Clone)]
 pub struct Pending {

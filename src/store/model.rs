@@ -177,6 +177,16 @@ pub enum ResponderSetting {
     Relay { url: String, secret: SealedToken },
 }
 
+impl ResponderSetting {
+    /// `rules` or `relay`, as the CLI, the portal and the audit name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rules { .. } => "rules",
+            Self::Relay { .. } => "relay",
+        }
+    }
+}
+
 /// A client's engine settings; a client without a row uses the defaults (rules `{}`, default rate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {

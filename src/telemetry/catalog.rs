@@ -58,12 +58,12 @@ pub const ALL: &[Metric] = &[
     counter(engine::EVENTS, "client,page,kind", "Webhook events that reached their tenant, by kind."),
     counter(http::webhook::SIGNATURE_FAILURES, "", "Webhook POSTs refused for a missing or wrong X-Hub-Signature-256."),
     counter(
-        http::webhook::UNHANDLED,
+        inbox::UNHANDLED,
         "object,kind,reason",
         "Parts of signed webhook bodies not understood (acknowledged and kept).",
     ),
     counter(
-        http::webhook::UNHANDLED_NOT_KEPT,
+        inbox::UNHANDLED_NOT_KEPT,
         "",
         "Parts not understood that could not be kept (their events were committed).",
     ),
@@ -146,6 +146,7 @@ pub const ALL: &[Metric] = &[
     counter(cluster::RELEASES, "", "Pages this node released."),
     counter(cluster::RENEWALS, "", "Cluster lease renewals this node made."),
     counter(cluster::LEASES_LOST, "", "Times this node lost its cluster lease."),
+    counter(crate::store::AUDIT_WRITE_FAILURES, "", "Audit rows that could not be written (the change was made)."),
     counter(
         ownership::WAKES_DROPPED,
         "",

@@ -93,12 +93,14 @@ impl Signed {
         }
     }
 
+    /// This user, as audit rows name who acted.
+    pub fn actor(&self) -> Actor {
+        Actor::User(self.user().id)
+    }
+
     /// Appends an audit row naming this user.
     pub async fn audit(&self, s: &PortalState, action: AuditAction, client_id: Option<ClientId>, detail: String) {
-        let entry = AuditEntry { actor: Actor::User(self.user().id), action, client_id, page_id: None, detail };
-        if let Err(e) = s.store.append_audit(&entry).await {
-            tracing::error!(error = %e, "cannot write audit row");
-        }
+        s.store.record_audit(AuditEntry { actor: self.actor(), action, client_id, page_id: None, detail }).await;
     }
 }
 

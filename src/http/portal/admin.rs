@@ -19,11 +19,8 @@ pub(super) async fn add_client(signed: Option<Signed>, form: &Form, s: &PortalSt
     let invalid = || bad("A client needs a name of 1 to 200 characters with letters or digits.");
     let name = ClientName::parse(form.get("name").map(String::as_str).unwrap_or_default()).map_err(|_| invalid())?;
     let slug = ClientSlug::from_name(name.as_str()).map_err(|_| invalid())?;
-    match s.store.create_client(name.as_str(), &slug).await {
-        Ok(c) => {
-            g.audit(s, AuditAction::ClientCreated, Some(c.id), format!("{} ({})", c.name, c.slug)).await;
-            Ok(see_other("/portal?notice=client-added"))
-        }
+    match s.clients.create(g.actor(), &name, &slug).await {
+        Ok(_) => Ok(see_other("/portal?notice=client-added")),
         Err(StoreError::Conflict(m)) => Err(PageError::Conflict(m)),
         Err(e) => Err(e.into()),
     }
@@ -33,8 +30,7 @@ pub(super) async fn add_client(signed: Option<Signed>, form: &Form, s: &PortalSt
 pub(super) async fn onboard_link(slug: &str, signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?.form(form)?.operator()?;
     let c = client(slug, s).await?.ok_or(PageError::NotFound("No such client."))?;
-    let link = s.onboarding.onboard_link(&c.slug, Duration::from_secs(86_400));
-    g.audit(s, AuditAction::ClientOnboardLink, Some(c.id), "valid for 24h".to_owned()).await;
+    let link = s.onboarding.send_onboard_link(g.actor(), &c, Duration::from_secs(86_400)).await;
     Ok(views::show_once(
         "Onboarding link",
         html! {

@@ -11,7 +11,7 @@ use switchboard_actors::{Answered, KeywordRule, Rules, RulesResponder};
 
 use super::access::{Page, Principal, Signed, signed_in};
 use super::{Form, PortalState, views};
-use crate::domain::{AuditAction, ClientId};
+use crate::domain::ClientId;
 use crate::http::PageError;
 use crate::http::error::see_other;
 use crate::store::{ResponderSetting, StoreError};
@@ -60,7 +60,7 @@ pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -
         })?;
     let relay =
         matches!(s.store.client_settings(client_id).await?.map(|c| c.responder), Some(ResponderSetting::Relay { .. }));
-    let pages: Vec<_> = s.store.list_integrations().await?.into_iter().filter(|i| i.client_id == client_id).collect();
+    let pages = s.clients.pages(client_id).await?;
     let instagram = pages.iter().any(|i| i.instagram_account_id.is_some());
     let (mut rules, mut problems) = read(form, instagram);
     // What the form does not edit (asking for a person) stays as stored.
@@ -86,13 +86,11 @@ pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -
         return Ok(views::bot_editor(csrf, &editor(rules, version, problems, None, false, relay)));
     }
     let json = serde_json::to_string(&rules).map_err(|e| PageError::Internal(e.to_string()))?;
-    let saved = match s.store.save_rules(client_id, &json, version).await {
-        Ok(saved) => saved,
+    match s.clients.save_rules(g.actor(), client_id, &json, version).await {
+        Ok(_) => {}
         Err(StoreError::Conflict(m)) => return Err(PageError::Conflict(m)),
         Err(e) => return Err(e.into()),
-    };
-    super::reload_client_pages(s, client_id).await?;
-    g.audit(s, AuditAction::ClientRulesSaved, Some(client_id), format!("version {saved}")).await;
+    }
     Ok(see_other("/portal/bot?notice=saved"))
 }
 

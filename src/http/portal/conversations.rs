@@ -12,7 +12,7 @@ use super::access::{Page, Signed, signed_in};
 use super::views;
 use super::{Form, PortalState};
 use crate::http::PageError;
-use crate::store::{ConversationEntry, Integration};
+use crate::store::{ConversationEntry, InboxStatus, Integration};
 
 /// Conversations per page of the list.
 const CONVERSATIONS_PER_PAGE: i64 = 20;
@@ -284,10 +284,10 @@ fn exchange(entry: &ConversationEntry, e: &InboundEvent, person_was_answering: b
         return Exchange { id: entry.id, channel, lines: vec![line] };
     }
     let sent = entry.replies.iter().all(|r| r.message_id.is_some() || r.sent_at.is_some());
-    let (state, tone) = match entry.status.as_str() {
-        "pending" if entry.replies.is_empty() => ("Waiting for the bot's answer".to_owned(), Tone::Waiting),
-        "pending" => ("Being answered".to_owned(), Tone::Waiting),
-        "failed" => (
+    let (state, tone) = match entry.status {
+        InboxStatus::Pending if entry.replies.is_empty() => ("Waiting for the bot's answer".to_owned(), Tone::Waiting),
+        InboxStatus::Pending => ("Being answered".to_owned(), Tone::Waiting),
+        InboxStatus::Failed => (
             format!("Not answered: {}", entry.reason.as_deref().unwrap_or("the reason was not recorded")),
             Tone::Failed,
         ),
@@ -307,7 +307,7 @@ fn exchange(entry: &ConversationEntry, e: &InboundEvent, person_was_answering: b
     lines.extend(entry.replies.iter().map(|r| {
         let (state, tone) = if r.sent_at.is_some() || r.message_id.is_some() {
             ("Sent".to_owned(), Tone::Ok)
-        } else if entry.status == "pending" {
+        } else if entry.status == InboxStatus::Pending {
             ("Waiting to be sent".to_owned(), Tone::Waiting)
         } else {
             ("Not sent".to_owned(), Tone::Failed)
@@ -365,7 +365,7 @@ mod tests {
         ConversationEntry {
             id,
             event,
-            status: status.to_owned(),
+            status: InboxStatus::parse(status).unwrap(),
             reason: (status == "failed").then(|| "the bot failed: timed out".to_owned()),
             received_at: DateTime::from_timestamp(1_000, 0).unwrap(),
             replies,

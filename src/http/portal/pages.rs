@@ -143,7 +143,7 @@ pub(super) async fn hand_back(page: &str, person: &str, signed: Option<Signed>, 
     let i = g.owned_page(page, s).await?;
     let person = super::conversations::person_id(person)?;
     s.store.release_conversation(i.page_id.as_str(), person).await?;
-    super::reload_page(s, &i.page_id).await;
+    s.clients.page_changed(&i.page_id).await;
     // A conversation passed to the Page Inbox reaches the bot only as standby until it comes back: take it back
     // at Meta too (for one that was never passed, Meta has nothing to move).
     let (notice, detail) = match s.onboarding.take_thread_back(&i.page_id, person).await {

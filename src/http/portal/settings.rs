@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use super::access::{Page, Principal, Signed, signed_in};
 use super::{Form, PortalState, views};
-use crate::domain::{AuditAction, ClientSlug};
+use crate::domain::ClientSlug;
 use crate::http::PageError;
 use crate::http::error::see_other;
 use crate::store::{Client, ResponderSetting};
@@ -47,36 +47,22 @@ pub(super) async fn post(slug: &str, form: &Form, signed: Option<Signed>, s: &Po
     if matches!(what, "rate" | "responder") && !operator {
         return Err(PageError::Forbidden("Only an operator changes a client's bot and send rate."));
     }
-    let changed = match what {
+    let who = g.actor();
+    match what {
         "pause" => match crate::config::client_human_pause(&field("pause")) {
-            Ok(secs) => {
-                s.store.set_human_pause(client.id, secs).await?;
-                (AuditAction::ClientHumanPauseSet, format!("{secs:?}"))
-            }
+            Ok(secs) => s.clients.set_human_pause(who, client.id, secs).await?,
             Err(problem) => return refused(&g, client, operator, problem, s).await,
         },
         "rate" => match crate::config::client_send_rate(&field("rate")) {
-            Ok(rate) => {
-                s.store.set_send_rate(client.id, rate).await?;
-                (AuditAction::ClientRateSet, format!("{rate:?}"))
-            }
+            Ok(rate) => s.clients.set_rate(who, client.id, rate).await?,
             Err(problem) => return refused(&g, client, operator, problem, s).await,
         },
         "responder" => match responder(&client, form, s).await? {
-            Ok(responder) => {
-                s.store.set_responder(client.id, &responder).await?;
-                let kind = match responder {
-                    ResponderSetting::Rules { .. } => "rules",
-                    ResponderSetting::Relay { .. } => "relay",
-                };
-                (AuditAction::ClientResponderSet, kind.to_owned())
-            }
+            Ok(responder) => s.clients.set_responder(who, client.id, &responder).await?,
             Err(problem) => return refused(&g, client, operator, problem, s).await,
         },
         _ => return Err(PageError::BadRequest("The form names no setting to change.".to_owned())),
-    };
-    super::reload_client_pages(s, client.id).await?;
-    g.audit(s, changed.0, Some(client.id), changed.1).await;
+    }
     Ok(see_other(&format!("/portal/clients/{}/settings?notice=saved", client.slug)))
 }
 
