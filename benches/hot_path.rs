@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use switchboard::domain::{AccessToken, PageId};
 use switchboard::meta::webhook::{WebhookSecrets, parse};
 use switchboard::secrets::vault::{self, KeyId, KeyRing};
-use switchboard_actors::limiter::SendLimiter;
+use switchboard_actors::timing::limiter::SendLimiter;
 use switchboard_actors::{
     EngineDeps, EngineSettings, GraphApi, GraphFailure, InboundEvent, LoadError, NoInbox, OutgoingMessage, Responder,
     Router, RulesResponder, SendOk, StatusSink, TenantProfile, TenantSource,

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-pub use switchboard_actors::timer::First;
+pub use switchboard_actors::timing::timer::First;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,7 +25,7 @@ impl Background {
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.tasks.spawn(switchboard_actors::timer::every(period, first, self.stop.clone(), job));
+        self.tasks.spawn(switchboard_actors::timing::timer::every(period, first, self.stop.clone(), job));
     }
 
     /// Stops every job (one running is dropped where it waits) and waits until all have ended.

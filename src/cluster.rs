@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 
 pub use self::figures::shared_figures;
 pub use self::gate::GatedGraph;
-use crate::engine::Directory;
+use crate::adapters::Directory;
 use crate::inbox::Inbox;
 use crate::ownership::{Owned, Wakes};
 use crate::store::Store;

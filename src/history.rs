@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_actors::stats::StatsSnapshot;
+use switchboard_actors::telemetry::stats::StatsSnapshot;
 use switchboard_actors::{PageId, Router};
 
 use crate::ownership::Owned;

@@ -4,6 +4,7 @@
 //! storage (PostgreSQL and SQLite behind one trait), the token vault, portal passwords, the HTTP front
 //! door and the command line. The per-tenant actor engine lives in the `switchboard-actors` crate.
 
+pub mod adapters;
 pub mod background;
 pub mod cli;
 pub mod clients;
@@ -12,7 +13,6 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod domain;
-pub mod engine;
 pub mod history;
 pub mod http;
 pub mod inbox;

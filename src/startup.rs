@@ -15,11 +15,11 @@ use secrecy::ExposeSecret as _;
 use switchboard_actors::{EngineDeps, EveryPage, GraphApi, Router, Tenure};
 use tokio::net::TcpListener;
 
+use crate::adapters::{Directory, StoreStatus, StoreTenants, reconcile};
 use crate::background::{Background, First};
 use crate::clients::Clients;
 use crate::cluster::{self, Cluster, GatedGraph};
 use crate::config::{ClusterMode, InboxMode, Settings};
-use crate::engine::{Directory, StoreStatus, StoreTenants, reconcile};
 use crate::history::History;
 use crate::http::portal::PortalState;
 use crate::http::portal::session::{LoginThrottle, SessionPace};
@@ -518,12 +518,12 @@ pub fn metrics_handle() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
-                    Matcher::Full(switchboard_actors::metrics::SEND_LATENCY.to_owned()),
+                    Matcher::Full(switchboard_actors::telemetry::metrics::SEND_LATENCY.to_owned()),
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
-                        Matcher::Full(switchboard_actors::metrics::WEBHOOK_REPLY.to_owned()),
+                        Matcher::Full(switchboard_actors::telemetry::metrics::WEBHOOK_REPLY.to_owned()),
                         &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
                     )
                 })

@@ -4,50 +4,38 @@
 //! each event in order, and sends the replies through the Graph API at the tenant's own pace (GCRA),
 //! pausing when Meta throttles and stopping when Meta rejects the token.
 //!
-//! - `router`: the facade the root crate uses (dispatch, connect, disconnect, figures, shutdown);
-//! - `registry`: which account id belongs to which tenant, and each tenant's running actor or waiting events;
-//! - `tenure`: which pages this engine runs, under which epoch (asked of the root crate, never kept here);
-//! - `supervisor`: starts tenants on demand and restarts (or quarantines) failed ones;
-//! - `tenant` (`respond`, `send`, `marks`): one Page's state, its bot, its sending, its inbox marks;
-//! - `context`: what the parts share, and the narrow slice a tenant gets;
-//! - `ports`: the traits the root crate implements, and Meta's error classes;
-//! - `backoff` and `timer`: the one way to wait before trying again, and the one way to run a job every period.
+//! - `engine`: the facade the root crate uses (`router`: dispatch, connect, disconnect, figures, shutdown),
+//!   which account belongs to which tenant (`registry`), which Pages this engine runs (`tenure`), starting and
+//!   restarting tenants (`supervisor`), and what the parts share (`context`);
+//! - `tenant`: one Page's actor, by concern: answering (`respond`), sending (`send`), what the inbox is told
+//!   (`marks`), settling replies of unknown outcome (`settle`), people taking over (`takeover`);
+//! - `bot`: what answers an event (the `Responder` trait, the client's keyword `rules`, `split`ting replies);
+//! - `ports`: the traits the root crate implements (storage, the Graph API, status), and Meta's error classes;
+//! - `domain`: events, Page ids, inbox ids, tokens; `timing`: backoff, the send limiter, periodic jobs;
+//! - `telemetry`: metrics and each Page's figures.
 //!
 //! This crate must never depend on an HTTP server or a SQL driver: storage, the Graph API, status
 //! updates and relay bots reach it through the traits in `ports`, which the root crate implements.
 
-pub mod backoff;
-mod context;
-mod dedup;
-pub mod event;
-mod ids;
-pub mod limiter;
-mod mailbox;
-pub mod metrics;
-mod page;
+pub mod bot;
+pub mod domain;
+mod engine;
 pub mod ports;
-mod registry;
-mod router;
-pub mod rules;
 mod settings;
-pub mod split;
-pub mod stats;
-mod supervisor;
+pub mod telemetry;
 mod tenant;
-mod tenure;
-pub mod timer;
-mod token;
+pub mod timing;
 
-pub use backoff::Backoff;
-pub use event::{Channel, EventKind, InboundEvent};
-pub use ids::{InboxId, ReplyId};
-pub use page::{PageId, PageIdError};
+pub use bot::{Answered, AskForPerson, BotError, KeywordRule, Responder, Rules, RulesResponder};
+pub use domain::event::{Channel, EventKind, InboundEvent};
+pub use domain::ids::{InboxId, ReplyId};
+pub use domain::page::{PageId, PageIdError};
+pub use domain::token::AccessToken;
+pub use engine::router::{Dispatched, EngineDeps, Route, Router, TenantPresence};
+pub use engine::tenure::{EveryPage, Tenure};
 pub use ports::{
-    BotError, DeliveredMessage, EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, OutgoingMessage,
-    Progress, RecordedReply, Responder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
+    DeliveredMessage, EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, OutgoingMessage, Progress,
+    RecordedReply, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
 };
-pub use router::{Dispatched, EngineDeps, Route, Router, TenantPresence};
-pub use rules::{Answered, AskForPerson, KeywordRule, Rules, RulesResponder};
 pub use settings::EngineSettings;
-pub use tenure::{EveryPage, Tenure};
-pub use token::AccessToken;
+pub use timing::backoff::Backoff;

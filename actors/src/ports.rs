@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::event::{Channel, InboundEvent};
-use crate::ids::{InboxId, ReplyId};
-use crate::{AccessToken, PageId};
+use crate::bot::{AskForPerson, Responder};
+use crate::domain::event::Channel;
+use crate::domain::ids::{InboxId, ReplyId};
+use crate::domain::page::PageId;
+use crate::domain::token::AccessToken;
 
 /// Everything a tenant actor needs to run, loaded when it starts (and again on reconnect).
 #[derive(Clone)]
@@ -29,7 +31,7 @@ pub struct TenantProfile {
     /// The conversations a person is handling now: (PSID or IGSID, until when in unix ms).
     pub held: Vec<(String, i64)>,
     /// What a customer says to ask for a person, and the answer.
-    pub ask_for_person: Arc<crate::rules::AskForPerson>,
+    pub ask_for_person: Arc<AskForPerson>,
 }
 
 impl std::fmt::Debug for TenantProfile {
@@ -216,24 +218,6 @@ pub trait StatusSink: Send + Sync + 'static {
     async fn person_handling(&self, page: &PageId, person: &str, until_unix_ms: i64);
     /// The conversation with `person` was passed back to this app: the bot answers them again.
     async fn bot_handling(&self, page: &PageId, person: &str);
-}
-
-/// Why a bot gave no answer. The event is finished as failed with this reason, which names the problem
-/// whole (for people: no token, no customer's words).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BotError {
-    /// The bot could not be reached, or its address may not be used.
-    #[error("{0}")]
-    Unreachable(String),
-    /// The bot answered, but not with replies Switchboard may send.
-    #[error("{0}")]
-    BadAnswer(String),
-}
-
-/// A tenant's bot: the replies to an event (possibly none).
-#[async_trait]
-pub trait Responder: Send + Sync + 'static {
-    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError>;
 }
 
 /// Why the durable inbox or its outbox did not take what the engine asked.

@@ -39,7 +39,7 @@ pub struct EngineSettings {
     /// answering, and the bot stays silent in that conversation.
     pub own_app_id: String,
     /// How long the bot stays silent in a conversation after a person's last answer, unless the client
-    /// chose its own ([`crate::TenantProfile::human_pause`]).
+    /// chose its own ([`crate::ports::TenantProfile::human_pause`]).
     pub human_pause: Duration,
 }
 

@@ -155,7 +155,7 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
             Some(serde_json::to_string(&rules)?)
         }
         ResponderArgs::Relay { url } => {
-            crate::engine::relay::check_url(url, settings.engine.relay.allow_private)
+            crate::adapters::relay::check_url(url, settings.engine.relay.allow_private)
                 .map_err(|e| UsageError(format!("--url {e}")))?;
             None
         }
@@ -165,7 +165,7 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
         (ResponderArgs::Rules { .. }, Some(rules_json)) => ResponderSetting::Rules { rules_json },
         (ResponderArgs::Relay { url }, _) => {
             let secret = super::read_secret_line("relay secret")?;
-            crate::engine::relay::check_secret(&secret).map_err(UsageError)?;
+            crate::adapters::relay::check_secret(&secret).map_err(UsageError)?;
             let keys = startup::open_vault(settings, clients.store()).await?;
             ResponderSetting::Relay { url, secret: keys.seal_relay_secret(client.id, &secret)? }
         }

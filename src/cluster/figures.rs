@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use switchboard_actors::stats::StatsSnapshot;
+use switchboard_actors::telemetry::stats::StatsSnapshot;
 use switchboard_actors::{PageId, Router};
 
 use super::Inner;

@@ -51,6 +51,9 @@ pub enum ApiError {
     StartNotShown,
     #[error("the request body was cut off")]
     BodyCutOff,
+    /// A form or query string that cannot be read as its page's fields.
+    #[error("the form cannot be read: {0}")]
+    BadForm(String),
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -152,7 +155,7 @@ impl ApiError {
             ApiError::Callback(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::SlowBody => StatusCode::REQUEST_TIMEOUT,
-            ApiError::BodyCutOff => StatusCode::BAD_REQUEST,
+            ApiError::BodyCutOff | ApiError::BadForm(_) => StatusCode::BAD_REQUEST,
             ApiError::TooMany(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StartNotShown => StatusCode::FORBIDDEN,
         }

@@ -11,11 +11,11 @@
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
 
-use switchboard_actors::metrics::EVENTS_IGNORED;
+use switchboard_actors::telemetry::metrics::EVENTS_IGNORED;
 use switchboard_actors::{InboundEvent, PageId, Route, Router};
 
 use super::Inbox;
-use crate::engine::Directory;
+use crate::adapters::Directory;
 use crate::meta::webhook::{Parsed, Reason, Unhandled};
 
 /// Parts of signed bodies Switchboard does not understand, by object, kind and reason (all from fixed sets).

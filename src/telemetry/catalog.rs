@@ -6,7 +6,7 @@
 //! Label values come from fixed sets, or are a client's slug and a Page id (so the number of series is bounded
 //! by the integrations); no label ever carries a token, a customer's id or a message.
 
-use switchboard_actors::metrics as engine;
+use switchboard_actors::telemetry::metrics as engine;
 
 use crate::cluster;
 use crate::http;

@@ -3,20 +3,26 @@
 //! recorded in the outbox, in one storage call for the batch, before any of them is sent. An event handed over
 //! again after a restart reuses the replies recorded for it (never asking the bot twice) and skips those Meta
 //! already accepted.
+//!
+//! [`Responding`] owns the events waiting for the bot and the batch it holds; the functions below are the
+//! tenant's decisions about each event.
 
 use std::collections::VecDeque;
 
 use futures_util::FutureExt as _;
-use futures_util::future::{BoxFuture, Shared, join_all};
+use futures_util::future::join_all;
 use ractor::ActorRef;
 
+use super::dedup::Dedup;
 use super::settle::Settler;
 use super::takeover::Change;
-use super::{Reply, TenantMsg, TenantState, Unanswered, marks, send};
-use crate::backoff::Backoff;
-use crate::event::InboundEvent;
-use crate::ports::{EventSink, RecordedReply, Responder, SinkError, ToRecord};
-use crate::split::split_for;
+use super::{Reply, TenantMsg, TenantState, Unanswered, send};
+use crate::bot::Responder;
+use crate::bot::split::split_for;
+use crate::domain::event::InboundEvent;
+use crate::domain::ids::InboxId;
+use crate::ports::{EventSink, RecordedReply, SinkError, ToRecord};
+use crate::timing::backoff::Backoff;
 
 /// How often recording replies is tried before the event is left pending.
 const STORAGE_ATTEMPTS: u32 = 8;
@@ -26,15 +32,85 @@ const RESPOND_BATCH: usize = 64;
 /// How far into the pending queue a batch looks for events of conversations not in it yet.
 const RESPOND_SCAN: usize = 4 * RESPOND_BATCH;
 
+/// The events a tenant has taken and not yet answered.
+pub(super) struct Responding {
+    /// Events waiting for the responder, in arrival order (by timestamp within a conversation).
+    pending: VecDeque<InboundEvent>,
+    /// A batch is with the responder: the inbox ids it holds. One batch at a time, holding at most one event
+    /// of each conversation.
+    batch: Option<Vec<InboxId>>,
+    /// The keys of events seen lately: a redelivery is counted once.
+    dedup: Dedup,
+}
+
+impl Responding {
+    pub(super) fn new(dedup_capacity: usize) -> Self {
+        Self { pending: VecDeque::new(), batch: None, dedup: Dedup::new(dedup_capacity) }
+    }
+
+    /// Events waiting for the responder.
+    pub(super) fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Nothing waiting and nothing with the responder.
+    pub(super) fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.batch.is_none()
+    }
+
+    /// The responder answered the batch it held.
+    fn answered(&mut self) {
+        self.batch = None;
+    }
+
+    /// Every inbox event taken and not answered, forgotten here (the Page was disconnected).
+    pub(super) fn take_all(&mut self) -> Vec<InboxId> {
+        let pending = self.pending.drain(..).filter_map(|e| e.inbox_id);
+        pending.chain(self.batch.take().into_iter().flatten()).collect()
+    }
+
+    /// `event` goes after the earlier events of its conversation, before its later ones (Meta's deliveries
+    /// can arrive shuffled).
+    fn queue(&mut self, event: InboundEvent) {
+        let at = insertion_point(&self.pending, &event);
+        self.pending.insert(at, event);
+    }
+
+    /// The next batch for the responder, unless one is with it or nothing waits.
+    fn next_batch(&mut self) -> Option<Vec<InboundEvent>> {
+        if self.batch.is_some() || self.pending.is_empty() {
+            return None;
+        }
+        let batch = take_batch(&mut self.pending);
+        self.batch = Some(batch.iter().filter_map(|e| e.inbox_id).collect());
+        Some(batch)
+    }
+}
+
+/// The responder answered the batch it held: each event's replies are queued (or the event finished or set
+/// aside), the next batch goes to the responder, and sending starts.
+pub(super) fn answered(
+    myself: &ActorRef<TenantMsg>,
+    state: &mut TenantState,
+    results: Vec<(InboundEvent, Result<Vec<Reply>, Unanswered>)>,
+) {
+    state.responding.answered();
+    for (event, result) in results {
+        replies_known(state, event, result);
+    }
+    respond_next(myself, state);
+    send::pump(myself, state);
+}
+
 /// The replies to `event` are known: queue them (an inbox event is finished with its last one), or finish
 /// the event as failed, or leave it pending when storage would not record them.
-pub(super) fn responded(state: &mut TenantState, event: InboundEvent, result: Result<Vec<Reply>, Unanswered>) {
+fn replies_known(state: &mut TenantState, event: InboundEvent, result: Result<Vec<Reply>, Unanswered>) {
     match result {
         Ok(replies) => {
             if let (Some(id), false) = (event.inbox_id, replies.is_empty()) {
-                state.outstanding.insert(id, (replies.len(), None));
+                state.marks.expect(id, replies.len());
             } else {
-                marks::finish(state, event.inbox_id, None);
+                state.marks.finish(event.inbox_id, None);
             }
             // The answer to asking for a person is out with its last reply: then the conversation is passed.
             let (last, passes) = (replies.len().saturating_sub(1), state.takeover.passes_after(&event));
@@ -44,75 +120,54 @@ pub(super) fn responded(state: &mut TenantState, event: InboundEvent, result: Re
         }
         Err(Unanswered::Bot(problem)) => {
             tracing::warn!(page = %state.ctx.page, %problem, "responder failed; event not answered");
-            if let Some(m) = &state.metrics {
-                m.ignored("responder_failed");
-            }
-            marks::finish(state, event.inbox_id, Some(format!("the bot failed: {problem}")));
+            state.metrics.ignored("responder_failed");
+            state.marks.finish(event.inbox_id, Some(format!("the bot failed: {problem}")));
         }
         Err(unanswered @ (Unanswered::Storage(_) | Unanswered::GaveUp)) => {
             if let Unanswered::Storage(problem) = unanswered {
                 tracing::error!(page = %state.ctx.page, %problem, "cannot record replies; the event stays pending");
-                if let Some(m) = &state.metrics {
-                    m.ignored("storage_unavailable");
-                }
+                state.metrics.ignored("storage_unavailable");
             }
-            if let Some(key) = event.dedup_key() {
-                state.dedup.forget(&key);
-            }
-            state.progress.released.extend(event.inbox_id);
+            set_aside(state, &event);
         }
     }
 }
 
 /// An event for a loaded tenant: counted, deduplicated, and queued for the responder if it wants one.
 pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, event: InboundEvent) {
-    if let Some(m) = &state.metrics {
-        // "Last event received" is when it reached us, not Meta's timestamp (redeliveries can be hours late).
-        let received_ms = crate::stats::now_ms();
-        m.event(event.kind_label(), event.timestamp as f64 / 1000.0, received_ms);
-    }
+    // "Last event received" is when it reached us, not Meta's timestamp (redeliveries can be hours late).
+    state.metrics.event(event.kind_label(), event.timestamp as f64 / 1000.0, crate::telemetry::stats::now_ms());
     if let Some(key) = event.dedup_key()
-        && !state.dedup.first_time(key)
+        && !state.responding.dedup.first_time(key)
     {
-        if let Some(m) = &state.metrics {
-            m.ignored("duplicate");
-        }
+        state.metrics.ignored("duplicate");
         // Nothing to finish: an inbox event seen before is the same row handed over again (the inbox
         // stores each key once), and the copy this tenant took first finishes it.
         return;
     }
     if !event.wants_reply() {
         noticed(state, &event);
-        if let Some(m) = &state.metrics {
-            m.ignored(if event.is_own() {
-                "own_message"
-            } else if event.standby {
-                "standby"
-            } else {
-                "no_reply_needed"
-            });
-        }
-        marks::finish(state, event.inbox_id, None);
+        state.metrics.ignored(if event.is_own() {
+            "own_message"
+        } else if event.standby {
+            "standby"
+        } else {
+            "no_reply_needed"
+        });
+        state.marks.finish(event.inbox_id, None);
         return;
     }
-    if state.takeover.is_held(&event.sender, crate::stats::now_ms()) {
+    if state.takeover.is_held(&event.sender, crate::telemetry::stats::now_ms()) {
         // A person at the business is answering this customer: the bot stays silent.
-        if let Some(m) = &state.metrics {
-            m.ignored("person_handling");
-        }
-        marks::finish(state, event.inbox_id, None);
+        state.metrics.ignored("person_handling");
+        state.marks.finish(event.inbox_id, None);
         return;
     }
-    if state.pending.len() >= state.ctx.settings.pending_capacity {
+    if state.responding.waiting() >= state.ctx.settings.pending_capacity {
         // A backlog this deep means the page cannot keep up (throttled, a slow bot): set the event aside
         // rather than hold without bound. An inbox event stays pending, and the sweeper hands it over again.
-        if let Some(m) = &state.metrics {
-            m.ignored("tenant_backlog");
-        }
-        if let Some(key) = event.dedup_key() {
-            state.dedup.forget(&key);
-        }
-        state.progress.released.extend(event.inbox_id);
+        state.metrics.ignored("tenant_backlog");
+        set_aside(state, &event);
         return;
     }
     // Only an event that is taken holds the conversation (one set aside comes back and is asked about then).
@@ -123,9 +178,17 @@ pub(super) fn accept(myself: &ActorRef<TenantMsg>, state: &mut TenantState, even
         keep(state, change);
     }
     // Within a conversation, answer in Meta's timestamp order even if deliveries arrived shuffled.
-    let at = insertion_point(&state.pending, &event);
-    state.pending.insert(at, event);
+    state.responding.queue(event);
     respond_next(myself, state);
+}
+
+/// `event` is not handled now: it stays pending in the inbox (handed over again later), and a copy that comes
+/// back is not taken for a duplicate.
+fn set_aside(state: &mut TenantState, event: &InboundEvent) {
+    if let Some(key) = event.dedup_key() {
+        state.responding.dedup.forget(&key);
+    }
+    state.marks.set_aside(event.inbox_id);
 }
 
 /// How long a person's answer silences the bot for this tenant's client.
@@ -143,9 +206,6 @@ fn noticed(state: &mut TenantState, event: &InboundEvent) {
     }
 }
 
-/// A write telling storage who handles a conversation; a reload of the tenant waits for those in flight.
-pub(super) type HoldWrite = Shared<BoxFuture<'static, ()>>;
-
 /// Tells storage who handles a conversation now, for whoever runs this Page next. A reload started meanwhile
 /// reads storage only after this write (`hold_writes`), so it never replaces the change with what was stored
 /// before it.
@@ -162,7 +222,6 @@ fn keep(state: &mut TenantState, change: Change) {
         }
     }
     .shared();
-    state.hold_writes.retain(|w| w.peek().is_none());
     state.hold_writes.push(write.clone());
     state.ctx.spawn(write);
 }
@@ -186,13 +245,8 @@ fn insertion_point(pending: &VecDeque<InboundEvent>, event: &InboundEvent) -> us
 /// conversation (so a late delivery of an earlier message can still go ahead of the rest of its
 /// conversation), and one batch at a time (so replies are queued in that order).
 pub(super) fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
-    if state.responding.is_some() || state.pending.is_empty() {
-        return;
-    }
-    let Some(profile) = state.profile.as_ref() else { return };
-    let batch = take_batch(&mut state.pending);
-    state.responding = Some(batch.iter().filter_map(|e| e.inbox_id).collect());
-    let responder = profile.responder.clone();
+    let Some(responder) = state.profile.as_ref().map(|p| p.responder.clone()) else { return };
+    let Some(batch) = state.responding.next_batch() else { return };
     let (sink, settler) = (state.ctx.ports.events.clone(), state.settler());
     let me = myself.clone();
     state.ctx.spawn(async move {

@@ -13,13 +13,14 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::backoff::Backoff;
-use crate::event::InboundEvent;
-use crate::ids::ReplyId;
-use crate::limiter::SendLimiter;
-use crate::metrics::UNKNOWN_REPLIES;
+use crate::domain::event::InboundEvent;
+use crate::domain::ids::ReplyId;
+use crate::domain::page::PageId;
+use crate::domain::token::AccessToken;
 use crate::ports::{DeliveredMessage, EventSink, GraphApi, GraphFailure, Progress, RecordedReply};
-use crate::{AccessToken, PageId};
+use crate::telemetry::metrics::UNKNOWN_REPLIES;
+use crate::timing::backoff::Backoff;
+use crate::timing::limiter::SendLimiter;
 
 /// Meta's clock and storage's are compared: a message may carry a `created_time` this much before the reply
 /// was recorded (Meta rounds to the second).
@@ -30,11 +31,53 @@ const READ_ATTEMPTS: u32 = 3;
 /// Page, and whoever ran the Page's tenant just before (another node that handed the Page over, this process
 /// before a restart, the actor before a crash) may have used this second's calls: one window, and a margin
 /// for a call still on its way when that tenant stopped.
-pub(crate) const FIRST_READ_AFTER: std::time::Duration = std::time::Duration::from_millis(1_300);
+const FIRST_READ_AFTER: std::time::Duration = std::time::Duration::from_millis(1_300);
 /// How often a waiting settler looks whether it may still settle.
 const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Message ids this tenant attributed, kept so two events of one person never claim the same message.
 const CLAIMED_CAP: usize = 10_000;
+
+/// A tenant's reading of conversations: its pace, when it may start, and the messages it attributed.
+pub(super) struct Reads {
+    /// The Conversations API pace (2 calls a second).
+    pace: Arc<SendLimiter>,
+    /// No Conversations API call before this: see [`FIRST_READ_AFTER`].
+    not_before: tokio::time::Instant,
+    claimed: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Reads {
+    /// For a tenant starting now.
+    pub(super) fn new() -> Self {
+        Self {
+            // Meta allows 2 Conversations API calls a second per Page; 0.6 s apart leaves the network room.
+            pace: Arc::new(SendLimiter::with_period(std::time::Duration::from_millis(600))),
+            not_before: tokio::time::Instant::now() + FIRST_READ_AFTER,
+            claimed: Arc::default(),
+        }
+    }
+
+    /// What a batch of events settles with: `token` reads `page`'s conversations, while `may_settle`.
+    pub(super) fn settler(
+        &self,
+        graph: Arc<dyn GraphApi>,
+        token: Option<AccessToken>,
+        page: PageId,
+        backoff: Backoff,
+        may_settle: crate::engine::context::Current,
+    ) -> Settler {
+        Settler {
+            graph,
+            token,
+            page,
+            pace: self.pace.clone(),
+            not_before: self.not_before,
+            claimed: self.claimed.clone(),
+            backoff,
+            may_settle,
+        }
+    }
+}
 
 /// What a tenant settles with.
 #[derive(Clone)]
@@ -48,8 +91,8 @@ pub(crate) struct Settler {
     pub not_before: tokio::time::Instant,
     pub claimed: Arc<Mutex<HashSet<String>>>,
     pub backoff: Backoff,
-    /// Whether the tenant may still settle (see [`crate::context::TenantContext::may_settle`]).
-    pub may_settle: crate::context::Current,
+    /// Whether the tenant may still settle (see [`crate::engine::context::TenantContext::may_settle`]).
+    pub may_settle: crate::engine::context::Current,
 }
 
 /// Why the conversation was not read.

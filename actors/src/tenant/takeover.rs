@@ -12,9 +12,11 @@
 
 use std::collections::HashMap;
 
-use crate::dedup::Dedup;
-use crate::event::{Channel, EventKind, InboundEvent};
-use crate::stats::now_ms;
+use futures_util::future::{BoxFuture, Shared, join_all};
+
+use super::dedup::Dedup;
+use crate::domain::event::{Channel, EventKind, InboundEvent};
+use crate::telemetry::stats::now_ms;
 
 /// The Send API message ids this tenant remembers, to tell an echo of its own call that names no app (Meta
 /// documents the app id on every echo of an app's own call; this covers an echo that lacks it).
@@ -126,5 +128,28 @@ impl Takeover {
         }
         *at = until;
         true
+    }
+}
+
+/// A write telling storage who handles a conversation.
+pub(super) type HoldWrite = Shared<BoxFuture<'static, ()>>;
+
+/// The tenant's writes of who handles a conversation still in flight: a load of the tenant waits for them
+/// before it reads storage (else the holds it loads would lack one just made, and replace it).
+#[derive(Default)]
+pub(super) struct HoldWrites(Vec<HoldWrite>);
+
+impl HoldWrites {
+    pub(super) fn push(&mut self, write: HoldWrite) {
+        self.0.retain(|w| w.peek().is_none());
+        self.0.push(write);
+    }
+
+    /// Done once every write in flight now is.
+    pub(super) fn all_done(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let writes = join_all(self.0.clone());
+        async move {
+            writes.await;
+        }
     }
 }

@@ -3,8 +3,8 @@
 
 use warp::reply::Response;
 
+use super::PortalState;
 use super::session::SESSION_COOKIE;
-use super::{Form, PortalState};
 use crate::domain::{Actor, AuditAction, ClientId, PageId, Role};
 use crate::http::PageError;
 use crate::http::cookies::cookie_value;
@@ -52,12 +52,8 @@ impl Signed {
     }
 
     /// A form POST carrying the session's CSRF token.
-    pub fn form(self, form: &Form) -> Result<Self, PageError> {
-        if form.get("csrf").is_some_and(|t| same(t, &self.session.csrf_token)) {
-            Ok(self)
-        } else {
-            Err(PageError::FormExpired)
-        }
+    pub fn form(self, csrf: &str) -> Result<Self, PageError> {
+        if same(csrf, &self.session.csrf_token) { Ok(self) } else { Err(PageError::FormExpired) }
     }
 
     /// An operator.

@@ -6,7 +6,8 @@ use maud::html;
 use secrecy::SecretString;
 
 use super::access::{Page, Signed, signed_in};
-use super::{Form, PortalState, views};
+use super::chrome::show_once;
+use super::{Button, PortalState};
 use crate::domain::{AuditAction, ClientName, ClientSlug, Email, Role};
 use crate::http::PageError;
 use crate::http::error::see_other;
@@ -14,10 +15,28 @@ use crate::secrets::password;
 use crate::secrets::tokens::random_token;
 use crate::store::{Client, NewUser, StoreError};
 
-pub(super) async fn add_client(signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
-    let g = signed_in(signed)?.ready()?.form(form)?.operator()?;
+/// Adding a client: its name.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct NewClient {
+    csrf: String,
+    name: String,
+}
+
+/// Inviting a user: the e-mail, the role, and (for a client user) the client's slug.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct Invitation {
+    csrf: String,
+    email: String,
+    role: String,
+    client: String,
+}
+
+pub(super) async fn add_client(signed: Option<Signed>, form: &NewClient, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(&form.csrf)?.operator()?;
     let invalid = || bad("A client needs a name of 1 to 200 characters with letters or digits.");
-    let name = ClientName::parse(form.get("name").map(String::as_str).unwrap_or_default()).map_err(|_| invalid())?;
+    let name = ClientName::parse(&form.name).map_err(|_| invalid())?;
     let slug = ClientSlug::from_name(name.as_str()).map_err(|_| invalid())?;
     match s.clients.create(g.actor(), &name, &slug).await {
         Ok(_) => Ok(see_other("/portal?notice=client-added")),
@@ -27,11 +46,11 @@ pub(super) async fn add_client(signed: Option<Signed>, form: &Form, s: &PortalSt
 }
 
 /// An onboarding link for a client, valid for a day, shown once.
-pub(super) async fn onboard_link(slug: &str, signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
-    let g = signed_in(signed)?.ready()?.form(form)?.operator()?;
+pub(super) async fn onboard_link(slug: &str, signed: Option<Signed>, form: &Button, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(&form.csrf)?.operator()?;
     let c = client(slug, s).await?.ok_or(PageError::NotFound("No such client."))?;
     let link = s.onboarding.send_onboard_link(g.actor(), &c, Duration::from_secs(86_400)).await;
-    Ok(views::show_once(
+    Ok(show_once(
         "Onboarding link",
         html! {
             p { "Send this link to " (c.name) ". It works for 24 hours." }
@@ -49,12 +68,11 @@ async fn client(slug: &str, s: &PortalState) -> Result<Option<Client>, StoreErro
 
 /// Invites a user: the role must be chosen (there is no default), a client user names its client and an
 /// operator names none. The one-time password is shown once, and must be replaced at the first sign-in.
-pub(super) async fn invite(signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
-    let g = signed_in(signed)?.ready()?.form(form)?.operator()?;
-    let email = Email::parse(form.get("email").map(String::as_str).unwrap_or_default())
-        .map_err(|e| PageError::BadRequest(e.to_string()))?;
-    let client_slug = form.get("client").map(String::as_str).filter(|c| !c.is_empty());
-    let role = match (form.get("role").map(String::as_str), client_slug) {
+pub(super) async fn invite(signed: Option<Signed>, form: &Invitation, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(&form.csrf)?.operator()?;
+    let email = Email::parse(&form.email).map_err(|e| PageError::BadRequest(e.to_string()))?;
+    let client_slug = Some(form.client.as_str()).filter(|c| !c.is_empty());
+    let role = match (Some(form.role.as_str()).filter(|r| !r.is_empty()), client_slug) {
         (Some("client"), Some(_)) => Role::Client,
         (Some("operator"), None) => Role::Operator,
         (Some("client"), None) => return Err(bad("A client user needs a client: choose which one.")),
@@ -78,7 +96,7 @@ pub(super) async fn invite(signed: Option<Signed>, form: &Form, s: &PortalState)
     match s.store.create_user(&new).await {
         Ok(u) => {
             g.audit(s, AuditAction::UserCreated, u.client_id, format!("{} ({})", u.email, u.role)).await;
-            Ok(views::show_once(
+            Ok(show_once(
                 "User invited",
                 html! {
                     p { "Give " strong { (u.email) } " this one-time password; it is not shown again. They choose their own at their first sign-in:" }

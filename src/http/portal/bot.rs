@@ -6,14 +6,19 @@
 
 use std::collections::BTreeMap;
 
-use switchboard_actors::split::{INSTAGRAM_MAX_BYTES, MESSENGER_MAX_CHARS};
+use switchboard_actors::bot::split::{INSTAGRAM_MAX_BYTES, MESSENGER_MAX_CHARS};
 use switchboard_actors::{Answered, KeywordRule, Rules, RulesResponder};
 
+use maud::html;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
 use super::access::{Page, Principal, Signed, signed_in};
-use super::{Form, PortalState, views};
+use super::{Notice, PortalState};
 use crate::domain::ClientId;
 use crate::http::PageError;
 use crate::http::error::see_other;
+use crate::http::html;
 use crate::store::{ResponderSetting, StoreError};
 
 /// Rows the form offers beyond the rules already there.
@@ -39,7 +44,23 @@ pub struct Tried {
     pub reply: String,
 }
 
-pub(super) async fn page(signed: Option<Signed>, q: &Form, s: &PortalState) -> Page {
+/// The editor's form: the version the rules were based on, "Try it" or "Save", the message to try, the
+/// fallback, and the rows (`words_N`/`reply_N` for rules, `payload_N`/`payload_reply_N` for button answers),
+/// however many the editor drew.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct RulesForm {
+    csrf: String,
+    version: String,
+    action: String,
+    #[serde(rename = "try")]
+    message: String,
+    fallback: String,
+    #[serde(flatten)]
+    rows: std::collections::HashMap<String, String>,
+}
+
+pub(super) async fn page(signed: Option<Signed>, q: &Notice, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?;
     let client_id = client_of(&g)?;
     let (version, relay) = match s.store.client_settings(client_id).await? {
@@ -47,15 +68,15 @@ pub(super) async fn page(signed: Option<Signed>, q: &Form, s: &PortalState) -> P
         None => (0, false),
     };
     let rules = stored_rules(s, client_id).await?;
-    let saved = q.get("notice").map(String::as_str) == Some("saved");
-    Ok(views::bot_editor(&g.session.csrf_token, &editor(rules, version, Vec::new(), None, saved, relay)))
+    let saved = q.notice.as_deref() == Some("saved");
+    Ok(editor_page(&g.session.csrf_token, &editor(rules, version, Vec::new(), None, saved, relay)))
 }
 
-pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -> Page {
-    let g = signed_in(signed)?.ready()?.form(form)?;
+pub(super) async fn post(signed: Option<Signed>, form: &RulesForm, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(&form.csrf)?;
     let client_id = client_of(&g)?;
     let version =
-        form.get("version").and_then(|v| v.parse::<i64>().ok()).filter(|v| *v >= 0).ok_or_else(|| {
+        form.version.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
             PageError::BadRequest("The form lacks the version of the rules it was based on.".to_owned())
         })?;
     let relay =
@@ -66,11 +87,11 @@ pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -
     // What the form does not edit (asking for a person) stays as stored.
     rules.person = stored_rules(s, client_id).await?.person;
     let csrf = &g.session.csrf_token;
-    if form.get("action").map(String::as_str) == Some("try") {
-        let message = form.get("try").map(|t| t.trim().to_owned()).unwrap_or_default();
+    if form.action == "try" {
+        let message = form.message.trim().to_owned();
         if message.is_empty() {
             problems.push("Type a message to try.".to_owned());
-            return Ok(views::bot_editor(csrf, &editor(rules, version, problems, None, false, relay)));
+            return Ok(editor_page(csrf, &editor(rules, version, problems, None, false, relay)));
         }
         let fallback = s.fallback_reply.clone();
         let (answered, reply) = RulesResponder::new(rules.clone(), fallback).try_text(&message);
@@ -80,10 +101,10 @@ pub(super) async fn post(signed: Option<Signed>, form: &Form, s: &PortalState) -
             Answered::Fallback => "the fallback (no rule matched)".to_owned(),
         };
         let tried = Tried { message, answered, reply };
-        return Ok(views::bot_editor(csrf, &editor(rules, version, problems, Some(tried), false, relay)));
+        return Ok(editor_page(csrf, &editor(rules, version, problems, Some(tried), false, relay)));
     }
     if !problems.is_empty() {
-        return Ok(views::bot_editor(csrf, &editor(rules, version, problems, None, false, relay)));
+        return Ok(editor_page(csrf, &editor(rules, version, problems, None, false, relay)));
     }
     let json = serde_json::to_string(&rules).map_err(|e| PageError::Internal(e.to_string()))?;
     match s.clients.save_rules(g.actor(), client_id, &json, version).await {
@@ -106,8 +127,8 @@ async fn stored_rules(s: &PortalState, client_id: ClientId) -> Result<Rules, Pag
 
 /// The row numbers the form carries fields of (`words_0`, `reply_0`, …), in order: every row, however many the
 /// editor drew (the form's size bounds them).
-fn rows(form: &Form, prefixes: [&str; 2]) -> std::collections::BTreeSet<usize> {
-    form.keys().filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p)?.parse::<usize>().ok())).collect()
+fn rows(form: &RulesForm, prefixes: [&str; 2]) -> std::collections::BTreeSet<usize> {
+    form.rows.keys().filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p)?.parse::<usize>().ok())).collect()
 }
 
 fn client_of(g: &Signed) -> Result<ClientId, PageError> {
@@ -124,8 +145,8 @@ fn editor(rules: Rules, version: i64, problems: Vec<String>, tried: Option<Tried
 }
 
 /// The rules a form holds, and what is wrong with them, in plain words.
-fn read(form: &Form, instagram: bool) -> (Rules, Vec<String>) {
-    let field = |name: String| form.get(&name).map(|v| v.trim().to_owned()).unwrap_or_default();
+fn read(form: &RulesForm, instagram: bool) -> (Rules, Vec<String>) {
+    let field = |name: String| form.rows.get(&name).map(|v| v.trim().to_owned()).unwrap_or_default();
     let mut problems = Vec::new();
     let too_long = |what: &str, reply: &str| {
         if reply.chars().count() > MESSENGER_MAX_CHARS {
@@ -179,7 +200,7 @@ fn read(form: &Form, instagram: bool) -> (Rules, Vec<String>) {
             problems.push(format!("The payload {payload:?} is answered twice."));
         }
     }
-    let fallback = field("fallback".to_owned());
+    let fallback = form.fallback.trim().to_owned();
     problems.extend(too_long("The fallback", &fallback));
     rules.fallback = (!fallback.is_empty()).then_some(fallback);
     // What the form reader does not word itself, the one check every stored rule set passes.
@@ -189,4 +210,61 @@ fn read(form: &Form, instagram: bool) -> (Rules, Vec<String>) {
         problems.push(problem);
     }
     (rules, problems)
+}
+
+/// The bot editor: rules, button answers and the fallback as one form, "Try it" and "Save".
+fn editor_page(csrf: &str, e: &Editor) -> Response {
+    let status = if e.problems.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let rule = |i: usize| e.rules.keywords.get(i);
+    let postbacks: Vec<(&String, &String)> = e.rules.postbacks.iter().collect();
+    html::page(
+        status,
+        "Your bot",
+        html! {
+            h1 { "Your bot" }
+            @if e.saved { p class="banner ok" id="saved" { "Saved. Your Pages answer with these rules from their next message." } }
+            @if e.relay { p class="banner warn" { "Your own bot (relay) answers your Pages; these rules are kept for when you switch back." } }
+            @if !e.problems.is_empty() {
+                div class="banner err" id="problems" { p { "Nothing was saved:" } ul { @for p in &e.problems { li { (p) } } } }
+            }
+            form method="post" action="/portal/bot" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="version" value=(e.version);
+                h2 { "Keyword rules" }
+                p { "The first rule with a word or phrase found in the customer's message answers (capital letters do not matter). Separate words and phrases with commas." }
+                @for i in 0..e.rows {
+                    fieldset class="rule card" {
+                        legend { "Rule " (i + 1) }
+                        p { label { "Words or phrases" br; input type="text" name={"words_" (i)} maxlength="2000"
+                            value=(rule(i).map(|r| r.keywords.join(", ")).unwrap_or_default()); } }
+                        p { label { "Reply" br; textarea name={"reply_" (i)} rows="2" maxlength="4000" {
+                            (rule(i).map(|r| r.reply.clone()).unwrap_or_default()) } } }
+                    }
+                }
+                h2 { "Button and quick-reply answers" }
+                @for i in 0..e.postback_rows {
+                    fieldset class="postback card" {
+                        legend { "Button answer " (i + 1) }
+                        p { label { "Payload" br; input type="text" name={"payload_" (i)} maxlength="1000"
+                            value=(postbacks.get(i).map(|(k, _)| k.as_str()).unwrap_or_default()); } }
+                        p { label { "Reply" br; textarea name={"payload_reply_" (i)} rows="2" maxlength="4000" {
+                            (postbacks.get(i).map(|(_, v)| v.as_str()).unwrap_or_default()) } } }
+                    }
+                }
+                h2 { "Fallback" }
+                p { label { "The reply when no rule matches" br; textarea name="fallback" rows="2" maxlength="4000" {
+                    (e.rules.fallback.clone().unwrap_or_default()) } } }
+                h2 { "Try it" }
+                p { label { "A customer's message" br; input type="text" name="try" maxlength="2000"
+                    value=(e.tried.as_ref().map(|t| t.message.as_str()).unwrap_or_default()); } }
+                @if let Some(t) = &e.tried {
+                    p class="banner ok" id="tried" { "Answered by " (t.answered) ": " q { (t.reply) } }
+                }
+                button type="submit" name="action" value="try" id="try" { "Try it" }
+                " "
+                button type="submit" name="action" value="save" id="save" { "Save" }
+                " " a href="/portal" { "Back to your Pages" }
+            }
+        },
+    )
 }

@@ -7,6 +7,11 @@ use maud::{Markup, PreEscaped, html};
 
 use crate::store::HistorySlot;
 
+/// The portal's day charts span 24 hours in 15-minute slots.
+pub const DAY_SECS: i64 = 86_400;
+pub const SLOT_SECS: i64 = 900;
+pub const SLOTS: usize = 96;
+
 /// The figures of one stretch of time, slot by slot (oldest first).
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {

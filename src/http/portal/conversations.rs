@@ -8,10 +8,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use switchboard_actors::{EventKind, InboundEvent};
 
+use maud::{Markup, html};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
 use super::access::{Page, Signed, signed_in};
-use super::views;
-use super::{Form, PortalState};
+use super::chrome::{page_name, when};
+use super::{Notice, PortalState};
 use crate::http::PageError;
+use crate::http::html;
 use crate::store::{ConversationEntry, InboxStatus, Integration};
 
 /// Conversations per page of the list.
@@ -125,7 +130,15 @@ pub struct ConversationView {
 }
 
 /// `GET /portal/pages/{page}/conversations[?before=ID]`.
-pub(super) async fn list(page: &str, q: &Form, signed: Option<Signed>, s: &PortalState) -> Page {
+/// A page of conversations or of one conversation: older than `before` (an inbox id), or the newest.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct Paging {
+    before: Option<String>,
+    notice: Option<String>,
+}
+
+pub(super) async fn list(page: &str, q: &Paging, signed: Option<Signed>, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?;
     let i = g.owned_page(page, s).await?;
     let before = cursor(q)?;
@@ -146,20 +159,14 @@ pub(super) async fn list(page: &str, q: &Form, signed: Option<Signed>, s: &Porta
             events: c.events,
         })
         .collect();
-    Ok(views::conversations(&ListView {
-        integration: i,
-        conversations,
-        older,
-        paged: before.is_some(),
-        kept: s.keeps_messages,
-    }))
+    Ok(list_page(&ListView { integration: i, conversations, older, paged: before.is_some(), kept: s.keeps_messages }))
 }
 
 /// `GET /portal/pages/{page}/conversations/{customer}[?before=ID]`.
-pub(super) async fn one(page: &str, customer: &str, q: &Form, signed: Option<Signed>, s: &PortalState) -> Page {
+pub(super) async fn one(page: &str, customer: &str, q: &Paging, signed: Option<Signed>, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?;
     let i = g.owned_page(page, s).await?;
-    let customer = person_id(customer)?;
+    let customer = super::people::person_id(customer)?;
     let before = cursor(q)?;
     let mut entries = s.store.conversation(i.page_id.as_str(), customer, before, ENTRIES_PER_PAGE + 1).await?;
     let older = more(&mut entries, ENTRIES_PER_PAGE, |e| e.id);
@@ -167,9 +174,9 @@ pub(super) async fn one(page: &str, customer: &str, q: &Form, signed: Option<Sig
         return Err(PageError::NotFound("No such conversation."));
     }
     let held_until = holds(s, &i).await?.get(customer).copied();
-    let notice = super::pages::handed_back_notice(q);
+    let notice = super::people::handed_back_notice(&Notice { notice: q.notice.clone() });
     let exchanges = read_exchanges(&entries, pause(s, &i).await?);
-    Ok(views::conversation(
+    Ok(conversation_page(
         &g.session.csrf_token,
         &ConversationView {
             integration: i,
@@ -183,17 +190,9 @@ pub(super) async fn one(page: &str, customer: &str, q: &Form, signed: Option<Sig
     ))
 }
 
-/// A customer id from a path: digits only (a PSID or IGSID), else there is no such conversation.
-pub(super) fn person_id(raw: &str) -> Result<&str, PageError> {
-    if raw.is_empty() || raw.len() > 32 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(PageError::NotFound("No such conversation."));
-    }
-    Ok(raw)
-}
-
 /// `?before=` : a positive inbox id, or absent for the newest.
-fn cursor(q: &Form) -> Result<Option<i64>, PageError> {
-    match q.get("before") {
+fn cursor(q: &Paging) -> Result<Option<i64>, PageError> {
+    match &q.before {
         None => Ok(None),
         Some(raw) => match raw.parse::<i64>() {
             Ok(id) if id > 0 => Ok(Some(id)),
@@ -331,6 +330,95 @@ fn said(kind: &EventKind) -> String {
             (None, None) => "(pressed a button)".to_owned(),
         },
         _ => String::new(),
+    }
+}
+
+/// A Page's recent conversations, newest activity first.
+fn list_page(v: &ListView) -> Response {
+    let i = &v.integration;
+    html::page(
+        StatusCode::OK,
+        "Conversations",
+        html! {
+            h1 { "Conversations on " (page_name(i)) }
+            p { "What your customers wrote most recently and what was answered, for as long as Switchboard keeps messages. Open one to read it all." }
+            @if !v.kept {
+                p class="banner warn" id="not-kept" { "This Switchboard keeps no messages (its inbox runs in memory), so there are no conversations to show. An operator can change that (inbox.mode = \"durable\")." }
+            } @else if v.conversations.is_empty() {
+                p id="no-conversations" { @if v.paged { "No older conversations." } @else { "No conversations yet." } }
+            }
+            @for c in &v.conversations {
+                section class="card conversation" data-customer=(c.customer) {
+                    h3 class="tight" {
+                        a href={"/portal/pages/" (i.page_id) "/conversations/" (c.customer)} class="open" { "Customer " (c.customer) }
+                        " " small { "(" (c.events) " message" @if c.events != 1 { "s" } ")" }
+                    }
+                    @if let Some(until) = c.held_until { p class="banner warn handled" { (held_words(until)) } }
+                    (draw_exchange(&c.last))
+                }
+            }
+            p {
+                @if let Some(older) = v.older { a href={"?before=" (older)} id="older" { "Older conversations" } " · " }
+                @if v.paged { a href={"/portal/pages/" (i.page_id) "/conversations"} { "Newest" } " · " }
+                a href="/portal" { "Back to your Pages" }
+            }
+        },
+    )
+}
+
+/// One conversation, newest first, with "Hand back to the bot" while a person is handling it.
+fn conversation_page(csrf: &str, v: &ConversationView) -> Response {
+    let i = &v.integration;
+    html::page(
+        StatusCode::OK,
+        "Conversation",
+        html! {
+            h1 { "Customer " (v.customer) }
+            p { "On " (page_name(i)) ". Newest first." }
+            @if let Some(notice) = v.notice { p class="banner ok" id="notice" { (notice) } }
+            @if let Some(until) = v.held_until {
+                div class="banner warn handled" {
+                    (held_words(until))
+                    form method="post" action={"/portal/pages/" (i.page_id) "/people/" (v.customer) "/release"} {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="back" value="conversation";
+                        button type="submit" class="hand-back" { "Hand back to the bot" }
+                    }
+                }
+            } @else {
+                p class="banner ok" id="bot-handles" { "The bot answers this conversation." }
+            }
+            @if v.exchanges.is_empty() { p { "No older messages." } }
+            @for x in &v.exchanges {
+                section class="card exchange" data-id=(x.id) { (draw_exchange(x)) }
+            }
+            p {
+                @if let Some(older) = v.older { a href={"?before=" (older)} id="older" { "Older messages" } " · " }
+                @if v.paged { a href={"/portal/pages/" (i.page_id) "/conversations/" (v.customer)} { "Newest" } " · " }
+                a href={"/portal/pages/" (i.page_id) "/conversations"} { "All conversations" }
+            }
+        },
+    )
+}
+
+fn held_words(until: DateTime<Utc>) -> String {
+    format!("A person is handling this conversation: the bot is silent until {}.", when(until))
+}
+
+/// One exchange: what was said, by whom, when, and its state in plain words.
+fn draw_exchange(x: &Exchange) -> Markup {
+    html! {
+        @for line in &x.lines {
+            div class={"line " (line.who.class())} data-state=(line.tone.name()) {
+                p class="tight" {
+                    strong { (line.who.label()) }
+                    @if let Some(at) = line.at { " · " small { (when(at)) } }
+                    @if !x.channel.is_empty() && line.who == Who::Customer { " · " small { (x.channel) } }
+                }
+                p class="said tight" { (line.text) }
+                @if !line.state.is_empty() { p class={"state tight " (line.tone.class())} { (line.state) } }
+            }
+        }
     }
 }
 

@@ -7,11 +7,16 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use maud::html;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
 use super::access::{Page, Principal, Signed, signed_in};
-use super::{Form, PortalState, views};
+use super::{Notice, PortalState};
 use crate::domain::ClientSlug;
 use crate::http::PageError;
 use crate::http::error::see_other;
+use crate::http::html;
 use crate::store::{Client, ResponderSetting};
 
 /// What the settings page shows.
@@ -30,30 +35,43 @@ pub struct SettingsView {
     pub saved: bool,
 }
 
+/// The settings forms: `what` names the setting changed (`pause`, `rate` or `responder`), and its fields.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct SettingsForm {
+    csrf: String,
+    what: String,
+    pause: String,
+    rate: String,
+    /// The responder: `rules` or `relay` (with its URL and secret).
+    kind: String,
+    url: String,
+    secret: Option<SecretString>,
+}
+
 /// `GET /portal/clients/{slug}/settings`.
-pub(super) async fn page(slug: &str, q: &Form, signed: Option<Signed>, s: &PortalState) -> Page {
+pub(super) async fn page(slug: &str, q: &Notice, signed: Option<Signed>, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?;
     let (client, operator) = allowed(&g, slug, s).await?;
-    let saved = q.get("notice").map(String::as_str) == Some("saved");
-    Ok(views::settings(&g.session.csrf_token, &view(client, operator, None, saved, s).await?))
+    let saved = q.notice.as_deref() == Some("saved");
+    Ok(settings_page(&g.session.csrf_token, &view(client, operator, None, saved, s).await?))
 }
 
 /// `POST /portal/clients/{slug}/settings`: `what` names the setting changed (`pause`, `rate` or `responder`).
-pub(super) async fn post(slug: &str, form: &Form, signed: Option<Signed>, s: &PortalState) -> Page {
-    let g = signed_in(signed)?.ready()?.form(form)?;
+pub(super) async fn post(slug: &str, form: SettingsForm, signed: Option<Signed>, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(&form.csrf)?;
     let (client, operator) = allowed(&g, slug, s).await?;
-    let field = |name: &str| form.get(name).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let what = form.get("what").map(String::as_str).unwrap_or_default();
+    let what = form.what.as_str();
     if matches!(what, "rate" | "responder") && !operator {
         return Err(PageError::Forbidden("Only an operator changes a client's bot and send rate."));
     }
     let who = g.actor();
     match what {
-        "pause" => match crate::config::client_human_pause(&field("pause")) {
+        "pause" => match crate::config::client_human_pause(form.pause.trim()) {
             Ok(secs) => s.clients.set_human_pause(who, client.id, secs).await?,
             Err(problem) => return refused(&g, client, operator, problem, s).await,
         },
-        "rate" => match crate::config::client_send_rate(&field("rate")) {
+        "rate" => match crate::config::client_send_rate(form.rate.trim()) {
             Ok(rate) => s.clients.set_rate(who, client.id, rate).await?,
             Err(problem) => return refused(&g, client, operator, problem, s).await,
         },
@@ -70,22 +88,22 @@ pub(super) async fn post(slug: &str, form: &Form, signed: Option<Signed>, s: &Po
 /// once and never shown again; switching to rules keeps the client's stored rules (and the relay's settings).
 async fn responder(
     client: &Client,
-    form: &Form,
+    form: SettingsForm,
     s: &PortalState,
 ) -> Result<Result<ResponderSetting, String>, PageError> {
-    match form.get("kind").map(String::as_str) {
-        Some("rules") => {
+    match form.kind.as_str() {
+        "rules" => {
             let rules_json = s.store.client_rules_json(client.id).await?.unwrap_or_else(|| "{}".to_owned());
             Ok(Ok(ResponderSetting::Rules { rules_json }))
         }
-        Some("relay") => {
-            let url = form.get("url").map(|u| u.trim()).unwrap_or_default();
-            let url = match crate::engine::relay::check_url(url, s.relay_allow_private) {
+        "relay" => {
+            let url = form.url.trim();
+            let url = match crate::adapters::relay::check_url(url, s.relay_allow_private) {
                 Ok(url) => url,
                 Err(problem) => return Ok(Err(format!("The relay URL {problem}."))),
             };
-            let secret = SecretString::from(form.get("secret").cloned().unwrap_or_default());
-            if let Err(problem) = crate::engine::relay::check_secret(&secret) {
+            let secret = form.secret.unwrap_or_else(|| SecretString::from(String::new()));
+            if let Err(problem) = crate::adapters::relay::check_secret(&secret) {
                 let mut chars = problem.chars();
                 let sentence: String = chars.next().into_iter().flat_map(char::to_uppercase).chain(chars).collect();
                 return Ok(Err(format!("{sentence}.")));
@@ -103,7 +121,7 @@ async fn responder(
 
 /// The settings page again, with the problem, as a 422; nothing was stored.
 async fn refused(g: &Signed, client: Client, operator: bool, problem: String, s: &PortalState) -> Page {
-    Ok(views::settings(&g.session.csrf_token, &view(client, operator, Some(problem), false, s).await?))
+    Ok(settings_page(&g.session.csrf_token, &view(client, operator, Some(problem), false, s).await?))
 }
 
 /// The client named by `slug`, if this user may see its settings: operators any, a client user its own (any
@@ -143,4 +161,66 @@ async fn view(
         problem,
         saved,
     })
+}
+
+fn pause_words(secs: u32) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs.into())).to_string()
+}
+
+/// A client's settings: the pause after a person answers; for operators also the bot and the send rate.
+fn settings_page(csrf: &str, v: &SettingsView) -> Response {
+    let c = &v.client;
+    let action = format!("/portal/clients/{}/settings", c.slug);
+    let default_pause = pause_words(u32::try_from(v.default_pause.as_secs()).unwrap_or(u32::MAX));
+    let status = if v.problem.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    html::page(
+        status,
+        "Settings",
+        html! {
+            h1 { "Settings of " (c.name) }
+            @if let Some(p) = &v.problem { p class="banner err" id="problem" { (p) " Nothing was changed." } }
+            @if v.saved { p class="banner ok" id="saved" { "Saved. Your Pages use it from their next message." } }
+            section class="card" id="pause" {
+                h2 class="tight" { "When a person answers" }
+                p { "After someone at your business answers a customer in the Page Inbox or the Instagram Inbox, the bot stays silent in that conversation for "
+                    strong { @if let Some(p) = v.pause { (pause_words(p)) } @else { (default_pause) " (the default)" } } "." }
+                form method="post" action=(action) {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="what" value="pause";
+                    label { "Stay silent for (like 30m, 2h or 1d; from 1m to 7d; or default) " br;
+                        input type="text" name="pause" required value=(v.pause.map(pause_words).unwrap_or_else(|| "default".to_owned())); }
+                    " " button type="submit" id="save-pause" { "Save" }
+                }
+            }
+            @if v.operator {
+                section class="card" id="responder" {
+                    h2 class="tight" { "Which bot answers" }
+                    p { "Now: " strong { @if v.relay { "the client's own bot at " (v.relay_url.clone().unwrap_or_default()) } @else { "the client's rules (edited by the client in the portal)" } } "." }
+                    form method="post" action=(action) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="what" value="responder";
+                        p { label { input type="radio" name="kind" value="rules" checked[!v.relay]; " The client's rules" } }
+                        p { label { input type="radio" name="kind" value="relay" checked[v.relay]; " The client's own bot (relay)" } }
+                        p { label { "Relay URL (https)" br; input type="url" class="wide" name="url" value=(v.relay_url.clone().unwrap_or_default()); } }
+                        p { label { "Relay secret (16 characters or more; stored sealed and never shown again: type it each time you set the relay)" br;
+                            input type="password" class="wide" name="secret" autocomplete="new-password"; } }
+                        button type="submit" id="save-responder" { "Save" }
+                    }
+                }
+                section class="card" id="rate" {
+                    h2 class="tight" { "Send rate" }
+                    p { "Each Page sends at most " strong { (v.rate.unwrap_or(v.default_rate)) } " calls per second"
+                        @if v.rate.is_none() { " (the default)" } "." }
+                    form method="post" action=(action) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="what" value="rate";
+                        label { "Calls per second (1 to 1000, or default) " br;
+                            input type="text" name="rate" required value=(v.rate.map(|r| r.to_string()).unwrap_or_else(|| "default".to_owned())); }
+                        " " button type="submit" id="save-rate" { "Save" }
+                    }
+                }
+            }
+            p { a href="/portal" { "Back" } }
+        },
+    )
 }

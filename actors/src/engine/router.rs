@@ -11,18 +11,18 @@ use std::sync::{Arc, OnceLock};
 use dashmap::DashMap;
 use ractor::{Actor, ActorRef};
 
-use crate::PageId;
-use crate::context::{Ports, Shared};
-use crate::event::InboundEvent;
-use crate::mailbox::TenantMsg;
-use crate::metrics::{EVENTS_DROPPED, UNKNOWN_PAGE_EVENTS};
+use crate::domain::event::InboundEvent;
+use crate::domain::page::PageId;
+use crate::engine::context::{Ports, Shared};
+use crate::engine::registry::{Delivery, Registry};
+pub use crate::engine::registry::{Route, TenantPresence};
+use crate::engine::supervisor::{SupervisorMsg, TenantSupervisor};
+use crate::engine::tenure::Tenure;
 use crate::ports::{EventSink, GraphApi, StatusSink, TenantSource};
-use crate::registry::{Delivery, Registry};
-pub use crate::registry::{Route, TenantPresence};
 use crate::settings::EngineSettings;
-use crate::stats::StatsSnapshot;
-use crate::supervisor::{SupervisorMsg, TenantSupervisor};
-use crate::tenure::Tenure;
+use crate::telemetry::metrics::{EVENTS_DROPPED, UNKNOWN_PAGE_EVENTS};
+use crate::telemetry::stats::StatsSnapshot;
+use crate::tenant::mailbox::TenantMsg;
 
 /// How many unknown account ids get a metric label of their own.
 const UNKNOWN_LABELS: usize = 100;
@@ -36,7 +36,7 @@ pub struct EngineDeps {
     pub status: Arc<dyn StatusSink>,
     /// Told when durable-inbox events are finished (never called for events without an inbox id).
     pub events: Arc<dyn EventSink>,
-    /// Which pages this engine runs ([`crate::EveryPage`] outside a cluster).
+    /// Which pages this engine runs ([`super::tenure::EveryPage`] outside a cluster).
     pub tenure: Arc<dyn Tenure>,
     pub settings: EngineSettings,
 }
@@ -227,7 +227,7 @@ impl Router {
     }
 
     /// The webhook → reply latencies `page`'s tenant counted since they were last taken.
-    pub fn take_reply_latencies(&self, page: &PageId) -> crate::stats::Latencies {
+    pub fn take_reply_latencies(&self, page: &PageId) -> crate::telemetry::stats::Latencies {
         self.inner.shared.stats.get(page).map(|s| s.take_reply_latencies()).unwrap_or_default()
     }
 
@@ -291,7 +291,7 @@ impl Router {
 /// running tenant's memory). Ends when the router shuts down.
 async fn idle_checks(shared: Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
     let every = shared.settings.idle_timeout.max(std::time::Duration::from_millis(10)) / 2;
-    crate::timer::every(every, crate::timer::First::AfterPeriod, stop, || {
+    crate::timing::timer::every(every, crate::timing::timer::First::AfterPeriod, stop, || {
         for actor in shared.registry.running_actors() {
             let _ = actor.send_message(TenantMsg::IdleCheck);
         }

@@ -10,9 +10,9 @@ use switchboard_actors::{
     AskForPerson, LoadError, PageId, Responder, Rules, RulesResponder, StatusSink, TenantProfile, TenantSource,
 };
 
+use crate::adapters::relay::RelayResponder;
 use crate::config::EngineConfig;
 use crate::domain::{Actor, AuditAction, ClientId};
-use crate::engine::relay::RelayResponder;
 use crate::secrets::vault::KeyRing;
 use crate::store::{AuditEntry, ClientSettings, IntegrationStatus, ResponderSetting, Store};
 
@@ -28,7 +28,7 @@ pub struct StoreTenants {
 
 impl StoreTenants {
     pub fn new(store: Store, keys: Arc<KeyRing>, config: EngineConfig) -> Self {
-        let relay_http = crate::engine::relay::http_client(config.relay_timeout, config.relay);
+        let relay_http = crate::adapters::relay::http_client(config.relay_timeout, config.relay);
         Self { store, keys, config, relay_http, ask_for_person: Arc::default() }
     }
 

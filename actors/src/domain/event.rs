@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::PageId;
-use crate::ids::InboxId;
+use super::page::PageId;
+use crate::domain::ids::InboxId;
 
 /// Where an event came from and where the reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::event::InboundEvent;
-use crate::ids::{InboxId, ReplyId};
+use crate::domain::event::InboundEvent;
+use crate::domain::ids::{InboxId, ReplyId};
 use crate::ports::{GraphFailure, LoadError, OutgoingMessage, SendOk, SinkError, TenantProfile};
 
 /// Messages a tenant actor handles.

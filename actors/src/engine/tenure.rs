@@ -6,7 +6,7 @@
 //! that (the root crate's `Owned`). Whether the engine's directory knows a Page yet, whether its tenant is
 //! running, idle or restarting, are separate questions: none of them can make a Page this node runs "elsewhere".
 
-use crate::PageId;
+use crate::domain::page::PageId;
 
 /// The source of truth for "this engine runs this Page's tenant".
 pub trait Tenure: Send + Sync + 'static {

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 
-use crate::PageId;
-use crate::backoff::Backoff;
-use crate::context::Shared;
-use crate::metrics::ACTOR_RESTARTS;
+use crate::domain::page::PageId;
+use crate::engine::context::Shared;
+use crate::telemetry::metrics::ACTOR_RESTARTS;
 use crate::tenant::TenantActor;
+use crate::timing::backoff::Backoff;
 
 pub(crate) enum SupervisorMsg {
     /// Start the tenant the registry waits for on this page.
@@ -60,7 +60,7 @@ impl Actor for TenantSupervisor {
             let dropped = registry.abandon_start(&page);
             if dropped > 0 {
                 // Still pending in the inbox: the Page's owner takes them.
-                metrics::counter!(crate::metrics::EVENTS_DROPPED, "page" => page.as_str().to_owned(), "reason" => "not_run_here")
+                metrics::counter!(crate::telemetry::metrics::EVENTS_DROPPED, "page" => page.as_str().to_owned(), "reason" => "not_run_here")
                     .increment(dropped as u64);
                 tracing::warn!(%page, dropped, "a tenant was to start for a Page this engine no longer runs; its events are left to the Page's owner");
             }
@@ -72,7 +72,7 @@ impl Actor for TenantSupervisor {
             Ok((actor, _)) => {
                 state.by_actor.insert(actor.get_id(), page.clone());
                 if registry.activate(&page, actor.clone()) {
-                    metrics::gauge!(crate::metrics::ACTIVE_ACTORS).increment(1.0);
+                    metrics::gauge!(crate::telemetry::metrics::ACTIVE_ACTORS).increment(1.0);
                 } else {
                     actor.stop(Some("disconnected while starting".to_owned()));
                 }
@@ -134,7 +134,7 @@ fn failed(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, cell: &
 }
 
 fn gone(state: &SupervisorState, page: &PageId, actor: ActorId, restart: bool) {
-    metrics::gauge!(crate::metrics::ACTIVE_ACTORS).decrement(1.0);
+    metrics::gauge!(crate::telemetry::metrics::ACTIVE_ACTORS).decrement(1.0);
     state.shared.registry.actor_gone(page, actor, restart);
 }
 

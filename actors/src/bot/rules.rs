@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventKind, InboundEvent};
-use crate::ports::{BotError, Responder};
+use super::{BotError, Responder};
+use crate::domain::event::{EventKind, InboundEvent};
 
 /// A client's rules, as stored (JSON) and set with `switchboard client set-responder SLUG rules`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,8 +209,8 @@ impl Responder for PersonFirst {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PageId;
-    use crate::event::Channel;
+    use crate::domain::event::Channel;
+    use crate::domain::page::PageId;
 
     fn message(text: &str, quick_reply: Option<&str>) -> InboundEvent {
         InboundEvent {

@@ -5,8 +5,8 @@
 mod directory;
 mod reconcile;
 pub mod relay;
-mod tenants;
+mod storage;
 
 pub use directory::Directory;
 pub use reconcile::reconcile;
-pub use tenants::{StoreStatus, StoreTenants};
+pub use storage::{StoreStatus, StoreTenants};

@@ -12,11 +12,11 @@ use dashmap::DashMap;
 use ractor::ActorId;
 use tokio_util::task::TaskTracker;
 
-use crate::PageId;
+use crate::domain::page::PageId;
+use crate::engine::registry::Registry;
 use crate::ports::{EventSink, GraphApi, StatusSink, TenantSource};
-use crate::registry::Registry;
 use crate::settings::EngineSettings;
-use crate::stats::TenantStats;
+use crate::telemetry::stats::TenantStats;
 
 /// The engine's view of the outside world.
 pub(crate) struct Ports {

@@ -2,7 +2,7 @@
 //! at most 1000 bytes of UTF-8. Splits prefer a line break or space near the limit and never cut a
 //! character in two.
 
-use crate::event::Channel;
+use crate::domain::event::Channel;
 
 /// Characters per Messenger message ("under 2000").
 pub const MESSENGER_MAX_CHARS: usize = 1999;

@@ -14,10 +14,10 @@ use dashmap::mapref::entry::Entry;
 use ractor::{ActorId, ActorRef, MessagingErr};
 use tokio::time::Instant;
 
-use crate::PageId;
-use crate::event::InboundEvent;
-use crate::mailbox::TenantMsg;
-use crate::tenure::Tenure;
+use crate::domain::event::InboundEvent;
+use crate::domain::page::PageId;
+use crate::engine::tenure::Tenure;
+use crate::tenant::mailbox::TenantMsg;
 
 /// Whose an account id is.
 #[derive(Debug, Clone)]
