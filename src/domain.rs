@@ -8,6 +8,7 @@ mod client_name;
 mod client_slug;
 mod email;
 mod role;
+mod sealed;
 
 pub use actor::{Actor, ActorError};
 pub use audit_action::AuditAction;
@@ -16,4 +17,5 @@ pub use client_name::{ClientName, ClientNameError};
 pub use client_slug::{ClientSlug, ClientSlugError};
 pub use email::{Email, EmailError};
 pub use role::{Role, RoleError};
+pub use sealed::{KeyId, MalformedSealedToken, NONCE_LEN, SealedToken};
 pub use switchboard_actors::{AccessToken, PageId, PageIdError};

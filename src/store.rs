@@ -1,30 +1,31 @@
 //! Storage: everything Switchboard keeps, on PostgreSQL (production) or SQLite (the embedded default).
 //!
-//! [`Store`] is one handle (cheap to clone) whose methods live in one file per kind of record: `clients`,
-//! `users` (and sessions), `integrations`, `oauth` (states), `callbacks` (Meta's signed requests and data
-//! deletions), `rotation` (sealed secrets), `inbox` (and its outbox), `unhandled`, `audit`. Each statement is
-//! written once for both backends, which share `$N` placeholders, `INSERT … ON CONFLICT … DO UPDATE … WHERE`
-//! and `RETURNING` (SQLite 3.35+): [`on!`] runs it on whichever pool the store holds. Only the group-committed
-//! writes differ per backend (one array statement per group on PostgreSQL, one statement per row on SQLite),
-//! behind the small [`Batched`] trait (`postgres.rs`, `sqlite.rs`). Timestamps are bound from the
-//! application's clock, never taken from the database's, so both backends store the same instants. This module
-//! never sees a plaintext token: integrations carry only `SealedToken`s, sealed and opened by the vault.
+//! [`Store`] is one handle (cheap to clone) whose methods live in one file per kind of record: `clients` (and
+//! their settings), `users` (and sessions), `integrations`, `oauth` (states), `callbacks` (Meta's signed
+//! requests and data deletions), `rotation` (sealed secrets), `inbox` (and its outbox), `unhandled`, `audit`.
+//! Each file holds its record's public types, the rows the database returns and their conversion into those
+//! types (so a corrupt row is an error at the boundary rather than a bad value inside), and its SQL; what
+//! several of them share in reading rows back is in `decode`. Each statement is written once for both
+//! backends, which share `$N` placeholders, `INSERT … ON CONFLICT … DO UPDATE … WHERE` and `RETURNING` (SQLite
+//! 3.35+): [`on!`] runs it on whichever pool the store holds. Only the group-committed writes differ per
+//! backend (one array statement per group on PostgreSQL, one statement per row on SQLite), behind the small
+//! [`Batched`] trait (`postgres.rs`, `sqlite.rs`). Timestamps are bound from the application's clock, never
+//! taken from the database's, so both backends store the same instants. This module never sees a plaintext
+//! token: integrations carry only `SealedToken`s (a `domain` value), sealed and opened by the vault.
 
 mod audit;
-pub use audit::AUDIT_WRITE_FAILURES;
 mod callbacks;
 mod clients;
 mod cluster;
 mod conversations;
+mod decode;
 mod history;
 mod holds;
 mod inbox;
 mod integrations;
-mod model;
 mod oauth;
 mod postgres;
 mod rotation;
-mod rows;
 pub mod sqlite;
 mod stuck;
 mod throttle;
@@ -39,20 +40,22 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
+pub use audit::{AUDIT_WRITE_FAILURES, AuditEntry, AuditRecord};
+pub use callbacks::{CallbackClaim, DeletionRequest};
+pub use clients::{Client, ClientSettings, ResponderSetting};
 pub use cluster::{DIRECTORY_CHANNEL, FiguresRecord, NodeRecord, OwnerRecord};
 pub use conversations::{
     CONVERSATION_WINDOW, COUNTED_AT_MOST, ConversationEntry, ConversationList, ConversationReply, ConversationSummary,
 };
 pub use history::{HistoryAdd, HistorySlot};
-pub use inbox::{InboxStatus, Pending, PendingPage};
-pub use model::{
-    AuditEntry, AuditRecord, CallbackClaim, Client, ClientSettings, ConsumedState, DeletionRequest, Fence, InboxRow,
-    Integration, IntegrationStatus, NewIntegration, NewOAuthState, NewReply, NewUser, OAuthOutcome, Resealed,
-    ResponderSetting, RevokeIf, SealedRelaySecret, SealedRow, Session, StateRejected, UnhandledRecord, UnhandledRow,
-    UnhandledSummary, User,
-};
+pub use inbox::{Fence, InboxRow, InboxStatus, NewReply, Pending, PendingPage};
+pub use integrations::{Integration, IntegrationStatus, NewIntegration, RevokeIf};
+pub use oauth::{ConsumedState, NewOAuthState, OAuthOutcome, StateRejected};
+pub use rotation::{Resealed, SealedRelaySecret, SealedRow};
 pub use stuck::StuckPage;
 pub use switchboard_actors::{InboxId, RecordedReply, ReplyId};
+pub use unhandled::{UnhandledRecord, UnhandledRow, UnhandledSummary};
+pub use users::{NewUser, Session, User};
 
 use crate::domain::PageId;
 

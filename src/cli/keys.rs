@@ -5,9 +5,9 @@ use secrecy::ExposeSecret as _;
 
 use super::UsageError;
 use crate::config::Settings;
-use crate::domain::{Actor, AuditAction};
+use crate::domain::{Actor, AuditAction, KeyId};
 use crate::secrets::rotation;
-use crate::secrets::vault::{self, KeyId};
+use crate::secrets::vault;
 use crate::startup;
 use crate::store::AuditEntry;
 

@@ -7,7 +7,8 @@
 
 use async_trait::async_trait;
 
-use crate::secrets::vault::{KeyId, KeyRing, SealedToken, VaultError};
+use crate::domain::{KeyId, SealedToken};
+use crate::secrets::vault::{KeyRing, VaultError};
 use crate::store::{Resealed, Store, StoreError};
 
 /// What a rotation run did.

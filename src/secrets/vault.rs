@@ -17,14 +17,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use crate::domain::{AccessToken, ClientId, PageId};
+use crate::domain::{AccessToken, ClientId, MalformedSealedToken, PageId};
+/// The vault's values live in `domain` (so the store needs no vault); re-exported where its callers look.
+pub use crate::domain::{KeyId, NONCE_LEN, SealedToken};
 
-/// Nonce length of AES-GCM as used here: 96 bits, the size GCM is specified for.
-pub const NONCE_LEN: usize = 12;
-/// GCM authentication tag length.
-const TAG_LEN: usize = 16;
 const KEY_LEN: usize = 32;
-const KEY_ID_MAX: usize = 32;
 /// Versioned domain separators for the associated data; bump one if its AAD layout ever changes. A page
 /// token can never be opened as a relay secret or the other way round.
 const PAGE_TOKEN: &[u8] = b"switchboard/page-token/v1";
@@ -67,81 +64,6 @@ pub enum VaultError {
     SecretUnreadable,
     #[error("key file {path}: {source}")]
     KeyFile { path: PathBuf, source: std::io::Error },
-}
-
-/// The name of a key in the ring: 1 to 32 of `A-Z a-z 0-9 _ . -`.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct KeyId(String);
-
-impl KeyId {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() || raw.len() > KEY_ID_MAX {
-            return Err(format!("key id must be 1 to {KEY_ID_MAX} characters"));
-        }
-        if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
-            return Err("key id may contain only letters, digits, '_', '.' and '-'".to_owned());
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({})", self.0)
-    }
-}
-
-/// A sealed token as stored: which key sealed it, the nonce, and ciphertext with its tag.
-/// In the database the nonce and ciphertext share one column (`nonce || ciphertext`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SealedToken {
-    key_id: KeyId,
-    nonce: [u8; NONCE_LEN],
-    ciphertext: Vec<u8>,
-}
-
-impl SealedToken {
-    /// Rebuilds a sealed token from its stored form, rejecting anything too short to be one.
-    pub fn from_stored(key_id: &str, stored: &[u8]) -> Result<Self, VaultError> {
-        let key_id = KeyId::parse(key_id).map_err(|_| VaultError::Malformed("key id is not valid"))?;
-        if stored.len() < NONCE_LEN + TAG_LEN {
-            return Err(VaultError::Malformed("shorter than a nonce and a tag"));
-        }
-        let (nonce, ciphertext) = stored.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| VaultError::Malformed("bad nonce"))?;
-        Ok(Self { key_id, nonce, ciphertext: ciphertext.to_vec() })
-    }
-
-    /// The stored form: `nonce || ciphertext-with-tag`.
-    pub fn to_stored(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(NONCE_LEN + self.ciphertext.len());
-        out.extend_from_slice(&self.nonce);
-        out.extend_from_slice(&self.ciphertext);
-        out
-    }
-
-    pub fn key_id(&self) -> &KeyId {
-        &self.key_id
-    }
-}
-
-impl fmt::Debug for SealedToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SealedToken")
-            .field("key_id", &self.key_id)
-            .field("len", &self.ciphertext.len())
-            .finish_non_exhaustive()
-    }
 }
 
 struct RingKey {
@@ -187,7 +109,7 @@ impl KeyRing {
                 return Err(malformed(&format!("key must be {KEY_LEN} bytes, got {}", bytes.len())));
             }
             if keys.iter().any(|k| k.id == id) {
-                return Err(VaultError::DuplicateKeyId(id.0));
+                return Err(VaultError::DuplicateKeyId(id.as_str().to_owned()));
             }
             let key = Key::<Aes256Gcm>::try_from(&bytes[..]).map_err(|_| malformed("bad key length"))?;
             keys.push(RingKey { id, cipher: Aes256Gcm::new(&key) });
@@ -243,20 +165,20 @@ impl KeyRing {
         let ciphertext =
             key.cipher.encrypt(&nonce, Payload { msg: plaintext, aad: &aad }).map_err(|_| VaultError::Encrypt)?;
         let nonce: [u8; NONCE_LEN] = nonce.into();
-        Ok(SealedToken { key_id: key.id.clone(), nonce, ciphertext })
+        Ok(SealedToken::new(key.id.clone(), nonce, ciphertext))
     }
 
     fn open_text(&self, context: &[u8], subject: &str, sealed: &SealedToken) -> Result<String, OpenError> {
         let key = self
             .keys
             .iter()
-            .find(|k| k.id == sealed.key_id)
-            .ok_or_else(|| OpenError::UnknownKey(sealed.key_id.0.clone()))?;
-        let aad = associated_data(context, &sealed.key_id, subject);
-        let nonce = Nonce::from(sealed.nonce);
+            .find(|k| k.id == *sealed.key_id())
+            .ok_or_else(|| OpenError::UnknownKey(sealed.key_id().as_str().to_owned()))?;
+        let aad = associated_data(context, sealed.key_id(), subject);
+        let nonce = Nonce::from(*sealed.nonce());
         let plain = key
             .cipher
-            .decrypt(&nonce, Payload { msg: &sealed.ciphertext, aad: &aad })
+            .decrypt(&nonce, Payload { msg: sealed.ciphertext(), aad: &aad })
             .map_err(|_| OpenError::Decrypt)?;
         String::from_utf8(plain).map_err(|err| {
             drop(Zeroizing::new(err.into_bytes()));
@@ -283,6 +205,12 @@ impl OpenError {
     }
 }
 
+impl From<MalformedSealedToken> for VaultError {
+    fn from(e: MalformedSealedToken) -> Self {
+        VaultError::Malformed(e.0)
+    }
+}
+
 impl From<OpenError> for VaultError {
     fn from(e: OpenError) -> Self {
         match e {
@@ -293,10 +221,10 @@ impl From<OpenError> for VaultError {
 }
 
 fn associated_data(context: &[u8], key_id: &KeyId, subject: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(context.len() + key_id.0.len() + subject.len() + 2);
+    let mut aad = Vec::with_capacity(context.len() + key_id.as_str().len() + subject.len() + 2);
     aad.extend_from_slice(context);
     aad.push(0);
-    aad.extend_from_slice(key_id.0.as_bytes());
+    aad.extend_from_slice(key_id.as_str().as_bytes());
     aad.push(0);
     aad.extend_from_slice(subject.as_bytes());
     aad
@@ -331,7 +259,10 @@ impl KeySource {
                 if path.exists() {
                     KeyRing::parse(&read_key_file(path)?)
                 } else {
-                    let entry = generate_key_entry(&KeyId(format!("demo-{}", crate::clock::now().format("%Y%m%d"))));
+                    let entry = generate_key_entry(&KeyId::new_unchecked(format!(
+                        "demo-{}",
+                        crate::clock::now().format("%Y%m%d")
+                    )));
                     write_new_key_file(path, &entry)?;
                     tracing::warn!(
                         path = %path.display(),
@@ -341,7 +272,7 @@ impl KeySource {
                     KeyRing::parse(&entry)
                 }
             }
-            KeySource::Ephemeral => KeyRing::parse(&generate_key_entry(&KeyId("ephemeral".to_owned()))),
+            KeySource::Ephemeral => KeyRing::parse(&generate_key_entry(&KeyId::new_unchecked("ephemeral".to_owned()))),
         }
     }
 }

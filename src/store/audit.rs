@@ -1,8 +1,58 @@
 //! The audit log: who did what to which client or page (never a secret).
 
-use super::rows::AuditRow;
-use super::{AuditEntry, AuditRecord, Store, StoreError, on};
-use crate::domain::PageId;
+use chrono::{DateTime, Utc};
+
+use super::decode::corrupt;
+use super::{Store, StoreError, on};
+use crate::domain::{Actor, AuditAction, ClientId, PageId};
+
+/// An audit row to append. `detail` is free text for people and must never contain a secret.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub actor: Actor,
+    pub action: AuditAction,
+    pub client_id: Option<ClientId>,
+    pub page_id: Option<PageId>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub action: String,
+    pub client_id: Option<ClientId>,
+    pub page_id: Option<String>,
+    pub detail: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    client_id: Option<ClientId>,
+    facebook_page_id: Option<String>,
+    detail: String,
+}
+
+impl TryFrom<AuditRow> for AuditRecord {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        Ok(AuditRecord {
+            id: row.id,
+            at: row.at,
+            actor: corrupt("audit_log.actor", Actor::parse(&row.actor))?,
+            action: row.action,
+            client_id: row.client_id,
+            page_id: row.facebook_page_id,
+            detail: row.detail,
+        })
+    }
+}
 
 /// The audit-row insert for `entry` at `at`, ready to execute on a pool or a transaction.
 macro_rules! insert_audit {

@@ -2,7 +2,25 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{CallbackClaim, DeletionRequest, Store, StoreError, on};
+use super::{Store, StoreError, on};
+
+/// Whether a `signed_request` callback is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackClaim {
+    /// First seen now: handle it.
+    New,
+    /// Seen before (a replay): change nothing; a data deletion answers with this confirmation code.
+    Seen { confirmation_code: Option<String> },
+}
+
+/// A data-deletion request Meta sent for a Facebook user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionRequest {
+    pub confirmation_code: String,
+    pub requested_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub integrations_affected: i64,
+}
 
 /// (confirmation code, requested, completed, connections affected).
 type DeletionRow = (String, DateTime<Utc>, Option<DateTime<Utc>>, i64);

@@ -1,9 +1,109 @@
 //! Clients (tenants) and their engine settings: responder, send rate, and how long a person's answer
 //! silences the bot.
 
-use super::rows::{ClientRow, ClientSettingsRow, collect};
-use super::{Client, ClientSettings, ResponderSetting, Store, StoreError, on};
-use crate::domain::{ClientId, ClientSlug};
+use chrono::{DateTime, Utc};
+
+use super::decode::{collect, corrupt};
+use super::{Store, StoreError, on};
+use crate::domain::{ClientId, ClientSlug, SealedToken};
+
+/// A tenant: one client business.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    pub slug: ClientSlug,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a client's pages answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponderSetting {
+    /// Keyword rules, as JSON (`switchboard_actors::Rules`).
+    Rules { rules_json: String },
+    /// POST each event to the client's bot; the signing secret is sealed by the vault.
+    Relay { url: String, secret: SealedToken },
+}
+
+impl ResponderSetting {
+    /// `rules` or `relay`, as the CLI, the portal and the audit name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rules { .. } => "rules",
+            Self::Relay { .. } => "relay",
+        }
+    }
+}
+
+/// A client's engine settings; a client without a row uses the defaults (rules `{}`, default rate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub client_id: ClientId,
+    pub responder: ResponderSetting,
+    pub send_rate_per_second: Option<u32>,
+    /// How long a person's answer silences the bot in a conversation; `None`: `engine.human_pause_secs`.
+    pub human_pause_secs: Option<u32>,
+    /// How often the rules were saved in the portal (0: never).
+    pub rules_version: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: ClientId,
+    name: String,
+    slug: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+    fn try_from(row: ClientRow) -> Result<Self, StoreError> {
+        Ok(Client {
+            id: row.id,
+            name: row.name,
+            slug: corrupt("clients.slug", ClientSlug::parse(&row.slug))?,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientSettingsRow {
+    client_id: ClientId,
+    responder_kind: String,
+    rules_json: String,
+    relay_url: Option<String>,
+    relay_secret: Option<Vec<u8>>,
+    relay_key_id: Option<String>,
+    send_rate_per_second: Option<i32>,
+    human_pause_secs: Option<i32>,
+    rules_version: i32,
+}
+
+impl TryFrom<ClientSettingsRow> for ClientSettings {
+    type Error = StoreError;
+    fn try_from(row: ClientSettingsRow) -> Result<Self, StoreError> {
+        let responder = match (row.responder_kind.as_str(), row.relay_url, row.relay_secret, row.relay_key_id) {
+            ("rules", ..) => ResponderSetting::Rules { rules_json: row.rules_json },
+            ("relay", Some(url), Some(secret), Some(key_id)) => ResponderSetting::Relay {
+                url,
+                secret: corrupt("client_settings.relay_secret", SealedToken::from_stored(&key_id, &secret))?,
+            },
+            (kind, ..) => {
+                return Err(StoreError::Corrupt(format!("client {}: responder {kind:?} is incomplete", row.client_id)));
+            }
+        };
+        let rate = row.send_rate_per_second.map(|r| u32::try_from(r).unwrap_or(1));
+        let human_pause_secs = row.human_pause_secs.map(|s| u32::try_from(s).unwrap_or(60));
+        Ok(ClientSettings {
+            client_id: row.client_id,
+            responder,
+            send_rate_per_second: rate,
+            human_pause_secs,
+            rules_version: i64::from(row.rules_version),
+        })
+    }
+}
 
 impl Store {
     pub async fn create_client(&self, name: &str, slug: &ClientSlug) -> Result<Client, StoreError> {

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::rows::{ReplyRow, recorded_reply};
-use super::{Db, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, Store, StoreError, on};
-use crate::domain::ClientId;
+use super::decode::{ReplyRow, recorded_reply};
+use super::{Db, InboxId, RecordedReply, ReplyId, Store, StoreError, on};
+use crate::domain::{ClientId, PageId};
 
 /// Setting whether replies ($1 ids) were never attempted ($2), up to the closing of the UNNEST.
 macro_rules! mark_statement {
@@ -73,6 +73,45 @@ pub struct PendingPage {
     pub page_id: String,
     pub pending: i64,
     pub oldest: DateTime<Utc>,
+}
+
+/// An event to commit to the inbox before acknowledging it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRow {
+    /// The tenant page the event belongs to.
+    pub page_id: PageId,
+    /// The message mid, or a hash of the event: unique per page.
+    pub dedup_key: String,
+    /// The event as JSON.
+    pub event: String,
+    /// The customer of the conversation the event belongs to (what the conversation view lists), for a
+    /// customer's message or postback and a person's echo; `None` for receipts and this app's own echoes.
+    pub customer_id: Option<String>,
+    /// Stored already done: the event needs no reply (an echo, a receipt, a standby event, …), so there is
+    /// nothing to finish later and nothing to hand over again after a crash. Its key still dedups.
+    pub done: bool,
+}
+
+/// A write on the way to a send holds only while `node` owns `page` at `epoch` and its lease runs (a
+/// cluster's fencing token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub node: i64,
+    pub page: PageId,
+    pub epoch: i64,
+}
+
+/// A reply to record in the outbox before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReply {
+    pub inbox_id: InboxId,
+    /// The reply's place among the event's replies, from 0.
+    pub seq: i32,
+    pub text: String,
+    /// Whom it goes to (a PSID or IGSID).
+    pub recipient: String,
+    /// In a cluster: recorded only while this node owns the event's page.
+    pub fence: Option<Fence>,
 }
 
 impl Store {

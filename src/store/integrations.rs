@@ -1,9 +1,158 @@
 //! Page integrations: one row per Facebook Page, its sealed token, status and who connected it.
 
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
 use super::audit::insert_audit;
-use super::rows::{IntegrationRow, collect, join_permissions};
-use super::{AuditEntry, Integration, IntegrationStatus, NewIntegration, RevokeIf, Store, StoreError, on};
-use crate::domain::PageId;
+use super::decode::{collect, corrupt};
+use super::{AuditEntry, Store, StoreError, on};
+use crate::domain::{ClientId, ClientSlug, PageId, SealedToken};
+
+/// The lifecycle of a page connection, as the portal shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationStatus {
+    /// The token works and the page is subscribed.
+    Connected,
+    /// Meta rejected the token (190 and its subcodes): the client must reconnect.
+    NeedsReauth,
+    /// Disconnected by the client or deauthorized; the ciphertext is wiped.
+    Revoked,
+    /// Something the client must fix on Meta's side (a missing permission, a lost Page role).
+    Error,
+}
+
+impl IntegrationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationStatus::Connected => "connected",
+            IntegrationStatus::NeedsReauth => "needs_reauth",
+            IntegrationStatus::Revoked => "revoked",
+            IntegrationStatus::Error => "error",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "connected" => IntegrationStatus::Connected,
+            "needs_reauth" => IntegrationStatus::NeedsReauth,
+            "revoked" => IntegrationStatus::Revoked,
+            "error" => IntegrationStatus::Error,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for IntegrationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A page connection to store: what the OAuth callback learned, with the token already sealed.
+#[derive(Debug, Clone)]
+pub struct NewIntegration {
+    pub client_id: ClientId,
+    pub page_id: PageId,
+    pub page_name: Option<String>,
+    pub instagram_account_id: Option<PageId>,
+    pub sealed_token: SealedToken,
+    pub permissions_granted: Vec<String>,
+    /// `None` for page tokens derived from a long-lived user token: they do not expire by date.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// The app-scoped id of the Facebook user who connected the page (for deauthorize callbacks).
+    pub connected_by: Option<String>,
+}
+
+/// A row of `client_integrations`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Integration {
+    pub id: i64,
+    pub client_id: ClientId,
+    pub client_name: String,
+    pub client_slug: ClientSlug,
+    pub page_id: PageId,
+    pub page_name: Option<String>,
+    pub instagram_account_id: Option<PageId>,
+    #[serde(skip)]
+    pub sealed_token: Option<SealedToken>,
+    pub permissions_granted: Vec<String>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub connected_by: Option<String>,
+    pub status: IntegrationStatus,
+    pub status_reason: Option<String>,
+    pub status_changed_at: DateTime<Utc>,
+    pub connected_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which integrations a revocation may change: only one that still belongs to what it was checked against,
+/// in the same statement (no check-then-act race with a reconnect by someone else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeIf<'a> {
+    /// The page still belongs to this client.
+    OwnedBy(ClientId),
+    /// The page was still connected by this Facebook user (app-scoped id).
+    ConnectedBy(&'a str),
+}
+
+#[derive(sqlx::FromRow)]
+struct IntegrationRow {
+    id: i64,
+    client_id: ClientId,
+    client_name: String,
+    client_slug: String,
+    facebook_page_id: String,
+    page_name: Option<String>,
+    instagram_account_id: Option<String>,
+    encrypted_access_token: Option<Vec<u8>>,
+    token_key_id: Option<String>,
+    permissions_granted: String,
+    token_expires_at: Option<DateTime<Utc>>,
+    connected_by: Option<String>,
+    status: String,
+    status_reason: Option<String>,
+    status_changed_at: DateTime<Utc>,
+    connected_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<IntegrationRow> for Integration {
+    type Error = StoreError;
+    fn try_from(row: IntegrationRow) -> Result<Self, StoreError> {
+        let page_id = corrupt("client_integrations.facebook_page_id", PageId::parse(&row.facebook_page_id))?;
+        let sealed_token = match (row.token_key_id, row.encrypted_access_token) {
+            (Some(key_id), Some(bytes)) => {
+                Some(corrupt("client_integrations.encrypted_access_token", SealedToken::from_stored(&key_id, &bytes))?)
+            }
+            (None, None) => None,
+            _ => return Err(StoreError::Corrupt(format!("integration {page_id}: token and key id disagree"))),
+        };
+        Ok(Integration {
+            id: row.id,
+            client_id: row.client_id,
+            client_name: row.client_name,
+            client_slug: corrupt("clients.slug", ClientSlug::parse(&row.client_slug))?,
+            instagram_account_id: row
+                .instagram_account_id
+                .map(|ig| corrupt("client_integrations.instagram_account_id", PageId::parse(&ig)))
+                .transpose()?,
+            page_id,
+            page_name: row.page_name,
+            sealed_token,
+            permissions_granted: split_permissions(&row.permissions_granted),
+            token_expires_at: row.token_expires_at,
+            connected_by: row.connected_by,
+            status: IntegrationStatus::parse(&row.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown integration status {:?}", row.status)))?,
+            status_reason: row.status_reason,
+            status_changed_at: row.status_changed_at,
+            connected_at: row.connected_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
 
 /// The columns of an integration as read back, joined with its client for the slug.
 macro_rules! integration_select {
@@ -191,4 +340,13 @@ impl Store {
             Ok(done.rows_affected())
         })
     }
+}
+
+/// Permissions are stored as one comma-separated column, readable in `psql` and identical on both backends.
+fn join_permissions(permissions: &[String]) -> String {
+    permissions.join(",")
+}
+
+fn split_permissions(stored: &str) -> Vec<String> {
+    stored.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect()
 }

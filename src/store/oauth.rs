@@ -4,7 +4,48 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::ClientId;
 
-use super::{ConsumedState, NewOAuthState, OAuthOutcome, StateRejected, Store, StoreError, on};
+use super::{Store, StoreError, on};
+
+/// A new OAuth state: only hashes are stored.
+#[derive(Debug, Clone)]
+pub struct NewOAuthState {
+    pub state_hash: Vec<u8>,
+    pub client_id: ClientId,
+    /// The portal user who started it, if it was started from the portal.
+    pub user_id: Option<i64>,
+    pub expires_at: DateTime<Utc>,
+    /// The SHA-256 of the value the starting browser holds in its cookie.
+    pub browser_hash: Vec<u8>,
+    /// The expiry of the onboarding link it was started from, if any.
+    pub link_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why an OAuth state could not be consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateRejected {
+    Unknown,
+    Expired,
+    AlreadyUsed,
+    /// The callback came to another browser than the one that started the flow.
+    OtherBrowser,
+}
+
+/// A consumed OAuth state: whose flow it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedState {
+    pub client_id: ClientId,
+    pub user_id: Option<i64>,
+}
+
+/// What a callback recorded for its result page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthOutcome {
+    pub client_id: ClientId,
+    pub created_at: DateTime<Utc>,
+    pub outcome: String,
+    /// The expiry of the onboarding link the flow started from, if any: "Connect again" inherits it.
+    pub link_expires_at: Option<DateTime<Utc>>,
+}
 
 /// (used, expires, browser hash): why a state could not be consumed.
 type StateRow = (Option<DateTime<Utc>>, DateTime<Utc>, Option<Vec<u8>>);

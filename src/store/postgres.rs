@@ -11,7 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::time::Instant;
 
-use super::rows::recorded_reply;
+use super::decode::recorded_reply;
 use super::{Batched, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
 
 /// Connects to PostgreSQL.

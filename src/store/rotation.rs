@@ -1,9 +1,75 @@
 //! Sealed secrets read and written for key rotation: Page tokens and relay secrets. A row is written back only
 //! if it still holds exactly what was read.
 
-use super::rows::{RelaySecretRow, SealedTokenRow, collect};
-use super::{Resealed, SealedRelaySecret, SealedRow, Store, StoreError, on};
-use crate::secrets::vault::KeyId;
+use super::decode::{collect, corrupt};
+use super::{Store, StoreError, on};
+use crate::domain::{ClientId, KeyId, PageId, SealedToken};
+
+/// A sealed token read for key rotation.
+#[derive(Debug, Clone)]
+pub struct SealedRow {
+    pub id: i64,
+    pub page_id: PageId,
+    pub sealed: SealedToken,
+}
+
+/// A secret re-sealed under the current key, to be written back only if its row still holds exactly what was
+/// read (`previous`: key id and ciphertext), so a reconnect that wrote a new secret meanwhile is never undone.
+#[derive(Debug, Clone)]
+pub struct Resealed {
+    pub id: i64,
+    pub previous: SealedToken,
+    pub sealed: SealedToken,
+}
+
+/// A relay secret read for key rotation.
+#[derive(Debug, Clone)]
+pub struct SealedRelaySecret {
+    pub client_id: ClientId,
+    pub sealed: SealedToken,
+}
+
+#[derive(sqlx::FromRow)]
+struct SealedTokenRow {
+    id: i64,
+    facebook_page_id: String,
+    token_key_id: String,
+    encrypted_access_token: Vec<u8>,
+}
+
+impl TryFrom<SealedTokenRow> for SealedRow {
+    type Error = StoreError;
+    fn try_from(row: SealedTokenRow) -> Result<Self, StoreError> {
+        Ok(SealedRow {
+            id: row.id,
+            page_id: corrupt("client_integrations.facebook_page_id", PageId::parse(&row.facebook_page_id))?,
+            sealed: corrupt(
+                "client_integrations.encrypted_access_token",
+                SealedToken::from_stored(&row.token_key_id, &row.encrypted_access_token),
+            )?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RelaySecretRow {
+    client_id: ClientId,
+    relay_key_id: String,
+    relay_secret: Vec<u8>,
+}
+
+impl TryFrom<RelaySecretRow> for SealedRelaySecret {
+    type Error = StoreError;
+    fn try_from(row: RelaySecretRow) -> Result<Self, StoreError> {
+        Ok(SealedRelaySecret {
+            client_id: row.client_id,
+            sealed: corrupt(
+                "client_settings.relay_secret",
+                SealedToken::from_stored(&row.relay_key_id, &row.relay_secret),
+            )?,
+        })
+    }
+}
 
 impl Store {
     /// The distinct key ids that stored secrets (page tokens and relay secrets) were sealed with.

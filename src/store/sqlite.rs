@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::rows::{ReplyRow, recorded_reply};
+use super::decode::{ReplyRow, recorded_reply};
 use super::{Batched, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
 
 /// Opens (creating it and its directory if missing) the database a `sqlite:` URL names.

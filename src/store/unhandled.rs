@@ -2,7 +2,45 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, UnhandledRecord, UnhandledRow, UnhandledSummary, on};
+use super::{Store, StoreError, on};
+
+/// A part of a webhook body Switchboard does not understand, to keep for an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnhandledRow {
+    pub object: String,
+    pub kind: String,
+    pub reason: String,
+    /// Where it was and what is wrong (never a value from the body).
+    pub detail: String,
+    pub account_id: Option<String>,
+    /// The raw JSON, cut at `webhook::RAW_LIMIT` bytes.
+    pub raw: String,
+    /// A hash of the whole part, so a redelivery is kept once.
+    pub raw_hash: String,
+}
+
+/// A kept unhandled part, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnhandledRecord {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub object: String,
+    pub kind: String,
+    pub reason: String,
+    pub detail: String,
+    pub account_id: Option<String>,
+    pub raw: String,
+}
+
+/// How many unhandled parts of one kind were kept, and the newest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnhandledSummary {
+    pub object: String,
+    pub kind: String,
+    pub reason: String,
+    pub count: i64,
+    pub last_at: DateTime<Utc>,
+}
 
 /// (id, received, object, kind, reason, detail, account, raw).
 type RecordRow = (i64, DateTime<Utc>, String, String, String, String, Option<String>, String);

@@ -1,10 +1,81 @@
 //! Portal users and their sessions (only the hash of a session id is stored).
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 
-use super::rows::{UserRow, collect};
-use super::{NewUser, Session, Store, StoreError, User, on};
-use crate::domain::Email;
+use super::decode::{collect, corrupt};
+use super::{Store, StoreError, on};
+use crate::domain::{ClientId, Email, Role};
+
+/// A portal user to create; the password is already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: Email,
+    pub password_hash: String,
+    pub role: Role,
+    pub client_id: Option<ClientId>,
+    /// The password was made for them (an invitation's one-time password): they must choose their own at
+    /// their first sign-in.
+    pub must_change_password: bool,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub email: Email,
+    pub password_hash: String,
+    pub role: Role,
+    pub client_id: Option<ClientId>,
+    pub must_change_password: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("client_id", &self.client_id)
+            .field("must_change_password", &self.must_change_password)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in portal user's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: User,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    email: String,
+    password_hash: String,
+    role: String,
+    client_id: Option<ClientId>,
+    must_change_password: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(row: UserRow) -> Result<Self, StoreError> {
+        Ok(User {
+            id: row.id,
+            email: corrupt("users.email", Email::parse(&row.email))?,
+            password_hash: row.password_hash,
+            role: corrupt("users.role", Role::parse(&row.role))?,
+            client_id: row.client_id,
+            must_change_password: row.must_change_password,
+            created_at: row.created_at,
+        })
+    }
+}
 
 impl Store {
     pub async fn create_user(&self, user: &NewUser) -> Result<User, StoreError> {

@@ -28,7 +28,7 @@ fn every_seal_uses_a_fresh_nonce() {
     let ring = ring(&entry("k1"));
     let a = ring.seal(&page("1"), &AccessToken::new(TOKEN.into())).unwrap();
     let b = ring.seal(&page("1"), &AccessToken::new(TOKEN.into())).unwrap();
-    assert_ne!(a.nonce, b.nonce);
+    assert_ne!(a.nonce(), b.nonce());
     assert_ne!(a.to_stored(), b.to_stored());
 }
 
