@@ -3,7 +3,7 @@
 //! step with the store (`reconcile`), and the relay responder. The durable inbox's side is `inbox::sink`.
 
 mod directory;
-mod reconcile;
+pub mod reconcile;
 pub mod relay;
 mod storage;
 

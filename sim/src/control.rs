@@ -10,7 +10,7 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use crate::routes::json_reply;
+use crate::reply::json_reply;
 use crate::state::{Channel, Faults, RecipientState, Sim};
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ mod dialog;
 pub mod graph_error;
 mod ids;
 pub mod login;
+mod reply;
 mod routes;
 pub mod sender;
 mod server;

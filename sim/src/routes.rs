@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use serde_json::Value;
+use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
-use warp::{Filter, Reply};
 
 use crate::dialog;
 use crate::graph_error::GraphError;
+use crate::reply::json_reply;
 use crate::state::{SendRequest, Sim, Usage};
 
 type Query = HashMap<String, String>;
@@ -342,10 +343,6 @@ fn with_usage(mut response: Response, usage: &Usage) -> Response {
         response.headers_mut().insert("x-business-use-case-usage", value);
     }
     response
-}
-
-pub(crate) fn json_reply(value: &Value, status: StatusCode) -> Response {
-    warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
 
 /// A Graph answer: the value with 200, or Meta's error envelope (recorded for inspection).

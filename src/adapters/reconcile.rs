@@ -27,9 +27,15 @@ pub async fn reconcile(store: &Store, router: &Router) {
     }
 }
 
+/// Pages connected to a client, per integration status, as the database says.
+pub const PAGES: &str = "switchboard_pages";
+/// 1 for each Page whose token needs reconnecting (or that Meta refused a permission), as the database says.
+pub const PAGE_NEEDS_RECONNECTION: &str = "switchboard_page_needs_reconnection";
+/// The integration statuses `switchboard_pages` counts.
+pub const PAGE_STATUSES: [&str; 4] = ["connected", "needs_reauth", "error", "revoked"];
+
 /// Pages per status, and each Page that needs its client to reconnect (its token dead, or a permission refused).
 fn export(list: &[crate::store::Integration]) {
-    use crate::telemetry::catalog::{PAGE_NEEDS_RECONNECTION, PAGE_STATUSES, PAGES};
     for status in PAGE_STATUSES {
         let n = list.iter().filter(|i| i.status.as_str() == status).count();
         metrics::gauge!(PAGES, "status" => status).set(n as f64);

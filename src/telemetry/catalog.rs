@@ -8,6 +8,7 @@
 
 use switchboard_actors::telemetry::metrics as engine;
 
+use crate::adapters::reconcile::{PAGE_NEEDS_RECONNECTION, PAGE_STATUSES, PAGES};
 use crate::cluster;
 use crate::http;
 use crate::inbox;
@@ -46,10 +47,6 @@ const fn histogram(name: &'static str, labels: &'static str, help: &'static str)
 pub const WEBHOOK_REPLY: &str = engine::WEBHOOK_REPLY;
 /// 1 while the database answered this node's last check (every 5 s), else 0.
 pub const DATABASE_UP: &str = "switchboard_database_up";
-/// Pages connected to a client, per integration status, as the database says.
-pub const PAGES: &str = "switchboard_pages";
-/// 1 for each Page whose token needs reconnecting (or that Meta refused a permission), as the database says.
-pub const PAGE_NEEDS_RECONNECTION: &str = "switchboard_page_needs_reconnection";
 /// 1, with this process's node name and cluster mode as labels.
 pub const NODE_INFO: &str = "switchboard_node_info";
 
@@ -153,9 +150,6 @@ pub const ALL: &[Metric] = &[
         "Owner wake-ups dropped because their queue was full (the sweeper covers them).",
     ),
 ];
-
-/// The integration statuses `switchboard_pages` counts.
-pub const PAGE_STATUSES: [&str; 4] = ["connected", "needs_reauth", "error", "revoked"];
 
 /// Describes every metric, and makes the series alerts need exist with their true value so far (zero).
 pub fn describe(node: &str, mode: &str) {
