@@ -8,6 +8,8 @@
 //! (to the Meta stand-in). In durable mode on PostgreSQL, "commit + 200" sends echoes (committed, never
 //! answered) and "+ bot + reply" sends text messages. Prints req/s, p50, p99 and the ratio to the baseline,
 //! and durable ingest against what PostgreSQL alone takes for the same rows, measured first in the same run.
+//! If Node is installed, the same echoes also go to a peer written the usual way (`benches/peers/express`:
+//! Express + pg, verify, store, 200), and durable ingest is given as a multiple of it.
 //!
 //! Then end-to-end latency at a fixed rate (LATENCY_RATE, default 5000 events/s, for 4 s): from the moment
 //! each signed webhook is handed to the HTTP client to the moment the stand-in accepts its reply, for
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
+mod peers;
 
 use common::{
     PAGES, SECRET, checkpoint, drop_database, generate, now_us, on_one_core, page_id, scratch_database, stand_in,
@@ -71,6 +74,14 @@ fn main() {
         targets.push(("durable: commit + 200 (echoes)", durable, Bodies::Echoes));
         targets.push(("durable: + bot + reply", durable, Bodies::Texts));
     }
+    let only = std::env::var("INGEST_ONLY").unwrap_or_default();
+    // The Express + pg peer (benches/peers/express), if Node is installed: the same echoes, stored before its 200.
+    const PEER: &str = "peer: Express + pg, commit + 200";
+    let peer_db = if PEER.contains(only.as_str()) { load.block_on(scratch_database("peer")) } else { None };
+    let peer = peer_db.as_deref().and_then(peers::express);
+    if let Some(peer) = &peer {
+        targets.push((PEER, peer.addr, Bodies::Echoes));
+    }
     // The same bodies for every server: text messages to the 50 pages, 100 users each.
     let bodies = generate("", Kind::Text, 7, requests);
     // The same events for pages no client owns: acknowledged and counted, never answered.
@@ -87,7 +98,6 @@ fn main() {
     });
     std::thread::sleep(Duration::from_millis(500));
 
-    let only = std::env::var("INGEST_ONLY").unwrap_or_default();
     targets.retain(|(name, ..)| name.starts_with("baseline") || name.contains(only.as_str()));
     let mut rows: Vec<(&str, SendReport)> = Vec::new();
     for (name, addr, kind) in targets {
@@ -139,7 +149,16 @@ fn main() {
             100.0 * durable.throughput() / rate
         );
     }
-    if let Some(url) = pg {
+    if let (Some((_, durable)), Some((_, express))) =
+        (rows.iter().find(|(n, _)| n.contains("echoes")), rows.iter().find(|(n, _)| n.starts_with("peer")))
+    {
+        println!(
+            "durable ingest (commit + 200) is {:.1}× the Express + pg peer with the same driver",
+            durable.throughput() / express.throughput()
+        );
+    }
+    drop(peer);
+    for url in [pg, peer_db].into_iter().flatten() {
         load.block_on(drop_database(&url));
     }
     let sends = sim.sim().messages_sent();
