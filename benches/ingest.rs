@@ -16,7 +16,8 @@
 //! memory and durable (PostgreSQL) mode, in LATENCY_ROUNDS rounds (default 3) taking turns between the modes.
 //! `cargo bench --bench ingest` (INGEST_REQUESTS=N to change the count, default 20000; INGEST_ONLY=TEXT to
 //! run only the rows whose name contains TEXT, besides the baseline; LATENCY_RATE=0 to skip the latency part;
-//! COMMIT_WRITERS=N for the durable servers' inbox.commit_writers, default 1).
+//! COMMIT_WRITERS=N for the durable servers' inbox.commit_writers, default 1; INGEST_SEND_RATE=N for each page's
+//! send rate in the throughput rows, default 80).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,8 +61,16 @@ fn main() {
     let load = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let (sim, tokens) = stand_in(&load, 0);
     let dir = tempfile::tempdir().expect("tempdir");
-    let memory =
-        switchboard(format!("sqlite:{}", dir.path().join("bench.db").display()), sim.url(), tokens.clone(), false, 80);
+    // Each page's Send API rate (`engine.send_rate_per_page`): the most replies a second the rows that answer
+    // can make is 50 times it.
+    let send_rate: u32 = std::env::var("INGEST_SEND_RATE").ok().and_then(|n| n.parse().ok()).unwrap_or(80);
+    let memory = switchboard(
+        format!("sqlite:{}", dir.path().join("bench.db").display()),
+        sim.url(),
+        tokens.clone(),
+        false,
+        send_rate,
+    );
     let mut targets = vec![
         ("baseline: warp verify+parse+200", baseline(), Bodies::Texts),
         ("switchboard, front door only", memory, Bodies::Unowned),
@@ -70,7 +79,7 @@ fn main() {
     // Durable mode on PostgreSQL (DATABASE_URL names the server; a scratch database is made and dropped).
     let pg = load.block_on(scratch_database("ingest"));
     if let Some(url) = &pg {
-        let durable = switchboard(url.clone(), sim.url(), tokens.clone(), true, 80);
+        let durable = switchboard(url.clone(), sim.url(), tokens.clone(), true, send_rate);
         targets.push(("durable: commit + 200 (echoes)", durable, Bodies::Echoes));
         targets.push(("durable: + bot + reply", durable, Bodies::Texts));
     }

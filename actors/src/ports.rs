@@ -255,6 +255,10 @@ pub struct ToRecord {
     pub inbox_id: InboxId,
     pub recipient: String,
     pub texts: Vec<String>,
+    /// The tenant will send these replies at once: record them already marked as about to be sent (as
+    /// [`EventSink::attempting`] would), so their send waits on this one write, not two. A sink that does not
+    /// returns them not [`RecordedReply::unknown`], and they are marked before they are sent.
+    pub attempting: bool,
 }
 
 /// What a tenant learned about its inbox events while handling one message, reported together.

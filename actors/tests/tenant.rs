@@ -271,6 +271,11 @@ struct SlowInbox {
     released: Mutex<Vec<i64>>,
     /// Replies marked as about to be sent, and when each write was done (each takes 100 ms).
     marks: Mutex<Vec<(Vec<i64>, Instant)>>,
+    /// Whether `record` keeps replies asked to be recorded marked as about to be sent so (else it records
+    /// every reply unmarked, as if it could not).
+    premarks: std::sync::atomic::AtomicBool,
+    /// Each recorded event, and whether its replies were asked to be recorded marked.
+    asked: Mutex<Vec<(i64, bool)>>,
 }
 
 #[async_trait]
@@ -285,6 +290,8 @@ impl EventSink for SlowInbox {
             calls.push(events.iter().map(|e| e.inbox_id.0).collect());
             calls.len() == 1
         };
+        self.asked.lock().unwrap().extend(events.iter().map(|e| (e.inbox_id.0, e.attempting)));
+        let premarks = self.premarks.load(std::sync::atomic::Ordering::SeqCst);
         if first {
             self.first.acquire().await.unwrap().forget();
         }
@@ -294,7 +301,13 @@ impl EventSink for SlowInbox {
                 let id = ReplyId(e.inbox_id.0 * 100);
                 e.texts
                     .iter()
-                    .map(|text| RecordedReply { id, text: text.clone(), sent: false, unknown: false, recorded_unix: 0 })
+                    .map(|text| RecordedReply {
+                        id,
+                        text: text.clone(),
+                        sent: false,
+                        unknown: premarks && e.attempting,
+                        recorded_unix: 0,
+                    })
                     .collect()
             })
             .collect())
@@ -349,6 +362,8 @@ async fn slow_inbox_engine_on(
         finished: Mutex::new(vec![]),
         released: Mutex::new(vec![]),
         marks: Mutex::new(vec![]),
+        premarks: std::sync::atomic::AtomicBool::new(false),
+        asked: Mutex::new(vec![]),
     });
     let router = started(EngineDeps {
         source,
@@ -541,6 +556,51 @@ async fn a_reply_marked_ahead_is_sent_only_once_its_mark_is_stored() {
         let reply = 100 * (i64::from(who.as_bytes()[0] - b'a') + 1);
         let stored = marks.iter().find(|(replies, _)| replies.contains(&reply)).map(|(_, done)| *done);
         assert!(stored.is_some_and(|done| done <= at), "the reply to {who} went out before its mark was stored");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_recorded_as_about_to_be_sent_goes_out_with_no_mark_write_of_its_own() {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    inbox.premarks.store(true, std::sync::atomic::Ordering::SeqCst);
+    inbox.first.add_permits(1);
+    router.dispatch(inbox_event(1, "a", 1));
+    run_for(Duration::from_secs(1)).await;
+    assert_eq!(*inbox.asked.lock().unwrap(), vec![(1, true)], "an idle Page records its reply marked");
+    assert_eq!(graph.sent_to.lock().unwrap().len(), 1);
+    assert!(inbox.marks.lock().unwrap().is_empty(), "no second write before the send");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_more_replies_are_recorded_marked_than_go_out_at_once_and_the_rest_are_marked_before_their_send() {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    inbox.premarks.store(true, std::sync::atomic::Ordering::SeqCst);
+    router.dispatch(inbox_event(1, "a", 1));
+    run_for(Duration::from_millis(200)).await;
+    // Thirty people write while the first reply is recorded: one batch, more than go out at once.
+    let people: Vec<String> = (0..30).map(|i| format!("p{i}")).collect();
+    for (i, who) in people.iter().enumerate() {
+        router.dispatch(inbox_event(i as i64 + 2, who, 1));
+    }
+    inbox.first.add_permits(1);
+    run_for(Duration::from_secs(5)).await;
+    let asked = inbox.asked.lock().unwrap().clone();
+    let premarked: Vec<i64> = asked.iter().filter(|(_, marked)| *marked).map(|(id, _)| *id).collect();
+    // In flight (4) plus the marks written ahead (4), less the first reply still queued or in flight.
+    assert!(premarked.len() <= 8, "at most a send window recorded marked: {asked:?}");
+    assert!(premarked.len() > 1, "the batch's first replies were recorded marked: {asked:?}");
+    let sent = graph.sent_to.lock().unwrap().clone();
+    assert_eq!(sent.len(), 31, "{sent:?}");
+    let marks = inbox.marks.lock().unwrap().clone();
+    for (who, at) in &sent {
+        let Some(i) = people.iter().position(|p| p == who) else { continue };
+        let (id, reply) = (i as i64 + 2, (i as i64 + 2) * 100);
+        let mark = marks.iter().find(|(replies, _)| replies.contains(&reply)).map(|(_, done)| *done);
+        if premarked.contains(&id) {
+            assert!(mark.is_none(), "a reply recorded marked is not marked again: {marks:?}");
+        } else {
+            assert!(mark.is_some_and(|done| done <= *at), "the reply to {who} went out before its mark was stored");
+        }
     }
 }
 

@@ -178,6 +178,7 @@ impl EventSink for StoreEvents {
                     text: text.clone(),
                     recipient: event.recipient.clone(),
                     fence: fence.clone(),
+                    attempting: event.attempting,
                 })
             })
             .collect();

@@ -112,6 +112,9 @@ pub struct NewReply {
     pub recipient: String,
     /// In a cluster: recorded only while this node owns the event's page.
     pub fence: Option<Fence>,
+    /// Recorded already marked as about to be sent (its sender sends it at once): of unknown outcome until
+    /// it is marked sent, like a reply marked by `replies_attempting`.
+    pub attempting: bool,
 }
 
 impl Store {

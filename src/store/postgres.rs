@@ -63,13 +63,13 @@ macro_rules! progress_statement {
     };
 }
 
-/// Recording replies ($1 inbox ids, $2 seqs, $3 bodies, $4 now, $5 recipients), up to the closing of the
-/// UNNEST (the caller adds the fence columns, if any, and the alias).
+/// Recording replies ($1 inbox ids, $2 seqs, $3 bodies, $4 now, $5 recipients, $6 recorded as about to be
+/// sent), up to the closing of the UNNEST (the caller adds the fence columns, if any, and the alias).
 macro_rules! record_statement {
     () => {
         "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at, recipient, unattempted) \
-         SELECT t.inbox_id, t.seq, t.body, $4, t.recipient, TRUE \
-         FROM UNNEST($1::bigint[], $2::int[], $3::text[], $5::text[]"
+         SELECT t.inbox_id, t.seq, t.body, $4, t.recipient, NOT t.attempting \
+         FROM UNNEST($1::bigint[], $2::int[], $3::text[], $5::text[], $6::bool[]"
     };
 }
 
@@ -245,6 +245,7 @@ impl Batched for PgBatched {
         let seqs: Vec<i32> = unique.iter().map(|r| r.seq).collect();
         let bodies: Vec<&str> = unique.iter().map(|r| r.text.as_str()).collect();
         let recipients: Vec<&str> = unique.iter().map(|r| r.recipient.as_str()).collect();
+        let attempting: Vec<bool> = unique.iter().map(|r| r.attempting).collect();
         let fences: Vec<Fence> = unique.iter().filter_map(|r| r.fence.clone()).collect();
         let fenced = !fences.is_empty();
         if fenced && fences.len() != unique.len() {
@@ -256,13 +257,13 @@ impl Batched for PgBatched {
         let statement = if fenced {
             concat!(
                 record_statement!(),
-                ", $6::text[], $7::bigint[], $8::bigint[]) ",
-                "AS t(inbox_id, seq, body, recipient, page, epoch, node) WHERE ",
+                ", $7::text[], $8::bigint[], $9::bigint[]) ",
+                "AS t(inbox_id, seq, body, recipient, attempting, page, epoch, node) WHERE ",
                 fence_holds!(),
                 record_conflict!()
             )
         } else {
-            concat!(record_statement!(), ") AS t(inbox_id, seq, body, recipient)", record_conflict!())
+            concat!(record_statement!(), ") AS t(inbox_id, seq, body, recipient, attempting)", record_conflict!())
         };
         let mut writer = self.writer().await?;
         let recorded: Result<Vec<RecordedRow>, _> = sqlx::query_as(statement)
@@ -271,6 +272,7 @@ impl Batched for PgBatched {
             .bind(&bodies)
             .bind(now)
             .bind(&recipients)
+            .bind(&attempting)
             .bind(&pages)
             .bind(&epochs)
             .bind(&nodes)

@@ -124,7 +124,7 @@ impl Batched for SqliteBatched {
             // A no-op update on conflict, so the row recorded first is returned.
             let row: ReplyRow = sqlx::query_as(
                 "INSERT INTO webhook_replies (inbox_id, seq, body, recorded_at, recipient, unattempted) \
-                 VALUES ($1, $2, $3, $4, $5, TRUE) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (inbox_id, seq) DO UPDATE SET seq = excluded.seq \
                  RETURNING id, body, sent_at IS NOT NULL, unattempted, recorded_at",
             )
@@ -133,6 +133,7 @@ impl Batched for SqliteBatched {
             .bind(&row.text)
             .bind(now)
             .bind(&row.recipient)
+            .bind(!row.attempting)
             .fetch_one(&mut *tx)
             .await?;
             recorded.push(Some(recorded_reply(row)));

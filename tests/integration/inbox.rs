@@ -127,6 +127,7 @@ async fn a_recovered_event_sends_only_the_recorded_replies_meta_did_not_confirm(
         text: text.to_owned(),
         recipient: "7010".to_owned(),
         fence: None,
+        attempting: false,
     };
     let recorded = app.db.store.replies_record(&[reply(0, "first part"), reply(1, "second part")]).await.unwrap();
     app.db.store.inbox_progress(&[(recorded[0].id, Some("m_before_crash".to_owned()))], &[]).await.unwrap();

@@ -19,6 +19,7 @@ on_both_backends!(
     audit_log_lists_newest_first,
     inbox_stores_each_key_once_per_page_and_tracks_status,
     outbox_keeps_the_first_recording_and_marks_replies_sent_once,
+    a_reply_recorded_as_about_to_be_sent_is_of_unknown_outcome_until_it_is_marked_sent,
     pruning_removes_only_finished_rows_past_retention_with_their_replies,
     unhandled_parts_are_kept_once_summarized_listed_and_pruned,
     old_oauth_states_are_pruned_and_recent_ones_kept,
@@ -161,6 +162,7 @@ async fn conversations_are_listed_by_latest_activity_and_paged_with_their_replie
         text: text.into(),
         recipient: "701".into(),
         fence: None,
+        attempting: false,
     };
     let recorded = store.replies_record(&[reply(1, "second"), reply(0, "first")]).await.unwrap();
     let first = recorded.iter().find(|r| r.text == "first").unwrap().id;
@@ -435,14 +437,45 @@ async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
     assert_eq!(store.inbox_pending(chrono::Utc::now(), 10).await.unwrap().len(), 3);
 }
 
+/// A reply recorded marked as about to be sent (its tenant sends it at once, with no mark write of its own) is,
+/// like a reply marked by `replies_attempting`, of unknown outcome after a crash until Meta's answer is stored;
+/// one recorded unmarked is known never sent.
+async fn a_reply_recorded_as_about_to_be_sent_is_of_unknown_outcome_until_it_is_marked_sent(db: TestDb) {
+    use switchboard::store::{InboxRow, NewReply};
+    let store = &db.store;
+    let row =
+        InboxRow { page_id: page("1"), dedup_key: "m:a".into(), event: "{}".into(), customer_id: None, done: false };
+    let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
+    let reply = |seq: i32, attempting: bool| NewReply {
+        inbox_id,
+        seq,
+        text: format!("r{seq}"),
+        recipient: "7001".into(),
+        fence: None,
+        attempting,
+    };
+    let recorded = store.replies_record(&[reply(0, true), reply(1, false)]).await.unwrap();
+    assert_eq!(recorded.iter().map(|r| r.unknown).collect::<Vec<_>>(), [true, false], "as recorded");
+    let stored = || async { store.replies_of(inbox_id).await.unwrap().iter().map(|r| r.unknown).collect::<Vec<_>>() };
+    assert_eq!(stored().await, [true, false], "as read after a restart");
+    store.inbox_progress(&[(recorded[0].id, Some("m_sent".into()))], &[]).await.unwrap();
+    assert_eq!(stored().await, [false, false], "sent: known");
+}
+
 async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb) {
     use switchboard::store::{InboxRow, NewReply, RecordedReply};
     let store = &db.store;
     let row =
         InboxRow { page_id: page("1"), dedup_key: "m:a".into(), event: "{}".into(), customer_id: None, done: false };
     let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
-    let reply =
-        |seq: i32, text: &str| NewReply { inbox_id, seq, text: text.into(), recipient: "7001".into(), fence: None };
+    let reply = |seq: i32, text: &str| NewReply {
+        inbox_id,
+        seq,
+        text: text.into(),
+        recipient: "7001".into(),
+        fence: None,
+        attempting: false,
+    };
     let first = store.replies_record(&[reply(0, "hello"), reply(1, "world")]).await.unwrap();
     assert_eq!(
         first.iter().map(|r| (r.text.as_str(), r.sent)).collect::<Vec<_>>(),
@@ -499,8 +532,22 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
     let other = store.inbox_insert(&[other]).await.unwrap()[0].unwrap();
     let twice = store
         .replies_record(&[
-            NewReply { inbox_id: other, seq: 0, text: "one".into(), recipient: "7001".into(), fence: None },
-            NewReply { inbox_id: other, seq: 0, text: "two".into(), recipient: "7001".into(), fence: None },
+            NewReply {
+                inbox_id: other,
+                seq: 0,
+                text: "one".into(),
+                recipient: "7001".into(),
+                fence: None,
+                attempting: false,
+            },
+            NewReply {
+                inbox_id: other,
+                seq: 0,
+                text: "two".into(),
+                recipient: "7001".into(),
+                fence: None,
+                attempting: false,
+            },
         ])
         .await
         .unwrap();
@@ -531,6 +578,7 @@ async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db
             text: "hi".into(),
             recipient: "7001".into(),
             fence: None,
+            attempting: false,
         }])
         .await
         .unwrap();
@@ -562,7 +610,14 @@ async fn a_never_attempted_mark_holds_only_while_its_writer_owns_the_page() {
     let row =
         InboxRow { page_id: page("1"), dedup_key: "m:a".into(), event: "{}".into(), customer_id: None, done: false };
     let inbox_id = store.inbox_insert(&[row]).await.unwrap()[0].unwrap();
-    let reply = |seq: i32| NewReply { inbox_id, seq, text: format!("r{seq}"), recipient: "7001".into(), fence: None };
+    let reply = |seq: i32| NewReply {
+        inbox_id,
+        seq,
+        text: format!("r{seq}"),
+        recipient: "7001".into(),
+        fence: None,
+        attempting: false,
+    };
     let ids: Vec<_> = store.replies_record(&[reply(0), reply(1)]).await.unwrap().into_iter().map(|r| r.id).collect();
     let marks: Vec<_> = ids.iter().map(|id| (*id, Some(fence.clone()))).collect();
     assert_eq!(store.replies_attempting(&marks).await.unwrap(), [true, true]);

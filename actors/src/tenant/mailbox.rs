@@ -55,6 +55,8 @@ pub(crate) struct QueuedSend {
     /// The last reply to a customer who asked for a person: once it is delivered, the conversation goes to
     /// the inbox (not before, or the answer would reach a conversation this app no longer has).
     pub pass_after: bool,
+    /// Storage holds it as about to be sent already: no mark is written before its send.
+    pub marked: bool,
     /// When the event's webhook arrived (see [`InboundEvent::received`]).
     pub received: Option<tokio::time::Instant>,
 }
@@ -64,6 +66,8 @@ pub(crate) struct QueuedSend {
 pub(crate) struct Reply {
     pub text: String,
     pub reply_id: Option<ReplyId>,
+    /// Storage holds it as about to be sent already (recorded so): it needs no mark before its send.
+    pub marked: bool,
 }
 
 /// Why an event got no replies to send.

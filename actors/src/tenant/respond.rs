@@ -248,9 +248,10 @@ pub(super) fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState
     let Some(responder) = state.profile.as_ref().map(|p| p.responder.clone()) else { return };
     let Some(batch) = state.responding.next_batch() else { return };
     let (sink, settler) = (state.ctx.ports.events.clone(), state.settler());
+    let room = send::room_to_premark(state);
     let me = myself.clone();
     state.ctx.spawn(async move {
-        let results = answer(batch, responder.as_ref(), sink.as_ref(), &settler).await;
+        let results = answer(batch, responder.as_ref(), sink.as_ref(), &settler, room).await;
         let _ = me.send_message(TenantMsg::Responded(results));
     });
 }
@@ -288,12 +289,13 @@ enum Answer {
 /// The replies still to send for each of `events`, in order. An inbox event's replies are recorded in the
 /// outbox before any is sent, one storage call for the whole batch; an event handed over again after a
 /// restart reuses the replies recorded for it (never asking the bot twice) and skips those Meta already
-/// accepted.
+/// accepted. The first replies, up to `room`, are recorded already marked as about to be sent.
 async fn answer(
     events: Vec<InboundEvent>,
     responder: &dyn Responder,
     sink: &dyn EventSink,
     settler: &Settler,
+    mut room: usize,
 ) -> Vec<(InboundEvent, Result<Vec<Reply>, Unanswered>)> {
     let backoff = settler.backoff;
     // One conversation per batch: the responder is asked for all of them at once.
@@ -301,11 +303,18 @@ async fn answer(
     let to_record: Vec<ToRecord> = answers
         .iter_mut()
         .filter_map(|a| match a {
-            Answer::Record(record) => Some(ToRecord {
-                inbox_id: record.inbox_id,
-                recipient: std::mem::take(&mut record.recipient),
-                texts: std::mem::take(&mut record.texts),
-            }),
+            Answer::Record(record) => {
+                let attempting = record.texts.len() <= room;
+                if attempting {
+                    room -= record.texts.len();
+                }
+                Some(ToRecord {
+                    inbox_id: record.inbox_id,
+                    recipient: std::mem::take(&mut record.recipient),
+                    texts: std::mem::take(&mut record.texts),
+                    attempting,
+                })
+            }
             Answer::Known(_) => None,
         })
         .collect();
@@ -320,8 +329,10 @@ async fn answer(
         .map(|(event, answer)| {
             let result = match answer {
                 Answer::Known(result) => result,
+                // What storage says of a reply just recorded holds: one of unknown outcome was recorded
+                // marked as about to be sent (by this call, or by the one that recorded it first).
                 Answer::Record(_) => match &mut recorded {
-                    Ok(recorded) => recorded.next().map(unsent).ok_or_else(|| {
+                    Ok(recorded) => recorded.next().map(|replies| unsent(replies, true)).ok_or_else(|| {
                         Unanswered::Storage(SinkError::Unavailable(
                             "storage recorded fewer events than asked".to_owned(),
                         ))
@@ -334,9 +345,14 @@ async fn answer(
         .collect()
 }
 
-/// The replies of `recorded` Meta has not accepted yet.
-fn unsent(recorded: Vec<RecordedReply>) -> Vec<Reply> {
-    recorded.into_iter().filter(|r| !r.sent).map(|r| Reply { text: r.text, reply_id: Some(r.id) }).collect()
+/// The replies of `recorded` Meta has not accepted yet; `fresh`: just recorded, so those of unknown outcome
+/// are stored as about to be sent (a settled reply is marked again before it is sent).
+fn unsent(recorded: Vec<RecordedReply>, fresh: bool) -> Vec<Reply> {
+    recorded
+        .into_iter()
+        .filter(|r| !r.sent)
+        .map(|r| Reply { text: r.text, reply_id: Some(r.id), marked: fresh && r.unknown })
+        .collect()
 }
 
 async fn answer_one(
@@ -349,7 +365,7 @@ async fn answer_one(
         match with_retries(settler.backoff, || sink.recorded(id)).await {
             Ok(recorded) if !recorded.is_empty() => {
                 return Answer::Known(
-                    settler.unsent(event, recorded, sink).await.map(unsent).ok_or(Unanswered::GaveUp),
+                    settler.unsent(event, recorded, sink).await.map(|r| unsent(r, false)).ok_or(Unanswered::GaveUp),
                 );
             }
             Ok(_) => {}
@@ -363,9 +379,9 @@ async fn answer_one(
     let pieces: Vec<String> = texts.iter().flat_map(|text| split_for(event.channel, text)).collect();
     match event.inbox_id {
         Some(inbox_id) if !pieces.is_empty() => {
-            Answer::Record(ToRecord { inbox_id, recipient: event.sender.clone(), texts: pieces })
+            Answer::Record(ToRecord { inbox_id, recipient: event.sender.clone(), texts: pieces, attempting: false })
         }
-        _ => Answer::Known(Ok(pieces.into_iter().map(|text| Reply { text, reply_id: None }).collect())),
+        _ => Answer::Known(Ok(pieces.into_iter().map(|text| Reply { text, reply_id: None, marked: false }).collect())),
     }
 }
 

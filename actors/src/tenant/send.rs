@@ -177,7 +177,8 @@ impl Sending {
     /// stored, or a crash would leave a delivered reply that looks never tried); else a new write for it and
     /// the next unmarked recorded replies in the queue, up to `ATTEMPT_WINDOW`.
     fn mark_window(&mut self, item: &QueuedSend, sink: std::sync::Arc<dyn EventSink>) -> Option<MarkWrite> {
-        let recorded = |q: &QueuedSend| q.inbox_id.zip(q.reply_id);
+        // A reply recorded marked needs no write.
+        let recorded = |q: &QueuedSend| if q.marked { None } else { q.inbox_id.zip(q.reply_id) };
         let first = recorded(item)?;
         if let Some(write) = self.marked.get(&first.1) {
             return Some(write.clone());
@@ -225,6 +226,7 @@ pub(super) fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Repl
         attempts: 0,
         inbox_id: event.inbox_id,
         reply_id: reply.reply_id,
+        marked: reply.marked,
         pass_after,
         received: event.received,
     };
@@ -232,6 +234,16 @@ pub(super) fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Repl
         state.metrics.dropped("queue_full", 1);
         state.marks.settle(event.inbox_id, Some("the send queue was full".to_owned()));
     }
+}
+
+/// How many replies of the next batch may be recorded already marked as about to be sent: as many as would
+/// be sent at once, so that no more replies are of unknown outcome after a crash than the marks written
+/// ahead (`ATTEMPT_WINDOW`) and the calls in flight make anyway; none while sending is paused or blocked.
+pub(super) fn room_to_premark(state: &TenantState) -> usize {
+    if state.blocked() || state.sending.paused_until().is_some_and(|until| until > Instant::now()) {
+        return 0;
+    }
+    (state.ctx.settings.max_in_flight + ATTEMPT_WINDOW).saturating_sub(state.sending.depth())
 }
 
 /// Starts as many sends as the pause, the limiter and the in-flight cap allow.
