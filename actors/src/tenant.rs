@@ -36,7 +36,7 @@ use crate::domain::event::InboundEvent;
 use crate::domain::page::PageId;
 use crate::domain::token::AccessToken;
 use crate::engine::context::TenantContext;
-use crate::ports::{LoadError, Progress, TenantProfile};
+use crate::ports::{LoadError, TenantProfile};
 use crate::telemetry::metrics::TenantMetrics;
 use crate::timing::backoff::Backoff;
 
@@ -153,13 +153,10 @@ impl Actor for TenantActor {
     async fn post_stop(&self, _myself: ActorRef<TenantMsg>, state: &mut TenantState) -> Result<(), ActorProcessingErr> {
         // Drop the token now (it zeroizes on drop) rather than whenever the state is freed.
         state.profile = None;
-        // The replies still queued were never sent: say so, so whoever handles their events next sends them
-        // without settling first.
-        let unattempted = state.sending.take_unattempted();
-        if !unattempted.is_empty() {
-            let sink = state.ctx.ports.events.clone();
-            state.ctx.spawn(async move { sink.progress(Progress { unattempted, ..Progress::default() }).await });
-        }
+        // The replies still queued, and those recorded marked by a batch not queued yet, were never sent.
+        let mut unattempted = state.sending.take_unattempted();
+        unattempted.extend(state.responding.take_in_transit());
+        send::never_sent(state, unattempted);
         state.metrics.queue_depth(0);
         Ok(())
     }

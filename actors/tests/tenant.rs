@@ -276,6 +276,8 @@ struct SlowInbox {
     premarks: std::sync::atomic::AtomicBool,
     /// Each recorded event, and whether its replies were asked to be recorded marked.
     asked: Mutex<Vec<(i64, bool)>>,
+    /// Replies reported never sent.
+    unattempted: Mutex<Vec<i64>>,
 }
 
 #[async_trait]
@@ -326,6 +328,7 @@ impl EventSink for SlowInbox {
     async fn progress(&self, progress: Progress) {
         self.finished.lock().unwrap().extend(progress.finished.into_iter().map(|(id, failure)| (id.0, failure)));
         self.released.lock().unwrap().extend(progress.released.into_iter().map(|id| id.0));
+        self.unattempted.lock().unwrap().extend(progress.unattempted.into_iter().map(|(_, reply)| reply.0));
     }
 }
 
@@ -364,6 +367,7 @@ async fn slow_inbox_engine_on(
         marks: Mutex::new(vec![]),
         premarks: std::sync::atomic::AtomicBool::new(false),
         asked: Mutex::new(vec![]),
+        unattempted: Mutex::new(vec![]),
     });
     let router = started(EngineDeps {
         source,
@@ -569,6 +573,21 @@ async fn a_reply_recorded_as_about_to_be_sent_goes_out_with_no_mark_write_of_its
     assert_eq!(*inbox.asked.lock().unwrap(), vec![(1, true)], "an idle Page records its reply marked");
     assert_eq!(graph.sent_to.lock().unwrap().len(), 1);
     assert!(inbox.marks.lock().unwrap().is_empty(), "no second write before the send");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_recorded_marked_for_a_tenant_that_stopped_before_queueing_it_is_stored_as_never_sent() {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    inbox.premarks.store(true, std::sync::atomic::Ordering::SeqCst);
+    router.dispatch(inbox_event(1, "a", 1));
+    run_for(Duration::from_millis(200)).await;
+    assert_eq!(*inbox.asked.lock().unwrap(), vec![(1, true)], "its reply is being recorded marked");
+    // The watchdog restarts the tenant while the recording hangs; then the recording is stored.
+    assert!(router.restart(&page()));
+    inbox.first.add_permits(1);
+    run_for(Duration::from_secs(2)).await;
+    assert!(graph.calls.lock().unwrap().is_empty(), "the stopped tenant sent nothing");
+    assert_eq!(*inbox.unattempted.lock().unwrap(), vec![100], "whoever takes the event next sends it unsettled");
 }
 
 #[tokio::test(start_paused = true)]

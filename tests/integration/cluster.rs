@@ -144,8 +144,8 @@ async fn three_nodes_share_the_pages_and_a_killed_owner_fails_over_within_the_le
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_paused_past_its_lease_decides_no_send_for_the_pages_it_lost() {
     const N: usize = 60;
-    // (A reply is marked as about to be sent a few at a time, so only those the paused node marked are of
-    // unknown outcome for the new owner.)
+    // (A reply is marked as about to be sent a few at a time, as it is recorded or ahead of its send, so only
+    // those the paused node marked are of unknown outcome for the new owner.)
     let rig = rig().await;
     let nodes: HashMap<String, Server> = ["n1", "n2", "n3"].map(|n| (n.to_owned(), node(&rig, n))).into();
     let owner = owner_of(&rig, PAGE_A).await;

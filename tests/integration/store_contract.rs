@@ -458,6 +458,10 @@ async fn a_reply_recorded_as_about_to_be_sent_is_of_unknown_outcome_until_it_is_
     assert_eq!(recorded.iter().map(|r| r.unknown).collect::<Vec<_>>(), [true, false], "as recorded");
     let stored = || async { store.replies_of(inbox_id).await.unwrap().iter().map(|r| r.unknown).collect::<Vec<_>>() };
     assert_eq!(stored().await, [true, false], "as read after a restart");
+    // Recording again returns what was stored first, marked or not (the recorder trusts it as its own mark).
+    let again = store.replies_record(&[reply(0, false), reply(1, true)]).await.unwrap();
+    assert_eq!(again.iter().map(|r| r.unknown).collect::<Vec<_>>(), [true, false], "the first recording holds");
+    assert_eq!(stored().await, [true, false]);
     store.inbox_progress(&[(recorded[0].id, Some("m_sent".into()))], &[]).await.unwrap();
     assert_eq!(stored().await, [false, false], "sent: known");
 }

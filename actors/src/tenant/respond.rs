@@ -8,6 +8,7 @@
 //! tenant's decisions about each event.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::FutureExt as _;
 use futures_util::future::join_all;
@@ -20,8 +21,8 @@ use super::{Reply, TenantMsg, TenantState, Unanswered, send};
 use crate::bot::Responder;
 use crate::bot::split::split_for;
 use crate::domain::event::InboundEvent;
-use crate::domain::ids::InboxId;
-use crate::ports::{EventSink, RecordedReply, SinkError, ToRecord};
+use crate::domain::ids::{InboxId, ReplyId};
+use crate::ports::{EventSink, Progress, RecordedReply, SinkError, ToRecord};
 use crate::timing::backoff::Backoff;
 
 /// How often recording replies is tried before the event is left pending.
@@ -41,11 +42,16 @@ pub(super) struct Responding {
     batch: Option<Vec<InboxId>>,
     /// The keys of events seen lately: a redelivery is counted once.
     dedup: Dedup,
+    /// The replies the batch with the responder recorded already marked as about to be sent, from their
+    /// recording until this tenant has queued them: whoever takes them from here (the tenant queueing them,
+    /// the tenant stopping first, or the batch's task finding the tenant gone) is the one who answers for
+    /// them, so a reply never sent is never left looking as if it might have been.
+    in_transit: Arc<Mutex<Vec<(InboxId, ReplyId)>>>,
 }
 
 impl Responding {
     pub(super) fn new(dedup_capacity: usize) -> Self {
-        Self { pending: VecDeque::new(), batch: None, dedup: Dedup::new(dedup_capacity) }
+        Self { pending: VecDeque::new(), batch: None, dedup: Dedup::new(dedup_capacity), in_transit: Arc::default() }
     }
 
     /// Events waiting for the responder.
@@ -58,9 +64,16 @@ impl Responding {
         self.pending.is_empty() && self.batch.is_none()
     }
 
-    /// The responder answered the batch it held.
+    /// The responder answered the batch it held (and its replies are this tenant's to queue).
     fn answered(&mut self) {
         self.batch = None;
+        take(&self.in_transit);
+    }
+
+    /// The replies of the batch with the responder that were recorded marked and are not queued here yet:
+    /// this tenant stops, so they were never sent.
+    pub(super) fn take_in_transit(&mut self) -> Vec<(InboxId, ReplyId)> {
+        take(&self.in_transit)
     }
 
     /// Every inbox event taken and not answered, forgotten here (the Page was disconnected).
@@ -249,11 +262,34 @@ pub(super) fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState
     let Some(batch) = state.responding.next_batch() else { return };
     let (sink, settler) = (state.ctx.ports.events.clone(), state.settler());
     let room = send::room_to_premark(state);
+    let in_transit = state.responding.in_transit.clone();
     let me = myself.clone();
     state.ctx.spawn(async move {
         let results = answer(batch, responder.as_ref(), sink.as_ref(), &settler, room).await;
-        let _ = me.send_message(TenantMsg::Responded(results));
+        *in_transit.lock().unwrap_or_else(PoisonError::into_inner) = premarked(&results);
+        if me.send_message(TenantMsg::Responded(results)).is_err() {
+            // The tenant is gone: unless it took them as it stopped, its replies recorded marked are ours to
+            // mark never sent.
+            let unattempted = take(&in_transit);
+            if !unattempted.is_empty() {
+                sink.progress(Progress { unattempted, ..Progress::default() }).await;
+            }
+        }
     });
+}
+
+/// The replies of `results` recorded already marked as about to be sent.
+fn premarked(results: &[(InboundEvent, Result<Vec<Reply>, Unanswered>)]) -> Vec<(InboxId, ReplyId)> {
+    results
+        .iter()
+        .flat_map(|(event, replies)| {
+            replies.iter().flatten().filter(|r| r.marked).filter_map(|r| event.inbox_id.zip(r.reply_id))
+        })
+        .collect()
+}
+
+fn take(slot: &Mutex<Vec<(InboxId, ReplyId)>>) -> Vec<(InboxId, ReplyId)> {
+    std::mem::take(&mut *slot.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Takes up to `RESPOND_BATCH` events from the first `RESPOND_SCAN` of `pending`, the first of each

@@ -96,9 +96,10 @@ impl Sending {
         self.outbox.is_empty() && self.in_flight == 0 && self.busy.is_empty()
     }
 
-    /// Empties the queue: the queued replies that were recorded (inbox event, outbox row), never tried.
+    /// Empties the queue: the queued replies that were recorded (inbox event, outbox row) and never tried. One
+    /// back for a retry was tried (Meta may have taken it, unanswered): it stays of unknown outcome, to settle.
     pub(super) fn take_unattempted(&mut self) -> Vec<(InboxId, ReplyId)> {
-        self.outbox.drain(..).filter_map(|q| q.inbox_id.zip(q.reply_id)).collect()
+        self.outbox.drain(..).filter(|q| q.attempts == 0).filter_map(|q| q.inbox_id.zip(q.reply_id)).collect()
     }
 
     /// Queues `item` last; false (and `item` dropped) if `capacity` replies wait already.
@@ -230,10 +231,22 @@ pub(super) fn enqueue(state: &mut TenantState, event: &InboundEvent, reply: Repl
         pass_after,
         received: event.received,
     };
+    let recorded_marked = item.marked.then(|| item.inbox_id.zip(item.reply_id)).flatten();
     if !state.sending.push(item, state.ctx.settings.send_queue_capacity) {
         state.metrics.dropped("queue_full", 1);
         state.marks.settle(event.inbox_id, Some("the send queue was full".to_owned()));
+        never_sent(state, recorded_marked.into_iter().collect());
     }
+}
+
+/// Tells storage that `replies` were never sent, so whoever handles their events next sends them without
+/// settling them first.
+pub(super) fn never_sent(state: &TenantState, replies: Vec<(InboxId, ReplyId)>) {
+    if replies.is_empty() {
+        return;
+    }
+    let sink = state.ctx.ports.events.clone();
+    state.ctx.spawn(async move { sink.progress(Progress { unattempted: replies, ..Progress::default() }).await });
 }
 
 /// How many replies of the next batch may be recorded already marked as about to be sent: as many as would
