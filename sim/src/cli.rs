@@ -19,7 +19,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the Graph API, the Login dialog and the /_sim control API.
+    /// Serve the Graph API, the Login dialog, chat completions (/v1) and the /_sim control API.
     Serve(ServeArgs),
     /// Post signed webhook events to a webhook URL and report acknowledgements and latency.
     Send(SendArgs),
@@ -45,6 +45,10 @@ struct ServeArgs {
     /// Accept calls without appsecret_proof.
     #[arg(long)]
     no_require_proof: bool,
+    /// The API key POST /v1/chat/completions requires as `Authorization: Bearer <key>` (default: none, any call
+    /// is answered).
+    #[arg(long, env = "META_SIM_AI_KEY")]
+    ai_key: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +113,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.no_require_proof {
         config.require_appsecret_proof = false;
+    }
+    if let Some(key) = args.ai_key {
+        config.ai_key = Some(key);
     }
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;

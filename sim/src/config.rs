@@ -30,6 +30,9 @@ pub struct SimConfig {
     pub active_user: String,
     /// Sent messages, calls and errors kept for inspection (counters are always kept).
     pub max_recorded: usize,
+    /// The API key the chat completions stand-in (`POST /v1/chat/completions`) requires as
+    /// `Authorization: Bearer <key>`. `None` or empty: any request is accepted.
+    pub ai_key: Option<String>,
 }
 
 /// A fake Facebook user (the person who clicks "Continue").
@@ -91,6 +94,7 @@ impl Default for SimConfig {
             }],
             active_user: "10215241773831025".to_owned(),
             max_recorded: 1_000_000,
+            ai_key: None,
         }
     }
 }

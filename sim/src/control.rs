@@ -1,5 +1,6 @@
 //! The control API under `/_sim`: inject faults, change the configuration, and read back what the
-//! stand-in received, so tests can assert on it. Not part of Meta's API.
+//! stand-in received, so tests can assert on it. Not part of Meta's API. The chat completions stand-in's
+//! switches are under `/_sim/ai` (`control/ai.rs`).
 
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ use warp::reply::Response;
 
 use crate::reply::json_reply;
 use crate::state::{Channel, Faults, RecipientState, Sim};
+
+mod ai;
 
 #[derive(Deserialize)]
 struct PersonAnswer {
@@ -84,9 +87,10 @@ struct Filter_ {
     page_id: Option<String>,
 }
 
+/// Every `/_sim` route: reads, writes and the chat completions stand-in's switches.
 pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
     let with_sim = warp::any().map(move || sim.clone()).boxed();
-    read_routes(&with_sim).or(write_routes(&with_sim)).unify().boxed()
+    read_routes(&with_sim).or(write_routes(&with_sim)).unify().or(ai::routes(&with_sim)).unify().boxed()
 }
 
 /// What the stand-in received and holds: its state, messages, calls, errors, subscriptions, configuration.

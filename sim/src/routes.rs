@@ -1,5 +1,6 @@
-//! The stand-in's Graph API and Login dialog over HTTP. Handlers only translate requests to `Sim`
-//! methods and answers to Meta's wire format; the rules live in `state`.
+//! The stand-in's Graph API and Login dialog over HTTP, joined with the chat completions stand-in (`crate::ai`)
+//! and the control API. Handlers only translate requests to `Sim` methods and answers to Meta's wire format;
+//! the rules live in `state`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,7 +21,7 @@ use crate::state::{SendRequest, Sim, Usage};
 
 type Query = HashMap<String, String>;
 
-/// Every route of the stand-in: Graph API, Login dialog and the `/_sim` control API.
+/// Every route of the stand-in: Graph API, Login dialog, chat completions and the `/_sim` control API.
 pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
     let with_sim = {
         let sim = sim.clone();
@@ -31,6 +32,8 @@ pub fn routes(sim: Arc<Sim>) -> BoxedFilter<(Response,)> {
         .boxed();
     login_routes(&with_sim, &version)
         .or(page_routes(&with_sim, &version))
+        .unify()
+        .or(crate::ai::routes(sim.clone()))
         .unify()
         .or(crate::control::routes(sim))
         .unify()

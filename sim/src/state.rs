@@ -1,5 +1,5 @@
 //! The stand-in's memory: issued tokens and codes, Page subscriptions, per-Page rate windows, injected
-//! faults, and everything it recorded for tests to assert on. All rules Meta enforces on a call (token
+//! faults (Graph API and chat completions), and everything it recorded for tests to assert on. All rules Meta enforces on a call (token
 //! valid, proof valid, rate, text limits) are methods here; `routes` only translates HTTP to them.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -15,12 +15,14 @@ use crate::config::SimConfig;
 use crate::graph_error::GraphError;
 use crate::ids::{random_token, unix_now, unix_now_ms};
 
+mod ai;
 mod conversations;
 mod handover;
 mod oauth;
 mod pages;
 mod send;
 
+pub use ai::{AiFault, AiFaultSwitch, AiRequests, DEFAULT_SLOW_MS};
 pub use pages::PAGE_FIELDS;
 
 /// A long-lived user token lives about 60 days (`expires_in` Meta reports).
@@ -202,6 +204,8 @@ struct State {
     counters: Counters,
     /// Conversations passed through the Handover Protocol: "page:recipient" → the app that owns it now.
     threads: BTreeMap<String, String>,
+    /// The chat completions stand-in's fault switch and received calls.
+    ai: ai::AiDesk,
 }
 
 /// The stand-in. Cheap to share behind an `Arc`; every method takes the lock briefly and never awaits
@@ -235,6 +239,7 @@ impl Sim {
                 errors: Vec::new(),
                 counters: Counters::default(),
                 threads: BTreeMap::new(),
+                ai: ai::AiDesk::default(),
             }),
         }
     }
@@ -408,8 +413,8 @@ impl Sim {
         }
     }
 
-    /// Forgets recorded traffic, faults, throttles and recipient states; keeps config, tokens and
-    /// subscriptions.
+    /// Forgets recorded traffic, faults, throttles and recipient states (chat completions included); keeps
+    /// config (the AI key too), tokens and subscriptions.
     pub fn reset(&self) {
         let mut state = self.lock();
         state.faults = Faults::default();
@@ -422,6 +427,7 @@ impl Sim {
         state.errors.clear();
         state.counters = Counters::default();
         state.threads.clear();
+        state.ai.reset();
     }
 
     /// A summary for `GET /_sim/state`.
@@ -451,6 +457,7 @@ impl Sim {
                 "conversation_calls": state.counters.conversation_calls,
                 "conversation_violations": state.counters.conversation_violations,
             },
+            "ai": state.ai.summary(state.config.ai_key.as_deref().is_some_and(|k| !k.is_empty())),
         })
     }
 }
