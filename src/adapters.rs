@@ -2,6 +2,7 @@
 //! (its integration, decrypted token and responder), recording what the engine learns, keeping the directory in
 //! step with the store (`reconcile`), and the relay responder. The durable inbox's side is `inbox::sink`.
 
+pub mod ai;
 mod directory;
 pub mod reconcile;
 pub mod relay;

@@ -41,6 +41,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("META_API_VERSION", "meta.api_version"),
     ("SWITCHBOARD_LOG", "log.filter"),
     ("SWITCHBOARD_CLUSTER_MODE", "cluster.mode"),
+    ("SWITCHBOARD_AI_API_KEY", "ai.api_key"),
 ];
 
 /// A configuration problem, printed as one line.
@@ -63,7 +64,7 @@ pub fn key_label(key: &str) -> String {
 }
 
 /// Keys whose values are secrets: an error about one never quotes its value.
-const SECRET_KEYS: &[&str] = &["database.url", "vault.keys", "meta.app_secret", "meta.verify_token"];
+const SECRET_KEYS: &[&str] = &["database.url", "vault.keys", "meta.app_secret", "meta.verify_token", "ai.api_key"];
 
 /// A figment error as one line, without the value when the key is a secret (figment quotes values that have
 /// the wrong type).
@@ -94,7 +95,27 @@ pub struct Settings {
     pub session_ttl: Duration,
     pub inbox: InboxSettings,
     pub cluster: ClusterSettings,
+    /// AI answers; `None` when `ai.base_url` is empty (the `ai` responder is then refused).
+    pub ai: Option<AiSettings>,
     pub log: LogSettings,
+}
+
+/// The model server AI answers use (`[ai]`).
+#[derive(Debug, Clone)]
+pub struct AiSettings {
+    /// Where `chat/completions` is, without a trailing slash.
+    pub base_url: Url,
+    pub model: String,
+    /// Sent as `Authorization: Bearer`; `None` when empty (a self-hosted server without keys).
+    pub api_key: Option<SecretString>,
+    pub timeout: Duration,
+    pub max_concurrent_per_page: usize,
+    pub history_turns: usize,
+    pub max_answer_tokens: u32,
+    /// `max_completion_tokens` (true) or `max_tokens` (false) first.
+    pub completion_tokens_name: bool,
+    pub default_monthly_tokens: u64,
+    pub max_knowledge_bytes: usize,
 }
 
 /// One process, or a cluster of nodes on one PostgreSQL database.

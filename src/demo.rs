@@ -15,7 +15,16 @@ use crate::config::Settings;
 use crate::domain::{ClientId, ClientSlug, Email, Role};
 use crate::secrets::tokens::random_token;
 use crate::startup::{self, Application};
-use crate::store::{IntegrationStatus, NewUser, Store};
+use crate::store::{AiSetting, IntegrationStatus, NewUser, ResponderSetting, Store};
+
+/// What the demo client's AI answers know (`client set-responder demo-outlet ai --knowledge FILE` replaces it).
+const DEMO_KNOWLEDGE: &str = "# Demo Outlet
+- Opening hours: we are open 9am to 9pm, Monday to Saturday, and 11am to 6pm on Sunday.
+- Delivery: we deliver furniture within 50 miles for a flat fee; delivery takes 3 to 5 days.
+- Returns: unused items can be returned within 30 days with the receipt.
+- Location: 123 Main Street, next to the post office, with free parking.
+- Sofas, mattresses and dining sets are in stock in the showroom; ask a person for a specific model.
+";
 
 pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let app_secret = random_token();
@@ -55,6 +64,11 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     settings.meta.verify_token = Some(SecretString::from(random_token()));
     settings.meta.graph_url = meta.url().parse().context("stand-in URL")?;
     settings.meta.oauth_dialog_url = meta.url().parse().context("stand-in URL")?;
+    // AI answers come from the stand-in's chat completions endpoint, unless a real model server is configured.
+    if settings.ai.is_none() {
+        let ai = format!("[ai]\nbase_url = \"{}/v1\"\nmodel = \"meta-sim\"\n", meta.url().trim_end_matches('/'));
+        settings.ai = Settings::from_toml(&ai).context("the stand-in's AI settings")?.ai;
+    }
 
     let app = Application::build_with_listener(&settings, listener).await?;
     let metrics = app.metrics_addr();
@@ -62,7 +76,12 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let slug = ClientSlug::parse("demo-outlet").context("slug")?;
     let client = match store.client_by_slug(&slug).await? {
         Some(c) => c,
-        None => store.create_client("Demo Outlet", &slug).await?,
+        None => {
+            let client = store.create_client("Demo Outlet", &slug).await?;
+            let ai = AiSetting { knowledge: DEMO_KNOWLEDGE.to_owned(), monthly_tokens: None, known_links_only: true };
+            store.set_responder(client.id, &ResponderSetting::Ai(ai)).await?;
+            client
+        }
     };
     let email =
         Email::parse(&format!("demo-{}@switchboard.local", &random_token()[..6].to_lowercase())).context("email")?;

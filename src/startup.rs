@@ -15,6 +15,7 @@ use secrecy::ExposeSecret as _;
 use switchboard_actors::{EngineDeps, EveryPage, GraphApi, Router, Tenure};
 use tokio::net::TcpListener;
 
+use crate::adapters::ai::Ai;
 use crate::adapters::{Directory, StoreStatus, StoreTenants, reconcile};
 use crate::background::{Background, First};
 use crate::clients::Clients;
@@ -149,9 +150,16 @@ impl Application {
         let graph = Arc::new(graph_client(settings)?);
         let owned = (settings.cluster.mode == ClusterMode::Postgres).then(|| Arc::new(Owned::default()));
         let (wakes, wake_queue) = cluster::wake_queue();
-        let engine =
-            start_engine(settings, store.clone(), keys.clone(), graph.clone(), owned.clone().map(|o| (o, wakes)))
-                .await?;
+        let ai = settings.ai.clone().map(|s| Arc::new(Ai::new(s, store.clone())));
+        let engine = start_engine(
+            settings,
+            store.clone(),
+            keys.clone(),
+            graph.clone(),
+            owned.clone().map(|o| (o, wakes)),
+            ai.clone(),
+        )
+        .await?;
         let (router, inbox) = (engine.router, engine.inbox);
         let directory = Directory::new(store.clone(), router.clone());
         let cluster = match (owned, &inbox) {
@@ -185,6 +193,7 @@ impl Application {
             directory: &directory,
             cluster: cluster.as_ref(),
             throttle: &throttle,
+            ai: ai.as_ref(),
         };
         let background = background_jobs(settings, &running, &metrics);
         let routes = routes(settings, &running)?;
@@ -274,13 +283,14 @@ struct Running<'a> {
     directory: &'a Directory,
     cluster: Option<&'a Cluster>,
     throttle: &'a Arc<Throttle>,
+    ai: Option<&'a Arc<Ai>>,
 }
 
 fn routes(
     settings: &Settings,
     r: &Running<'_>,
 ) -> anyhow::Result<warp::filters::BoxedFilter<(warp::reply::Response,)>> {
-    let Running { store, router, onboarding, inbox, directory, throttle, .. } = *r;
+    let Running { store, router, onboarding, inbox, directory, throttle, ai, .. } = *r;
     let cluster = r.cluster.is_some();
     let app_secret = settings.meta.app_secrets.first().context("META_APP_SECRET is required")?;
     let webhook = WebhookState {
@@ -313,6 +323,7 @@ fn routes(
         relay_allow_private: settings.engine.relay.allow_private,
         send_rate: settings.engine.send_rate_per_page,
         stuck_after: settings.inbox.stuck_after,
+        ai: ai.cloned(),
     };
     Ok(http::routes(HttpState {
         bodies: http::BodyBudget::new(
@@ -377,6 +388,7 @@ pub async fn start_engine(
     keys: Arc<KeyRing>,
     graph: Arc<dyn GraphApi>,
     cluster: Option<(Arc<Owned>, Wakes)>,
+    ai: Option<Arc<Ai>>,
 ) -> anyhow::Result<Engine> {
     // What a failed tenant held is handed over again once the Send API calls it had in flight are over
     // (each ends within the Graph timeout, and reports its mark itself).
@@ -393,7 +405,7 @@ pub async fn start_engine(
         None => graph,
     };
     let deps = EngineDeps {
-        source: Arc::new(StoreTenants::new(store.clone(), keys, settings.engine.clone())),
+        source: Arc::new(StoreTenants::new(store.clone(), keys, settings.engine.clone(), ai)),
         graph,
         status: Arc::new(StoreStatus::new(store.clone())),
         events: events.clone(),
@@ -525,6 +537,12 @@ pub fn metrics_handle() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full(switchboard_actors::telemetry::metrics::WEBHOOK_REPLY.to_owned()),
                         &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(crate::adapters::ai::LATENCY.to_owned()),
+                        &[0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0],
                     )
                 })
                 .expect("bucket list is not empty");

@@ -13,6 +13,7 @@
 //! taken from the database's, so both backends store the same instants. This module never sees a plaintext
 //! token: integrations carry only `SealedToken`s (a `domain` value), sealed and opened by the vault.
 
+mod ai;
 mod audit;
 mod callbacks;
 mod clients;
@@ -40,9 +41,10 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
+pub use ai::{AiMonth, Reservation};
 pub use audit::{AUDIT_WRITE_FAILURES, AuditEntry, AuditRecord};
 pub use callbacks::{CallbackClaim, DeletionRequest};
-pub use clients::{Client, ClientSettings, ResponderSetting};
+pub use clients::{AiSetting, Client, ClientSettings, ResponderSetting};
 pub use cluster::{DIRECTORY_CHANNEL, FiguresRecord, NodeRecord, OwnerRecord};
 pub use conversations::{
     CONVERSATION_WINDOW, COUNTED_AT_MOST, ConversationEntry, ConversationList, ConversationReply, ConversationSummary,
@@ -53,7 +55,7 @@ pub use integrations::{Integration, IntegrationStatus, NewIntegration, RevokeIf}
 pub use oauth::{ConsumedState, NewOAuthState, OAuthOutcome, StateRejected};
 pub use rotation::{Resealed, SealedRelaySecret, SealedRow};
 pub use stuck::StuckPage;
-pub use switchboard_actors::{InboxId, RecordedReply, ReplyId};
+pub use switchboard_actors::{InboxId, Outcome, RecordedReply, ReplyId};
 pub use unhandled::{UnhandledRecord, UnhandledRow, UnhandledSummary};
 pub use users::{NewUser, Session, User};
 
@@ -141,7 +143,7 @@ pub(crate) trait Batched: Send + Sync {
     async fn write_progress(
         &self,
         sent: &[(ReplyId, Option<String>)],
-        finished: &[(InboxId, Option<String>)],
+        finished: &[(InboxId, Outcome)],
         fences: &[Option<Fence>],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;

@@ -1,5 +1,5 @@
 //! A tenant's bot: what answers an event. The client's keyword rules (`rules`) or its own bot over the relay
-//! (in the root crate) implement [`Responder`]; `split` cuts a reply to what each channel takes.
+//! or a language model (both in the root crate) implement [`Responder`]; `split` cuts a reply to what each channel takes.
 
 pub mod rules;
 pub mod split;
@@ -23,8 +23,27 @@ pub enum BotError {
     BadAnswer(String),
 }
 
-/// A tenant's bot: the replies to an event (possibly none).
+/// A bot's answer to one event: the replies (possibly none), and what the tenant does besides sending them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BotAnswer {
+    pub replies: Vec<String>,
+    /// The bot asks for the conversation to go to a person, as when the customer asks for one: once the last
+    /// reply is out, the conversation is passed to the Page Inbox and the bot stays silent there.
+    pub hand_over: bool,
+    /// How the event was answered, kept as its outcome when it is done (e.g. why the rules answered for the
+    /// model). For people: never a customer's words, a token or a secret.
+    pub note: Option<String>,
+}
+
+impl BotAnswer {
+    /// Replies and nothing else.
+    pub fn replies(replies: Vec<String>) -> Self {
+        Self { replies, ..Self::default() }
+    }
+}
+
+/// A tenant's bot: its answer to an event.
 #[async_trait]
 pub trait Responder: Send + Sync + 'static {
-    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError>;
+    async fn respond(&self, event: &InboundEvent) -> Result<BotAnswer, BotError>;
 }

@@ -26,7 +26,7 @@ pub mod telemetry;
 mod tenant;
 pub mod timing;
 
-pub use bot::{Answered, AskForPerson, BotError, KeywordRule, Responder, Rules, RulesResponder};
+pub use bot::{Answered, AskForPerson, BotAnswer, BotError, KeywordRule, Responder, Rules, RulesResponder};
 pub use domain::event::{Channel, EventKind, InboundEvent};
 pub use domain::ids::{InboxId, ReplyId};
 pub use domain::page::{PageId, PageIdError};
@@ -34,8 +34,8 @@ pub use domain::token::AccessToken;
 pub use engine::router::{Dispatched, EngineDeps, Route, Router, TenantPresence};
 pub use engine::tenure::{EveryPage, Tenure};
 pub use ports::{
-    DeliveredMessage, EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, OutgoingMessage, Progress,
-    RecordedReply, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
+    DeliveredMessage, EventSink, FailureClass, GraphApi, GraphFailure, LoadError, NoInbox, Outcome, OutgoingMessage,
+    Progress, RecordedReply, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, ToRecord, Usage,
 };
 pub use settings::EngineSettings;
 pub use timing::backoff::Backoff;

@@ -261,15 +261,45 @@ pub struct ToRecord {
     pub attempting: bool,
 }
 
+/// How an inbox event ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every reply was sent (or there was none); with a note on how it was answered, if there is one.
+    Done(Option<String>),
+    /// Never (fully) answered, and why.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Done, with nothing to note.
+    pub const DONE: Outcome = Outcome::Done(None);
+
+    /// `None`: done; `Some(reason)`: failed with it.
+    pub fn from_failure(failure: Option<String>) -> Self {
+        failure.map_or(Self::DONE, Self::Failed)
+    }
+
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Self::Failed(_))
+    }
+
+    /// What is stored beside the status: the failure, or the note.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Done(note) => note.as_deref(),
+            Self::Failed(reason) => Some(reason),
+        }
+    }
+}
+
 /// What a tenant learned about its inbox events while handling one message, reported together.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
     /// Replies Meta accepted: (outbox row, Meta's message_id when it gave one). Reported by the send task
     /// itself, as soon as Meta answers.
     pub sent: Vec<(ReplyId, Option<String>)>,
-    /// Events finished: done (`None`) once every reply was sent (or there was none), or failed with the
-    /// reason.
-    pub finished: Vec<(InboxId, Option<String>)>,
+    /// Events finished: done once every reply was sent (or there was none), or failed with the reason.
+    pub finished: Vec<(InboxId, Outcome)>,
     /// Events given up without finishing (storage refused their replies, the page's backlog was full): still
     /// pending, to be handed over again later.
     pub released: Vec<InboxId>,

@@ -26,7 +26,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
-pub(crate) use self::mailbox::{QueuedSend, Reply, TenantMsg, Unanswered};
+pub(crate) use self::mailbox::{QueuedSend, Reply, TenantMsg, ToSend, Unanswered};
 use self::marks::Marks;
 use self::respond::Responding;
 use self::send::Sending;

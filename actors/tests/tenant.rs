@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_actors::{
-    AccessToken, BotError, Channel, Dispatched, EngineDeps, EngineSettings, EventKind, EventSink, EveryPage, GraphApi,
-    GraphFailure, InboundEvent, InboxId, LoadError, NoInbox, OutgoingMessage, PageId, Progress, RecordedReply, ReplyId,
-    Responder, Router, RulesResponder, SendOk, SinkError, StatusSink, TenantProfile, TenantSource, Tenure, ToRecord,
-    Usage,
+    AccessToken, BotAnswer, BotError, Channel, Dispatched, EngineDeps, EngineSettings, EventKind, EventSink, EveryPage,
+    GraphApi, GraphFailure, InboundEvent, InboxId, LoadError, NoInbox, OutgoingMessage, PageId, Progress,
+    RecordedReply, ReplyId, Responder, Router, RulesResponder, SendOk, SinkError, StatusSink, TenantProfile,
+    TenantSource, Tenure, ToRecord, Usage,
 };
 use tokio::time::Instant;
 
@@ -81,9 +81,9 @@ struct SlowBot;
 
 #[async_trait]
 impl Responder for SlowBot {
-    async fn respond(&self, _: &InboundEvent) -> Result<Vec<String>, BotError> {
+    async fn respond(&self, _: &InboundEvent) -> Result<BotAnswer, BotError> {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        Ok(vec!["ok".into()])
+        Ok(BotAnswer::replies(vec!["ok".into()]))
     }
 }
 
@@ -326,7 +326,11 @@ impl EventSink for SlowInbox {
     }
 
     async fn progress(&self, progress: Progress) {
-        self.finished.lock().unwrap().extend(progress.finished.into_iter().map(|(id, failure)| (id.0, failure)));
+        self.finished.lock().unwrap().extend(
+            progress.finished.into_iter().map(|(id, outcome)| {
+                (id.0, outcome.is_failed().then(|| outcome.reason().unwrap_or_default().to_owned()))
+            }),
+        );
         self.released.lock().unwrap().extend(progress.released.into_iter().map(|id| id.0));
         self.unattempted.lock().unwrap().extend(progress.unattempted.into_iter().map(|(_, reply)| reply.0));
     }

@@ -20,7 +20,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
-use switchboard_actors::{BotError, InboundEvent, Responder};
+use switchboard_actors::{BotAnswer, BotError, InboundEvent, Responder};
 
 pub use crate::config::RelayLimits;
 
@@ -190,7 +190,7 @@ pub fn sign(secret: &SecretString, body: &[u8]) -> String {
 
 #[async_trait]
 impl Responder for RelayResponder {
-    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError> {
+    async fn respond(&self, event: &InboundEvent) -> Result<BotAnswer, BotError> {
         check_url(&self.url, self.limits.allow_private)
             .map_err(|e| BotError::Unreachable(format!("the relay URL {e}")))?;
         let body = serde_json::to_vec(&serde_json::json!({ "client": self.client_slug, "event": event }))
@@ -237,7 +237,7 @@ impl Responder for RelayResponder {
                 self.limits.max_replies
             )));
         }
-        Ok(replies)
+        Ok(BotAnswer::replies(replies))
     }
 }
 

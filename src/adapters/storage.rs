@@ -10,6 +10,7 @@ use switchboard_actors::{
     AskForPerson, LoadError, PageId, Responder, Rules, RulesResponder, StatusSink, TenantProfile, TenantSource,
 };
 
+use crate::adapters::ai::{Ai, AiResponder, Caller};
 use crate::adapters::relay::RelayResponder;
 use crate::config::EngineConfig;
 use crate::domain::{Actor, AuditAction, ClientId};
@@ -22,20 +23,30 @@ pub struct StoreTenants {
     keys: Arc<KeyRing>,
     config: EngineConfig,
     relay_http: reqwest::Client,
+    /// The model server, when `ai.base_url` is set.
+    ai: Option<Arc<Ai>>,
     /// The default way to ask for a person, shared by every client without one of its own.
     ask_for_person: Arc<AskForPerson>,
 }
 
 impl StoreTenants {
-    pub fn new(store: Store, keys: Arc<KeyRing>, config: EngineConfig) -> Self {
+    pub fn new(store: Store, keys: Arc<KeyRing>, config: EngineConfig, ai: Option<Arc<Ai>>) -> Self {
         let relay_http = crate::adapters::relay::http_client(config.relay_timeout, config.relay);
-        Self { store, keys, config, relay_http, ask_for_person: Arc::default() }
+        Self { store, keys, config, relay_http, ai, ask_for_person: Arc::default() }
+    }
+
+    /// The rules the client keeps while another responder answers; ones that do not parse are not in force
+    /// (the default way to ask for a person then holds, and the deployment's fallback answers).
+    async fn kept_rules(&self, client_id: ClientId) -> Result<Option<Rules>, LoadError> {
+        let kept = self.store.client_rules_json(client_id).await.map_err(|e| LoadError::Unavailable(e.to_string()))?;
+        Ok(kept.and_then(|json| serde_json::from_str::<Rules>(&json).ok()))
     }
 
     async fn responder(
         &self,
         client_id: ClientId,
         client_slug: &str,
+        page: &PageId,
     ) -> Result<(Arc<dyn Responder>, Arc<AskForPerson>, Option<ClientSettings>), LoadError> {
         let settings =
             self.store.client_settings(client_id).await.map_err(|e| LoadError::Unavailable(e.to_string()))?;
@@ -58,11 +69,7 @@ impl StoreTenants {
                 Arc::new(RulesResponder::new(rules, fallback))
             }
             ResponderSetting::Relay { url, secret } => {
-                // The rules kept while the relay answers; ones that do not parse are not in force (the default
-                // way to ask for a person then holds).
-                let kept =
-                    self.store.client_rules_json(client_id).await.map_err(|e| LoadError::Unavailable(e.to_string()))?;
-                if let Some(rules) = kept.and_then(|json| serde_json::from_str::<Rules>(&json).ok()) {
+                if let Some(rules) = self.kept_rules(client_id).await? {
                     own_ask(&rules);
                 }
                 let secret =
@@ -73,6 +80,23 @@ impl StoreTenants {
                     secret,
                     client_slug,
                     self.config.relay,
+                ))
+            }
+            ResponderSetting::Ai(setting) => {
+                let Some(ai) = self.ai.clone() else {
+                    return Err(LoadError::Unusable(
+                        "the client's responder is ai, but no model server is configured (ai.base_url)".to_owned(),
+                    ));
+                };
+                let rules = self.kept_rules(client_id).await?.unwrap_or_default();
+                own_ask(&rules);
+                let caller = Caller { client_id, client_slug: Arc::from(client_slug), page: Arc::from(page.as_str()) };
+                Arc::new(AiResponder::new(
+                    ai,
+                    caller,
+                    setting.clone(),
+                    RulesResponder::new(rules.clone(), fallback),
+                    rules.person.reply.clone(),
                 ))
             }
         };
@@ -93,7 +117,7 @@ impl TenantSource for StoreTenants {
             return Err(LoadError::NotFound);
         }
         let (responder, ask_for_person, settings) =
-            self.responder(integration.client_id, integration.client_slug.as_str()).await?;
+            self.responder(integration.client_id, integration.client_slug.as_str(), page).await?;
         let held = self
             .store
             .conversation_holds(page.as_str(), crate::clock::now().timestamp_millis())

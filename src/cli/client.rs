@@ -5,7 +5,7 @@ use crate::clients::Clients;
 use crate::config::Settings;
 use crate::domain::{Actor, ClientName, ClientSlug};
 use crate::startup;
-use crate::store::{Client, ResponderSetting, Store, StoreError};
+use crate::store::{AiSetting, Client, ResponderSetting, Store, StoreError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClientCommand {
@@ -24,7 +24,7 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Choose how the client's pages answer: keyword rules, or relay to the client's own bot.
+    /// Choose how the client's pages answer: keyword rules, relay to the client's own bot, or AI answers.
     SetResponder {
         /// The client's slug.
         slug: String,
@@ -56,6 +56,19 @@ pub enum ResponderArgs {
     Relay {
         #[arg(long)]
         url: String,
+    },
+    /// A language model answers customers' texts from the client's knowledge (needs ai.base_url); the
+    /// client's rules answer whatever the model cannot (budget used up, the model failing or slow).
+    Ai {
+        /// The client's knowledge: plain text or Markdown (hours, locations, policies, products, tone).
+        #[arg(long, value_name = "FILE")]
+        knowledge: std::path::PathBuf,
+        /// Tokens the client's AI answers may use each calendar month (UTC); default: ai.default_monthly_tokens.
+        #[arg(long, value_name = "N")]
+        monthly_tokens: Option<u64>,
+        /// Remove links from answers unless the knowledge contains them.
+        #[arg(long)]
+        known_links_only: bool,
     },
 }
 
@@ -159,6 +172,20 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
                 .map_err(|e| UsageError(format!("--url {e}")))?;
             None
         }
+        ResponderArgs::Ai { knowledge, .. } => {
+            let Some(ai) = &settings.ai else {
+                return Err(UsageError(
+                    "the ai responder needs a model server: set ai.base_url (SWITCHBOARD__AI__BASE_URL) and ai.model"
+                        .to_owned(),
+                )
+                .into());
+            };
+            let bytes = std::fs::read(knowledge)
+                .map_err(|e| UsageError(format!("--knowledge {}: {e}", knowledge.display())))?;
+            let text = crate::adapters::ai::check_knowledge(bytes, ai.max_knowledge_bytes)
+                .map_err(|e| UsageError(format!("--knowledge {}: {e}", knowledge.display())))?;
+            Some(text)
+        }
     };
     let (clients, client) = client(settings, slug).await?;
     let responder = match (args, setting) {
@@ -169,7 +196,10 @@ async fn set_responder(settings: &Settings, slug: &str, args: ResponderArgs) -> 
             let keys = startup::open_vault(settings, clients.store()).await?;
             ResponderSetting::Relay { url, secret: keys.seal_relay_secret(client.id, &secret)? }
         }
-        (ResponderArgs::Rules { .. }, None) => unreachable!("rules are parsed above"),
+        (ResponderArgs::Ai { monthly_tokens, known_links_only, .. }, Some(knowledge)) => {
+            ResponderSetting::Ai(AiSetting { knowledge, monthly_tokens, known_links_only })
+        }
+        (ResponderArgs::Rules { .. } | ResponderArgs::Ai { .. }, None) => unreachable!("read above"),
     };
     clients.set_responder(Actor::Cli, client.id, &responder).await?;
     println!(

@@ -19,7 +19,23 @@ pub(super) struct RawSettings {
     pub(super) portal: RawPortal,
     pub(super) inbox: RawInbox,
     pub(super) cluster: RawCluster,
+    pub(super) ai: RawAi,
     pub(super) log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAi {
+    pub(super) base_url: String,
+    pub(super) model: String,
+    pub(super) api_key: SecretString,
+    pub(super) timeout_secs: u64,
+    pub(super) max_concurrent_per_page: usize,
+    pub(super) history_turns: usize,
+    pub(super) max_answer_tokens: u32,
+    pub(super) token_parameter: String,
+    pub(super) default_monthly_tokens: u64,
+    pub(super) max_knowledge_bytes: usize,
 }
 
 #[derive(Deserialize)]

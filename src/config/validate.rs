@@ -9,11 +9,12 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::raw::{
-    RawCluster, RawDatabase, RawEngine, RawInbox, RawMeta, RawOAuth, RawServer, RawSettings, RawVault, StringOrList,
+    RawAi, RawCluster, RawDatabase, RawEngine, RawInbox, RawMeta, RawOAuth, RawServer, RawSettings, RawVault,
+    StringOrList,
 };
 use super::{
-    ClusterMode, ClusterSettings, ConfigError, DatabaseSettings, EngineConfig, InboxMode, InboxSettings, LogSettings,
-    MetaSettings, OAuthSettings, RelayLimits, ServerSettings, Settings, VaultSettings, key_label,
+    AiSettings, ClusterMode, ClusterSettings, ConfigError, DatabaseSettings, EngineConfig, InboxMode, InboxSettings,
+    LogSettings, MetaSettings, OAuthSettings, RelayLimits, ServerSettings, Settings, VaultSettings, key_label,
 };
 
 pub(super) fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
@@ -54,6 +55,7 @@ impl RawSettings {
         }
         let inbox = inbox(&self.inbox, database.max_connections)?;
         let cluster = cluster(&self.cluster, &database, &server, &inbox)?;
+        let ai = ai(&self.ai)?;
         Ok(Settings {
             server,
             database,
@@ -64,9 +66,66 @@ impl RawSettings {
             session_ttl: Duration::from_secs(self.portal.session_ttl_secs),
             inbox,
             cluster,
+            ai,
             log: LogSettings { filter: self.log.filter, format: self.log.format },
         })
     }
+}
+
+/// `[ai]`: nothing when `base_url` is empty; otherwise a model is named and every bound is sane.
+fn ai(raw: &RawAi) -> Result<Option<AiSettings>, ConfigError> {
+    if raw.base_url.trim().is_empty() {
+        return Ok(None);
+    }
+    let parsed = Url::parse(raw.base_url.trim())
+        .map_err(|e| invalid("ai.base_url", format!("{:?} is not a URL: {e}", raw.base_url)))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() || parsed.query().is_some() {
+        return Err(invalid(
+            "ai.base_url",
+            "must be an http(s) URL with a host and no query, like https://api.openai.com/v1",
+        ));
+    }
+    if raw.model.trim().is_empty() {
+        return Err(invalid("ai.model", "must be set when ai.base_url is (SWITCHBOARD__AI__MODEL)"));
+    }
+    if !(1..=300).contains(&raw.timeout_secs) {
+        return Err(invalid("ai.timeout_secs", "must be between 1 and 300 seconds"));
+    }
+    if !(1..=64).contains(&raw.max_concurrent_per_page) {
+        return Err(invalid("ai.max_concurrent_per_page", "must be between 1 and 64"));
+    }
+    if raw.history_turns > 50 {
+        return Err(invalid("ai.history_turns", "must be at most 50"));
+    }
+    if !(16..=16_384).contains(&raw.max_answer_tokens) {
+        return Err(invalid("ai.max_answer_tokens", "must be between 16 and 16384"));
+    }
+    let completion_tokens_name = match raw.token_parameter.as_str() {
+        "max_completion_tokens" => true,
+        "max_tokens" => false,
+        other => {
+            return Err(invalid(
+                "ai.token_parameter",
+                format!("{other:?} is neither \"max_completion_tokens\" nor \"max_tokens\""),
+            ));
+        }
+    };
+    if !(256..=1024 * 1024).contains(&raw.max_knowledge_bytes) {
+        return Err(invalid("ai.max_knowledge_bytes", "must be between 256 and 1048576"));
+    }
+    let key = raw.api_key.expose_secret().trim().to_owned();
+    Ok(Some(AiSettings {
+        base_url: Url::parse(parsed.as_str().trim_end_matches('/')).unwrap_or(parsed),
+        model: raw.model.trim().to_owned(),
+        api_key: (!key.is_empty()).then(|| SecretString::from(key)),
+        timeout: Duration::from_secs(raw.timeout_secs),
+        max_concurrent_per_page: raw.max_concurrent_per_page,
+        history_turns: raw.history_turns,
+        max_answer_tokens: raw.max_answer_tokens,
+        completion_tokens_name,
+        default_monthly_tokens: raw.default_monthly_tokens,
+        max_knowledge_bytes: raw.max_knowledge_bytes,
+    }))
 }
 
 /// Each timeout, in seconds, must lie within a day.

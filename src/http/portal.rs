@@ -19,6 +19,7 @@
 mod access;
 mod account;
 mod admin;
+mod ai;
 mod bot;
 mod charts;
 mod chrome;
@@ -97,6 +98,8 @@ pub struct PortalState {
     pub send_rate: u32,
     /// `inbox.stuck_after_secs`: where the charts draw the line past which a Page counts as stuck.
     pub stuck_after: Duration,
+    /// The model server for AI answers ("Try it"), when `ai.base_url` is set.
+    pub ai: Option<Arc<crate::adapters::ai::Ai>>,
 }
 
 impl PortalState {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchboard_actors::{InboundEvent, PageId};
 
 use super::Inbox;
-use crate::store::{Pending, StoreError};
+use crate::store::{Outcome, Pending, StoreError};
 
 impl Inbox {
     /// Hands every pending row received before `received_before` that the engine does not hold (or has
@@ -62,7 +62,9 @@ impl Inbox {
                     handed += 1;
                 }
                 Err(err) => {
-                    self.store.inbox_finish(&[(id, Some(format!("stored event unreadable: {err}")))]).await?;
+                    self.store
+                        .inbox_finish(&[(id, Outcome::Failed(format!("stored event unreadable: {err}")))])
+                        .await?;
                 }
             }
         }

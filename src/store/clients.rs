@@ -23,6 +23,19 @@ pub enum ResponderSetting {
     Rules { rules_json: String },
     /// POST each event to the client's bot; the signing secret is sealed by the vault.
     Relay { url: String, secret: SealedToken },
+    /// A language model answers from the client's knowledge, within a monthly token budget (`None`: the
+    /// deployment's `ai.default_monthly_tokens`); the rules answer when it cannot.
+    Ai(AiSetting),
+}
+
+/// A client's AI answers: what the model may answer from, and what it may spend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AiSetting {
+    /// Plain text or Markdown: hours, locations, policies, products, tone.
+    pub knowledge: String,
+    pub monthly_tokens: Option<u64>,
+    /// Links in an answer that the knowledge does not contain are removed.
+    pub known_links_only: bool,
 }
 
 impl ResponderSetting {
@@ -31,6 +44,7 @@ impl ResponderSetting {
         match self {
             Self::Rules { .. } => "rules",
             Self::Relay { .. } => "relay",
+            Self::Ai(_) => "ai",
         }
     }
 }
@@ -78,6 +92,9 @@ struct ClientSettingsRow {
     send_rate_per_second: Option<i32>,
     human_pause_secs: Option<i32>,
     rules_version: i32,
+    ai_knowledge: Option<String>,
+    ai_monthly_tokens: Option<i64>,
+    ai_known_links_only: bool,
 }
 
 impl TryFrom<ClientSettingsRow> for ClientSettings {
@@ -85,6 +102,11 @@ impl TryFrom<ClientSettingsRow> for ClientSettings {
     fn try_from(row: ClientSettingsRow) -> Result<Self, StoreError> {
         let responder = match (row.responder_kind.as_str(), row.relay_url, row.relay_secret, row.relay_key_id) {
             ("rules", ..) => ResponderSetting::Rules { rules_json: row.rules_json },
+            ("ai", ..) if row.ai_knowledge.is_some() => ResponderSetting::Ai(AiSetting {
+                knowledge: row.ai_knowledge.unwrap_or_default(),
+                monthly_tokens: row.ai_monthly_tokens.map(|n| u64::try_from(n).unwrap_or(0)),
+                known_links_only: row.ai_known_links_only,
+            }),
             ("relay", Some(url), Some(secret), Some(key_id)) => ResponderSetting::Relay {
                 url,
                 secret: corrupt("client_settings.relay_secret", SealedToken::from_stored(&key_id, &secret))?,
@@ -156,7 +178,8 @@ impl Store {
         on!(self, |pool| {
             let row: Option<ClientSettingsRow> = sqlx::query_as(
                 "SELECT client_id, responder_kind, rules_json, relay_url, relay_secret, relay_key_id, \
-                 send_rate_per_second, human_pause_secs, rules_version FROM client_settings WHERE client_id = $1",
+                 send_rate_per_second, human_pause_secs, rules_version, ai_knowledge, ai_monthly_tokens, \
+                 ai_known_links_only FROM client_settings WHERE client_id = $1",
             )
             .bind(client_id)
             .fetch_optional(pool)
@@ -174,19 +197,30 @@ impl Store {
                 ResponderSetting::Relay { url, secret } => {
                     ("relay", None, Some(url.as_str()), Some(secret.to_stored()), Some(secret.key_id().as_str()))
                 }
+                ResponderSetting::Ai(_) => ("ai", None, None, None, None),
             };
-            // Choosing rules keeps the relay settings (and the other way round), so switching back is
-            // one command; the kind decides which one answers.
+            let ai = match responder {
+                ResponderSetting::Ai(ai) => Some(ai),
+                _ => None,
+            };
+            let ai_tokens = ai.and_then(|a| a.monthly_tokens).map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+            // Choosing rules keeps the relay and AI settings (and the other way round), so switching back is
+            // one command; the kind decides which one answers. Setting the AI answers sets their budget too
+            // (none given: the deployment's default).
             sqlx::query(
                 "INSERT INTO client_settings (client_id, responder_kind, rules_json, relay_url, relay_secret, \
-                     relay_key_id, updated_at, rules_version) \
-                 VALUES ($1, $2, COALESCE($3, '{}'), $4, $5, $6, $7, CASE WHEN $3 IS NULL THEN 0 ELSE 1 END) \
+                     relay_key_id, updated_at, rules_version, ai_knowledge, ai_monthly_tokens, ai_known_links_only) \
+                 VALUES ($1, $2, COALESCE($3, '{}'), $4, $5, $6, $7, CASE WHEN $3 IS NULL THEN 0 ELSE 1 END, \
+                     $8, $9, COALESCE($10, FALSE)) \
                  ON CONFLICT (client_id) DO UPDATE SET responder_kind = excluded.responder_kind, \
                      rules_json = COALESCE($3, client_settings.rules_json), \
                      rules_version = client_settings.rules_version + CASE WHEN $3 IS NULL THEN 0 ELSE 1 END, \
                      relay_url = COALESCE($4, client_settings.relay_url), \
                      relay_secret = COALESCE($5, client_settings.relay_secret), \
                      relay_key_id = COALESCE($6, client_settings.relay_key_id), \
+                     ai_knowledge = COALESCE($8, client_settings.ai_knowledge), \
+                     ai_monthly_tokens = CASE WHEN $8 IS NULL THEN client_settings.ai_monthly_tokens ELSE $9 END, \
+                     ai_known_links_only = COALESCE($10, client_settings.ai_known_links_only), \
                      updated_at = excluded.updated_at",
             )
             .bind(client_id)
@@ -196,6 +230,9 @@ impl Store {
             .bind(secret)
             .bind(key_id)
             .bind(crate::clock::now())
+            .bind(ai.map(|a| a.knowledge.as_str()))
+            .bind(ai_tokens)
+            .bind(ai.map(|a| a.known_links_only))
             .execute(pool)
             .await?;
             Ok(())

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::decode::{ReplyRow, recorded_reply};
-use super::{Db, InboxId, RecordedReply, ReplyId, Store, StoreError, on};
+use super::{Db, InboxId, Outcome, RecordedReply, ReplyId, Store, StoreError, on};
 use crate::domain::{ClientId, PageId};
 
 /// Setting whether replies ($1 ids) were never attempted ($2), up to the closing of the UNNEST.
@@ -124,17 +124,17 @@ impl Store {
         self.batched.insert_inbox_rows(rows, crate::clock::now()).await
     }
 
-    /// Marks inbox rows done (`failure` = `None`) or failed with the reason, in one transaction.
-    pub async fn inbox_finish(&self, rows: &[(InboxId, Option<String>)]) -> Result<(), StoreError> {
+    /// Marks inbox rows done or failed with the reason, in one transaction.
+    pub async fn inbox_finish(&self, rows: &[(InboxId, Outcome)]) -> Result<(), StoreError> {
         self.inbox_progress(&[], rows).await
     }
 
-    /// In one transaction: replies Meta accepted (outbox row, its message_id) and finished inbox rows (done
-    /// when `failure` is `None`). Rows already sent or finished are left as they are.
+    /// In one transaction: replies Meta accepted (outbox row, its message_id) and finished inbox rows (done, or
+    /// failed, with the outcome's reason). Rows already sent or finished are left as they are.
     pub async fn inbox_progress(
         &self,
         sent: &[(ReplyId, Option<String>)],
-        finished: &[(InboxId, Option<String>)],
+        finished: &[(InboxId, Outcome)],
     ) -> Result<(), StoreError> {
         self.batched.write_progress(sent, finished, &[], crate::clock::now()).await
     }
@@ -143,7 +143,7 @@ impl Store {
     pub async fn inbox_progress_fenced(
         &self,
         sent: &[(ReplyId, Option<String>)],
-        finished: &[(InboxId, Option<String>)],
+        finished: &[(InboxId, Outcome)],
         fences: &[Option<Fence>],
     ) -> Result<(), StoreError> {
         self.batched.write_progress(sent, finished, fences, crate::clock::now()).await

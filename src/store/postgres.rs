@@ -12,7 +12,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::time::Instant;
 
 use super::decode::recorded_reply;
-use super::{Batched, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
+use super::{Batched, Fence, InboxId, InboxRow, NewReply, Outcome, RecordedReply, ReplyId, StoreError};
 
 /// Connects to PostgreSQL.
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
@@ -58,7 +58,7 @@ macro_rules! progress_statement {
              UPDATE webhook_replies r SET message_id = t.message_id, sent_at = $5 \
              FROM UNNEST($1::bigint[], $2::text[]) AS t(id, message_id) \
              WHERE r.id = t.id AND r.sent_at IS NULL) \
-         UPDATE webhook_inbox i SET status = CASE WHEN t.reason IS NULL THEN 'done' ELSE 'failed' END, \
+         UPDATE webhook_inbox i SET status = CASE WHEN t.failed THEN 'failed' ELSE 'done' END, \
              reason = t.reason, finished_at = $5"
     };
 }
@@ -191,14 +191,15 @@ impl Batched for PgBatched {
     async fn write_progress(
         &self,
         sent: &[(ReplyId, Option<String>)],
-        finished: &[(InboxId, Option<String>)],
+        finished: &[(InboxId, Outcome)],
         fences: &[Option<Fence>],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (sent_ids, message_ids): (Vec<i64>, Vec<Option<&str>>) =
             sent.iter().map(|(id, m)| (id.0, m.as_deref())).unzip();
         let (finished_ids, reasons): (Vec<i64>, Vec<Option<&str>>) =
-            finished.iter().map(|(id, r)| (id.0, r.as_deref())).unzip();
+            finished.iter().map(|(id, outcome)| (id.0, outcome.reason())).unzip();
+        let failed: Vec<bool> = finished.iter().map(|(_, outcome)| outcome.is_failed()).collect();
         let (pages, epochs, nodes) = fence_columns(fences.iter().map(Option::as_ref));
         let mut writer = self.writer().await?;
         // Sent marks are facts (Meta answered): stored whoever owns the page now. Finishing an event is on the
@@ -206,14 +207,14 @@ impl Batched for PgBatched {
         let statement = if fences.is_empty() {
             concat!(
                 progress_statement!(),
-                " FROM UNNEST($3::bigint[], $4::text[]) AS t(id, reason) ",
+                " FROM UNNEST($3::bigint[], $4::text[], $9::bool[]) AS t(id, reason, failed) ",
                 "WHERE i.id = t.id AND i.status = 'pending'"
             )
         } else {
             concat!(
                 progress_statement!(),
-                " FROM UNNEST($3::bigint[], $4::text[], $6::text[], $7::bigint[], $8::bigint[]) ",
-                "AS t(id, reason, page, epoch, node) WHERE i.id = t.id AND i.status = 'pending' AND ",
+                " FROM UNNEST($3::bigint[], $4::text[], $9::bool[], $6::text[], $7::bigint[], $8::bigint[]) ",
+                "AS t(id, reason, failed, page, epoch, node) WHERE i.id = t.id AND i.status = 'pending' AND ",
                 fence_holds!()
             )
         };
@@ -226,6 +227,7 @@ impl Batched for PgBatched {
             .bind(&pages)
             .bind(&epochs)
             .bind(&nodes)
+            .bind(&failed)
             .execute(&mut *writer.conn)
             .await;
         self.after_write(writer, &done);

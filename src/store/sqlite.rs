@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::decode::{ReplyRow, recorded_reply};
-use super::{Batched, Fence, InboxId, InboxRow, NewReply, RecordedReply, ReplyId, StoreError};
+use super::{Batched, Fence, InboxId, InboxRow, NewReply, Outcome, RecordedReply, ReplyId, StoreError};
 
 /// Opens (creating it and its directory if missing) the database a `sqlite:` URL names.
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePool, StoreError> {
@@ -79,7 +79,7 @@ impl Batched for SqliteBatched {
     async fn write_progress(
         &self,
         sent: &[(ReplyId, Option<String>)],
-        finished: &[(InboxId, Option<String>)],
+        finished: &[(InboxId, Outcome)],
         fences: &[Option<Fence>],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -95,14 +95,15 @@ impl Batched for SqliteBatched {
                 .execute(&mut *tx)
                 .await?;
         }
-        for (id, failure) in finished {
+        for (id, outcome) in finished {
             sqlx::query(
-                "UPDATE webhook_inbox SET status = CASE WHEN $2 IS NULL THEN 'done' ELSE 'failed' END, \
+                "UPDATE webhook_inbox SET status = CASE WHEN $4 THEN 'failed' ELSE 'done' END, \
                      reason = $2, finished_at = $3 WHERE id = $1 AND status = 'pending'",
             )
             .bind(id.0)
-            .bind(failure.as_deref())
+            .bind(outcome.reason())
             .bind(now)
+            .bind(outcome.is_failed())
             .execute(&mut *tx)
             .await?;
         }

@@ -8,6 +8,7 @@
 
 use switchboard_actors::telemetry::metrics as engine;
 
+use crate::adapters::ai;
 use crate::adapters::reconcile::{PAGE_NEEDS_RECONNECTION, PAGE_STATUSES, PAGES};
 use crate::cluster;
 use crate::http;
@@ -149,6 +150,12 @@ pub const ALL: &[Metric] = &[
         "",
         "Owner wake-ups dropped because their queue was full (the sweeper covers them).",
     ),
+    counter(ai::CALLS, "client,page,outcome", "Model calls for AI answers, by outcome (answered, hand_over, failed)."),
+    counter(ai::TOKENS, "client,page,kind", "Tokens AI answers used (kind reported by the server, or estimated)."),
+    counter(ai::FAILURES, "client,page,kind", "Model calls that gave no usable answer, by kind."),
+    counter(ai::FALLBACKS, "client,page,reason", "Customer texts the rules answered instead of the model, by reason."),
+    histogram(ai::LATENCY, "client,page", "Model call latency for AI answers."),
+    counter(ai::SETTLE_FAILURES, "client", "AI calls whose tokens could not be counted (storage kept failing)."),
 ];
 
 /// Describes every metric, and makes the series alerts need exist with their true value so far (zero).

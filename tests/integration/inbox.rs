@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use switchboard::config::InboxMode;
-use switchboard::store::{InboxId, InboxRow, NewReply};
+use switchboard::store::{InboxId, InboxRow, NewReply, Outcome};
 
 use crate::app::{Options, PAGE_A, TestApp, fixture, spawn_app, text_event};
 use crate::support::eventually;
@@ -199,7 +199,7 @@ async fn operators_see_inbox_counts_and_replay_dead_letters_from_the_cli() {
     let ids: Vec<InboxId> = app.db.store.inbox_insert(&rows).await.unwrap().into_iter().flatten().collect();
     app.db
         .store
-        .inbox_finish(&ids.iter().map(|id| (*id, Some("Meta error 551".to_owned()))).collect::<Vec<_>>())
+        .inbox_finish(&ids.iter().map(|id| (*id, Outcome::Failed("Meta error 551".to_owned()))).collect::<Vec<_>>())
         .await
         .unwrap();
     let cli = |args: &[&str]| {

@@ -7,6 +7,7 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ai;
 mod app;
 mod browser;
 mod rig;

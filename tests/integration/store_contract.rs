@@ -2,7 +2,7 @@
 
 use switchboard::domain::{Actor, AuditAction, ClientSlug, Email, Role};
 use switchboard::store::{
-    AuditEntry, InboxId, IntegrationStatus, NewOAuthState, NewUser, ResponderSetting, StoreError, UnhandledRow,
+    AuditEntry, InboxId, IntegrationStatus, NewOAuthState, NewUser, Outcome, ResponderSetting, StoreError, UnhandledRow,
 };
 
 use crate::support::{TestDb, client, key_entry, new_integration, on_both_backends, page, ring};
@@ -29,7 +29,77 @@ on_both_backends!(
     stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending,
     a_conversation_list_reads_a_bounded_window_and_pages_on_below_it,
     a_pages_history_adds_up_across_writers_reads_in_slots_and_is_pruned,
+    an_ai_month_reserves_only_what_is_left_settles_with_usage_and_forgets_expired_reservations,
+    the_ai_responder_keeps_the_rules_and_its_budget_and_the_done_outcome_keeps_its_note,
 );
+
+/// A month's budget: reservations take what is left (never more), calls in flight count, usage settles, a
+/// reservation past its expiry stops counting, and months and clients are apart.
+async fn an_ai_month_reserves_only_what_is_left_settles_with_usage_and_forgets_expired_reservations(db: TestDb) {
+    let store = &db.store;
+    let (a, b) = (client(store, "a").await, client(store, "b").await);
+    let later = chrono::Utc::now() + chrono::Duration::minutes(5);
+    let first = store.ai_reserve(a.id, "2026-12", 100, 60, later).await.unwrap().unwrap();
+    assert_eq!(first.tokens, 60);
+    let second = store.ai_reserve(a.id, "2026-12", 100, 60, later).await.unwrap().unwrap();
+    assert_eq!(second.tokens, 40, "capped at what is left once the call in flight is counted");
+    assert_eq!(store.ai_reserve(a.id, "2026-12", 100, 60, later).await.unwrap(), None, "nothing left");
+    assert!(store.ai_reserve(a.id, "2027-01", 100, 60, later).await.unwrap().is_some(), "a new month starts afresh");
+    assert!(store.ai_reserve(b.id, "2026-12", 100, 60, later).await.unwrap().is_some(), "clients are apart");
+    // The first call used 70 (more than it reserved), the second 10.
+    store.ai_settle(a.id, &first, 70, true).await.unwrap();
+    store.ai_settle(a.id, &second, 10, true).await.unwrap();
+    let month = store.ai_month(a.id, "2026-12").await.unwrap();
+    assert_eq!((month.used_tokens, month.calls, month.reserved_tokens), (80, 2, 0));
+    let last = store.ai_reserve(a.id, "2026-12", 100, 60, later).await.unwrap().unwrap();
+    assert_eq!(last.tokens, 20);
+    // A reservation whose node died stops counting once it expires.
+    let gone = chrono::Utc::now() - chrono::Duration::seconds(1);
+    store.ai_settle(a.id, &last, 0, false).await.unwrap();
+    store.ai_reserve(a.id, "2026-12", 100, 20, gone).await.unwrap().unwrap();
+    assert_eq!(store.ai_month(a.id, "2026-12").await.unwrap().reserved_tokens, 0);
+    assert_eq!(store.ai_reserve(a.id, "2026-12", 100, 60, later).await.unwrap().unwrap().tokens, 20);
+}
+
+/// Choosing AI answers keeps the rules (their fallback) and stores the knowledge and budget; choosing rules
+/// again keeps the AI settings; a done event keeps how it was answered.
+async fn the_ai_responder_keeps_the_rules_and_its_budget_and_the_done_outcome_keeps_its_note(db: TestDb) {
+    use switchboard::store::{AiSetting, InboxRow};
+    let store = &db.store;
+    let c = client(store, "c").await;
+    let rules = r#"{"fallback":"rules"}"#.to_owned();
+    store.set_responder(c.id, &ResponderSetting::Rules { rules_json: rules.clone() }).await.unwrap();
+    let ai = AiSetting { knowledge: "Open 9 to 5.".into(), monthly_tokens: Some(5000), known_links_only: true };
+    store.set_responder(c.id, &ResponderSetting::Ai(ai.clone())).await.unwrap();
+    assert_eq!(store.client_settings(c.id).await.unwrap().unwrap().responder, ResponderSetting::Ai(ai.clone()));
+    assert_eq!(store.client_rules_json(c.id).await.unwrap(), Some(rules.clone()));
+    store.set_responder(c.id, &ResponderSetting::Rules { rules_json: rules.clone() }).await.unwrap();
+    store.set_responder(c.id, &ResponderSetting::Ai(AiSetting { monthly_tokens: None, ..ai })).await.unwrap();
+    let ResponderSetting::Ai(kept) = store.client_settings(c.id).await.unwrap().unwrap().responder else {
+        panic!("ai expected")
+    };
+    assert_eq!(kept.monthly_tokens, None, "setting the AI answers again sets their budget (none: the default)");
+
+    let row = |key: &str| InboxRow {
+        page_id: page("1"),
+        dedup_key: key.into(),
+        event: "{}".into(),
+        customer_id: None,
+        done: false,
+    };
+    let ids: Vec<_> = store.inbox_insert(&[row("a"), row("b")]).await.unwrap().into_iter().flatten().collect();
+    store
+        .inbox_finish(&[
+            (ids[0], Outcome::Done(Some("answered by the rules: the model timed out".into()))),
+            (ids[1], Outcome::Failed("the bot failed".into())),
+        ])
+        .await
+        .unwrap();
+    let status = db.scalar(&format!("SELECT status || '|' || reason FROM webhook_inbox WHERE id = {}", ids[0].0)).await;
+    assert_eq!(status.as_deref(), Some("done|answered by the rules: the model timed out"));
+    let status = db.scalar(&format!("SELECT status || '|' || reason FROM webhook_inbox WHERE id = {}", ids[1].0)).await;
+    assert_eq!(status.as_deref(), Some("failed|the bot failed"));
+}
 
 /// Two nodes writing the same Page's minute (a handover mid-minute) add up; slots sum minutes; the worst latency
 /// and age are kept; old buckets are pruned.
@@ -121,7 +191,7 @@ async fn stuck_pages_are_kept_per_check_and_cleared_once_nothing_is_pending(db: 
     store.stuck_pages_report(&[stuck("1", "not_progressing")], &["2"]).await.unwrap();
     assert_eq!(store.stuck_pages().await.unwrap(), [stuck("1", "not_progressing")]);
     // Page 1's event is finished: nothing pending, nothing stuck.
-    store.inbox_finish(&[(ids[0].unwrap(), None)]).await.unwrap();
+    store.inbox_finish(&[(ids[0].unwrap(), Outcome::DONE)]).await.unwrap();
     store.stuck_pages_report(&[], &[]).await.unwrap();
     assert!(store.stuck_pages().await.unwrap().is_empty());
     // A disconnected Page's leftovers are failed with the reason (those received before the time given).
@@ -167,7 +237,7 @@ async fn conversations_are_listed_by_latest_activity_and_paged_with_their_replie
     let recorded = store.replies_record(&[reply(1, "second"), reply(0, "first")]).await.unwrap();
     let first = recorded.iter().find(|r| r.text == "first").unwrap().id;
     store
-        .inbox_progress(&[(first, Some("m_1".into()))], &[(ids[1], Some("the bot failed: timeout".into()))])
+        .inbox_progress(&[(first, Some("m_1".into()))], &[(ids[1], Outcome::Failed("the bot failed: timeout".into()))])
         .await
         .unwrap();
 
@@ -430,7 +500,7 @@ async fn inbox_stores_each_key_once_per_page_and_tracks_status(db: TestDb) {
     assert_eq!(store.inbox_pending_event(pending[0]).await.unwrap().as_deref(), Some("{}"));
     let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
     assert!(store.inbox_pending(hour_ago, 10).await.unwrap().is_empty(), "only rows received before the time");
-    store.inbox_finish(&[(pending[0], None), (pending[1], Some("551".into()))]).await.unwrap();
+    store.inbox_finish(&[(pending[0], Outcome::DONE), (pending[1], Outcome::Failed("551".into()))]).await.unwrap();
     let counts = store.inbox_counts().await.unwrap();
     assert_eq!(counts, vec![("done".to_owned(), 2), ("failed".to_owned(), 1), ("pending".to_owned(), 2)]);
     assert_eq!(store.inbox_requeue_failed(None).await.unwrap(), 1);
@@ -519,7 +589,7 @@ async fn outbox_keeps_the_first_recording_and_marks_replies_sent_once(db: TestDb
     assert_eq!(unknown, [false, false]);
     // Marking again never overwrites the stored message_id.
     store
-        .inbox_progress(&[(first[0].id, Some("m_other".into())), (first[1].id, None)], &[(inbox_id, None)])
+        .inbox_progress(&[(first[0].id, Some("m_other".into())), (first[1].id, None)], &[(inbox_id, Outcome::DONE)])
         .await
         .unwrap();
     assert_eq!(store.replies_of(inbox_id).await.unwrap().iter().filter(|r| r.sent).count(), 2);
@@ -586,7 +656,10 @@ async fn pruning_removes_only_finished_rows_past_retention_with_their_replies(db
         }])
         .await
         .unwrap();
-    store.inbox_finish(&[(ids[0], None), (ids[1], Some("551".into())), (ids[2], None)]).await.unwrap();
+    store
+        .inbox_finish(&[(ids[0], Outcome::DONE), (ids[1], Outcome::Failed("551".into())), (ids[2], Outcome::DONE)])
+        .await
+        .unwrap();
 
     let week_ago = chrono::Utc::now() - chrono::Duration::days(7);
     assert_eq!(store.inbox_prune(week_ago, 100).await.unwrap(), 0, "nothing finished a week ago");

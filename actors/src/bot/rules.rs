@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{BotError, Responder};
+use super::{BotAnswer, BotError, Responder};
 use crate::domain::event::{EventKind, InboundEvent};
 
 /// A client's rules, as stored (JSON) and set with `switchboard client set-responder SLUG rules`.
@@ -184,8 +184,8 @@ impl RulesResponder {
 
 #[async_trait]
 impl Responder for RulesResponder {
-    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError> {
-        Ok(self.reply(event).into_iter().collect())
+    async fn respond(&self, event: &InboundEvent) -> Result<BotAnswer, BotError> {
+        Ok(BotAnswer::replies(self.reply(event).into_iter().collect()))
     }
 }
 
@@ -198,9 +198,9 @@ pub(crate) struct PersonFirst {
 
 #[async_trait]
 impl Responder for PersonFirst {
-    async fn respond(&self, event: &InboundEvent) -> Result<Vec<String>, BotError> {
+    async fn respond(&self, event: &InboundEvent) -> Result<BotAnswer, BotError> {
         if self.ask.matches(event) {
-            return Ok(vec![self.ask.reply.clone()]);
+            return Ok(BotAnswer::replies(vec![self.ask.reply.clone()]));
         }
         self.bot.respond(event).await
     }

@@ -18,7 +18,7 @@ pub(crate) enum TenantMsg {
     Reload,
     /// The replies to a batch of events are known (and, for inbox events, recorded in the outbox), in the
     /// order the events were taken.
-    Responded(Vec<(InboundEvent, Result<Vec<Reply>, Unanswered>)>),
+    Responded(Vec<(InboundEvent, Result<ToSend, Unanswered>)>),
     /// Try to send what is queued.
     Pump,
     /// A Send API call finished.
@@ -68,6 +68,23 @@ pub(crate) struct Reply {
     pub reply_id: Option<ReplyId>,
     /// Storage holds it as about to be sent already (recorded so): it needs no mark before its send.
     pub marked: bool,
+}
+
+/// An event's answer as the tenant takes it: the replies still to send, and what the bot asked besides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ToSend {
+    pub replies: Vec<Reply>,
+    /// The bot asked for the conversation to go to a person (see [`crate::bot::BotAnswer::hand_over`]).
+    pub hand_over: bool,
+    /// How the event was answered, kept as its outcome.
+    pub note: Option<String>,
+}
+
+impl ToSend {
+    /// Replies and nothing else (an event handed over again reuses its recorded replies only).
+    pub fn replies(replies: Vec<Reply>) -> Self {
+        Self { replies, ..Self::default() }
+    }
 }
 
 /// Why an event got no replies to send.

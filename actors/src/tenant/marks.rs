@@ -7,12 +7,14 @@ use std::collections::HashMap;
 
 use crate::domain::ids::InboxId;
 use crate::engine::context::TenantContext;
-use crate::ports::Progress;
+use crate::ports::{Outcome, Progress};
 
 /// An inbox event's replies still to reach their final outcome, and the last failure among them.
 struct Outstanding {
     left: usize,
     failure: Option<String>,
+    /// How the event was answered (kept as its outcome when done).
+    note: Option<String>,
 }
 
 /// The inbox events this tenant holds and what it has to report about them.
@@ -28,13 +30,21 @@ impl Marks {
     /// `id` is finished now (done, or failed with the reason).
     pub(super) fn finish(&mut self, id: Option<InboxId>, failure: Option<String>) {
         if let Some(id) = id {
-            self.progress.finished.push((id, failure));
+            self.progress.finished.push((id, Outcome::from_failure(failure)));
         }
     }
 
-    /// `id` has `replies` replies to send (at least one): it is finished with the last of them.
-    pub(super) fn expect(&mut self, id: InboxId, replies: usize) {
-        self.outstanding.insert(id, Outstanding { left: replies, failure: None });
+    /// `id` is done now, with a note on how it was answered.
+    pub(super) fn finish_noted(&mut self, id: Option<InboxId>, note: Option<String>) {
+        if let Some(id) = id {
+            self.progress.finished.push((id, Outcome::Done(note)));
+        }
+    }
+
+    /// `id` has `replies` replies to send (at least one): it is finished with the last of them (done with
+    /// `note`, unless one failed).
+    pub(super) fn expect(&mut self, id: InboxId, replies: usize, note: Option<String>) {
+        self.outstanding.insert(id, Outstanding { left: replies, failure: None, note });
     }
 
     /// One reply of `id` reached its final outcome (`failure`: why it will never be sent); the event is
@@ -49,7 +59,11 @@ impl Marks {
         if entry.left == 0
             && let Some(done) = self.outstanding.remove(&id)
         {
-            self.progress.finished.push((id, done.failure));
+            let outcome = match done.failure {
+                Some(failure) => Outcome::Failed(failure),
+                None => Outcome::Done(done.note),
+            };
+            self.progress.finished.push((id, outcome));
         }
     }
 

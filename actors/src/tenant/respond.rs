@@ -17,7 +17,7 @@ use ractor::ActorRef;
 use super::dedup::Dedup;
 use super::settle::Settler;
 use super::takeover::Change;
-use super::{Reply, TenantMsg, TenantState, Unanswered, send};
+use super::{Reply, TenantMsg, TenantState, ToSend, Unanswered, send};
 use crate::bot::Responder;
 use crate::bot::split::split_for;
 use crate::domain::event::InboundEvent;
@@ -105,7 +105,7 @@ impl Responding {
 pub(super) fn answered(
     myself: &ActorRef<TenantMsg>,
     state: &mut TenantState,
-    results: Vec<(InboundEvent, Result<Vec<Reply>, Unanswered>)>,
+    results: Vec<(InboundEvent, Result<ToSend, Unanswered>)>,
 ) {
     state.responding.answered();
     for (event, result) in results {
@@ -117,13 +117,19 @@ pub(super) fn answered(
 
 /// The replies to `event` are known: queue them (an inbox event is finished with its last one), or finish
 /// the event as failed, or leave it pending when storage would not record them.
-fn replies_known(state: &mut TenantState, event: InboundEvent, result: Result<Vec<Reply>, Unanswered>) {
+fn replies_known(state: &mut TenantState, event: InboundEvent, result: Result<ToSend, Unanswered>) {
     match result {
-        Ok(replies) => {
+        Ok(ToSend { replies, hand_over, note }) => {
             if let (Some(id), false) = (event.inbox_id, replies.is_empty()) {
-                state.marks.expect(id, replies.len());
+                state.marks.expect(id, replies.len(), note);
             } else {
-                state.marks.finish(event.inbox_id, None);
+                state.marks.finish_noted(event.inbox_id, note);
+            }
+            if hand_over && !replies.is_empty() {
+                // The bot asked for a person: the same hand-over as a customer asking for one.
+                let change = state.takeover.asked_for_person(&event, pause_ms(state));
+                tracing::info!(page = %state.ctx.page, "the bot asked for a person; the conversation goes to the inbox");
+                keep(state, change);
             }
             // The answer to asking for a person is out with its last reply: then the conversation is passed.
             let (last, passes) = (replies.len().saturating_sub(1), state.takeover.passes_after(&event));
@@ -279,11 +285,11 @@ pub(super) fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState
 }
 
 /// The replies of `results` recorded already marked as about to be sent.
-fn premarked(results: &[(InboundEvent, Result<Vec<Reply>, Unanswered>)]) -> Vec<(InboxId, ReplyId)> {
+fn premarked(results: &[(InboundEvent, Result<ToSend, Unanswered>)]) -> Vec<(InboxId, ReplyId)> {
     results
         .iter()
-        .flat_map(|(event, replies)| {
-            replies.iter().flatten().filter(|r| r.marked).filter_map(|r| event.inbox_id.zip(r.reply_id))
+        .flat_map(|(event, answer)| {
+            answer.iter().flat_map(|a| &a.replies).filter(|r| r.marked).filter_map(|r| event.inbox_id.zip(r.reply_id))
         })
         .collect()
 }
@@ -317,9 +323,9 @@ fn take_batch(pending: &mut VecDeque<InboundEvent>) -> Vec<InboundEvent> {
 
 /// What the responder's answer to one event still needs.
 enum Answer {
-    Known(Result<Vec<Reply>, Unanswered>),
-    /// Replies to record before any is sent.
-    Record(ToRecord),
+    Known(Result<ToSend, Unanswered>),
+    /// Replies to record before any is sent (and what the bot asked besides).
+    Record(ToRecord, ToSend),
 }
 
 /// The replies still to send for each of `events`, in order. An inbox event's replies are recorded in the
@@ -332,14 +338,14 @@ async fn answer(
     sink: &dyn EventSink,
     settler: &Settler,
     mut room: usize,
-) -> Vec<(InboundEvent, Result<Vec<Reply>, Unanswered>)> {
+) -> Vec<(InboundEvent, Result<ToSend, Unanswered>)> {
     let backoff = settler.backoff;
     // One conversation per batch: the responder is asked for all of them at once.
     let mut answers = join_all(events.iter().map(|event| answer_one(event, responder, sink, settler))).await;
     let to_record: Vec<ToRecord> = answers
         .iter_mut()
         .filter_map(|a| match a {
-            Answer::Record(record) => {
+            Answer::Record(record, _) => {
                 let attempting = record.texts.len() <= room;
                 if attempting {
                     room -= record.texts.len();
@@ -367,12 +373,15 @@ async fn answer(
                 Answer::Known(result) => result,
                 // What storage says of a reply just recorded holds: one of unknown outcome was recorded
                 // marked as about to be sent (by this call, or by the one that recorded it first).
-                Answer::Record(_) => match &mut recorded {
-                    Ok(recorded) => recorded.next().map(|replies| unsent(replies, true)).ok_or_else(|| {
-                        Unanswered::Storage(SinkError::Unavailable(
-                            "storage recorded fewer events than asked".to_owned(),
-                        ))
-                    }),
+                Answer::Record(_, rest) => match &mut recorded {
+                    Ok(recorded) => recorded
+                        .next()
+                        .map(|replies| ToSend { replies: unsent(replies, true), ..rest })
+                        .ok_or_else(|| {
+                            Unanswered::Storage(SinkError::Unavailable(
+                                "storage recorded fewer events than asked".to_owned(),
+                            ))
+                        }),
                     Err(problem) => Err(Unanswered::Storage(problem.clone())),
                 },
             };
@@ -401,23 +410,32 @@ async fn answer_one(
         match with_retries(settler.backoff, || sink.recorded(id)).await {
             Ok(recorded) if !recorded.is_empty() => {
                 return Answer::Known(
-                    settler.unsent(event, recorded, sink).await.map(|r| unsent(r, false)).ok_or(Unanswered::GaveUp),
+                    settler
+                        .unsent(event, recorded, sink)
+                        .await
+                        .map(|r| ToSend::replies(unsent(r, false)))
+                        .ok_or(Unanswered::GaveUp),
                 );
             }
             Ok(_) => {}
             Err(problem) => return Answer::Known(Err(Unanswered::Storage(problem))),
         }
     }
-    let texts = match responder.respond(event).await {
-        Ok(texts) => texts,
+    let answer = match responder.respond(event).await {
+        Ok(answer) => answer,
         Err(problem) => return Answer::Known(Err(Unanswered::Bot(problem.to_string()))),
     };
-    let pieces: Vec<String> = texts.iter().flat_map(|text| split_for(event.channel, text)).collect();
+    let pieces: Vec<String> = answer.replies.iter().flat_map(|text| split_for(event.channel, text)).collect();
+    let rest = ToSend { replies: Vec::new(), hand_over: answer.hand_over, note: answer.note };
     match event.inbox_id {
-        Some(inbox_id) if !pieces.is_empty() => {
-            Answer::Record(ToRecord { inbox_id, recipient: event.sender.clone(), texts: pieces, attempting: false })
-        }
-        _ => Answer::Known(Ok(pieces.into_iter().map(|text| Reply { text, reply_id: None, marked: false }).collect())),
+        Some(inbox_id) if !pieces.is_empty() => Answer::Record(
+            ToRecord { inbox_id, recipient: event.sender.clone(), texts: pieces, attempting: false },
+            rest,
+        ),
+        _ => Answer::Known(Ok(ToSend {
+            replies: pieces.into_iter().map(|text| Reply { text, reply_id: None, marked: false }).collect(),
+            ..rest
+        })),
     }
 }
 

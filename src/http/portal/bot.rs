@@ -35,6 +35,8 @@ pub struct Editor {
     pub saved: bool,
     /// The client's bot is its own (relay): these rules answer only when it is switched back to rules.
     pub relay: bool,
+    /// The client's Pages answer with AI: its part, above the rules (which answer when the model cannot).
+    pub ai: Option<super::ai::AiPart>,
 }
 
 /// "Try it": the message, which part of the rules answered, and the reply.
@@ -63,13 +65,24 @@ pub(super) struct RulesForm {
 pub(super) async fn page(signed: Option<Signed>, q: &Notice, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?;
     let client_id = client_of(&g)?;
+    let ai = super::ai::part(s, client_id).await?;
+    shown(&g, s, client_id, q.notice.as_deref() == Some("saved"), ai).await
+}
+
+/// The bot page as stored, with the AI answers part as given (after "Try it").
+pub(super) async fn page_with_ai(g: &Signed, s: &PortalState, client_id: ClientId, ai: super::ai::AiPart) -> Page {
+    shown(g, s, client_id, false, Some(ai)).await
+}
+
+async fn shown(g: &Signed, s: &PortalState, client_id: ClientId, saved: bool, ai: Option<super::ai::AiPart>) -> Page {
     let (version, relay) = match s.store.client_settings(client_id).await? {
         Some(c) => (c.rules_version, matches!(c.responder, ResponderSetting::Relay { .. })),
         None => (0, false),
     };
     let rules = stored_rules(s, client_id).await?;
-    let saved = q.notice.as_deref() == Some("saved");
-    Ok(editor_page(&g.session.csrf_token, &editor(rules, version, Vec::new(), None, saved, relay)))
+    let mut e = editor(rules, version, Vec::new(), None, saved, relay);
+    e.ai = ai;
+    Ok(editor_page(&g.session.csrf_token, &e))
 }
 
 pub(super) async fn post(signed: Option<Signed>, form: &RulesForm, s: &PortalState) -> Page {
@@ -131,7 +144,7 @@ fn rows(form: &RulesForm, prefixes: [&str; 2]) -> std::collections::BTreeSet<usi
     form.rows.keys().filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p)?.parse::<usize>().ok())).collect()
 }
 
-fn client_of(g: &Signed) -> Result<ClientId, PageError> {
+pub(super) fn client_of(g: &Signed) -> Result<ClientId, PageError> {
     match g.principal()? {
         Principal::Client(client_id) => Ok(client_id),
         Principal::Operator => Err(PageError::Forbidden("A client's bot is edited by the client's users.")),
@@ -141,7 +154,7 @@ fn client_of(g: &Signed) -> Result<ClientId, PageError> {
 fn editor(rules: Rules, version: i64, problems: Vec<String>, tried: Option<Tried>, saved: bool, relay: bool) -> Editor {
     let rows = rules.keywords.len() + BLANK_ROWS;
     let postback_rows = rules.postbacks.len() + BLANK_ROWS;
-    Editor { rules, version, rows, postback_rows, problems, tried, saved, relay }
+    Editor { rules, version, rows, postback_rows, problems, tried, saved, relay, ai: None }
 }
 
 /// The rules a form holds, and what is wrong with them, in plain words.
@@ -224,6 +237,8 @@ fn editor_page(csrf: &str, e: &Editor) -> Response {
             h1 { "Your bot" }
             @if e.saved { p class="banner ok" id="saved" { "Saved. Your Pages answer with these rules from their next message." } }
             @if e.relay { p class="banner warn" { "Your own bot (relay) answers your Pages; these rules are kept for when you switch back." } }
+            @if let Some(ai) = &e.ai { (super::ai::render(csrf, ai)) }
+            @if e.ai.is_some() { p { "The rules below answer whenever the model cannot, and always answer buttons and quick replies." } }
             @if !e.problems.is_empty() {
                 div class="banner err" id="problems" { p { "Nothing was saved:" } ul { @for p in &e.problems { li { (p) } } } }
             }

@@ -11,7 +11,7 @@ use super::access::{Signed, session};
 use serde::de::DeserializeOwned;
 
 use super::{
-    Button, Notice, PortalState, RawForm, account, admin, bot, connect, conversations, health, home, people, read,
+    Button, Notice, PortalState, RawForm, account, admin, ai, bot, connect, conversations, health, home, people, read,
     settings,
 };
 use crate::http::ApiError;
@@ -187,7 +187,14 @@ fn page_routes(p: &Parts) -> BoxedFilter<(Response,)> {
             respond(bot::post(signed, &form, &s).await)
         },
     );
+    let ai_try = warp::path!("portal" / "bot" / "ai").and(p.post::<ai::TryForm>()).then(
+        |signed: Option<Signed>, s: PortalState, form: ai::TryForm| async move {
+            respond(ai::try_it(signed, &form, &s).await)
+        },
+    );
     home.or(connect)
+        .unify()
+        .or(ai_try)
         .unify()
         .or(confirm)
         .unify()
