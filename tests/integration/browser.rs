@@ -363,3 +363,61 @@ async fn an_operator_sees_every_pages_last_24_hours_as_charts_in_a_real_browser_
     shots.take(&c, "11-page-health").await;
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sees_its_ai_answers_tries_them_and_is_told_when_the_budget_is_used_up_in_a_real_browser() {
+    use switchboard::store::{AiSetting, ResponderSetting};
+    const KEY: &str = "sk-browser-test-key-never-on-a-page";
+    let Some(driver) = chromedriver() else { return };
+    let model =
+        meta_sim::spawn(meta_sim::SimConfig { ai_key: Some(KEY.to_owned()), ..Default::default() }).await.unwrap();
+    let base_url = format!("{}/v1", model.url().trim_end_matches('/'));
+    let app: TestApp = spawn_app(Options::with(move |s| {
+        let toml = format!("[ai]\nbase_url = \"{base_url}\"\nmodel = \"m\"\napi_key = \"{KEY}\"\n");
+        s.ai = switchboard::config::Settings::from_toml(&toml).unwrap().ai;
+    }))
+    .await;
+    let woodstock = app.clients[0].id;
+    let knowledge = "Opening hours: 9am to 9pm every day.\nReturns: within 30 days with the receipt.";
+    let ai = AiSetting { knowledge: knowledge.into(), monthly_tokens: Some(100_000), known_links_only: false };
+    app.db.store.set_responder(woodstock, &ResponderSetting::Ai(ai.clone())).await.unwrap();
+    client_user(&app, woodstock).await;
+    let c = browser(&driver).await;
+    let shots = Shots::new();
+    sign_in(&c, &app).await;
+    wait_for_text(&c, "Your Pages").await;
+
+    // The part shows the knowledge and an untouched month.
+    click(&c, "#edit-bot").await;
+    let page = wait_for_text(&c, "AI answers").await;
+    assert!(page.contains("Returns: within 30 days with the receipt."), "{page}");
+    assert!(page.contains("0 of 100,000 tokens used"), "{page}");
+
+    // "Try it" asks the model for real and says what it counted.
+    type_into(&c, "input[name=message]", "What are your opening hours?").await;
+    click(&c, "#ai-try").await;
+    let tried = wait_for_text(&c, "The model answered:").await;
+    assert!(tried.contains("Opening hours: 9am to 9pm every day."), "{tried}");
+    assert!(tried.contains("This counted"), "{tried}");
+    assert!(!tried.contains("0 of 100,000 tokens used"), "the month counts the try: {tried}");
+    assert_eq!(model.sim().ai_requests().calls, 1);
+    shots.take(&c, "14-ai-tried").await;
+    let source = c.source().await.unwrap();
+    assert!(!source.contains(KEY), "the API key is on the page");
+
+    // A used-up month: said in plain words, and "Try it" makes no call.
+    app.db
+        .store
+        .set_responder(woodstock, &ResponderSetting::Ai(AiSetting { monthly_tokens: Some(1), ..ai }))
+        .await
+        .unwrap();
+    c.goto(&app.url("/portal/bot")).await.unwrap();
+    let used_up = wait_for_text(&c, "This month's AI budget is used up").await;
+    assert!(used_up.contains("your rules answer your customers until"), "{used_up}");
+    type_into(&c, "input[name=message]", "Can I return a sofa?").await;
+    click(&c, "#ai-try").await;
+    wait_for_text(&c, "no call was made").await;
+    assert_eq!(model.sim().ai_requests().calls, 1, "no call once the budget is used up");
+    shots.take(&c, "15-ai-budget-used-up").await;
+    c.close().await.unwrap();
+}

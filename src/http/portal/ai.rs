@@ -112,7 +112,7 @@ pub(super) fn render(csrf: &str, part: &AiPart) -> Markup {
             }
             p id="ai-budget" {
                 "This month (UTC): " strong { (thousands(used)) } " of " (thousands(part.budget)) " tokens used ("
-                (format!("{pct:.0}")) " %), " (part.month.calls) " model calls."
+                (format!("{pct:.0}")) " %), " (part.month.calls) @if part.month.calls == 1 { " model call." } @else { " model calls." }
             }
             meter min="0" max=(part.budget.max(1)) value=(used.min(part.budget)) { (format!("{pct:.0} %")) }
             @if used_up {
