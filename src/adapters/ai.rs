@@ -142,7 +142,7 @@ impl Ai {
             return Err(self.failed(caller, ModelError::CoolingDown));
         }
         if Instant::now() >= deadline {
-            return Err(self.failed(caller, ModelError::Timeout(self.settings.timeout.as_secs())));
+            return Err(NoAnswer::Model(ModelError::Timeout(self.settings.timeout.as_secs())));
         }
         let messages = prompt::messages(&setting.knowledge, history, question);
         let estimate = prompt::estimate(&messages, self.chat.max_answer_tokens());
@@ -166,6 +166,10 @@ impl Ai {
             Err(problem) => {
                 let used = if problem.may_have_used_tokens() { reservation.tokens } else { 0 };
                 self.settle(caller, &reservation, used).await;
+                if used > 0 {
+                    metrics::counter!(TOKENS, "client" => caller.client_slug.to_string(), "page" => caller.page.to_string(), "kind" => "estimated")
+                        .increment(used);
+                }
                 return Err(self.failed(caller, problem));
             }
         };

@@ -83,13 +83,17 @@ impl StoreTenants {
                 ))
             }
             ResponderSetting::Ai(setting) => {
-                let Some(ai) = self.ai.clone() else {
-                    return Err(LoadError::Unusable(
-                        "the client's responder is ai, but no model server is configured (ai.base_url)".to_owned(),
-                    ));
-                };
                 let rules = self.kept_rules(client_id).await?.unwrap_or_default();
                 own_ask(&rules);
+                let Some(ai) = self.ai.clone() else {
+                    // A server started without a model server: the rules answer, as they would for a failing
+                    // model, and the operator is told.
+                    tracing::warn!(
+                        client = client_slug,
+                        "the client's responder is ai, but ai.base_url is not set; its rules answer"
+                    );
+                    return Ok((Arc::new(RulesResponder::new(rules, fallback)), ask, Some(settings.clone())));
+                };
                 let caller = Caller { client_id, client_slug: Arc::from(client_slug), page: Arc::from(page.as_str()) };
                 Arc::new(AiResponder::new(
                     ai,

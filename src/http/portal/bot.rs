@@ -235,7 +235,8 @@ fn editor_page(csrf: &str, e: &Editor) -> Response {
         "Your bot",
         html! {
             h1 { "Your bot" }
-            @if e.saved { p class="banner ok" id="saved" { "Saved. Your Pages answer with these rules from their next message." } }
+            @if e.saved && e.ai.is_none() { p class="banner ok" id="saved" { "Saved. Your Pages answer with these rules from their next message." } }
+            @if e.saved && e.ai.is_some() { p class="banner ok" id="saved" { "Saved. From their next message, your Pages use these rules whenever the model cannot answer." } }
             @if e.relay { p class="banner warn" { "Your own bot (relay) answers your Pages; these rules are kept for when you switch back." } }
             @if let Some(ai) = &e.ai { (super::ai::render(csrf, ai)) }
             @if e.ai.is_some() { p { "The rules below answer whenever the model cannot, and always answer buttons and quick replies." } }

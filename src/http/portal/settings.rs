@@ -25,6 +25,8 @@ pub struct SettingsView {
     /// Operators see (and change) the responder and the rate too.
     pub operator: bool,
     pub relay: bool,
+    /// The client's Pages answer with AI (chosen with the CLI, which takes the knowledge file).
+    pub ai: bool,
     pub relay_url: Option<String>,
     pub rate: Option<u32>,
     pub default_rate: u32,
@@ -153,6 +155,7 @@ async fn view(
         client,
         operator,
         relay,
+        ai: matches!(stored.as_ref().map(|c| &c.responder), Some(ResponderSetting::Ai(_))),
         relay_url,
         rate: stored.as_ref().and_then(|c| c.send_rate_per_second),
         default_rate: s.send_rate,
@@ -195,7 +198,7 @@ fn settings_page(csrf: &str, v: &SettingsView) -> Response {
             @if v.operator {
                 section class="card" id="responder" {
                     h2 class="tight" { "Which bot answers" }
-                    p { "Now: " strong { @if v.relay { "the client's own bot at " (v.relay_url.clone().unwrap_or_default()) } @else { "the client's rules (edited by the client in the portal)" } } "." }
+                    p { "Now: " strong { @if v.relay { "the client's own bot at " (v.relay_url.clone().unwrap_or_default()) } @else if v.ai { "AI answers from the client's knowledge, with its rules as the fallback (`switchboard client set-responder SLUG ai` sets the knowledge and budget)" } @else { "the client's rules (edited by the client in the portal)" } } "." }
                     form method="post" action=(action) {
                         input type="hidden" name="csrf" value=(csrf);
                         input type="hidden" name="what" value="responder";
