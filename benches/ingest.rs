@@ -36,6 +36,41 @@ use secrecy::SecretString;
 use switchboard::meta::webhook::{WebhookSecrets, parse};
 use warp::Filter as _;
 
+/// A client's own bot behind the relay, on a core of its own: one reply to every event.
+fn relay_bot() -> std::net::SocketAddr {
+    on_one_core(|listener| async move {
+        let bot = warp::post().map(|| warp::reply::json(&serde_json::json!({ "replies": ["Thanks, we got it."] })));
+        warp::serve(bot).incoming(listener).run().await;
+    })
+}
+
+/// A seeded Switchboard (memory inbox) whose client answers through the relay to `bot`.
+fn with_relay(
+    db: String,
+    graph_url: String,
+    tokens: Arc<HashMap<String, String>>,
+    send_rate: u32,
+    bot: std::net::SocketAddr,
+) -> std::net::SocketAddr {
+    let mut settings = common::settings(&db, &graph_url, &common::key_entry(), false, send_rate, "");
+    settings.engine.relay.allow_private = true;
+    on_one_core(move |listener| async move {
+        common::seed(&settings, &tokens).await;
+        let store = switchboard::startup::open_store(&settings).await.expect("store");
+        let ring = switchboard::startup::open_vault(&settings, &store).await.expect("vault");
+        let slug = switchboard::domain::ClientSlug::parse("bench").expect("slug");
+        let client = store.client_by_slug(&slug).await.expect("client").expect("the bench client");
+        let secret = ring
+            .seal_relay_secret(client.id, &SecretString::from("bench-relay-secret-0123456789".to_owned()))
+            .expect("seal");
+        let relay = switchboard::store::ResponderSetting::Relay { url: format!("http://{bot}/bot"), secret };
+        store.set_responder(client.id, &relay).await.expect("relay");
+        store.close().await;
+        let app = switchboard::startup::Application::build_with_listener(&settings, listener).await.expect("app");
+        app.run_until_stopped(std::future::pending()).await.expect("serve");
+    })
+}
+
 fn baseline() -> std::net::SocketAddr {
     on_one_core(|listener| async move {
         let secrets = Arc::new(WebhookSecrets::new(&[SecretString::from(SECRET.to_owned())]));
@@ -76,6 +111,15 @@ fn main() {
         ("switchboard, front door only", memory, Bodies::Unowned),
         ("switchboard, ack + bot + reply", memory, Bodies::Texts),
     ];
+    // The same, with the client's own bot behind the relay (a local bot that answers each event with one reply).
+    let relay = with_relay(
+        format!("sqlite:{}", dir.path().join("relay.db").display()),
+        sim.url(),
+        tokens.clone(),
+        send_rate,
+        relay_bot(),
+    );
+    targets.push(("switchboard, ack + relay bot + reply", relay, Bodies::Texts));
     // Durable mode on PostgreSQL (DATABASE_URL names the server; a scratch database is made and dropped).
     let pg = load.block_on(scratch_database("ingest"));
     if let Some(url) = &pg {
