@@ -299,7 +299,8 @@ fn exchange(entry: &ConversationEntry, e: &InboundEvent, person_was_answering: b
                 .to_owned(),
             Tone::Quiet,
         ),
-        _ if sent => ("Answered".to_owned(), Tone::Ok),
+        // How it was answered, when the bot noted it (AI answers: the model, or the rules in its place).
+        _ if sent => (entry.reason.as_deref().map_or_else(|| "Answered".to_owned(), capitalized), Tone::Ok),
         _ => ("Some of the answer was not sent".to_owned(), Tone::Failed),
     };
     let mut lines = vec![Line { who: Who::Customer, text: said(&e.kind), at, state, tone }];
@@ -314,6 +315,12 @@ fn exchange(entry: &ConversationEntry, e: &InboundEvent, person_was_answering: b
         Line { who: Who::Bot, text: r.body.clone(), at: r.sent_at, state, tone }
     }));
     Exchange { id: entry.id, channel, lines }
+}
+
+/// `answered by AI (12 tokens)` → `Answered by AI (12 tokens)`.
+fn capitalized(note: &str) -> String {
+    let mut chars = note.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }
 
 /// What a message or postback said, in words.
@@ -500,6 +507,15 @@ mod tests {
         assert_eq!(read[2].lines[0].state, "Some of the answer was not sent");
         assert_eq!(states(&read[3]), [(Who::Customer, "hi", Tone::Ok), (Who::Bot, "hello", Tone::Ok)]);
         assert!(read[4].lines[0].text.contains("cannot read"));
+    }
+
+    #[test]
+    fn an_answer_says_how_it_was_answered_when_the_bot_noted_it() {
+        let mut noted = entry(1, text("m1", "hours?", 1_000), "done", vec![reply("9 to 9", Some("m_r1"))]);
+        noted.reason = Some("answered by the rules: the model did not answer within 10 s".to_owned());
+        let read = read_exchanges(&[noted], Duration::from_secs(60));
+        assert_eq!(read[0].lines[0].state, "Answered by the rules: the model did not answer within 10 s");
+        assert_eq!(read[0].lines[0].tone, Tone::Ok);
     }
 
     #[test]
