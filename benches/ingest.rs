@@ -5,7 +5,8 @@
 //! tenant actors); the load generator runs on another runtime. "front door only" sends events for pages no
 //! client owns (verified, parsed, routed, acknowledged, counted; no bot, no reply); "ack + bot + reply"
 //! sends events for 50 connected pages, so the same core also runs the bots and one Send API call per event
-//! (to the Meta stand-in). In durable mode on PostgreSQL, "commit + 200" sends echoes (committed, never
+//! (to the Meta stand-in); "ack + relay bot + reply" is the same with the client's own bot behind the relay (a
+//! local bot on a core of its own). In durable mode on PostgreSQL, "commit + 200" sends echoes (committed, never
 //! answered) and "+ bot + reply" sends text messages. Prints req/s, p50, p99 and the ratio to the baseline,
 //! and durable ingest against what PostgreSQL alone takes for the same rows, measured first in the same run.
 //! If Node is installed, the same echoes also go to a peer written the usual way (`benches/peers/express`:

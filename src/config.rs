@@ -343,8 +343,14 @@ mod tests {
 
     #[test]
     fn an_error_about_a_secret_never_quotes_its_value() {
-        for (section, key) in [("meta", "app_secret"), ("meta", "verify_token"), ("vault", "keys"), ("database", "url")]
-        {
+        let secrets = [
+            ("meta", "app_secret"),
+            ("meta", "verify_token"),
+            ("vault", "keys"),
+            ("database", "url"),
+            ("ai", "api_key"),
+        ];
+        for (section, key) in secrets {
             for value in ["987654321987654321", "[\"s3cr3t-v4lue-9876\"]", "{ a = \"s3cr3t-v4lue-9876\" }", "true"] {
                 let err = Settings::from_toml(&format!("[{section}]\n{key} = {value}\n")).unwrap_err().to_string();
                 assert!(err.contains(&format!("{section}.{key}")), "{err}");
@@ -355,6 +361,22 @@ mod tests {
         }
         let err = Settings::from_toml("[server]\nbind = 12345\n").unwrap_err().to_string();
         assert!(err.contains("12345"), "a value that is no secret may be quoted: {err}");
+    }
+
+    #[test]
+    fn ai_answers_are_off_without_a_base_url_and_need_a_model_with_one() {
+        assert!(Settings::from_toml("").unwrap().ai.is_none());
+        let err = Settings::from_toml("[ai]\nbase_url = \"https://api.openai.com/v1\"\n").unwrap_err().to_string();
+        assert!(err.contains("ai.model"), "{err}");
+        let err = Settings::from_toml("[ai]\nbase_url = \"ftp://x\"\nmodel = \"m\"\n").unwrap_err().to_string();
+        assert!(err.contains("ai.base_url"), "{err}");
+        let ai =
+            Settings::from_toml("[ai]\nbase_url = \"http://127.0.0.1:9/v1/\"\nmodel = \"m\"\napi_key = \"sk-x\"\n")
+                .unwrap()
+                .ai
+                .unwrap();
+        assert_eq!(ai.base_url.as_str(), "http://127.0.0.1:9/v1");
+        assert!(!format!("{ai:?}").contains("sk-x"), "the key is redacted in Debug");
     }
 
     #[test]
