@@ -46,4 +46,11 @@ impl BotAnswer {
 #[async_trait]
 pub trait Responder: Send + Sync + 'static {
     async fn respond(&self, event: &InboundEvent) -> Result<BotAnswer, BotError>;
+
+    /// How many events this bot answers at once, each on its own (a slow call for one conversation never
+    /// holds up the others'). 1, the default, hands it batches of events instead, one batch at a time: for
+    /// bots that answer at once (rules) or take many events in one call's time.
+    fn parallel(&self) -> usize {
+        1
+    }
 }

@@ -178,7 +178,7 @@ impl Actor for TenantActor {
             }
             TenantMsg::Loaded(result) => on_loaded(&myself, state, result),
             TenantMsg::Reload => load(&myself, state),
-            TenantMsg::Responded(results) => respond::answered(&myself, state, results),
+            TenantMsg::Responded(batch, results) => respond::answered(&myself, state, batch, results),
             TenantMsg::Pump => send::pump_due(&myself, state),
             TenantMsg::NotMarked { item, problem } => send::not_marked(&myself, state, item, &problem),
             TenantMsg::SendDone { item, result, elapsed } => send::on_sent(&myself, state, item, result, elapsed),

@@ -879,3 +879,78 @@ async fn a_tenant_restarted_from_outside_sends_nothing_it_had_decided_before() {
     assert_eq!(inbox.marks.lock().unwrap().len(), 1, "the mark was written");
     assert!(graph.calls.lock().unwrap().is_empty(), "the stopped tenant sent nothing; the next one settles it");
 }
+
+/// A bot that answers events one by one, at most four at once: customer 7001's answers take two seconds, every
+/// other customer's come at once; each answer names the message it answers.
+struct OneByOneBot;
+
+#[async_trait]
+impl Responder for OneByOneBot {
+    async fn respond(&self, event: &InboundEvent) -> Result<BotAnswer, BotError> {
+        if event.sender == "7001" {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let EventKind::Message { mid, .. } = &event.kind else { return Ok(BotAnswer::default()) };
+        Ok(BotAnswer::replies(vec![format!("re {mid}")]))
+    }
+
+    fn parallel(&self) -> usize {
+        4
+    }
+}
+
+struct OneByOneSource;
+
+#[async_trait]
+impl TenantSource for OneByOneSource {
+    async fn load(&self, page: &PageId) -> Result<TenantProfile, LoadError> {
+        Ok(profile(page, Arc::new(OneByOneBot)))
+    }
+}
+
+#[tokio::test]
+async fn a_slow_answer_holds_up_only_its_own_conversation_when_the_bot_answers_one_by_one() {
+    let graph = Arc::new(ScriptedGraph::default());
+    let router = started(EngineDeps {
+        source: Arc::new(OneByOneSource),
+        graph: graph.clone(),
+        status: Arc::new(Status::default()),
+        events: Arc::new(NoInbox),
+        tenure: Arc::new(EveryPage),
+        settings: EngineSettings::default(),
+    })
+    .await;
+    let from = |sender: &str, mid: &str, ts: i64| {
+        let mut e = message(mid);
+        e.sender = sender.into();
+        e.timestamp = ts;
+        e
+    };
+    let started = Instant::now();
+    // The slow customer writes twice; five others once each, after.
+    router.dispatch(from("7001", "slow1", 1));
+    router.dispatch(from("7001", "slow2", 2));
+    for (i, who) in ["7002", "7003", "7004", "7005", "7006"].into_iter().enumerate() {
+        router.dispatch(from(who, &format!("quick{i}"), 3 + i64::try_from(i).unwrap()));
+    }
+    // The others are answered while the slow customer's first answer is still being made.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while graph.texts.lock().unwrap().iter().filter(|t| t.starts_with("re quick")).count() < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the other conversations are answered");
+    assert!(!graph.texts.lock().unwrap().iter().any(|t| t.starts_with("re slow")), "the slow answer is not out yet");
+    // The slow conversation is answered in its order, one message after the other.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while graph.texts.lock().unwrap().iter().filter(|t| t.starts_with("re slow")).count() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the slow conversation is answered");
+    let slow: Vec<String> = graph.texts.lock().unwrap().iter().filter(|t| t.starts_with("re slow")).cloned().collect();
+    assert_eq!(slow, ["re slow1", "re slow2"]);
+    assert!(started.elapsed() >= Duration::from_secs(4), "one at a time within a conversation");
+}

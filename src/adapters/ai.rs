@@ -333,4 +333,9 @@ impl Responder for AiResponder {
             Err(why) => self.fallback(event, &why).await,
         }
     }
+
+    /// Each customer text is its own call: a slow one holds up only its own conversation.
+    fn parallel(&self) -> usize {
+        self.ai.settings.max_concurrent_per_page
+    }
 }

@@ -204,6 +204,10 @@ impl Responder for PersonFirst {
         }
         self.bot.respond(event).await
     }
+
+    fn parallel(&self) -> usize {
+        self.bot.parallel()
+    }
 }
 
 #[cfg(test)]

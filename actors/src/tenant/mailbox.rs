@@ -16,9 +16,9 @@ pub(crate) enum TenantMsg {
     /// Reload the integration (OAuth completion, reconnect): the token is swapped in place and queued
     /// replies are kept.
     Reload,
-    /// The replies to a batch of events are known (and, for inbox events, recorded in the outbox), in the
+    /// The replies to batch N's events are known (and, for inbox events, recorded in the outbox), in the
     /// order the events were taken.
-    Responded(Vec<(InboundEvent, Result<ToSend, Unanswered>)>),
+    Responded(u64, Vec<(InboundEvent, Result<ToSend, Unanswered>)>),
     /// Try to send what is queued.
     Pump,
     /// A Send API call finished.

@@ -1,13 +1,16 @@
 //! Asking the bot: events are counted, deduplicated and queued in conversation order; a batch of waiting
 //! events (at most one per conversation) goes to the responder at once, and an inbox event's replies are
-//! recorded in the outbox, in one storage call for the batch, before any of them is sent. An event handed over
+//! recorded in the outbox, in one storage call for the batch, before any of them is sent. A responder that
+//! answers events one by one ([`Responder::parallel`] above 1: a language model) gets batches of one event,
+//! as many at once as it says, never two of one conversation: a slow answer holds up only its own
+//! conversation. An event handed over
 //! again after a restart reuses the replies recorded for it (never asking the bot twice) and skips those Meta
 //! already accepted.
 //!
 //! [`Responding`] owns the events waiting for the bot and the batch it holds; the functions below are the
 //! tenant's decisions about each event.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::FutureExt as _;
@@ -33,25 +36,43 @@ const RESPOND_BATCH: usize = 64;
 /// How far into the pending queue a batch looks for events of conversations not in it yet.
 const RESPOND_SCAN: usize = 4 * RESPOND_BATCH;
 
+/// A batch with the responder: its inbox ids, and the conversations it holds.
+struct Batch {
+    ids: Vec<InboxId>,
+    senders: Vec<String>,
+}
+
+/// The replies batches recorded already marked as about to be sent, by batch, from their recording until
+/// this tenant has queued them.
+type InTransit = Arc<Mutex<HashMap<u64, Vec<(InboxId, ReplyId)>>>>;
+
 /// The events a tenant has taken and not yet answered.
 pub(super) struct Responding {
     /// Events waiting for the responder, in arrival order (by timestamp within a conversation).
     pending: VecDeque<InboundEvent>,
-    /// A batch is with the responder: the inbox ids it holds. One batch at a time, holding at most one event
-    /// of each conversation.
-    batch: Option<Vec<InboxId>>,
+    /// The batches with the responder, by number: one at a time for a batching responder; for one that
+    /// answers events one by one, up to its `parallel`, of one event each. Never two holding one conversation.
+    batches: HashMap<u64, Batch>,
+    /// The next batch's number.
+    next_batch: u64,
     /// The keys of events seen lately: a redelivery is counted once.
     dedup: Dedup,
-    /// The replies the batch with the responder recorded already marked as about to be sent, from their
-    /// recording until this tenant has queued them: whoever takes them from here (the tenant queueing them,
-    /// the tenant stopping first, or the batch's task finding the tenant gone) is the one who answers for
-    /// them, so a reply never sent is never left looking as if it might have been.
-    in_transit: Arc<Mutex<Vec<(InboxId, ReplyId)>>>,
+    /// The replies the batches with the responder recorded already marked as about to be sent: whoever takes
+    /// them from here (the tenant queueing them, the tenant stopping first, or the batch's task finding the
+    /// tenant gone) is the one who answers for them, so a reply never sent is never left looking as if it
+    /// might have been.
+    in_transit: InTransit,
 }
 
 impl Responding {
     pub(super) fn new(dedup_capacity: usize) -> Self {
-        Self { pending: VecDeque::new(), batch: None, dedup: Dedup::new(dedup_capacity), in_transit: Arc::default() }
+        Self {
+            pending: VecDeque::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
+            dedup: Dedup::new(dedup_capacity),
+            in_transit: Arc::default(),
+        }
     }
 
     /// Events waiting for the responder.
@@ -61,25 +82,25 @@ impl Responding {
 
     /// Nothing waiting and nothing with the responder.
     pub(super) fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.batch.is_none()
+        self.pending.is_empty() && self.batches.is_empty()
     }
 
-    /// The responder answered the batch it held (and its replies are this tenant's to queue).
-    fn answered(&mut self) {
-        self.batch = None;
-        take(&self.in_transit);
+    /// The responder answered batch `n` (and its replies are this tenant's to queue).
+    fn answered(&mut self, n: u64) {
+        self.batches.remove(&n);
+        take(&self.in_transit, Some(n));
     }
 
-    /// The replies of the batch with the responder that were recorded marked and are not queued here yet:
+    /// The replies of the batches with the responder that were recorded marked and are not queued here yet:
     /// this tenant stops, so they were never sent.
     pub(super) fn take_in_transit(&mut self) -> Vec<(InboxId, ReplyId)> {
-        take(&self.in_transit)
+        take(&self.in_transit, None)
     }
 
     /// Every inbox event taken and not answered, forgotten here (the Page was disconnected).
     pub(super) fn take_all(&mut self) -> Vec<InboxId> {
         let pending = self.pending.drain(..).filter_map(|e| e.inbox_id);
-        pending.chain(self.batch.take().into_iter().flatten()).collect()
+        pending.chain(self.batches.drain().flat_map(|(_, b)| b.ids)).collect()
     }
 
     /// `event` goes after the earlier events of its conversation, before its later ones (Meta's deliveries
@@ -89,14 +110,26 @@ impl Responding {
         self.pending.insert(at, event);
     }
 
-    /// The next batch for the responder, unless one is with it or nothing waits.
-    fn next_batch(&mut self) -> Option<Vec<InboundEvent>> {
-        if self.batch.is_some() || self.pending.is_empty() {
+    /// The next batch for a responder that answers `parallel` events at once, and its number, unless as many
+    /// batches are with it already or nothing waits that may go now.
+    fn next_batch(&mut self, parallel: usize) -> Option<(u64, Vec<InboundEvent>)> {
+        if self.batches.len() >= parallel.max(1) || self.pending.is_empty() {
             return None;
         }
-        let batch = take_batch(&mut self.pending);
-        self.batch = Some(batch.iter().filter_map(|e| e.inbox_id).collect());
-        Some(batch)
+        let (size, busy) = if parallel > 1 {
+            (1, self.batches.values().flat_map(|b| b.senders.iter().cloned()).collect())
+        } else {
+            (RESPOND_BATCH, Vec::new())
+        };
+        let batch = take_batch(&mut self.pending, size, &busy);
+        if batch.is_empty() {
+            return None;
+        }
+        let n = self.next_batch;
+        self.next_batch += 1;
+        let ids = batch.iter().filter_map(|e| e.inbox_id).collect();
+        self.batches.insert(n, Batch { ids, senders: batch.iter().map(|e| e.sender.clone()).collect() });
+        Some((n, batch))
     }
 }
 
@@ -105,9 +138,10 @@ impl Responding {
 pub(super) fn answered(
     myself: &ActorRef<TenantMsg>,
     state: &mut TenantState,
+    batch: u64,
     results: Vec<(InboundEvent, Result<ToSend, Unanswered>)>,
 ) {
-    state.responding.answered();
+    state.responding.answered(batch);
     for (event, result) in results {
         replies_known(state, event, result);
     }
@@ -260,28 +294,36 @@ fn insertion_point(pending: &VecDeque<InboundEvent>, event: &InboundEvent) -> us
     at
 }
 
-/// Hands the next batch of pending events to the responder: in queue order, at most one event of each
+/// Hands the next batches of pending events to the responder: in queue order, at most one event of each
 /// conversation (so a late delivery of an earlier message can still go ahead of the rest of its
-/// conversation), and one batch at a time (so replies are queued in that order).
+/// conversation); one batch at a time for a batching responder (so replies are queued in that order), and
+/// for one that answers events one by one, as many single events at once as it says, of conversations not
+/// with it already (so each conversation's replies are still queued in order).
 pub(super) fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
     let Some(responder) = state.profile.as_ref().map(|p| p.responder.clone()) else { return };
-    let Some(batch) = state.responding.next_batch() else { return };
-    let (sink, settler) = (state.ctx.ports.events.clone(), state.settler());
-    let room = send::room_to_premark(state);
-    let in_transit = state.responding.in_transit.clone();
-    let me = myself.clone();
-    state.ctx.spawn(async move {
-        let results = answer(batch, responder.as_ref(), sink.as_ref(), &settler, room).await;
-        *in_transit.lock().unwrap_or_else(PoisonError::into_inner) = premarked(&results);
-        if me.send_message(TenantMsg::Responded(results)).is_err() {
-            // The tenant is gone: unless it took them as it stopped, its replies recorded marked are ours to
-            // mark never sent.
-            let unattempted = take(&in_transit);
-            if !unattempted.is_empty() {
-                sink.progress(Progress { unattempted, ..Progress::default() }).await;
+    let parallel = responder.parallel();
+    while let Some((n, batch)) = state.responding.next_batch(parallel) {
+        let (sink, settler) = (state.ctx.ports.events.clone(), state.settler());
+        // Replies are recorded marked only while one batch is with the responder: the bound on replies of
+        // unknown outcome counts what this tenant sends at once, not what several batches could mark.
+        let room = if state.responding.batches.len() == 1 { send::room_to_premark(state) } else { 0 };
+        let (in_transit, responder, me) = (state.responding.in_transit.clone(), responder.clone(), myself.clone());
+        state.ctx.spawn(async move {
+            let results = answer(batch, responder.as_ref(), sink.as_ref(), &settler, room).await;
+            let marked = premarked(&results);
+            if !marked.is_empty() {
+                in_transit.lock().unwrap_or_else(PoisonError::into_inner).insert(n, marked);
             }
-        }
-    });
+            if me.send_message(TenantMsg::Responded(n, results)).is_err() {
+                // The tenant is gone: unless it took them as it stopped, its replies recorded marked are ours
+                // to mark never sent.
+                let unattempted = take(&in_transit, Some(n));
+                if !unattempted.is_empty() {
+                    sink.progress(Progress { unattempted, ..Progress::default() }).await;
+                }
+            }
+        });
+    }
 }
 
 /// The replies of `results` recorded already marked as about to be sent.
@@ -294,22 +336,31 @@ fn premarked(results: &[(InboundEvent, Result<ToSend, Unanswered>)]) -> Vec<(Inb
         .collect()
 }
 
-fn take(slot: &Mutex<Vec<(InboxId, ReplyId)>>) -> Vec<(InboxId, ReplyId)> {
-    std::mem::take(&mut *slot.lock().unwrap_or_else(PoisonError::into_inner))
+/// Takes batch `n`'s replies in transit (`None`: every batch's).
+fn take(slot: &InTransit, n: Option<u64>) -> Vec<(InboxId, ReplyId)> {
+    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    match n {
+        Some(n) => slot.remove(&n).unwrap_or_default(),
+        None => slot.drain().flat_map(|(_, replies)| replies).collect(),
+    }
 }
 
-/// Takes up to `RESPOND_BATCH` events from the first `RESPOND_SCAN` of `pending`, the first of each
-/// conversation; the others stay in their order. Events handed over again and new events are never in one
-/// batch: settling a recovered event's replies (Conversations API, 2 calls a second) must not hold new ones.
-fn take_batch(pending: &mut VecDeque<InboundEvent>) -> Vec<InboundEvent> {
+/// Takes up to `size` events from the first `RESPOND_SCAN` of `pending`, the first of each conversation not
+/// in `busy` (with the responder already); the others stay in their order. Events handed over again and new
+/// events are never in one batch: settling a recovered event's replies (Conversations API, 2 calls a second)
+/// must not hold new ones.
+fn take_batch(pending: &mut VecDeque<InboundEvent>, size: usize, busy: &[String]) -> Vec<InboundEvent> {
     let mut batch: Vec<InboundEvent> = Vec::new();
     let mut kept = VecDeque::new();
     let mut scanned = 0;
-    let recovered = pending.front().is_some_and(|e| e.recovered);
-    while batch.len() < RESPOND_BATCH && scanned < RESPOND_SCAN {
+    let recovered = pending.iter().find(|e| !busy.contains(&e.sender)).is_some_and(|e| e.recovered);
+    while batch.len() < size && scanned < RESPOND_SCAN {
         let Some(event) = pending.pop_front() else { break };
         scanned += 1;
-        if event.recovered != recovered || batch.iter().any(|taken| taken.sender == event.sender) {
+        if event.recovered != recovered
+            || busy.contains(&event.sender)
+            || batch.iter().any(|taken| taken.sender == event.sender)
+        {
             kept.push_back(event);
         } else {
             batch.push(event);
