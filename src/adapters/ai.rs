@@ -223,18 +223,19 @@ impl Ai {
         }
     }
 
-    /// The earlier exchanges of `event`'s conversation (before it), oldest first, at most `ai.history_turns`,
-    /// from the conversation store. Nothing when the event is not stored (memory inbox).
-    async fn history(&self, event: &InboundEvent) -> Vec<Exchange> {
+    /// The earlier exchanges of `event`'s conversation (before it) on the tenant `page` (an Instagram event's
+    /// conversation is stored under its Facebook Page), oldest first, at most `ai.history_turns`, from the
+    /// conversation store. Nothing when the event is not stored (memory inbox).
+    async fn history(&self, page: &str, event: &InboundEvent) -> Vec<Exchange> {
         let (Some(id), turns) = (event.inbox_id, self.settings.history_turns) else { return Vec::new() };
         if turns == 0 {
             return Vec::new();
         }
         let limit = i64::try_from(turns).unwrap_or(50);
-        let entries = match self.store.conversation(event.account_id.as_str(), &event.sender, Some(id.0), limit).await {
+        let entries = match self.store.conversation(page, &event.sender, Some(id.0), limit).await {
             Ok(entries) => entries,
             Err(e) => {
-                tracing::warn!(page = %event.account_id, error = %e, "cannot read the conversation; answering without it");
+                tracing::warn!(%page, error = %e, "cannot read the conversation; answering without it");
                 return Vec::new();
             }
         };
@@ -312,7 +313,7 @@ impl Responder for AiResponder {
         // Its own task: the call settles its reservation even if this batch stops waiting for it.
         let call = tokio::spawn(async move {
             let _slot = slots.acquire_owned().await.map_err(|_| NoAnswer::Model(ModelError::Timeout(0)))?;
-            let history = ai.history(&event_copy).await;
+            let history = ai.history(&caller.page, &event_copy).await;
             let user = end_user(&event_copy);
             ai.answer(&caller, &setting, &history, &question, Some(&user), deadline).await
         });

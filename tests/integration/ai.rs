@@ -10,7 +10,7 @@ use std::time::Duration;
 use meta_sim::{AiFault, AiFaultSwitch, SentMessage, SimConfig};
 use switchboard::store::ResponderSetting;
 
-use crate::app::{PAGE_A, PAGE_B, text_event};
+use crate::app::{IG_A, PAGE_A, PAGE_B, text_event};
 use crate::rig::{Rig, SETTLE};
 use crate::support::{Server, TestDb, eventually_within};
 
@@ -141,6 +141,22 @@ async fn ai_answers_from_the_knowledge_with_the_conversation_and_hands_over_when
     assert!(!user.contains("7001") && !user.contains(PAGE_A), "the end-user id names no one: {user}");
     assert!(requests.authorization.iter().all(|a| a.as_deref() == Some(&format!("Bearer {KEY}")[..])));
 
+    // Instagram: the conversation is kept under the Facebook Page, and its history is found there.
+    let ig = |mid: &str, text: &str, ts: i64| {
+        String::from_utf8(text_event(IG_A, "8001", mid, text, ts))
+            .unwrap()
+            .replace(r#""object":"page""#, r#""object":"instagram""#)
+            .into_bytes()
+    };
+    assert_eq!(rig.deliver(&server, ig("m_ig_1", "What are your opening hours?", 5)).await, 200);
+    answered(&rig, "8001", 1).await;
+    assert_eq!(rig.deliver(&server, ig("m_ig_2", "Do you deliver?", 6)).await, 200);
+    answered(&rig, "8001", 2).await;
+    let requests = rig.meta.sim().ai_requests();
+    let last = requests.requests.last().unwrap();
+    let roles: Vec<&str> = last["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"], "the Instagram conversation's history: {last}");
+
     // A question the knowledge cannot answer: the model asks for a person, and the conversation is passed.
     assert_eq!(rig.deliver(&server, text_event(PAGE_A, "7002", "m_ai_3", "Quelle est la météo?", 3)).await, 200);
     let handed = answered(&rig, "7002", 1).await;
@@ -155,7 +171,7 @@ async fn ai_answers_from_the_knowledge_with_the_conversation_and_hands_over_when
     let (status, _) = outcome(&rig, "m_ai_4").await;
     assert_eq!(status, "done");
     assert_eq!(sent_to(&rig, "7002").len(), 1, "no answer while a person handles the conversation");
-    assert_eq!(rig.meta.sim().ai_requests().calls, 3, "and no model call");
+    assert_eq!(rig.meta.sim().ai_requests().calls, 5, "and no model call");
 
     // The key was sent as a Bearer token and nowhere else: not in the log.
     let log = server.stop_cleanly();
