@@ -47,6 +47,16 @@ impl Clients {
         self.changed(who, client, AuditAction::ClientHumanPauseSet, format!("{secs:?}")).await
     }
 
+    /// Whether the client's AI answers keep only links its knowledge contains (a `Conflict` when the client does
+    /// not answer with AI).
+    pub async fn set_ai_known_links_only(&self, who: Actor, client: ClientId, on: bool) -> Result<(), StoreError> {
+        if !self.store.set_ai_known_links_only(client, on).await? {
+            return Err(StoreError::Conflict("the client's Pages do not answer with AI".to_owned()));
+        }
+        let detail = if on { "known links only" } else { "any links" };
+        self.changed(who, client, AuditAction::ClientAiLinksSet, detail.to_owned()).await
+    }
+
     /// Which bot answers the client's customers: its rules, or its own bot over the relay.
     pub async fn set_responder(
         &self,

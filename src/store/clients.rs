@@ -286,6 +286,23 @@ impl Store {
         })
     }
 
+    /// Whether the client's AI answers keep only links its knowledge contains; false when the client does not
+    /// answer with AI (nothing is changed then).
+    pub async fn set_ai_known_links_only(&self, client_id: ClientId, on: bool) -> Result<bool, StoreError> {
+        on!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE client_settings SET ai_known_links_only = $2, updated_at = $3 \
+                 WHERE client_id = $1 AND responder_kind = 'ai'",
+            )
+            .bind(client_id)
+            .bind(on)
+            .bind(crate::clock::now())
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     /// Sets (or with `None` clears) the client's per-page send rate.
     pub async fn set_send_rate(&self, client_id: ClientId, rate: Option<u32>) -> Result<(), StoreError> {
         self.set_number(client_id, Setting::SendRate, rate).await

@@ -419,5 +419,17 @@ async fn a_client_sees_its_ai_answers_tries_them_and_is_told_when_the_budget_is_
     wait_for_text(&c, "no call was made").await;
     assert_eq!(model.sim().ai_requests().calls, 1, "no call once the budget is used up");
     shots.take(&c, "15-ai-budget-used-up").await;
+
+    // The client turns on "known links only" itself; it is stored and audited.
+    click(&c, "#ai-links").await;
+    click(&c, "#ai-links-save").await;
+    wait_for_text(&c, "Saved. Answers from the next message on follow it.").await;
+    let Some(ResponderSetting::Ai(kept)) = app.db.store.client_settings(woodstock).await.unwrap().map(|c| c.responder)
+    else {
+        panic!("still ai")
+    };
+    assert!(kept.known_links_only);
+    let audit = app.db.store.recent_audit(20).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "client.ai_links_set"), "{audit:?}");
     c.close().await.unwrap();
 }

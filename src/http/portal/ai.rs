@@ -24,6 +24,8 @@ pub struct AiPart {
     /// No model server is configured: the rules answer every message.
     pub unconfigured: bool,
     pub tried: Option<TriedAi>,
+    /// The links setting was just saved.
+    pub links_saved: bool,
 }
 
 /// "Try it" with the model: the message, and the answer or why there was none.
@@ -39,6 +41,25 @@ pub(super) struct TryForm {
     message: String,
 }
 
+/// The links setting: `known_links_only` is present (`on`) when the box is ticked.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct LinksForm {
+    csrf: String,
+    known_links_only: Option<String>,
+}
+
+/// The client chooses whether answers keep only the links its knowledge contains.
+pub(super) async fn set_links(signed: Option<Signed>, form: &LinksForm, s: &PortalState) -> Page {
+    let g = signed_in(signed)?.ready()?.form(&form.csrf)?;
+    let client_id = super::bot::client_of(&g)?;
+    match s.clients.set_ai_known_links_only(g.actor(), client_id, form.known_links_only.is_some()).await {
+        Ok(()) => Ok(crate::http::error::see_other("/portal/bot?notice=links#ai")),
+        Err(crate::store::StoreError::Conflict(m)) => Err(PageError::Conflict(m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The client's AI answers part, if its responder is `ai`.
 pub(super) async fn part(s: &PortalState, client_id: ClientId) -> Result<Option<AiPart>, PageError> {
     let Some(ResponderSetting::Ai(setting)) = s.store.client_settings(client_id).await?.map(|c| c.responder) else {
@@ -46,7 +67,7 @@ pub(super) async fn part(s: &PortalState, client_id: ClientId) -> Result<Option<
     };
     let month = s.store.ai_month(client_id, &this_month()).await?;
     let budget = s.ai.as_ref().map_or(0, |ai| ai.budget(&setting));
-    Ok(Some(AiPart { setting, month, budget, unconfigured: s.ai.is_none(), tried: None }))
+    Ok(Some(AiPart { setting, month, budget, unconfigured: s.ai.is_none(), tried: None, links_saved: false }))
 }
 
 /// "Try it": one real model call with the client's knowledge, counted against its month.
@@ -122,7 +143,13 @@ pub(super) fn render(csrf: &str, part: &AiPart) -> Markup {
             }
             h3 { "Knowledge the model answers from" }
             pre id="ai-knowledge" class="knowledge" { (part.setting.knowledge) }
-            @if part.setting.known_links_only { p { "Links the knowledge does not contain are removed from answers." } }
+            form method="post" action="/portal/bot/ai/links" {
+                input type="hidden" name="csrf" value=(csrf);
+                p { label { input type="checkbox" name="known_links_only" id="ai-links" checked[part.setting.known_links_only];
+                    " Remove links from answers unless the knowledge above contains them" } }
+                button type="submit" id="ai-links-save" { "Save" }
+            }
+            @if part.links_saved { p class="banner ok" id="ai-links-saved" { "Saved. Answers from the next message on follow it." } }
             h3 { "Try it" }
             form method="post" action="/portal/bot/ai" {
                 input type="hidden" name="csrf" value=(csrf);

@@ -65,7 +65,10 @@ pub(super) struct RulesForm {
 pub(super) async fn page(signed: Option<Signed>, q: &Notice, s: &PortalState) -> Page {
     let g = signed_in(signed)?.ready()?;
     let client_id = client_of(&g)?;
-    let ai = super::ai::part(s, client_id).await?;
+    let mut ai = super::ai::part(s, client_id).await?;
+    if let Some(part) = ai.as_mut() {
+        part.links_saved = q.notice.as_deref() == Some("links");
+    }
     shown(&g, s, client_id, q.notice.as_deref() == Some("saved"), ai).await
 }
 

@@ -192,9 +192,16 @@ fn page_routes(p: &Parts) -> BoxedFilter<(Response,)> {
             respond(ai::try_it(signed, &form, &s).await)
         },
     );
+    let ai_links = warp::path!("portal" / "bot" / "ai" / "links").and(p.post::<ai::LinksForm>()).then(
+        |signed: Option<Signed>, s: PortalState, form: ai::LinksForm| async move {
+            respond(ai::set_links(signed, &form, &s).await)
+        },
+    );
     home.or(connect)
         .unify()
         .or(ai_try)
+        .unify()
+        .or(ai_links)
         .unify()
         .or(confirm)
         .unify()
