@@ -38,7 +38,7 @@ pub const LATENCY: &str = "switchboard_ai_call_seconds";
 pub const SETTLE_FAILURES: &str = "switchboard_ai_settle_failures_total";
 
 /// Fallback reasons (a fixed set: the metric's label values).
-pub const FALLBACK_REASONS: &[&str] = &["budget", "model_failed", "timeout"];
+pub const FALLBACK_REASONS: &[&str] = &["budget", "model_failed", "timeout", "storage"];
 
 /// A configuration problem with the model server is logged at most this often.
 static CONFIG_PROBLEM_LOGGED: crate::telemetry::Sometimes = crate::telemetry::Sometimes::every(Duration::from_secs(60));
@@ -70,6 +70,9 @@ pub struct Caller {
     pub client_id: ClientId,
     pub client_slug: Arc<str>,
     pub page: Arc<str>,
+    /// The conversation store is read only from here on: when this client connected the Page (a Page another
+    /// client had before keeps that client's conversations out of this one's prompts).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A model's answer, ready to send.
@@ -98,7 +101,8 @@ impl NoAnswer {
         match self {
             Self::Budget => "budget",
             Self::Model(ModelError::Timeout(_)) => "timeout",
-            Self::Model(_) | Self::Storage => "model_failed",
+            Self::Model(_) => "model_failed",
+            Self::Storage => "storage",
         }
     }
 }
@@ -118,6 +122,15 @@ impl std::fmt::Debug for Ai {
 
 impl Ai {
     pub fn new(settings: AiSettings, store: Store) -> Self {
+        let loopback = match settings.base_url.host() {
+            Some(url::Host::Domain(name)) => name == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        if settings.base_url.scheme() == "http" && settings.api_key.is_some() && !loopback {
+            tracing::warn!(base_url = %settings.base_url, "ai.base_url is plain http to another host: the API key travels in clear");
+        }
         Self { chat: ChatClient::new(&settings), settings, store }
     }
 
@@ -226,12 +239,14 @@ impl Ai {
     /// The earlier exchanges of `event`'s conversation (before it) on the tenant `page` (an Instagram event's
     /// conversation is stored under its Facebook Page), oldest first, at most `ai.history_turns`, from the
     /// conversation store. Nothing when the event is not stored (memory inbox).
-    async fn history(&self, page: &str, event: &InboundEvent) -> Vec<Exchange> {
+    async fn history(&self, caller: &Caller, event: &InboundEvent) -> Vec<Exchange> {
+        let page = caller.page.as_ref();
         let (Some(id), turns) = (event.inbox_id, self.settings.history_turns) else { return Vec::new() };
         if turns == 0 {
             return Vec::new();
         }
-        let limit = i64::try_from(turns).unwrap_or(50);
+        // Rows that are not a customer's text (buttons, what a person wrote) are left out below: read more.
+        let limit = i64::try_from(turns * 2).unwrap_or(100);
         let entries = match self.store.conversation(page, &event.sender, Some(id.0), limit).await {
             Ok(entries) => entries,
             Err(e) => {
@@ -241,6 +256,7 @@ impl Ai {
         };
         let mut exchanges: Vec<Exchange> = entries
             .into_iter()
+            .filter(|entry| caller.since.is_none_or(|since| entry.received_at >= since))
             .filter_map(|entry| {
                 let earlier: InboundEvent = serde_json::from_str(&entry.event).ok()?;
                 let customer = customer_text(&earlier)?.to_owned();
@@ -249,6 +265,7 @@ impl Ai {
                 Some(Exchange { customer, replies })
             })
             .collect();
+        exchanges.truncate(turns);
         exchanges.reverse();
         exchanges
     }
@@ -306,14 +323,19 @@ impl Responder for AiResponder {
         if matches!(&event.kind, EventKind::Message { quick_reply: Some(_), .. }) {
             return self.rules.respond(event).await;
         }
+        // The customer gets an answer within the timeout of the message's arrival: time spent waiting behind
+        // the Page's other calls (or the conversation's earlier messages) counts.
         let timeout = self.ai.settings.timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = event.received.unwrap_or_else(Instant::now) + timeout;
+        if Instant::now() >= deadline {
+            return self.fallback(event, &NoAnswer::Model(ModelError::Timeout(timeout.as_secs()))).await;
+        }
         let (ai, caller, setting, slots, event_copy) =
             (self.ai.clone(), self.caller.clone(), self.setting.clone(), self.slots.clone(), event.clone());
         // Its own task: the call settles its reservation even if this batch stops waiting for it.
         let call = tokio::spawn(async move {
             let _slot = slots.acquire_owned().await.map_err(|_| NoAnswer::Model(ModelError::Timeout(0)))?;
-            let history = ai.history(&caller.page, &event_copy).await;
+            let history = ai.history(&caller, &event_copy).await;
             let user = end_user(&event_copy);
             ai.answer(&caller, &setting, &history, &question, Some(&user), deadline).await
         });

@@ -47,6 +47,7 @@ impl StoreTenants {
         client_id: ClientId,
         client_slug: &str,
         page: &PageId,
+        connected_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(Arc<dyn Responder>, Arc<AskForPerson>, Option<ClientSettings>), LoadError> {
         let settings =
             self.store.client_settings(client_id).await.map_err(|e| LoadError::Unavailable(e.to_string()))?;
@@ -94,7 +95,12 @@ impl StoreTenants {
                     );
                     return Ok((Arc::new(RulesResponder::new(rules, fallback)), ask, Some(settings.clone())));
                 };
-                let caller = Caller { client_id, client_slug: Arc::from(client_slug), page: Arc::from(page.as_str()) };
+                let caller = Caller {
+                    client_id,
+                    client_slug: Arc::from(client_slug),
+                    page: Arc::from(page.as_str()),
+                    since: Some(connected_at),
+                };
                 Arc::new(AiResponder::new(
                     ai,
                     caller,
@@ -120,8 +126,9 @@ impl TenantSource for StoreTenants {
         if integration.status == IntegrationStatus::Revoked {
             return Err(LoadError::NotFound);
         }
-        let (responder, ask_for_person, settings) =
-            self.responder(integration.client_id, integration.client_slug.as_str(), page).await?;
+        let (responder, ask_for_person, settings) = self
+            .responder(integration.client_id, integration.client_slug.as_str(), page, integration.connected_at)
+            .await?;
         let held = self
             .store
             .conversation_holds(page.as_str(), crate::clock::now().timestamp_millis())

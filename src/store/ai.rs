@@ -105,8 +105,8 @@ impl Store {
         called: bool,
     ) -> Result<(), StoreError> {
         on!(self, |pool| {
+            // The month's row first, as `ai_reserve` takes it: the same lock order, so the two never deadlock.
             let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM ai_reservations WHERE id = $1").bind(reservation.id).execute(&mut *tx).await?;
             sqlx::query(
                 "UPDATE ai_months SET used_tokens = used_tokens + $3, calls = calls + $4 \
                  WHERE client_id = $1 AND month = $2",
@@ -117,6 +117,7 @@ impl Store {
             .bind(i64::from(called))
             .execute(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM ai_reservations WHERE id = $1").bind(reservation.id).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(())
         })

@@ -30,6 +30,7 @@ on_both_backends!(
     a_conversation_list_reads_a_bounded_window_and_pages_on_below_it,
     a_pages_history_adds_up_across_writers_reads_in_slots_and_is_pruned,
     an_ai_month_reserves_only_what_is_left_settles_with_usage_and_forgets_expired_reservations,
+    racing_reservations_never_take_more_than_the_month_has_left,
     the_ai_responder_keeps_the_rules_and_its_budget_and_the_done_outcome_keeps_its_note,
 );
 
@@ -59,6 +60,29 @@ async fn an_ai_month_reserves_only_what_is_left_settles_with_usage_and_forgets_e
     store.ai_reserve(a.id, "2026-12", 100, 20, gone).await.unwrap().unwrap();
     assert_eq!(store.ai_month(a.id, "2026-12").await.unwrap().reserved_tokens, 0);
     assert_eq!(store.ai_reserve(a.id, "2026-12", 100, 60, later).await.unwrap().unwrap().tokens, 20);
+}
+
+/// Many calls reserving at once (as nodes and Pages do) never take more than the month has: the month's row
+/// is taken one at a time.
+async fn racing_reservations_never_take_more_than_the_month_has_left(db: TestDb) {
+    let store = &db.store;
+    let c = client(store, "racer").await;
+    let later = chrono::Utc::now() + chrono::Duration::minutes(5);
+    let id = c.id;
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ai_reserve(id, "2026-12", 100, 30, later).await })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    for call in calls {
+        if let Some(r) = call.await.unwrap().unwrap() {
+            granted.push(r.tokens);
+        }
+    }
+    assert_eq!(granted.iter().sum::<u64>(), 100, "exactly the budget, never more: {granted:?}");
+    assert_eq!(granted.len(), 4, "30 + 30 + 30 + 10: {granted:?}");
 }
 
 /// Choosing AI answers keeps the rules (their fallback) and stores the knowledge and budget; choosing rules

@@ -302,11 +302,28 @@ fn insertion_point(pending: &VecDeque<InboundEvent>, event: &InboundEvent) -> us
 pub(super) fn respond_next(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
     let Some(responder) = state.profile.as_ref().map(|p| p.responder.clone()) else { return };
     let parallel = responder.parallel();
-    while let Some((n, batch)) = state.responding.next_batch(parallel) {
+    while let Some((n, mut batch)) = state.responding.next_batch(parallel) {
+        if parallel > 1 {
+            // An answer takes a while here: a conversation a person took over since its message was taken
+            // (the bot asked for one, or someone answered in the inbox) is not answered by the bot any more.
+            let now = crate::telemetry::stats::now_ms();
+            let (held, kept): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|e| state.takeover.is_held(&e.sender, now) && !state.takeover.passes_after(e));
+            for event in held {
+                state.metrics.ignored("person_handling");
+                state.marks.finish(event.inbox_id, None);
+            }
+            if kept.is_empty() {
+                state.responding.answered(n);
+                continue;
+            }
+            batch = kept;
+        }
         let (sink, settler) = (state.ctx.ports.events.clone(), state.settler());
-        // Replies are recorded marked only while one batch is with the responder: the bound on replies of
-        // unknown outcome counts what this tenant sends at once, not what several batches could mark.
-        let room = if state.responding.batches.len() == 1 { send::room_to_premark(state) } else { 0 };
+        // Replies are recorded marked only for a batching responder: the bound on replies of unknown outcome
+        // counts what this tenant sends at once, not what several batches out at once could mark.
+        let room = if parallel > 1 { 0 } else { send::room_to_premark(state) };
         let (in_transit, responder, me) = (state.responding.in_transit.clone(), responder.clone(), myself.clone());
         state.ctx.spawn(async move {
             let results = answer(batch, responder.as_ref(), sink.as_ref(), &settler, room).await;

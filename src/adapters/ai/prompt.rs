@@ -73,8 +73,8 @@ pub struct Cleaned {
 /// The answer to send from the model's `content`; `None` when nothing sendable is left. With
 /// `known_links_only`, links the knowledge does not contain are removed.
 pub fn clean(content: &str, cut_at_cap: bool, knowledge: &str, known_links_only: bool) -> Option<Cleaned> {
-    let hand_over = content.contains(HANDOVER_MARKER);
-    let mut text = content.replace(HANDOVER_MARKER, " ");
+    let (text, hand_over) = without_markers(content);
+    let mut text = plain(&text);
     if known_links_only {
         text = without_unknown_links(&text, knowledge);
     }
@@ -88,16 +88,61 @@ pub fn clean(content: &str, cut_at_cap: bool, knowledge: &str, known_links_only:
     Some(Cleaned { text, hand_over })
 }
 
-/// `text` with every http(s) link (and `www.` address) the knowledge does not contain removed.
+/// `content` without the hand-over marker (written any way a model may: `[[Handover]]`, `[[ handover ]]`),
+/// and whether it held one.
+fn without_markers(content: &str) -> (String, bool) {
+    let (mut out, mut rest, mut found) = (String::with_capacity(content.len()), content, false);
+    while let Some(start) = rest.find("[[") {
+        let Some(len) = rest[start..].find("]]") else { break };
+        let inner = &rest[start + 2..start + len];
+        out.push_str(&rest[..start]);
+        if inner.trim().eq_ignore_ascii_case("handover") {
+            found = true;
+            out.push(' ');
+        } else {
+            out.push_str(&rest[start..start + len + 2]);
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    (out, found)
+}
+
+/// Markdown's emphasis, code marks and heading marks removed: Messenger and Instagram show them as typed.
+fn plain(text: &str) -> String {
+    text.lines()
+        .map(|line| line.trim_start().trim_start_matches('#').replace("**", "").replace("__", "").replace('`', ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The punctuation a link in running text may be wrapped in or followed by.
+fn bare(word: &str) -> &str {
+    word.trim_matches(|c: char| {
+        matches!(c, '(' | ')' | '<' | '>' | '[' | ']' | '"' | '\'' | ',' | '.' | ';' | ':' | '!' | '?')
+    })
+}
+
+/// Whether `word` is a link: with a scheme, `www.`, or a domain with a path (`bit.ly/x`).
+fn is_link(word: &str) -> bool {
+    let w = word.to_ascii_lowercase();
+    if w.contains("://") || w.starts_with("www.") {
+        return true;
+    }
+    let host = w.split('/').next().unwrap_or_default();
+    w.contains('/')
+        && host.contains('.')
+        && host.rsplit('.').next().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
+/// `text` with every link the knowledge does not contain, exactly, removed.
 fn without_unknown_links(text: &str, knowledge: &str) -> String {
-    let is_link = |word: &str| {
-        let w = word.to_ascii_lowercase();
-        w.contains("http://") || w.contains("https://") || w.starts_with("www.")
-    };
-    text.split(' ')
+    let known: std::collections::HashSet<&str> =
+        knowledge.split_whitespace().map(bare).filter(|w| is_link(w)).collect();
+    text.split_whitespace()
         .filter(|word| {
-            let bare = word.trim_matches(|c: char| matches!(c, '(' | ')' | '<' | '>' | '"' | '\'' | ',' | '.'));
-            !is_link(bare) || knowledge.contains(bare)
+            let link = bare(word);
+            !is_link(link) || known.contains(link)
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -133,9 +178,20 @@ mod tests {
 
     #[test]
     fn links_the_knowledge_does_not_hold_are_removed_when_the_client_asks() {
-        let knowledge = "Order online at https://shop.example.com/sofas";
+        let knowledge = "Order online at https://shop.example.com/sofas.";
         let answer = "See https://shop.example.com/sofas or https://evil.example.net/x.";
         assert_eq!(clean(answer, false, knowledge, true).unwrap().text, "See https://shop.example.com/sofas or");
         assert_eq!(clean(answer, false, knowledge, false).unwrap().text, answer);
+        // Exact links only: a longer one, one without a scheme, and a www. address are not the knowledge's.
+        let sneaky = "Try https://shop.example.com/sofas-sale, bit.ly/x1 or www.evil.example.net today";
+        assert_eq!(clean(sneaky, false, knowledge, true).unwrap().text, "Try or today");
+    }
+
+    #[test]
+    fn the_marker_is_found_however_it_is_written_and_markdown_is_plain() {
+        let c = clean("**Sorry**, I can't help. [[ Handover ]]", false, "", false).unwrap();
+        assert_eq!(c, Cleaned { text: "Sorry, I can't help.".into(), hand_over: true });
+        let kept = clean("## Hours\nOpen `9` to 5 [[not a marker]]", false, "", false).unwrap();
+        assert_eq!(kept, Cleaned { text: "Hours Open 9 to 5 [[not a marker]]".into(), hand_over: false });
     }
 }

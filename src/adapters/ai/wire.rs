@@ -181,12 +181,20 @@ struct ErrorDetail {
 }
 
 impl ErrorDetail {
+    /// The error code, kept to `[a-z0-9_]` and 64 characters (it goes into an event's outcome and the portal).
     fn code(&self) -> Option<String> {
-        match &self.code {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        }
+        let raw = match &self.code {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => return None,
+        };
+        let code: String = raw
+            .chars()
+            .map(|c| c.to_ascii_lowercase())
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        (!code.is_empty()).then_some(code)
     }
 
     /// The 400 names the token cap's parameter: the server wants the other name.
@@ -303,7 +311,8 @@ impl ChatClient {
                 Ok(Some(_)) => return Attempt::Fail(ModelError::Unusable("the answer is too large".to_owned())),
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => return Attempt::Fail(ModelError::Timeout(left.as_secs())),
-                Err(_) => return Attempt::Retry(ModelError::Transport),
+                // The server answered and may have billed the call: not tried again.
+                Err(_) => return Attempt::Fail(ModelError::Unusable("the answer was cut off".to_owned())),
             }
         }
         match status {

@@ -87,12 +87,15 @@ pub(super) async fn try_it(signed: Option<Signed>, form: &TryForm, s: &PortalSta
         return Err(PageError::Conflict("No model server is configured; ask your operator.".to_owned()));
     };
     let client = s.store.client_by_id(client_id).await?.ok_or(PageError::NotFound("client"))?;
-    let caller = Caller { client_id, client_slug: client.slug.as_str().into(), page: "portal".into() };
+    let caller = Caller { client_id, client_slug: client.slug.as_str().into(), page: "portal".into(), since: None };
     let deadline = Instant::now() + ai.settings.timeout;
-    let outcome = match ai.answer(&caller, &part.setting, &[], &message, None, deadline).await {
-        Ok(answer) => Ok((answer.text, answer.hand_over, answer.tokens)),
-        Err(NoAnswer::Budget) => Err("This month's AI budget is used up, so no call was made.".to_owned()),
-        Err(why) => Err(format!("The model did not answer: {why}.")),
+    // Its own task: the call settles its reservation even if the browser gives up on the page.
+    let (ai, setting, asked) = (ai.clone(), part.setting.clone(), message.clone());
+    let call = tokio::spawn(async move { ai.answer(&caller, &setting, &[], &asked, None, deadline).await });
+    let outcome = match call.await.map_err(|_| NoAnswer::Storage) {
+        Ok(Ok(answer)) => Ok((answer.text, answer.hand_over, answer.tokens)),
+        Ok(Err(NoAnswer::Budget)) => Err("This month's AI budget is used up, so no call was made.".to_owned()),
+        Ok(Err(why)) | Err(why) => Err(format!("The model did not answer: {why}.")),
     };
     part.month = s.store.ai_month(client_id, &this_month()).await?;
     part.tried = Some(TriedAi { message, outcome });
