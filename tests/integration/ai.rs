@@ -7,7 +7,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use meta_sim::{AiFault, AiFaultSwitch, SentMessage, SimConfig};
+use meta_sim::{AiFault, AiFaultSwitch, SimConfig};
 use switchboard::store::ResponderSetting;
 
 use crate::app::{IG_A, PAGE_A, PAGE_B, text_event};
@@ -258,5 +258,4 @@ async fn every_model_failure_is_answered_by_the_rules_and_a_used_up_budget_makes
     assert!(!metrics.contains(KEY));
     let log = server.stop_cleanly();
     assert!(log.iter().all(|line| !line.contains(KEY) && !line.contains("sk-the-right-one")), "a key is in the log");
-    let _unused: Option<SentMessage> = None;
 }

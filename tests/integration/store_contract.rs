@@ -88,7 +88,7 @@ async fn racing_reservations_never_take_more_than_the_month_has_left(db: TestDb)
 /// Choosing AI answers keeps the rules (their fallback) and stores the knowledge and budget; choosing rules
 /// again keeps the AI settings; a done event keeps how it was answered.
 async fn the_ai_responder_keeps_the_rules_and_its_budget_and_the_done_outcome_keeps_its_note(db: TestDb) {
-    use switchboard::store::{AiSetting, InboxRow};
+    use switchboard::store::AiSetting;
     let store = &db.store;
     let c = client(store, "c").await;
     let rules = r#"{"fallback":"rules"}"#.to_owned();
@@ -104,14 +104,8 @@ async fn the_ai_responder_keeps_the_rules_and_its_budget_and_the_done_outcome_ke
     };
     assert_eq!(kept.monthly_tokens, None, "setting the AI answers again sets their budget (none: the default)");
 
-    let row = |key: &str| InboxRow {
-        page_id: page("1"),
-        dedup_key: key.into(),
-        event: "{}".into(),
-        customer_id: None,
-        done: false,
-    };
-    let ids: Vec<_> = store.inbox_insert(&[row("a"), row("b")]).await.unwrap().into_iter().flatten().collect();
+    let ids: Vec<_> =
+        store.inbox_insert(&[row("1", "a"), row("1", "b")]).await.unwrap().into_iter().flatten().collect();
     store
         .inbox_finish(&[
             (ids[0], Outcome::Done(Some("answered by the rules: the model timed out".into()))),
