@@ -341,6 +341,13 @@ async fn slow_inbox_engine(source: Arc<dyn TenantSource>) -> (Router, Arc<Script
     slow_inbox_engine_with(source, EngineSettings::default()).await
 }
 
+/// `slow_inbox_engine` with rules, whose sink records replies already marked when asked to.
+async fn premarking_engine() -> (Router, Arc<ScriptedGraph>, Arc<SlowInbox>) {
+    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
+    inbox.premarks.store(true, std::sync::atomic::Ordering::SeqCst);
+    (router, graph, inbox)
+}
+
 async fn slow_inbox_engine_with(
     source: Arc<dyn TenantSource>,
     settings: EngineSettings,
@@ -569,8 +576,7 @@ async fn a_reply_marked_ahead_is_sent_only_once_its_mark_is_stored() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reply_recorded_as_about_to_be_sent_goes_out_with_no_mark_write_of_its_own() {
-    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
-    inbox.premarks.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (router, graph, inbox) = premarking_engine().await;
     inbox.first.add_permits(1);
     router.dispatch(inbox_event(1, "a", 1));
     run_for(Duration::from_secs(1)).await;
@@ -581,8 +587,7 @@ async fn a_reply_recorded_as_about_to_be_sent_goes_out_with_no_mark_write_of_its
 
 #[tokio::test(start_paused = true)]
 async fn a_reply_recorded_marked_for_a_tenant_that_stopped_before_queueing_it_is_stored_as_never_sent() {
-    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
-    inbox.premarks.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (router, graph, inbox) = premarking_engine().await;
     router.dispatch(inbox_event(1, "a", 1));
     run_for(Duration::from_millis(200)).await;
     assert_eq!(*inbox.asked.lock().unwrap(), vec![(1, true)], "its reply is being recorded marked");
@@ -596,8 +601,7 @@ async fn a_reply_recorded_marked_for_a_tenant_that_stopped_before_queueing_it_is
 
 #[tokio::test(start_paused = true)]
 async fn no_more_replies_are_recorded_marked_than_go_out_at_once_and_the_rest_are_marked_before_their_send() {
-    let (router, graph, inbox) = slow_inbox_engine(Arc::new(Source)).await;
-    inbox.premarks.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (router, graph, inbox) = premarking_engine().await;
     router.dispatch(inbox_event(1, "a", 1));
     run_for(Duration::from_millis(200)).await;
     // Thirty people write while the first reply is recorded: one batch, more than go out at once.
