@@ -179,7 +179,7 @@ impl Actor for TenantActor {
             TenantMsg::Loaded(result) => on_loaded(&myself, state, result),
             TenantMsg::Reload => load(&myself, state),
             TenantMsg::Responded(batch, results) => respond::answered(&myself, state, batch, results),
-            TenantMsg::Pump => send::pump_due(&myself, state),
+            TenantMsg::Pump(at) => send::pump_due(&myself, state, at),
             TenantMsg::NotMarked { item, problem } => send::not_marked(&myself, state, item, &problem),
             TenantMsg::SendDone { item, result, elapsed } => send::on_sent(&myself, state, item, result, elapsed),
             TenantMsg::Retry(item) => send::retry_due(&myself, state, item),

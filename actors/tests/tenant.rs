@@ -958,3 +958,67 @@ async fn a_slow_answer_holds_up_only_its_own_conversation_when_the_bot_answers_o
     assert_eq!(slow, ["re slow1", "re slow2"]);
     assert!(started.elapsed() >= Duration::from_secs(4), "one at a time within a conversation");
 }
+
+/// A Page whose replies wait for the send limit keeps one timer for its next send, however many events reach it
+/// meanwhile. Real time, not paused: the instant of a limiter slot, worked out again by each pump, moves by some
+/// nanoseconds between pumps, and that drift is what used to schedule one more timer per event (each of which
+/// then scheduled its own successor, every slot, until the backlog was sent).
+/// A page whose Send API calls may go at `self.0` a second.
+struct SendingAt(u32);
+
+#[async_trait]
+impl TenantSource for SendingAt {
+    async fn load(&self, page: &PageId) -> Result<TenantProfile, LoadError> {
+        let responder = Arc::new(RulesResponder::new(Default::default(), "ok".into()));
+        Ok(TenantProfile { send_rate_per_second: self.0, ..profile(page, responder) })
+    }
+}
+
+#[tokio::test]
+async fn a_backlogged_page_keeps_one_timer_for_its_next_send_however_many_events_reach_it() {
+    let graph = Arc::new(ScriptedGraph::default());
+    let router = started(EngineDeps {
+        source: Arc::new(SendingAt(20)),
+        graph: graph.clone(),
+        status: Arc::new(Status::default()),
+        events: Arc::new(NoInbox),
+        tenure: Arc::new(EveryPage),
+        settings: EngineSettings::default(),
+    })
+    .await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    router.dispatch(message("warm"));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while graph.calls.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first reply goes out");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let idle = metrics.num_alive_tasks();
+    // 60 customers write 2 ms apart; at 20 sends a second the Page falls behind by most of them.
+    let mut most = idle;
+    for i in 0..60 {
+        let mut event = message(&format!("m{i}"));
+        event.sender = format!("8{i:03}");
+        router.dispatch(event);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        most = most.max(metrics.num_alive_tasks());
+    }
+    let backlog = 60 - graph.calls.lock().unwrap().len().saturating_sub(1);
+    assert!(backlog >= 20, "the Page fell behind (backlog {backlog})");
+    // Beside what ran before: the pump timer, and the calls in flight with their storage writes.
+    let limit = idle + 1 + 2 * EngineSettings::default().max_in_flight;
+    assert!(
+        most <= limit,
+        "{most} tasks alive at most with a backlog of {backlog}, against {idle} before (limit {limit})"
+    );
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while graph.calls.lock().unwrap().len() < 61 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the backlog is sent");
+}

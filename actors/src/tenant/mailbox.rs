@@ -19,8 +19,8 @@ pub(crate) enum TenantMsg {
     /// The replies to batch N's events are known (and, for inbox events, recorded in the outbox), in the
     /// order the events were taken.
     Responded(u64, Vec<(InboundEvent, Result<ToSend, Unanswered>)>),
-    /// Try to send what is queued.
-    Pump,
+    /// Try to send what is queued (a timer set for this instant).
+    Pump(tokio::time::Instant),
     /// A Send API call finished.
     SendDone { item: QueuedSend, result: Result<SendOk, GraphFailure>, elapsed: Duration },
     /// A transiently failed reply is due again.

@@ -25,6 +25,8 @@ use crate::timing::limiter::SendLimiter;
 /// Replies marked in storage as about to be sent at a time: after a crash, at most this many (and the calls in
 /// flight) per Page are of unknown outcome and settled through the Conversations API (2 calls a second).
 pub(super) const ATTEMPT_WINDOW: usize = 4;
+/// The resolution of tokio's timers.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// Storage marking a window of replies as about to be sent; every send of the window waits for it.
 pub(crate) type MarkWrite = Shared<BoxFuture<'static, Result<(), SinkError>>>;
@@ -194,13 +196,25 @@ impl Sending {
         Some(write)
     }
 
-    /// Whether a `Pump` must be scheduled for `at` (none is due earlier already).
+    /// Whether a `Pump` must be scheduled for `at`: none is due by then already. One due up to a timer tick
+    /// later serves too: timers fire on millisecond ticks, and the instant of one limiter slot, worked out
+    /// again by each pump, moves by some nanoseconds between them. (Without that slack every event that
+    /// reached a backlogged Page scheduled one more timer for the same slot, and each of them scheduled its
+    /// successor: at 80 sends a second per Page the timers took most of the runtime.)
     fn pump_wanted(&mut self, at: Instant) -> bool {
-        if self.pump_at.is_some_and(|scheduled| scheduled <= at) {
+        if self.pump_at.is_some_and(|scheduled| scheduled <= at + TIMER_TICK) {
             return false;
         }
         self.pump_at = Some(at);
         true
+    }
+
+    /// The `Pump` scheduled for `at` fired: if it is the one pending, none is now (an earlier one that was
+    /// overtaken leaves the pending one in place, so it does not schedule another of its own).
+    fn pump_fired(&mut self, at: Instant) {
+        if self.pump_at == Some(at) {
+            self.pump_at = None;
+        }
     }
 
     /// Pauses sending for `regain` (plus up to a tenth more); false if it is paused longer already.
@@ -281,9 +295,9 @@ pub(super) fn pump(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
     }
 }
 
-/// The `Pump` scheduled earlier is due.
-pub(super) fn pump_due(myself: &ActorRef<TenantMsg>, state: &mut TenantState) {
-    state.sending.pump_at = None;
+/// The `Pump` scheduled for `at` is due.
+pub(super) fn pump_due(myself: &ActorRef<TenantMsg>, state: &mut TenantState, at: Instant) {
+    state.sending.pump_fired(at);
     pump(myself, state);
 }
 
@@ -351,7 +365,7 @@ pub(super) fn not_marked(myself: &ActorRef<TenantMsg>, state: &mut TenantState, 
 /// Pumps again at `at`, unless a pump is due earlier already.
 fn schedule_pump(myself: &ActorRef<TenantMsg>, state: &mut TenantState, at: Instant) {
     if state.sending.pump_wanted(at) {
-        myself.send_after(at.saturating_duration_since(Instant::now()), || TenantMsg::Pump);
+        myself.send_after(at.saturating_duration_since(Instant::now()), move || TenantMsg::Pump(at));
     }
 }
 
