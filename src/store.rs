@@ -53,6 +53,7 @@ pub use history::{HistoryAdd, HistorySlot};
 pub use inbox::{Fence, InboxRow, InboxStatus, NewReply, Pending, PendingPage};
 pub use integrations::{Integration, IntegrationStatus, NewIntegration, RevokeIf};
 pub use oauth::{ConsumedState, NewOAuthState, OAuthOutcome, StateRejected};
+pub use postgres::progress_sql;
 pub use rotation::{Resealed, SealedRelaySecret, SealedRow};
 pub use stuck::StuckPage;
 pub use switchboard_actors::{InboxId, Outcome, RecordedReply, ReplyId};

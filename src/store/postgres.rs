@@ -49,9 +49,8 @@ const STALE: Duration = Duration::from_secs(10);
 /// lifetime) still reaches it under constant load.
 const RETURN_AFTER: Duration = Duration::from_secs(300);
 
-/// A recorded reply as its insert returns it: (id, inbox_id, seq, body, sent).
 /// A progress write: replies Meta accepted ($1 ids, $2 message ids, $5 now), then the finished inbox rows
-/// (`UPDATE webhook_inbox i … FROM <rows> WHERE …`, completed by the caller).
+/// (`UPDATE webhook_inbox i … FROM <rows> WHERE …`, completed by the caller, with `not_finished!()`).
 macro_rules! progress_statement {
     () => {
         "WITH sent AS ( \
@@ -60,6 +59,18 @@ macro_rules! progress_statement {
              WHERE r.id = t.id AND r.sent_at IS NULL) \
          UPDATE webhook_inbox i SET status = CASE WHEN t.failed THEN 'failed' ELSE 'done' END, \
              reason = t.reason, finished_at = $5"
+    };
+}
+
+/// The guard that finishes an inbox row only once. A row is pending exactly while it has no `finished_at`
+/// (every statement that sets one sets the other), and the guard says so through `finished_at` rather than
+/// `status`: `status = 'pending'` is the predicate of the partial `webhook_inbox_pending` index, and with it
+/// the planner could (and, while the statistics were those of a smaller inbox, did) read every pending row
+/// through that index and hash-join them with the batch, rather than look each row up by its id. Under a
+/// backlog that made each progress write read the whole backlog.
+macro_rules! not_finished {
+    () => {
+        "i.finished_at IS NULL"
     };
 }
 
@@ -102,6 +113,30 @@ pub(super) fn fence_columns<'a>(
     )
 }
 
+/// The progress statement, with or without the fence (see `write_progress`). Public for the test that
+/// checks its plan.
+#[doc(hidden)]
+pub fn progress_sql(fenced: bool) -> &'static str {
+    if fenced {
+        concat!(
+            progress_statement!(),
+            " FROM UNNEST($3::bigint[], $4::text[], $9::bool[], $6::text[], $7::bigint[], $8::bigint[]) ",
+            "AS t(id, reason, failed, page, epoch, node) WHERE i.id = t.id AND ",
+            not_finished!(),
+            " AND ",
+            fence_holds!()
+        )
+    } else {
+        concat!(
+            progress_statement!(),
+            " FROM UNNEST($3::bigint[], $4::text[], $9::bool[]) AS t(id, reason, failed) ",
+            "WHERE i.id = t.id AND ",
+            not_finished!()
+        )
+    }
+}
+
+/// A recorded reply as its insert returns it: (id, inbox_id, seq, body, sent, unattempted, recorded_at).
 type RecordedRow = (i64, i64, i32, String, bool, bool, DateTime<Utc>);
 
 impl PgBatched {
@@ -204,20 +239,7 @@ impl Batched for PgBatched {
         let mut writer = self.writer().await?;
         // Sent marks are facts (Meta answered): stored whoever owns the page now. Finishing an event is on the
         // way to a send, so in a cluster it holds only under its fence.
-        let statement = if fences.is_empty() {
-            concat!(
-                progress_statement!(),
-                " FROM UNNEST($3::bigint[], $4::text[], $9::bool[]) AS t(id, reason, failed) ",
-                "WHERE i.id = t.id AND i.status = 'pending'"
-            )
-        } else {
-            concat!(
-                progress_statement!(),
-                " FROM UNNEST($3::bigint[], $4::text[], $9::bool[], $6::text[], $7::bigint[], $8::bigint[]) ",
-                "AS t(id, reason, failed, page, epoch, node) WHERE i.id = t.id AND i.status = 'pending' AND ",
-                fence_holds!()
-            )
-        };
+        let statement = progress_sql(!fences.is_empty());
         let done = sqlx::query(statement)
             .bind(&sent_ids)
             .bind(&message_ids)

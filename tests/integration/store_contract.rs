@@ -841,3 +841,45 @@ async fn old_oauth_states_are_pruned_and_recent_ones_kept(db: TestDb) {
     assert_eq!(db.count("oauth_states").await, 0);
     assert!(store.oauth_outcome("result-two").await.unwrap().is_none());
 }
+
+/// Finishing events looks each one up by its id, whatever the statistics say. Here they were taken when
+/// nothing was pending, and a backlog built since (Meta throttled a Page, or PostgreSQL was away): a plan that
+/// found the rows through the index of pending rows would read the whole backlog for every progress write,
+/// and it used to (with the guard written as `status = 'pending'`, which is that index's predicate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_write_looks_its_rows_up_by_id_even_when_the_statistics_missed_a_backlog() {
+    use sqlx::Connection as _;
+    let db = TestDb::postgres().await;
+    db.exec(
+        "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status, finished_at) \
+         SELECT '104711112233445', 'd' || g, '{}', now(), 'done', now() FROM generate_series(1, 20000) g",
+    )
+    .await;
+    db.exec("ANALYZE webhook_inbox").await;
+    db.exec(
+        "INSERT INTO webhook_inbox (page_id, dedup_key, event, received_at, status) \
+         SELECT '104711112233445', 'p' || g, '{}', now(), 'pending' FROM generate_series(1, 20000) g",
+    )
+    .await;
+    let pending: Vec<i64> = (20_001..20_011).collect();
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for fenced in [false, true] {
+        let explain = sqlx::AssertSqlSafe(format!("EXPLAIN {}", switchboard::store::progress_sql(fenced)));
+        let plan: Vec<String> = sqlx::query_scalar(explain)
+            .bind(Vec::<i64>::new())
+            .bind(Vec::<String>::new())
+            .bind(&pending)
+            .bind(vec![None::<String>; pending.len()])
+            .bind(chrono::Utc::now())
+            .bind(vec!["104711112233445"; pending.len()])
+            .bind(vec![1_i64; pending.len()])
+            .bind(vec![1_i64; pending.len()])
+            .bind(vec![false; pending.len()])
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("webhook_inbox_pending"), "fenced: {fenced}; the plan reads the pending rows:\n{plan}");
+        assert!(plan.contains("webhook_inbox_pkey"), "fenced: {fenced}; the plan:\n{plan}");
+    }
+}
