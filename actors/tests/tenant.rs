@@ -905,6 +905,21 @@ impl Responder for OneByOneBot {
 
 struct OneByOneSource;
 
+/// An engine with default settings whose pages are loaded from `source`, and its Graph API.
+async fn engine_from(source: Arc<dyn TenantSource>) -> (Router, Arc<ScriptedGraph>) {
+    let graph = Arc::new(ScriptedGraph::default());
+    let router = started(EngineDeps {
+        source,
+        graph: graph.clone(),
+        status: Arc::new(Status::default()),
+        events: Arc::new(NoInbox),
+        tenure: Arc::new(EveryPage),
+        settings: EngineSettings::default(),
+    })
+    .await;
+    (router, graph)
+}
+
 #[async_trait]
 impl TenantSource for OneByOneSource {
     async fn load(&self, page: &PageId) -> Result<TenantProfile, LoadError> {
@@ -914,16 +929,7 @@ impl TenantSource for OneByOneSource {
 
 #[tokio::test]
 async fn a_slow_answer_holds_up_only_its_own_conversation_when_the_bot_answers_one_by_one() {
-    let graph = Arc::new(ScriptedGraph::default());
-    let router = started(EngineDeps {
-        source: Arc::new(OneByOneSource),
-        graph: graph.clone(),
-        status: Arc::new(Status::default()),
-        events: Arc::new(NoInbox),
-        tenure: Arc::new(EveryPage),
-        settings: EngineSettings::default(),
-    })
-    .await;
+    let (router, graph) = engine_from(Arc::new(OneByOneSource)).await;
     let from = |sender: &str, mid: &str, ts: i64| {
         let mut e = message(mid);
         e.sender = sender.into();
@@ -976,16 +982,7 @@ impl TenantSource for SendingAt {
 
 #[tokio::test]
 async fn a_backlogged_page_keeps_one_timer_for_its_next_send_however_many_events_reach_it() {
-    let graph = Arc::new(ScriptedGraph::default());
-    let router = started(EngineDeps {
-        source: Arc::new(SendingAt(20)),
-        graph: graph.clone(),
-        status: Arc::new(Status::default()),
-        events: Arc::new(NoInbox),
-        tenure: Arc::new(EveryPage),
-        settings: EngineSettings::default(),
-    })
-    .await;
+    let (router, graph) = engine_from(Arc::new(SendingAt(20))).await;
     let metrics = tokio::runtime::Handle::current().metrics();
     router.dispatch(message("warm"));
     tokio::time::timeout(Duration::from_secs(5), async {
