@@ -31,7 +31,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use switchboard_actors::{EventSink, InboundEvent, InboxId, PageId, Progress, Router};
 
-pub use group_commit::GroupCommit;
+pub use group_commit::{GroupCommit, WRITE_SECONDS};
 pub use in_flight::InFlight;
 pub use ingest::{Ingest, UNHANDLED, UNHANDLED_NOT_KEPT, Unavailable};
 pub use retention::{prune, prune_logged};
@@ -78,7 +78,7 @@ impl Inbox {
     ) -> Self {
         let writer = {
             let store = store.clone();
-            GroupCommit::start(commit_writers, Duration::ZERO, move |rows: Vec<InboxRow>| {
+            GroupCommit::start("inbox", commit_writers, Duration::ZERO, move |rows: Vec<InboxRow>| {
                 let store = store.clone();
                 async move {
                     store.inbox_insert(&rows).await.map_err(|err| {

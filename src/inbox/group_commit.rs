@@ -10,6 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 /// The most items one group commit writes.
 const MAX_ITEMS: usize = 1000;
 
+/// How long each group-commit write took, by writer.
+pub const WRITE_SECONDS: &str = "switchboard_store_write_seconds";
+
 /// Where a request's outputs (or the write's error) go.
 type Reply<O> = oneshot::Sender<Result<Vec<O>, String>>;
 
@@ -37,9 +40,10 @@ impl<I, O> Clone for GroupCommit<I, O> {
 }
 
 impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
-    /// Starts the writer; `write` must return one output per item, in order. A write starts `linger` after
-    /// the first request of its group arrived (zero: at once), gathering what arrives meanwhile.
-    pub fn start<F, Fut>(concurrency: usize, linger: Duration, mut write: F) -> Self
+    /// Starts the writer `name` (the `writer` label of its writes' durations); `write` must return one output
+    /// per item, in order. A write starts `linger` after the first request of its group arrived (zero: at
+    /// once), gathering what arrives meanwhile.
+    pub fn start<F, Fut>(name: &'static str, concurrency: usize, linger: Duration, mut write: F) -> Self
     where
         F: FnMut(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Vec<O>, String>> + Send + 'static,
@@ -82,7 +86,9 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
                 let n = all.len();
                 let written = write(all);
                 tokio::spawn(async move {
+                    let started = tokio::time::Instant::now();
                     let result = written.await;
+                    metrics::histogram!(WRITE_SECONDS, "writer" => name).record(started.elapsed().as_secs_f64());
                     drop(writer);
                     answer(answers, n, result);
                 });
@@ -165,7 +171,7 @@ mod tests {
         let running = Arc::new(AtomicUsize::new(0));
         let writer = {
             let (groups, most_at_once) = (groups.clone(), most_at_once.clone());
-            GroupCommit::start(concurrency, linger, move |items: Vec<u32>| {
+            GroupCommit::start("test", concurrency, linger, move |items: Vec<u32>| {
                 groups.lock().unwrap().push(items.clone());
                 let (release, running, most_at_once) = (release.clone(), running.clone(), most_at_once.clone());
                 async move {

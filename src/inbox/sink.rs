@@ -33,7 +33,7 @@ impl StoreEvents {
     pub fn new(store: Store, in_flight: Arc<InFlight>, owned: Option<Arc<Owned>>) -> Self {
         let record = {
             let store = store.clone();
-            GroupCommit::start(1, Duration::ZERO, move |rows: Vec<NewReply>| {
+            GroupCommit::start("replies", 1, Duration::ZERO, move |rows: Vec<NewReply>| {
                 let store = store.clone();
                 async move { store.replies_record_fenced(&rows).await.map_err(|e| e.to_string()) }
             })
@@ -42,7 +42,7 @@ impl StoreEvents {
             let store = store.clone();
             // One writer: a progress write's answer means all progress before it is stored (`flush`).
             let in_flight = in_flight.clone();
-            GroupCommit::start(1, PROGRESS_LINGER, move |reports: Vec<Report>| {
+            GroupCommit::start("progress", 1, PROGRESS_LINGER, move |reports: Vec<Report>| {
                 let (store, in_flight) = (store.clone(), in_flight.clone());
                 async move {
                     let n = reports.len();
@@ -64,7 +64,7 @@ impl StoreEvents {
         };
         let attempting = {
             let store = store.clone();
-            GroupCommit::start(1, Duration::ZERO, move |marks: Vec<(ReplyId, Option<Fence>)>| {
+            GroupCommit::start("marks", 1, Duration::ZERO, move |marks: Vec<(ReplyId, Option<Fence>)>| {
                 let store = store.clone();
                 async move { store.replies_attempting(&marks).await.map_err(|e| e.to_string()) }
             })

@@ -96,6 +96,11 @@ pub const ALL: &[Metric] = &[
     ),
     counter(engine::UNKNOWN_REPLIES, "outcome", "Replies of unknown outcome, by how they were settled."),
     counter(inbox::COMMIT_FAILURES, "", "Webhooks answered 503 because their events could not be committed in time."),
+    histogram(
+        inbox::WRITE_SECONDS,
+        "writer",
+        "Durable mode's group-commit writes, by writer (inbox, replies, marks, progress): how long each took.",
+    ),
     counter(
         inbox::NOT_TAKEN,
         "reason",

@@ -171,6 +171,11 @@ async fn a_real_prometheus_scraping_the_binary_fires_the_stuck_page_alert_and_ru
     }
     assert!(scrape.contains("# HELP switchboard_webhook_reply_seconds "), "described");
     assert!(scrape.contains("switchboard_webhook_reply_seconds_bucket{client=\"rural-king\""), "webhook → reply timed");
+    // The durable writes before page B's 200s and sends are timed, by writer.
+    for writer in ["inbox", "replies"] {
+        let series = format!("switchboard_store_write_seconds_bucket{{writer=\"{writer}\"");
+        assert!(scrape.contains(&series), "the {writer} writes are timed");
+    }
 
     // A real Prometheus scrapes the binary with the rules loaded, and the stuck Page's alert fires.
     let prometheus = Prometheus::start(&server.metrics_url().trim_start_matches("http://").replace("/metrics", ""));
